@@ -1,0 +1,18 @@
+"""The embedded local namespace: an AMQP 1.0 server that azure-servicebus talks to.
+
+Needs the ``local`` extra (``pip install 'geobus[local]'``), which brings
+python-qpid-proton.
+"""
+
+from ._entities import EntitySettings
+from ._namespace import DEFAULT_MAX_MESSAGE_SIZE, DEV_KEY, DEV_KEY_NAME, LocalNamespace
+from ._server import Fault
+
+__all__ = [
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "DEV_KEY",
+    "DEV_KEY_NAME",
+    "EntitySettings",
+    "Fault",
+    "LocalNamespace",
+]

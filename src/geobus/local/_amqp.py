@@ -1,0 +1,429 @@
+"""What the local namespace does with each AMQP event: the protocol, not the sockets.
+
+``Engine.dispatch`` handles one proton event. The sockets, the faults and the
+clock's turns belong to ``_server``; the messages' state belongs to the broker.
+Everything here runs on the server's single loop thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from proton import (
+    SASL,
+    Collector,
+    Condition,
+    Connection,
+    Delivery,
+    Disposition,
+    Endpoint,
+    Event,
+    Link,
+    Message,
+    Transport,
+    symbol,
+    timestamp,
+)
+
+from .._sas import SasTokenError, validate_sas_token
+from ._broker import BadAddress, Broker, EntityNotFound, Topic, entity_path
+from ._codec import CodecError, encode_annotations, encode_header, parse_message, unpack_batch
+from ._entities import LockLost, MessageLog, MessageState, StoredMessage
+
+_LOG = logging.getLogger("geobus.local")
+
+CBS_NODE = "$cbs"
+MANAGEMENT_SUFFIX = "/$management"
+LINK_CREDIT = 200
+
+# Error conditions, as Azure Service Bus names them (the SDK maps these to its exceptions).
+NOT_FOUND = "amqp:not-found"
+UNAUTHORIZED = "amqp:unauthorized-access"
+NOT_IMPLEMENTED = "amqp:not-implemented"
+DECODE_ERROR = "amqp:decode-error"
+INVALID_FIELD = "amqp:invalid-field"
+MESSAGE_SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
+LOCK_LOST = "com.microsoft:message-lock-lost"
+DEAD_LETTER = "com.microsoft:dead-letter"
+
+
+def render(message: StoredMessage, log: MessageLog) -> bytes:
+    """The bytes a client receives for ``message``: broker sections + the stored rest."""
+    annotations = dict(message.annotations)
+    annotations[symbol("x-opt-sequence-number")] = message.seq
+    annotations[symbol("x-opt-enqueued-time")] = timestamp(int(message.enqueued_at * 1000))
+    if message.locked_until is not None:
+        annotations[symbol("x-opt-locked-until")] = timestamp(int(message.locked_until * 1000))
+    if message.state != MessageState.ACTIVE:
+        annotations[symbol("x-opt-message-state")] = int(message.state)
+    return (
+        encode_header(message.header, message.delivery_count)
+        + encode_annotations(annotations)
+        + message.rest
+    )
+
+
+def _audience_path(audience: str) -> str:
+    try:
+        return entity_path(audience)
+    except BadAddress:
+        return ""  # the namespace itself: covers every entity
+
+
+class Engine:
+    """The protocol half of one local namespace."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        key_name: str,
+        key: str,
+        max_message_size: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.broker = broker
+        self.key_name = key_name
+        self._key = key
+        self.max_message_size = max_message_size
+        self.clock = clock
+        self._consumers: dict[MessageLog, list[Link]] = {}
+
+    # -- connections ---------------------------------------------------------
+
+    def new_connection(self) -> tuple[Transport, Connection, Collector]:
+        transport = Transport(Transport.SERVER)
+        sasl = transport.sasl()
+        sasl.allowed_mechs("ANONYMOUS")
+        connection = Connection()
+        collector = Collector()
+        connection.collect(collector)
+        transport.bind(connection)
+        connection.audiences = {}
+        connection.reply_links = {}
+        connection.consumer_links = []
+        return transport, connection, collector
+
+    def connection_gone(self, connection: Connection) -> None:
+        """Forget a connection's consumers. Its messages' locks stay until they expire,
+        as in Service Bus."""
+        for link in connection.consumer_links:
+            self._unregister(link)
+        connection.consumer_links = []
+
+    # -- events --------------------------------------------------------------
+
+    def dispatch(self, event: Event) -> None:
+        kind = event.type
+        if kind == Event.CONNECTION_REMOTE_OPEN:
+            event.connection.container = "geobus-local"
+            event.connection.open()
+        elif kind == Event.SESSION_REMOTE_OPEN:
+            event.session.open()
+        elif kind == Event.LINK_REMOTE_OPEN:
+            self._open_link(event.link)
+        elif kind == Event.LINK_FLOW:
+            if event.link.is_sender and getattr(event.link, "kind", None) == "entity":
+                self._pump_link(event.link)
+        elif kind == Event.DELIVERY:
+            delivery = event.delivery
+            if delivery.link.is_receiver:
+                self._incoming(delivery)
+            elif delivery.updated:
+                self._settled_by_client(delivery)
+        elif kind == Event.LINK_REMOTE_CLOSE:
+            self._unregister(event.link)
+            event.link.close()
+        elif kind == Event.SESSION_REMOTE_CLOSE:
+            event.session.close()
+        elif kind == Event.CONNECTION_REMOTE_CLOSE:
+            self.connection_gone(event.connection)
+            event.connection.close()
+
+    # -- links ---------------------------------------------------------------
+
+    def _open_link(self, link: Link) -> None:
+        link.source.copy(link.remote_source)
+        link.target.copy(link.remote_target)
+        link.snd_settle_mode = link.remote_snd_settle_mode
+        link.rcv_settle_mode = link.remote_rcv_settle_mode
+        address = (link.remote_target if link.is_receiver else link.remote_source).address or ""
+        connection = link.connection
+        if address == CBS_NODE:
+            self._open_node(link, "cbs", address)
+            return
+        node = address[: -len(MANAGEMENT_SUFFIX)] if address.endswith(MANAGEMENT_SUFFIX) else None
+        entity = node if node is not None else address
+        try:
+            path = entity_path(entity)
+        except BadAddress as exc:
+            self._refuse_link(link, INVALID_FIELD, str(exc))
+            return
+        if not self._authorized(connection, path):
+            self._refuse_link(
+                link, UNAUTHORIZED, f"no valid token for {path!r} on this connection (put-token on $cbs first)"
+            )
+            return
+        if node is not None:
+            self._open_node(link, "management", address)
+            link.entity = path
+            return
+        if link.is_sender and _has_session_filter(link):
+            self._refuse_link(link, NOT_IMPLEMENTED, "sessions are not supported by the local namespace")
+            return
+        try:
+            if link.is_receiver:
+                link.send_target = self.broker.send_target(path)
+            else:
+                link.log = self.broker.receive_source(path)
+        except EntityNotFound:
+            self._refuse_link(link, NOT_FOUND, f"The messaging entity '{path}' could not be found.")
+            return
+        except BadAddress as exc:
+            self._refuse_link(link, NOT_IMPLEMENTED if "send" in str(exc) else INVALID_FIELD, str(exc))
+            return
+        link.kind = "entity"
+        if link.is_receiver:
+            link.max_message_size = self.max_message_size
+            link.open()
+            link.flow(LINK_CREDIT)
+        else:
+            link.peek_lock = link.remote_snd_settle_mode != Link.SND_SETTLED
+            link.open()
+            self._consumers.setdefault(link.log, []).append(link)
+            connection.consumer_links.append(link)
+            self._pump_link(link)
+
+    def _open_node(self, link: Link, kind: str, address: str) -> None:
+        link.kind = kind
+        link.open()
+        if link.is_receiver:
+            link.flow(LINK_CREDIT)
+        else:
+            replies = link.connection.reply_links
+            replies[address.lower()] = link
+            if link.remote_target.address:
+                replies[link.remote_target.address.lower()] = link
+
+    def _refuse_link(self, link: Link, condition: str, description: str) -> None:
+        link.kind = "refused"
+        link.open()
+        link.condition = Condition(condition, description)
+        link.close()
+
+    def _unregister(self, link: Link) -> None:
+        log = getattr(link, "log", None)
+        if log is not None and link in self._consumers.get(log, []):
+            self._consumers[log].remove(link)
+
+    def _authorized(self, connection: Connection, path: str) -> bool:
+        now = self.clock()
+        for audience, expiry in connection.audiences.items():
+            if expiry < now:
+                continue
+            if not audience or path == audience or path.startswith(audience + "/"):
+                return True
+        return False
+
+    # -- sending to clients ----------------------------------------------------
+
+    def pump(self, logs: Iterable[MessageLog]) -> None:
+        """Offer ready messages of ``logs`` to the links reading them."""
+        for log in logs:
+            for link in list(self._consumers.get(log, [])):
+                self._pump_link(link)
+
+    def _pump_link(self, link: Link) -> None:
+        if not link.state & Endpoint.LOCAL_ACTIVE:
+            return
+        log: MessageLog = link.log
+        now = self.clock()
+        while link.credit > 0:
+            message = log.take(now, peek_lock=link.peek_lock)
+            if message is None:
+                break
+            token = message.lock_token or uuid.uuid4()
+            delivery = link.delivery(token.bytes_le)
+            link.send(render(message, log))
+            link.advance()
+            if link.peek_lock:
+                delivery.token = token
+            else:
+                delivery.settle()
+        if link.drain_mode and link.credit > 0:
+            link.drained()
+
+    def _settled_by_client(self, delivery: Delivery) -> None:
+        token = getattr(delivery, "token", None)
+        if token is None or delivery.settled and delivery.local_state:
+            delivery.settle()
+            return
+        log: MessageLog = delivery.link.log
+        state = delivery.remote_state
+        remote = delivery.remote
+        now = self.clock()
+        local = delivery.local
+        try:
+            if state == Disposition.ACCEPTED:
+                log.complete(token, now)
+            elif state == Disposition.RELEASED:
+                log.abandon(token, now, count=False)
+            elif state == Disposition.MODIFIED:
+                if remote.undeliverable:
+                    log.defer(token, now)
+                else:
+                    log.abandon(token, now)
+                local.failed = remote.failed
+                local.undeliverable = remote.undeliverable
+            elif state == Disposition.REJECTED:
+                reason, description = _dead_letter_info(remote.condition)
+                log.dead_letter_locked(token, now, reason, description)
+            else:
+                return
+            delivery.update(state)
+        except LockLost:
+            local.condition = Condition(
+                LOCK_LOST,
+                "The lock supplied is invalid. Either the lock expired, or the message has "
+                "already been removed from the queue.",
+            )
+            delivery.update(Disposition.REJECTED)
+        delivery.settle()
+        self.pump([log])
+
+    # -- receiving from clients ------------------------------------------------
+
+    def _incoming(self, delivery: Delivery) -> None:
+        link = delivery.link
+        if not delivery.readable or delivery.aborted:
+            if delivery.aborted:
+                delivery.settle()
+            return
+        chunk = link.recv(delivery.pending) or b""
+        buffered = getattr(delivery, "buffer", None)
+        buffer = bytearray(chunk) if buffered is None else buffered + chunk
+        if len(buffer) > self.max_message_size:
+            link.advance() if not delivery.partial else None
+            self._reject(delivery, MESSAGE_SIZE_EXCEEDED, "The message exceeds the maximum size.")
+            if delivery.partial:
+                link.condition = Condition(MESSAGE_SIZE_EXCEEDED, "The message exceeds the maximum size.")
+                link.close()
+            return
+        if delivery.partial:
+            delivery.buffer = buffer
+            return
+        delivery.buffer = None
+        link.advance()
+        kind = getattr(link, "kind", None)
+        try:
+            if kind == "cbs":
+                self._put_token(link, bytes(buffer))
+            elif kind == "management":
+                from ._management import handle_request
+
+                handle_request(self, link, bytes(buffer))
+            elif kind == "entity":
+                self._enqueue(link, bytes(buffer))
+            else:
+                self._reject(delivery, NOT_FOUND, "the link is not attached to a node")
+                return
+        except CodecError as exc:
+            self._reject(delivery, DECODE_ERROR, str(exc))
+            return
+        delivery.update(Delivery.ACCEPTED)
+        delivery.settle()
+        if link.credit < LINK_CREDIT // 2:
+            link.flow(LINK_CREDIT - link.credit)
+
+    def _reject(self, delivery: Delivery, condition: str, description: str) -> None:
+        delivery.local.condition = Condition(condition, description)
+        delivery.update(Delivery.REJECTED)
+        delivery.settle()
+
+    def _enqueue(self, link: Link, data: bytes) -> None:
+        target: MessageLog | Topic = link.send_target
+        inner = unpack_batch(data) or [data]
+        parsed = [parse_message(m) for m in inner]
+        for message in parsed:
+            self.broker.enqueue(target, message)
+        self.pump(target.subscriptions.values() if isinstance(target, Topic) else [target])
+
+    def _put_token(self, link: Link, data: bytes) -> None:
+        request = Message()
+        request.decode(data)
+        props = request.properties or {}
+        status, description = 200, "OK"
+        if props.get("operation") != "put-token":
+            status, description = 400, "unknown $cbs operation"
+        elif not str(request.body or "").startswith("SharedAccessSignature "):
+            # The SDK labels SAS tokens "jwt" too, so the body decides, not the type.
+            status, description = 401, "the local namespace accepts SAS tokens only"
+        else:
+            try:
+                token = validate_sas_token(
+                    str(request.body), key_name=self.key_name, key=self._key, now=self.clock()
+                )
+                name = str(props.get("name") or token.audience)
+                audience = _audience_path(token.audience)
+                if audience and _audience_path(name) != audience and not _audience_path(
+                    name
+                ).startswith(audience + "/"):
+                    raise SasTokenError("token audience does not cover the requested name")
+                link.connection.audiences[_audience_path(name)] = token.expiry
+            except SasTokenError as exc:
+                status, description = 401, f"InvalidSignature: {exc}"
+                _LOG.warning("put-token refused: %s", exc)
+        self.reply(
+            link.connection,
+            CBS_NODE,
+            request,
+            {"status-code": status, "status-description": description},
+        )
+
+    def reply(
+        self,
+        connection: Connection,
+        node: str,
+        request: Message,
+        properties: dict[str, Any],
+        body: Any = None,
+    ) -> None:
+        """Send a request-response reply on the connection's reply link for ``node``."""
+        replies = connection.reply_links
+        link = None
+        if request.reply_to:
+            link = replies.get(str(request.reply_to).lower())
+        link = link or replies.get(node.lower())
+        if link is None:
+            _LOG.debug("no reply link for %s; reply dropped", node)
+            return
+        response = Message(correlation_id=request.id, properties=properties, body=body)
+        delivery = link.delivery(uuid.uuid4().bytes)
+        link.send(response.encode())
+        link.advance()
+        delivery.settle()
+
+
+def _dead_letter_info(condition: Condition | None) -> tuple[str | None, str | None]:
+    if condition is None or not condition.info:
+        return None, None
+    info = {str(k): v for k, v in dict(condition.info).items()}
+    reason = info.get("DeadLetterReason")
+    description = info.get("DeadLetterErrorDescription")
+    return (
+        None if reason is None else str(reason),
+        None if description is None else str(description),
+    )
+
+
+def _has_session_filter(link: Link) -> bool:
+    data = link.remote_source.filter
+    data.rewind()
+    if data.next() is None:
+        return False
+    found = data.get_object()
+    return isinstance(found, dict) and any("session-filter" in str(k) for k in found)

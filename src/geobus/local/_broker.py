@@ -1,0 +1,269 @@
+"""The local namespace's entities and what a send, a receive or a settlement does.
+
+No I/O: the server's loop calls in with the current time, then asks
+``take_changes()`` for what to persist before any reply leaves the socket.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ._codec import ParsedMessage
+from ._entities import EntitySettings, MessageLog, MessageState, StoredMessage
+
+DEAD_LETTER_SUFFIX = "/$deadletterqueue"
+SUBSCRIPTIONS = "/subscriptions/"
+
+
+class EntityNotFound(LookupError):
+    """The address names no entity and the namespace does not create on first use."""
+
+
+class BadAddress(ValueError):
+    """The address cannot name a Service Bus entity (for example, a send to a subscription)."""
+
+
+def entity_path(address: str) -> str:
+    """Normalise a link address (``amqps://host:port/q``, ``q``, ``/q``) to ``q``.
+
+    Service Bus entity names are case-insensitive; so are these paths.
+    """
+    if "://" in address:
+        address = urlsplit(address).path
+    path = unquote(address).strip("/").lower()
+    if not path:
+        raise BadAddress("empty entity address")
+    return path
+
+
+@dataclass
+class Topic:
+    path: str
+    settings: EntitySettings
+    subscriptions: dict[str, MessageLog] = field(default_factory=dict)
+
+
+Change = tuple[str, StoredMessage, bool]
+
+
+class Broker:
+    """Every entity of one namespace. Not thread-safe: the server's loop owns it."""
+
+    def __init__(
+        self,
+        settings: EntitySettings | None = None,
+        *,
+        auto_create: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings or EntitySettings()
+        self.auto_create = auto_create
+        self.clock = clock
+        self.queues: dict[str, MessageLog] = {}
+        self.topics: dict[str, Topic] = {}
+        self._sequence: dict[str, int] = {}
+        self._recent_ids: dict[str, OrderedDict[str, float]] = {}
+        self._changes: list[Change] = []
+        self._changed_seq: set[str] = set()
+
+    # -- declaring -----------------------------------------------------------
+
+    def declare_queue(self, name: str, settings: EntitySettings | None = None) -> MessageLog:
+        path = entity_path(name)
+        if path in self.topics:
+            raise BadAddress(f"{name!r} is already a topic")
+        if path not in self.queues:
+            self.queues[path] = MessageLog(path, settings or self.settings, self._record)
+        return self.queues[path]
+
+    def declare_topic(self, name: str, subscriptions: Iterable[str] = ()) -> Topic:
+        path = entity_path(name)
+        if path in self.queues:
+            raise BadAddress(f"{name!r} is already a queue")
+        topic = self.topics.setdefault(path, Topic(path, self.settings))
+        for sub in subscriptions:
+            self.declare_subscription(path, sub)
+        return topic
+
+    def declare_subscription(
+        self, topic: str, name: str, settings: EntitySettings | None = None
+    ) -> MessageLog:
+        owner = self.topics.get(entity_path(topic)) or self.declare_topic(topic)
+        sub = entity_path(name)
+        if sub not in owner.subscriptions:
+            owner.subscriptions[sub] = MessageLog(
+                f"{owner.path}{SUBSCRIPTIONS}{sub}", settings or owner.settings, self._record
+            )
+        return owner.subscriptions[sub]
+
+    # -- resolving -----------------------------------------------------------
+
+    def send_target(self, address: str) -> MessageLog | Topic:
+        """The queue or topic a sender link writes to.
+
+        Raises:
+            EntityNotFound: unknown, and the namespace does not create on first use.
+            BadAddress: a subscription or dead-letter queue cannot be sent to.
+        """
+        path = entity_path(address)
+        if SUBSCRIPTIONS in path or path.endswith(DEAD_LETTER_SUFFIX):
+            raise BadAddress(f"cannot send to {path!r}")
+        if path in self.topics:
+            return self.topics[path]
+        if path in self.queues:
+            return self.queues[path]
+        if not self.auto_create:
+            raise EntityNotFound(path)
+        return self.declare_queue(path)
+
+    def receive_source(self, address: str) -> MessageLog:
+        """The log a receiver link reads: a queue, a subscription or a dead-letter queue.
+
+        Raises:
+            EntityNotFound: unknown, and the namespace does not create on first use.
+        """
+        path = entity_path(address)
+        dead_letter = path.endswith(DEAD_LETTER_SUFFIX)
+        if dead_letter:
+            path = path[: -len(DEAD_LETTER_SUFFIX)]
+        if SUBSCRIPTIONS in path:
+            topic, _, sub = path.partition(SUBSCRIPTIONS)
+            owner = self.topics.get(topic)
+            if owner is not None and sub in owner.subscriptions:
+                log = owner.subscriptions[sub]
+            elif self.auto_create and topic not in self.queues:
+                log = self.declare_subscription(topic, sub)
+            else:
+                raise EntityNotFound(path)
+        elif path in self.queues:
+            log = self.queues[path]
+        elif self.auto_create and path not in self.topics:
+            log = self.declare_queue(path)
+        else:
+            raise EntityNotFound(path)
+        if dead_letter:
+            assert log.dead_letter is not None
+            return log.dead_letter
+        return log
+
+    def log(self, path: str) -> MessageLog | None:
+        """The log stored under ``path`` (as the store names it), if it exists."""
+        try:
+            return self.receive_source(path)
+        except (EntityNotFound, BadAddress):
+            return None
+
+    def all_logs(self) -> Iterable[MessageLog]:
+        for log in self._top_logs():
+            yield log
+            if log.dead_letter is not None:
+                yield log.dead_letter
+
+    def _top_logs(self) -> Iterable[MessageLog]:
+        yield from self.queues.values()
+        for topic in self.topics.values():
+            yield from topic.subscriptions.values()
+
+    # -- sending -------------------------------------------------------------
+
+    def next_sequence(self, entity: str) -> int:
+        seq = self._sequence.get(entity, 0) + 1
+        self._sequence[entity] = seq
+        self._changed_seq.add(entity)
+        return seq
+
+    def restore_sequence(self, entity: str, seq: int) -> None:
+        self._sequence[entity] = max(seq, self._sequence.get(entity, 0))
+
+    def enqueue(
+        self,
+        target: MessageLog | Topic,
+        parsed: ParsedMessage,
+        *,
+        scheduled_at: float | None = None,
+    ) -> int | None:
+        """Store one sent message; return its sequence number, or None if it was
+        dropped as a duplicate (duplicate detection is then on for the entity)."""
+        now = self.clock()
+        settings = target.settings
+        if settings.duplicate_detection_window and self._is_duplicate(
+            target.path, parsed.message_id, settings.duplicate_detection_window, now
+        ):
+            return None
+        seq = self.next_sequence(target.path)
+        if scheduled_at is None:
+            scheduled_at = _scheduled_time(parsed)
+        ttl = parsed.ttl_ms / 1000.0 if parsed.ttl_ms else settings.default_ttl
+        message = StoredMessage(
+            seq=seq,
+            header=parsed.header,
+            annotations=parsed.annotations,
+            rest=parsed.rest,
+            message_id=parsed.message_id,
+            enqueued_at=now,
+            expires_at=(now + ttl) if ttl else None,
+        )
+        if scheduled_at is not None and scheduled_at > now:
+            message.state = MessageState.SCHEDULED
+            message.scheduled_at = scheduled_at
+        if isinstance(target, Topic):
+            for sub in target.subscriptions.values():
+                sub.add(message.copy_for())
+        else:
+            target.add(message)
+        return seq
+
+    def _is_duplicate(self, path: str, message_id: Any, window: float, now: float) -> bool:
+        if message_id is None:
+            return False
+        recent = self._recent_ids.setdefault(path, OrderedDict())
+        while recent and next(iter(recent.values())) <= now - window:
+            recent.popitem(last=False)
+        key = str(message_id)
+        if key in recent:
+            return True
+        recent[key] = now
+        return False
+
+    def cancel_scheduled(self, target: MessageLog | Topic, seq: int) -> None:
+        logs = target.subscriptions.values() if isinstance(target, Topic) else [target]
+        for log in logs:
+            log.cancel_scheduled(seq)
+
+    # -- time and persistence --------------------------------------------------
+
+    def tick(self) -> list[MessageLog]:
+        """Expire locks, activate scheduled messages; the logs that gained ready messages."""
+        now = self.clock()
+        return [log for log in self.all_logs() if log.tick(now)]
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for log in self.all_logs() if (d := log.next_deadline()) is not None]
+        return min(deadlines) if deadlines else None
+
+    def _record(self, log: MessageLog, message: StoredMessage, deleted: bool) -> None:
+        self._changes.append((log.path, message, deleted))
+
+    def take_changes(self) -> tuple[list[Change], dict[str, int]]:
+        """What changed since the last call: messages, and sequence counters."""
+        changes, self._changes = self._changes, []
+        seqs = {e: self._sequence[e] for e in self._changed_seq}
+        self._changed_seq = set()
+        return changes, seqs
+
+    def counts(self) -> dict[str, int]:
+        """Messages held per log path (tests and the control endpoint read this)."""
+        return {log.path: len(log.messages) for log in self.all_logs() if log.messages}
+
+
+def _scheduled_time(parsed: ParsedMessage) -> float | None:
+    value = parsed.annotation("x-opt-scheduled-enqueue-time")
+    if value is None:
+        return None
+    # An AMQP timestamp (ms since the epoch); proton hands it over as an int subclass.
+    return int(value) / 1000.0

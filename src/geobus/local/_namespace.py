@@ -1,0 +1,200 @@
+"""``LocalNamespace``: one embedded Service Bus namespace, in this process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ._amqp import Engine
+from ._broker import Broker
+from ._entities import EntitySettings
+from ._server import Fault, Server
+from ._store import MemoryStore, SqliteStore
+
+DEV_KEY_NAME = "RootManageSharedAccessKey"
+# A published development key, like Azurite's: it protects nothing and is safe to print.
+DEV_KEY = "Z2VvYnVzLWxvY2FsLWRldmVsb3BtZW50LWtleQ=="
+DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+
+
+class LocalNamespace:
+    """An AMQP 1.0 server that azure-servicebus talks to as if it were a namespace.
+
+    Start it with ``with LocalNamespace() as ns:`` (or ``start()``/``stop()``) and
+    hand ``ns.connection_string`` to ``ServiceBusClient.from_connection_string``.
+    Queues are created on first use unless ``auto_create=False``; topics are
+    declared with ``topics={"name": ["sub1", "sub2"]}`` or created when a
+    subscription receiver attaches first.
+
+    Fault methods (``refuse``, ``black_hole``, ``freeze``, ``set_latency``,
+    ``drop_connections``, ``detach_links``, ``heal``) and ``counts`` are safe to
+    call from any thread; they take effect on the server's loop before returning.
+
+    Raises:
+        OSError: the port cannot be bound (on ``start``).
+        ValueError: ``store`` names a file that is not a local store.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        key_name: str = DEV_KEY_NAME,
+        key: str = DEV_KEY,
+        lock_duration: float = 60.0,
+        max_delivery_count: int = 10,
+        default_ttl: float | None = None,
+        duplicate_detection_window: float | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        auto_create: bool = True,
+        queues: Iterable[str] = (),
+        topics: Mapping[str, Iterable[str]] | None = None,
+        store: str | Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        settings = EntitySettings(
+            lock_duration=lock_duration,
+            max_delivery_count=max_delivery_count,
+            default_ttl=default_ttl,
+            duplicate_detection_window=duplicate_detection_window,
+        )
+        self._broker = Broker(settings, auto_create=auto_create, clock=clock)
+        self._store: MemoryStore | SqliteStore = (
+            SqliteStore(store) if store is not None else MemoryStore()
+        )
+        self._store.load(self._broker)
+        for name in queues:
+            self._broker.declare_queue(name)
+        for topic, subs in (topics or {}).items():
+            self._broker.declare_topic(topic, subs)
+        self.key_name = key_name
+        self._key = key
+        self._engine = Engine(
+            self._broker,
+            key_name=key_name,
+            key=key,
+            max_message_size=max_message_size,
+            clock=clock,
+        )
+        self._server = Server(self._engine, self._store, host, port)
+        self._started = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> LocalNamespace:
+        if not self._started:
+            self._server.start()
+            self._started = True
+        return self
+
+    def stop(self) -> None:
+        if self._started:
+            self._server.stop()
+            self._started = False
+        self._store.close()
+
+    def __enter__(self) -> LocalNamespace:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"LocalNamespace(endpoint={self.endpoint!r}, fault={self.fault.value!r})"
+
+    # -- addresses -------------------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        return self._server.host
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def endpoint(self) -> str:
+        return f"sb://{self.host}:{self.port}"
+
+    @property
+    def fully_qualified_namespace(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def connection_string(self) -> str:
+        """The development connection string, key included (it is a local key)."""
+        return (
+            f"Endpoint={self.endpoint};SharedAccessKeyName={self.key_name};"
+            f"SharedAccessKey={self._key};UseDevelopmentEmulator=true"
+        )
+
+    # -- faults ------------------------------------------------------------------------
+
+    @property
+    def fault(self) -> Fault:
+        return self._server.fault
+
+    def refuse(self) -> None:
+        """Refuse new connections and reset open ones (the host is down)."""
+        self._server.call(lambda: self._server.set_fault(Fault.REFUSE))
+
+    def black_hole(self) -> None:
+        """Accept TCP but never answer, on new and open connections alike."""
+        self._server.call(lambda: self._server.set_fault(Fault.BLACK_HOLE))
+
+    def freeze(self) -> None:
+        """Stop all I/O and timers, as SIGSTOP would; ``heal`` resumes."""
+        self._server.call(lambda: self._server.set_fault(Fault.FREEZE))
+
+    def set_latency(self, seconds: float) -> None:
+        """Hold every inbound chunk ``seconds`` before it is processed."""
+        if seconds < 0:
+            raise ValueError("latency must not be negative")
+        self._server.call(lambda: setattr(self._server, "latency", float(seconds)))
+
+    def drop_connections(self) -> int:
+        """Reset every open connection once; returns how many there were."""
+        return self._server.call(self._server.drop_connections)
+
+    def detach_links(self, condition: str = "amqp:link:detach-forced") -> int:
+        """Detach every entity link with ``condition``; returns how many."""
+        return self._server.call(
+            lambda: self._server.detach_links(condition, "detached by a local fault")
+        )
+
+    def heal(self) -> None:
+        """Clear every fault and the added latency."""
+
+        def _heal() -> None:
+            self._server.latency = 0.0
+            self._server.set_fault(Fault.NONE)
+
+        self._server.call(_heal)
+
+    # -- inspection ----------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Messages held per entity path, dead-letter queues included."""
+        return self._server.call(self._broker.counts)
+
+    @property
+    def connection_count(self) -> int:
+        return self._server.call(lambda: self._server.connection_count)
+
+    def declare_topic(self, name: str, subscriptions: Iterable[str] = ()) -> None:
+        self._server.call(lambda: self._broker.declare_topic(name, subscriptions) and None)
+
+    def declare_queue(self, name: str) -> None:
+        self._server.call(lambda: self._broker.declare_queue(name) and None)
+
+    def _on_loop(self, fn: Callable[[], Any]) -> Any:
+        return self._server.call(fn)

@@ -1,0 +1,383 @@
+"""The local namespace's sockets: one selector loop on one thread, and its faults.
+
+Owning the sockets is what makes faults exact. ``refuse`` closes the listener and
+resets open connections; ``black_hole`` keeps accepting but neither reads nor
+writes (new and open connections alike); ``freeze`` stops all I/O and the clock's
+work, as SIGSTOP would; ``latency`` holds every inbound chunk for that long
+before the protocol sees it; ``drop`` resets every open connection once.
+
+Every change of broker state is written to the store before the bytes that
+acknowledge it are written to a socket.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import selectors
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from proton import Collector, Condition, Connection, Endpoint, Transport
+
+from ._amqp import Engine
+from ._broker import Broker
+
+_LOG = logging.getLogger("geobus.local")
+_T = TypeVar("_T")
+_READ_SIZE = 256 * 1024
+
+
+class Store(Protocol):
+    def save(self, broker: Broker, changes: Any, seqs: dict[str, int]) -> None: ...
+
+
+class Fault(enum.Enum):
+    """What the namespace is doing to its clients."""
+
+    NONE = "none"
+    REFUSE = "refuse"
+    BLACK_HOLE = "black_hole"
+    FREEZE = "freeze"
+
+
+@dataclass(eq=False)
+class _Conn:
+    sock: socket.socket
+    transport: Transport
+    connection: Connection
+    collector: Collector
+    inbound: deque[tuple[float, bytes]] = field(default_factory=deque)
+    want_write: bool = False
+    registered: int = 0
+    next_tick: float = 0.0
+    closed: bool = False
+
+
+class Server:
+    """Runs one namespace's listener and connections on a private thread."""
+
+    def __init__(self, engine: Engine, store: Store, host: str, port: int) -> None:
+        self.engine = engine
+        self.store = store
+        self.host = host
+        self.port = port
+        self.fault = Fault.NONE
+        self.latency = 0.0
+        self._selector = selectors.DefaultSelector()
+        self._listener: socket.socket | None = None
+        self._conns: set[_Conn] = set()
+        self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._next_broker_tick = 0.0
+
+    # -- lifecycle (any thread) ----------------------------------------------------
+
+    def start(self) -> None:
+        self._listen()
+        self._thread = threading.Thread(
+            target=self._run, name=f"geobus-local-{self.port}", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is None:
+            return
+        self._stopping = True
+        self._wake()
+        self._thread.join(timeout=10)
+        self._thread = None
+
+    def call(self, fn: Callable[[], _T], timeout: float = 10.0) -> _T:
+        """Run ``fn`` on the loop thread and return its result."""
+        if self._thread is None or threading.current_thread() is self._thread:
+            return fn()
+        future: Future[_T] = Future()
+        self._commands.append((fn, future))
+        self._wake()
+        return future.result(timeout)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"x")
+
+    # -- faults (loop thread) ------------------------------------------------------
+
+    def set_fault(self, fault: Fault) -> None:
+        previous, self.fault = self.fault, fault
+        if fault == Fault.REFUSE:
+            self._close_listener()
+            for conn in list(self._conns):
+                self._reset(conn)
+        elif previous == Fault.REFUSE:
+            self._listen()
+        if fault == Fault.FREEZE and self._listener is not None:
+            self._selector.unregister(self._listener)
+        elif previous == Fault.FREEZE and self._listener is not None:
+            self._selector.register(self._listener, selectors.EVENT_READ, "listener")
+        for conn in list(self._conns):
+            self._update_interest(conn)
+
+    def drop_connections(self) -> int:
+        conns = list(self._conns)
+        for conn in conns:
+            self._reset(conn)
+        return len(conns)
+
+    def detach_links(self, condition: str, description: str) -> int:
+        count = 0
+        for conn in list(self._conns):
+            link = conn.connection.link_head(Endpoint.LOCAL_ACTIVE)
+            while link is not None:
+                following = link.next(Endpoint.LOCAL_ACTIVE)
+                if getattr(link, "kind", None) == "entity":
+                    link.condition = Condition(condition, description)
+                    link.close()
+                    count += 1
+                link = following
+        return count
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._conns)
+
+    # -- the loop ----------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stopping:
+                for key, mask in self._selector.select(self._timeout()):
+                    if key.data == "wake":
+                        with contextlib.suppress(BlockingIOError):
+                            self._wake_r.recv(4096)
+                    elif key.data == "listener":
+                        self._accept()
+                    else:
+                        conn: _Conn = key.data
+                        if mask & selectors.EVENT_READ:
+                            self._read(conn)
+                        if mask & selectors.EVENT_WRITE:
+                            conn.want_write = False
+                self._run_commands()
+                self._turn()
+        except Exception:  # pragma: no cover - a bug; keep the traceback visible
+            _LOG.exception("local namespace loop crashed")
+            raise
+        finally:
+            for conn in list(self._conns):
+                self._close(conn)
+            self._close_listener()
+            self._selector.close()
+            self._wake_r.close()
+            self._wake_w.close()
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        deadlines = [now + 0.5]
+        if self.fault != Fault.FREEZE:
+            deadline = self.engine.broker.next_deadline()
+            if deadline is not None:
+                deadlines.append(now + max(0.0, deadline - self.engine.clock()))
+            for conn in self._conns:
+                if conn.inbound:
+                    deadlines.append(conn.inbound[0][0])
+                if conn.next_tick:
+                    deadlines.append(conn.next_tick)
+        return max(0.0, min(deadlines) - now)
+
+    def _run_commands(self) -> None:
+        while self._commands:
+            fn, future = self._commands.popleft()
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+
+    def _turn(self) -> None:
+        """Feed delayed input, run the clock's work and every event, persist, write."""
+        if self.fault == Fault.FREEZE:
+            return
+        now = time.monotonic()
+        for conn in list(self._conns):
+            while conn.inbound and conn.inbound[0][0] <= now:
+                self._push(conn, conn.inbound.popleft()[1])
+        if self.engine.broker.next_deadline() is not None:
+            self.engine.pump(self.engine.broker.tick())
+        self._dispatch_all()
+        changes, seqs = self.engine.broker.take_changes()
+        self.store.save(self.engine.broker, changes, seqs)
+        if self.fault == Fault.BLACK_HOLE:
+            return
+        for conn in list(self._conns):
+            self._write(conn)
+
+    def _dispatch_all(self) -> None:
+        # A delivery on one connection can pump messages onto another's link, so go
+        # round until no collector has events left.
+        for _ in range(1000):
+            busy = False
+            for conn in list(self._conns):
+                now = time.monotonic()
+                if conn.next_tick and conn.next_tick <= now:
+                    conn.next_tick = self._tick(conn, now)
+                event = conn.collector.peek()
+                while event is not None:
+                    busy = True
+                    try:
+                        self.engine.dispatch(event)
+                    except Exception as exc:
+                        _LOG.warning("closing a connection after an internal error: %r", exc)
+                        conn.connection.condition = Condition("amqp:internal-error", type(exc).__name__)
+                        conn.connection.close()
+                    conn.collector.pop()
+                    event = conn.collector.peek()
+            if not busy:
+                return
+
+    def _tick(self, conn: _Conn, now: float) -> float:
+        try:
+            deadline = conn.transport.tick(now)
+        except Exception:
+            return 0.0
+        return float(deadline) if deadline else 0.0
+
+    # -- sockets -----------------------------------------------------------------
+
+    def _listen(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self.port))
+        sock.listen(128)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        self._listener = sock
+        self._selector.register(sock, selectors.EVENT_READ, "listener")
+
+    def _close_listener(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(self._listener)
+            self._listener.close()
+            self._listener = None
+
+    def _accept(self) -> None:
+        if self._listener is None:
+            return
+        while True:
+            try:
+                sock, _ = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            transport, connection, collector = self.engine.new_connection()
+            conn = _Conn(sock, transport, connection, collector)
+            conn.next_tick = time.monotonic()
+            self._conns.add(conn)
+            self._update_interest(conn)
+
+    def _update_interest(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        if self.fault in (Fault.BLACK_HOLE, Fault.FREEZE):
+            wanted = 0
+        else:
+            wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.want_write else 0)
+        if wanted == conn.registered:
+            return
+        if conn.registered and wanted:
+            self._selector.modify(conn.sock, wanted, conn)
+        elif conn.registered:
+            self._selector.unregister(conn.sock)
+        else:
+            self._selector.register(conn.sock, wanted, conn)
+        conn.registered = wanted
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(conn)
+            return
+        if self.latency > 0:
+            conn.inbound.append((time.monotonic() + self.latency, data))
+        else:
+            self._push(conn, data)
+
+    def _push(self, conn: _Conn, data: bytes) -> None:
+        transport = conn.transport
+        while data:
+            capacity = transport.capacity()
+            if capacity <= 0:
+                # The transport closed its input (an error it will report); stop reading.
+                self._write(conn)
+                self._close(conn)
+                return
+            try:
+                transport.push(data[:capacity])
+            except Exception:
+                self._write(conn)
+                self._close(conn)
+                return
+            data = data[capacity:]
+
+    def _write(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        transport = conn.transport
+        while True:
+            pending = transport.pending()
+            if pending < 0:
+                self._close(conn)
+                return
+            if pending == 0:
+                break
+            try:
+                sent = conn.sock.send(transport.peek(pending))
+            except (BlockingIOError, InterruptedError):
+                conn.want_write = True
+                break
+            except OSError:
+                self._close(conn)
+                return
+            transport.pop(sent)
+        self._update_interest(conn)
+        if transport.closed:
+            self._close(conn)
+
+    def _reset(self, conn: _Conn) -> None:
+        with contextlib.suppress(OSError):
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self._close(conn)
+
+    def _close(self, conn: _Conn) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        if conn.registered:
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(conn.sock)
+        conn.sock.close()
+        self._conns.discard(conn)
+        self.engine.connection_gone(conn.connection)
+        with contextlib.suppress(Exception):
+            conn.transport.unbind()

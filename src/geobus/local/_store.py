@@ -1,0 +1,159 @@
+"""Where the local namespace keeps its messages: memory, or a SQLite file (WAL).
+
+With a file, everything the namespace acknowledged survives a restart (even a
+``kill -9``: WAL with ``synchronous=NORMAL`` loses nothing on a process crash);
+deleting the file is the disaster of a lost region. Locks are not kept: after a
+restart every message is unlocked, as if its lock had been lost.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+
+from ._broker import DEAD_LETTER_SUFFIX, SUBSCRIPTIONS, Broker, Change
+from ._codec import encode_annotations, encode_header, parse_message
+from ._entities import MessageState, StoredMessage
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    path TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    enqueued_at REAL NOT NULL,
+    expires_at REAL,
+    state INTEGER NOT NULL,
+    scheduled_at REAL,
+    delivery_count INTEGER NOT NULL,
+    PRIMARY KEY (path, seq)
+);
+CREATE TABLE IF NOT EXISTS sequences (entity TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS entities (path TEXT PRIMARY KEY, kind TEXT NOT NULL);
+"""
+
+
+class MemoryStore:
+    """Keeps nothing: a restart is a disaster."""
+
+    def load(self, broker: Broker) -> None:
+        return None
+
+    def save(self, broker: Broker, changes: list[Change], seqs: dict[str, int]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class SqliteStore:
+    """Persists every change in one transaction per loop turn."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
+
+    def load(self, broker: Broker) -> None:
+        """Recreate entities, messages and sequence counters from the file."""
+        for path, kind in self._db.execute("SELECT path, kind FROM entities ORDER BY path"):
+            _declare(broker, path, kind)
+        for entity, seq in self._db.execute("SELECT entity, seq FROM sequences"):
+            broker.restore_sequence(entity, seq)
+        rows = self._db.execute(
+            "SELECT path, seq, body, enqueued_at, expires_at, state, scheduled_at,"
+            " delivery_count FROM messages ORDER BY path, seq"
+        )
+        for path, seq, body, enqueued, expires, state, scheduled, count in rows:
+            log = broker.log(path)
+            if log is None:
+                continue
+            parsed = parse_message(body)
+            log.add(
+                StoredMessage(
+                    seq=seq,
+                    header=parsed.header,
+                    annotations=parsed.annotations,
+                    rest=parsed.rest,
+                    message_id=parsed.message_id,
+                    enqueued_at=enqueued,
+                    expires_at=expires,
+                    state=MessageState(state),
+                    scheduled_at=scheduled,
+                    delivery_count=count,
+                ),
+                persist=False,
+            )
+
+    def save(self, broker: Broker, changes: list[Change], seqs: dict[str, int]) -> None:
+        if not changes and not seqs:
+            return
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            db.executemany(
+                "INSERT OR IGNORE INTO entities (path, kind) VALUES (?, ?)",
+                list(_entity_rows(broker)),
+            )
+            db.executemany(
+                "INSERT INTO sequences (entity, seq) VALUES (?, ?)"
+                " ON CONFLICT(entity) DO UPDATE SET seq = excluded.seq",
+                list(seqs.items()),
+            )
+            for path, message, deleted in changes:
+                if deleted:
+                    db.execute("DELETE FROM messages WHERE path = ? AND seq = ?", (path, message.seq))
+                else:
+                    db.execute(
+                        "INSERT OR REPLACE INTO messages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            path,
+                            message.seq,
+                            _encode(message),
+                            message.enqueued_at,
+                            message.expires_at,
+                            int(message.state),
+                            message.scheduled_at,
+                            message.delivery_count,
+                        ),
+                    )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _encode(message: StoredMessage) -> bytes:
+    return (
+        encode_header(message.header, message.delivery_count)
+        + encode_annotations(message.annotations)
+        + message.rest
+    )
+
+
+def _entity_rows(broker: Broker) -> Iterable[tuple[str, str]]:
+    for path in broker.queues:
+        yield path, "queue"
+    for topic in broker.topics.values():
+        yield topic.path, "topic"
+        for sub in topic.subscriptions.values():
+            yield sub.path, "subscription"
+
+
+def _declare(broker: Broker, path: str, kind: str) -> None:
+    if kind == "queue":
+        broker.declare_queue(path)
+    elif kind == "topic":
+        broker.declare_topic(path)
+    elif kind == "subscription" and SUBSCRIPTIONS in path:
+        topic, _, sub = path.partition(SUBSCRIPTIONS)
+        broker.declare_subscription(topic, sub.removesuffix(DEAD_LETTER_SUFFIX))
