@@ -4,15 +4,20 @@ Needs the ``local`` extra (``pip install 'geobus[local]'``), which brings
 python-qpid-proton.
 """
 
+from ._control import ControlClient, ControlServer
 from ._entities import EntitySettings
 from ._namespace import DEFAULT_MAX_MESSAGE_SIZE, DEV_KEY, DEV_KEY_NAME, LocalNamespace
+from ._process import LocalNamespaceProcess
 from ._server import Fault
 
 __all__ = [
+    "ControlClient",
+    "ControlServer",
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEV_KEY",
     "DEV_KEY_NAME",
     "EntitySettings",
     "Fault",
     "LocalNamespace",
+    "LocalNamespaceProcess",
 ]

@@ -63,6 +63,7 @@ class LocalNamespace:
             duplicate_detection_window=duplicate_detection_window,
         )
         self._broker = Broker(settings, auto_create=auto_create, clock=clock)
+        self.store_path = Path(store) if store is not None else None
         self._store: MemoryStore | SqliteStore = (
             SqliteStore(store) if store is not None else MemoryStore()
         )
@@ -142,6 +143,10 @@ class LocalNamespace:
     @property
     def fault(self) -> Fault:
         return self._server.fault
+
+    @property
+    def latency(self) -> float:
+        return self._server.latency
 
     def refuse(self) -> None:
         """Refuse new connections and reset open ones (the host is down)."""

@@ -1,0 +1,100 @@
+"""``geobus local``: serve local namespaces from the command line until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from ._control import ControlServer
+from ._namespace import DEFAULT_MAX_MESSAGE_SIZE, DEV_KEY, DEV_KEY_NAME, LocalNamespace
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5673, help="AMQP port of the first namespace (0: any free port)")
+    parser.add_argument("--namespaces", type=int, default=1, help="how many namespaces, on consecutive ports")
+    parser.add_argument("--key-name", default=DEV_KEY_NAME, help="shared access key name")
+    parser.add_argument(
+        "--key",
+        default=os.environ.get("GEOBUS_LOCAL_KEY", DEV_KEY),
+        help="shared access key (default: $GEOBUS_LOCAL_KEY or the published development key)",
+    )
+    parser.add_argument("--lock-duration", type=float, default=60.0, help="peek-lock duration, seconds")
+    parser.add_argument("--max-delivery-count", type=int, default=10, help="deliveries before dead-lettering")
+    parser.add_argument("--default-ttl", type=float, default=None, help="message time to live, seconds")
+    parser.add_argument("--duplicate-detection-window", type=float, default=None, help="seconds; off by default")
+    parser.add_argument("--max-message-size", type=int, default=DEFAULT_MAX_MESSAGE_SIZE, help="bytes")
+    parser.add_argument("--store", type=Path, default=None, help="SQLite file (with several namespaces: one file each, suffixed -2, -3...)")
+    parser.add_argument("--queue", action="append", default=[], help="declare a queue (repeatable)")
+    parser.add_argument("--topic", action="append", default=[], metavar="TOPIC:SUB1,SUB2", help="declare a topic and its subscriptions (repeatable)")
+    parser.add_argument("--strict", action="store_true", help="unknown entities are an error instead of being created")
+    parser.add_argument("--control-port", type=int, default=0, help="HTTP control port of the first namespace (0: any free port)")
+
+
+def _store_path(store: Path | None, index: int) -> Path | None:
+    if store is None or index == 0:
+        return store
+    return store.with_name(f"{store.stem}-{index + 1}{store.suffix}")
+
+
+def _topics(specs: list[str]) -> dict[str, list[str]]:
+    topics: dict[str, list[str]] = {}
+    for spec in specs:
+        name, _, subs = spec.partition(":")
+        if not name:
+            raise SystemExit(f"geobus local: --topic {spec!r} needs a topic name")
+        topics[name] = [s for s in subs.split(",") if s]
+    return topics
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.namespaces < 1:
+        raise SystemExit("geobus local: --namespaces must be at least 1")
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    started: list[tuple[LocalNamespace, ControlServer]] = []
+    try:
+        for index in range(args.namespaces):
+            options: dict[str, Any] = dict(
+                host=args.host,
+                port=args.port + index if args.port else 0,
+                key_name=args.key_name,
+                key=args.key,
+                lock_duration=args.lock_duration,
+                max_delivery_count=args.max_delivery_count,
+                default_ttl=args.default_ttl,
+                duplicate_detection_window=args.duplicate_detection_window,
+                max_message_size=args.max_message_size,
+                auto_create=not args.strict,
+                queues=args.queue,
+                topics=_topics(args.topic),
+                store=_store_path(args.store, index),
+            )
+            namespace = LocalNamespace(**options).start()
+            control_port = args.control_port + index if args.control_port else 0
+            control = ControlServer(namespace, port=control_port).start()
+            started.append((namespace, control))
+        for namespace, control in started:
+            print(namespace.connection_string, flush=True)
+            print(
+                f"geobus local: {namespace.endpoint} control {control.url} "
+                f"store {_describe_store(namespace)}",
+                file=sys.stderr,
+                flush=True,
+            )
+        stop.wait()
+    finally:
+        for namespace, control in started:
+            control.stop()
+            namespace.stop()
+    return 0
+
+
+def _describe_store(namespace: LocalNamespace) -> str:
+    return str(namespace.store_path) if namespace.store_path else "memory"

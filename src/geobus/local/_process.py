@@ -1,0 +1,165 @@
+"""``LocalNamespaceProcess``: ``geobus local`` as a child process, for real kill -9 and SIGSTOP."""
+
+from __future__ import annotations
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from ._control import ControlClient
+
+
+class LocalNamespaceProcess:
+    """Runs ``geobus local`` in a child process and knows its connection strings.
+
+    ``restart()`` starts it again on the same ports and store (an outage that
+    ends); ``kill()`` is SIGKILL, ``pause()``/``resume()`` are SIGSTOP/SIGCONT.
+    Only the process this object started is ever signalled, by its id.
+
+    Raises:
+        RuntimeError: the process did not print its connection strings in time,
+            or exited early (its stderr tail is in the message).
+    """
+
+    def __init__(
+        self,
+        *,
+        namespaces: int = 1,
+        port: int = 0,
+        store: str | Path | None = None,
+        args: Sequence[str] = (),
+        startup_timeout: float = 30.0,
+    ) -> None:
+        self.namespaces = namespaces
+        self.store = Path(store) if store is not None else None
+        self.args = list(args)
+        self.startup_timeout = startup_timeout
+        self._ports = [port + i for i in range(namespaces)] if port else []
+        self._process: subprocess.Popen[str] | None = None
+        self.connection_strings: list[str] = []
+        self.controls: list[ControlClient] = []
+        self._stderr_tail: list[str] = []
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def connection_string(self) -> str:
+        return self.connection_strings[0]
+
+    @property
+    def control(self) -> ControlClient:
+        return self.controls[0]
+
+    def start(self) -> LocalNamespaceProcess:
+        command = [sys.executable, "-m", "geobus", "local", "--namespaces", str(self.namespaces)]
+        command += ["--port", str(self._ports[0] if self._ports else 0)]
+        if self.store is not None:
+            command += ["--store", str(self.store)]
+        command += self.args
+        self._process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
+        for name, stream in (("out", self._process.stdout), ("err", self._process.stderr)):
+            assert stream is not None
+            threading.Thread(target=_pump, args=(name, stream, lines), daemon=True).start()
+        endpoints: list[str] = []
+        controls: list[str] = []
+        deadline = time.monotonic() + self.startup_timeout
+        while len(endpoints) < self.namespaces or len(controls) < self.namespaces:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                raise RuntimeError(f"geobus local did not start in time: {self._tail()}")
+            try:
+                name, line = lines.get(timeout=min(remaining, 0.5))
+            except queue.Empty:
+                continue
+            if line is None:
+                if self._process.poll() is not None and name == "out":
+                    raise RuntimeError(f"geobus local exited early: {self._tail()}")
+                continue
+            if name == "out" and line.startswith("Endpoint=sb://"):
+                endpoints.append(line.strip())
+            elif name == "err":
+                self._stderr_tail = [*self._stderr_tail[-20:], line.rstrip()]
+                if " control http://" in line:
+                    controls.append(line.split(" control ")[1].split()[0])
+        self.connection_strings = endpoints
+        self.controls = [ControlClient(url) for url in controls]
+        if not self._ports:
+            self._ports = [int(cs.split(";")[0].rsplit(":", 1)[1]) for cs in endpoints]
+        return self
+
+    def _tail(self) -> str:
+        return " | ".join(self._stderr_tail[-5:]) or "(no output)"
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM, then wait; returns the exit status (None if it was not running)."""
+        process = self._process
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.send_signal(signal.SIGCONT)
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout)
+        self._process = None
+        return process.returncode
+
+    def kill(self) -> None:
+        """SIGKILL: the region is gone mid-flight."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(15)
+        self._process = None
+
+    def pause(self) -> None:
+        """SIGSTOP: the host stops answering, its sockets stay open."""
+        if self._process is not None:
+            self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> LocalNamespaceProcess:
+        """Start again on the same ports with the same store."""
+        self.kill()
+        return self.start()
+
+    def __enter__(self) -> LocalNamespaceProcess:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _pump(name: str, stream: IO[str], lines: queue.Queue[tuple[str, str | None]]) -> None:
+    for line in stream:
+        lines.put((name, line))
+    lines.put((name, None))
