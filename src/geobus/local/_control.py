@@ -48,14 +48,14 @@ class ControlServer:
         if not host.startswith("127."):
             raise ValueError("the control endpoint listens on loopback (127.0.0.0/8) only")
         handler = _handler_for(namespace)
+        self._host = host
         self._http = ThreadingHTTPServer((host, port), handler)
         self._http.daemon_threads = True
         self._thread = threading.Thread(target=self._http.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        host, port = self._http.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self._host}:{self._http.server_port}"
 
     def start(self) -> ControlServer:
         self._thread.start()

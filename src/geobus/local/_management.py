@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from proton import UNDESCRIBED, Array, Data, Link, Message, symbol, timestamp
 
+# proton types Array's descriptor as data, though UNDESCRIBED is its documented marker.
+_PLAIN: Any = UNDESCRIBED
+
 from ._broker import BadAddress, EntityNotFound, Topic
 from ._codec import CodecError, parse_message
 from ._entities import LockLost, MessageLog
@@ -52,7 +55,8 @@ def handle_request(engine: Engine, link: Link, data: bytes) -> None:
         request.decode(data)
     except Exception as exc:
         raise CodecError(f"cannot decode management request: {type(exc).__name__}") from exc
-    props = {str(k): v for k, v in (request.properties or {}).items()}
+    raw_props: dict[Any, Any] = request.properties or {}
+    props = {str(k): v for k, v in raw_props.items()}
     operation = str(props.get("operation", ""))
     handler = _HANDLERS.get(operation)
     node = link.remote_target.address or ""
@@ -115,7 +119,7 @@ def _renew_lock(engine: Engine, entity: str, body: dict[str, Any]) -> Reply:
         except LockLost as exc:
             raise ManagementError(410, LOCK_LOST, "The lock supplied is invalid.") from exc
         expirations.append(timestamp(int(until * 1000)))
-    return 200, {"expirations": Array(UNDESCRIBED, Data.TIMESTAMP, *expirations)}
+    return 200, {"expirations": Array(_PLAIN, Data.TIMESTAMP, *expirations)}
 
 
 def _update_disposition(engine: Engine, entity: str, body: dict[str, Any]) -> Reply:
@@ -192,7 +196,7 @@ def _schedule(engine: Engine, entity: str, body: dict[str, Any]) -> Reply:
         seq = engine.broker.enqueue(target, parsed)
         numbers.append(seq if seq is not None else 0)
     engine.pump(target.subscriptions.values() if isinstance(target, Topic) else [target])
-    return 200, {"sequence-numbers": Array(UNDESCRIBED, Data.LONG, *numbers)}
+    return 200, {"sequence-numbers": Array(_PLAIN, Data.LONG, *numbers)}
 
 
 def _cancel_scheduled(engine: Engine, entity: str, body: dict[str, Any]) -> Reply:
