@@ -1,5 +1,47 @@
-"""geobus: keep Azure Service Bus applications working through a regional outage."""
+"""geobus: keep Azure Service Bus applications working through a regional outage.
 
+Sync API here; the same names, async, in ``geobus.aio``.
+"""
+
+from ._client import GeoServiceBusClient
+from ._config import (
+    Deadlines,
+    DedupKey,
+    DedupPolicy,
+    NamespaceConfig,
+    ReplicationConfig,
+    ReplicationMode,
+    SdkRetryPolicy,
+    WriteQuorum,
+)
+from ._errors import ConfigurationError, GeobusError, ReplicationError, SendTimeoutError
+from ._policy import SendResult
+from ._receiver import DedupReceiver
+from ._sender import ReplicatedSender
 from ._version import __version__
+from .aio._receiver import ReceiverStats
+from .aio._sender import ReplicatedMessageBatch, ScheduledMessage, SenderStats
 
-__all__ = ["__version__"]
+__all__ = [
+    "ConfigurationError",
+    "Deadlines",
+    "DedupKey",
+    "DedupPolicy",
+    "DedupReceiver",
+    "GeoServiceBusClient",
+    "GeobusError",
+    "NamespaceConfig",
+    "ReceiverStats",
+    "ReplicatedMessageBatch",
+    "ReplicatedSender",
+    "ReplicationConfig",
+    "ReplicationError",
+    "ReplicationMode",
+    "ScheduledMessage",
+    "SdkRetryPolicy",
+    "SendResult",
+    "SendTimeoutError",
+    "SenderStats",
+    "WriteQuorum",
+    "__version__",
+]

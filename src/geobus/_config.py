@@ -1,0 +1,362 @@
+"""Configuration: two namespaces, the replication mode and the policies.
+
+Every setting is validated when its dataclass is built; a bad one raises
+``ConfigurationError`` naming the field (``primary.connection_string``,
+``deadlines.attempt``). Switching active and passive replication is a change of
+``mode`` only — in code, in the environment (``GEOBUS_MODE``) or in a TOML file.
+
+Three loaders share one path: ``from_env`` and ``from_file`` build the same
+nested mapping that ``from_mapping`` takes.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from ._errors import ConfigurationError
+from ._sas import ConnectionString, SasTokenError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "CREDENTIAL_NAMES",
+    "DedupKey",
+    "DedupPolicy",
+    "Deadlines",
+    "NamespaceConfig",
+    "ReplicationConfig",
+    "ReplicationMode",
+    "SdkRetryPolicy",
+    "WriteQuorum",
+]
+
+MAX_MESSAGE_ID_LENGTH = 128
+# Names accepted for ``credential`` in files and the environment (azure-identity classes).
+CREDENTIAL_NAMES = ("default", "managed_identity", "workload_identity", "cli", "environment")
+
+
+class ReplicationMode(str, enum.Enum):
+    """How a send reaches the two namespaces."""
+
+    ACTIVE = "active"
+    """Both copies, concurrently, every time."""
+    PASSIVE = "passive"
+    """The active namespace; the other only when the active one is unavailable (roles swap)."""
+
+
+class WriteQuorum(str, enum.Enum):
+    """In active mode, how many copies must land for a send to succeed."""
+
+    ANY = "any"
+    ALL = "all"
+
+
+class DedupKey(str, enum.Enum):
+    """What identifies the two copies of one message to the receiver."""
+
+    MESSAGE_ID = "message_id"
+    SUBJECT = "subject"
+    APPLICATION_PROPERTY = "application_property"
+
+
+def _enum(cls: type[enum.Enum], field_name: str, value: Any) -> Any:
+    if isinstance(value, cls):
+        return value
+    try:
+        return cls(str(value).strip().lower())
+    except ValueError:
+        choices = " | ".join(str(m.value) for m in cls)
+        raise ConfigurationError(field_name, f"{value!r} is not one of {choices}") from None
+
+
+def _positive(field_name: str, value: Any, *, allow_zero: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(field_name, f"{value!r} is not a number") from None
+    if math.isnan(number) or number < 0 or (number == 0 and not allow_zero) or math.isinf(number):
+        raise ConfigurationError(field_name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return number
+
+
+def _count(field_name: str, value: Any, *, minimum: int) -> int:
+    if isinstance(value, bool):
+        raise ConfigurationError(field_name, f"{value!r} is not a whole number")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(field_name, f"{value!r} is not a whole number") from None
+    if number != float(value) or number < minimum:
+        raise ConfigurationError(field_name, f"must be a whole number >= {minimum}, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class NamespaceConfig:
+    """One Service Bus namespace: a connection string, or a namespace and a credential.
+
+    ``credential`` is an azure-identity credential object, or one of the names in
+    ``CREDENTIAL_NAMES`` (``"default"`` is ``DefaultAzureCredential``), which
+    geobus builds as the sync or async class as needed. The repr never shows a key.
+
+    Raises:
+        ConfigurationError: neither or both forms given, or a malformed connection string.
+    """
+
+    name: str | None = None
+    connection_string: str | None = field(default=None, repr=False)
+    fully_qualified_namespace: str | None = None
+    credential: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
+            raise ConfigurationError("name", "a namespace name must be a non-empty string")
+        prefix = self.name or "namespace"
+        if self.connection_string is not None:
+            try:
+                parsed = ConnectionString.parse(self.connection_string)
+            except SasTokenError as exc:
+                raise ConfigurationError(f"{prefix}.connection_string", str(exc)) from None
+            given = self.fully_qualified_namespace
+            if self.credential is not None or (given and given != parsed.fully_qualified_namespace):
+                raise ConfigurationError(
+                    prefix,
+                    "give a connection_string, or fully_qualified_namespace with a credential, not both",
+                )
+            object.__setattr__(self, "fully_qualified_namespace", parsed.fully_qualified_namespace)
+            return
+        if not self.fully_qualified_namespace:
+            raise ConfigurationError(
+                prefix, "needs a connection_string, or fully_qualified_namespace with a credential"
+            )
+        if "://" in self.fully_qualified_namespace or "/" in self.fully_qualified_namespace:
+            raise ConfigurationError(
+                f"{prefix}.fully_qualified_namespace",
+                f"{self.fully_qualified_namespace!r} should be a host name like "
+                "'contoso.servicebus.windows.net'",
+            )
+        if self.credential is None:
+            raise ConfigurationError(f"{prefix}.credential", "a fully_qualified_namespace needs a credential")
+        if isinstance(self.credential, str) and self.credential not in CREDENTIAL_NAMES:
+            raise ConfigurationError(
+                f"{prefix}.credential",
+                f"{self.credential!r} is not one of {' | '.join(CREDENTIAL_NAMES)}",
+            )
+
+    def __repr__(self) -> str:
+        how = "connection_string=***" if self.connection_string else f"credential={_credential_label(self.credential)}"
+        return f"NamespaceConfig(name={self.name!r}, namespace={self.fully_qualified_namespace!r}, {how})"
+
+
+def _credential_label(credential: Any) -> str:
+    if credential is None or isinstance(credential, str):
+        return repr(credential)
+    return type(credential).__name__
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """geobus's own time limits, in seconds. The SDK's are set inside them.
+
+    ``attempt``: one namespace's share of a send. ``send``: the whole
+    ``send_messages`` call, failover included. ``receive_stall``: a namespace
+    whose receive call has not returned this long after its wait time is
+    treated as stalled, and the receiver reconnects it without stopping the other.
+    """
+
+    attempt: float = 5.0
+    send: float = 10.0
+    receive_stall: float = 10.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _positive(f"deadlines.{f.name}", getattr(self, f.name)))
+        if self.send < self.attempt:
+            raise ConfigurationError("deadlines.send", f"must be >= deadlines.attempt ({self.attempt:g})")
+
+
+@dataclass(frozen=True)
+class SdkRetryPolicy:
+    """The retry settings geobus gives the azure-servicebus clients it builds.
+
+    Kept small on purpose: in passive mode the failover is the retry, and every
+    SDK retry is time the caller waits inside ``deadlines.attempt``.
+    """
+
+    total: int = 1
+    backoff_factor: float = 0.2
+    backoff_max: float = 1.0
+    mode: str = "fixed"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "total", _count("retry.total", self.total, minimum=0))
+        object.__setattr__(
+            self, "backoff_factor", _positive("retry.backoff_factor", self.backoff_factor, allow_zero=True)
+        )
+        object.__setattr__(self, "backoff_max", _positive("retry.backoff_max", self.backoff_max, allow_zero=True))
+        if self.mode not in ("fixed", "exponential"):
+            raise ConfigurationError("retry.mode", f"{self.mode!r} is not one of fixed | exponential")
+
+
+@dataclass(frozen=True)
+class DedupPolicy:
+    """How the receiver recognises the copies of one message, and how much it remembers.
+
+    ``key``: ``message_id`` (default), ``subject``, or ``application_property``
+    with ``property_name``. ``max_entries`` and ``max_age`` (seconds) bound the
+    set of keys already processed; keys whose message is being processed are
+    never evicted.
+    """
+
+    key: DedupKey = DedupKey.MESSAGE_ID
+    property_name: str | None = None
+    max_entries: int = 100_000
+    max_age: float = 3600.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", _enum(DedupKey, "dedup.key", self.key))
+        object.__setattr__(self, "max_entries", _count("dedup.max_entries", self.max_entries, minimum=1))
+        object.__setattr__(self, "max_age", _positive("dedup.max_age", self.max_age))
+        if self.key == DedupKey.APPLICATION_PROPERTY and not self.property_name:
+            raise ConfigurationError("dedup.property_name", "key application_property needs a property_name")
+
+
+@dataclass(frozen=True)
+class ReplicationConfig:
+    """Everything a ``GeoServiceBusClient`` needs.
+
+    Raises:
+        ConfigurationError: a field is missing or invalid (the message names it).
+    """
+
+    primary: NamespaceConfig
+    secondary: NamespaceConfig
+    mode: ReplicationMode = ReplicationMode.PASSIVE
+    write_quorum: WriteQuorum = WriteQuorum.ANY
+    deadlines: Deadlines = field(default_factory=Deadlines)
+    retry: SdkRetryPolicy = field(default_factory=SdkRetryPolicy)
+    dedup: DedupPolicy = field(default_factory=DedupPolicy)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", _enum(ReplicationMode, "mode", self.mode))
+        object.__setattr__(self, "write_quorum", _enum(WriteQuorum, "write_quorum", self.write_quorum))
+        for role in ("primary", "secondary"):
+            namespace = getattr(self, role)
+            if not isinstance(namespace, NamespaceConfig):
+                raise ConfigurationError(role, "must be a NamespaceConfig")
+            if namespace.name is None:
+                object.__setattr__(self, role, replace(namespace, name=role))
+        if self.primary.name == self.secondary.name:
+            raise ConfigurationError("secondary.name", f"both namespaces are named {self.primary.name!r}")
+        if self.primary.fully_qualified_namespace == self.secondary.fully_qualified_namespace:
+            raise ConfigurationError(
+                "secondary", "primary and secondary are the same namespace; geobus needs two"
+            )
+
+    @property
+    def namespaces(self) -> tuple[NamespaceConfig, NamespaceConfig]:
+        return (self.primary, self.secondary)
+
+    # -- loaders -----------------------------------------------------------------
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> ReplicationConfig:
+        """Build from a nested mapping (the shape of the TOML file).
+
+        Raises:
+            ConfigurationError: an unknown key, a missing namespace or a bad value.
+        """
+        data = dict(mapping)
+        _reject_unknown("", data, {"mode", "write_quorum", "primary", "secondary", "deadlines", "retry", "dedup"})
+        namespaces = []
+        for role in ("primary", "secondary"):
+            section = data.get(role)
+            if not isinstance(section, Mapping):
+                raise ConfigurationError(role, "is missing (a table with connection_string, or fully_qualified_namespace and credential)")
+            _reject_unknown(role, section, {"name", "connection_string", "fully_qualified_namespace", "credential"})
+            namespaces.append(NamespaceConfig(**{"name": role, **section}))
+        options: dict[str, Any] = {}
+        for name in ("mode", "write_quorum"):
+            if name in data:
+                options[name] = data[name]
+        for name, policy in (("deadlines", Deadlines), ("retry", SdkRetryPolicy), ("dedup", DedupPolicy)):
+            section = data.get(name)
+            if section is None:
+                continue
+            if not isinstance(section, Mapping):
+                raise ConfigurationError(name, "must be a table")
+            _reject_unknown(name, section, {f.name for f in fields(policy)})
+            options[name] = policy(**section)
+        return cls(primary=namespaces[0], secondary=namespaces[1], **options)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> ReplicationConfig:
+        """Read a TOML file (see the README's configuration reference).
+
+        Raises:
+            ConfigurationError: the file is missing, not TOML, or has a bad value.
+        """
+        try:
+            with Path(path).open("rb") as handle:
+                data = tomllib.load(handle)
+        except FileNotFoundError:
+            raise ConfigurationError("file", f"{os.fspath(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigurationError("file", f"{os.fspath(path)!r} is not valid TOML: {exc}") from None
+        return cls.from_mapping(data)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ReplicationConfig:
+        """Read ``GEOBUS_*`` variables (see the README's configuration reference).
+
+        Raises:
+            ConfigurationError: a variable is missing or has a bad value.
+        """
+        env = os.environ if environ is None else environ
+        data: dict[str, Any] = {}
+        for key, variable in (("mode", "GEOBUS_MODE"), ("write_quorum", "GEOBUS_WRITE_QUORUM")):
+            if env.get(variable):
+                data[key] = env[variable]
+        for role in ("primary", "secondary"):
+            upper = role.upper()
+            section = {
+                key: env[f"GEOBUS_{upper}_{suffix}"]
+                for key, suffix in (
+                    ("connection_string", "CONNECTION_STRING"),
+                    ("fully_qualified_namespace", "NAMESPACE"),
+                    ("credential", "CREDENTIAL"),
+                )
+                if env.get(f"GEOBUS_{upper}_{suffix}")
+            }
+            if "fully_qualified_namespace" in section:
+                section.setdefault("credential", "default")
+            data[role] = section
+        for section_name, prefix, keys in _ENV_POLICIES:
+            section = {key: env[f"{prefix}{key.upper()}"] for key in keys if env.get(f"{prefix}{key.upper()}")}
+            if section:
+                data[section_name] = section
+        return cls.from_mapping(data)
+
+
+_ENV_POLICIES = (
+    ("deadlines", "GEOBUS_DEADLINE_", ("attempt", "send", "receive_stall")),
+    ("retry", "GEOBUS_RETRY_", ("total", "backoff_factor", "backoff_max", "mode")),
+    ("dedup", "GEOBUS_DEDUP_", ("key", "property_name", "max_entries", "max_age")),
+)
+
+
+def _reject_unknown(prefix: str, section: Mapping[str, Any], known: set[str]) -> None:
+    for key in section:
+        if key not in known:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            raise ConfigurationError(where, f"unknown setting (known: {', '.join(sorted(known))})")

@@ -1,0 +1,193 @@
+"""Duplicate suppression for the receiver, without I/O: which copy the application sees.
+
+Every message reaches the worker twice (once per namespace), sometimes more
+(a send that timed out but landed). ``DuplicateTracker`` decides, per copy:
+
+- key already processed → settle the copy silently, the way its twin was settled;
+- key in flight (a twin is with the application) → hold the copy, locked, until
+  the twin's outcome: twin completed → complete the copy; twin dead-lettered →
+  dead-letter it; twin abandoned or its lock lost → the copy goes to the
+  application;
+- otherwise → deliver it, and the key is in flight.
+
+A duplicate never costs a message: a copy is only settled after its twin was
+settled by the application, and an in-flight key is never evicted. The set of
+processed keys is bounded by count and age (cachetools), with an injected clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cachetools import TTLCache
+
+
+class Verdict(enum.Enum):
+    """What to do with one received copy."""
+
+    DELIVER = "deliver"
+    HOLD = "hold"
+    COMPLETE = "complete"
+    DEAD_LETTER = "dead_letter"
+    DROP = "drop"
+
+
+class Outcome(enum.Enum):
+    COMPLETED = "completed"
+    DEAD_LETTERED = "dead_lettered"
+
+
+@dataclass(eq=False)
+class Copy:
+    """One received copy. ``identity`` (namespace, sequence number) is the same when
+    a namespace redelivers the same stored message; ``payload`` is the SDK message."""
+
+    namespace: str
+    sequence_number: int | None
+    locked_until: float | None = None
+    payload: Any = field(default=None, repr=False)
+
+    @property
+    def identity(self) -> tuple[str, int | None]:
+        return (self.namespace, self.sequence_number)
+
+
+@dataclass(eq=False)
+class _InFlight:
+    owner: Copy
+    held: list[Copy] = field(default_factory=list)
+
+
+class _ProcessedKeys(TTLCache[Hashable, Outcome]):
+    """A TTLCache that counts what it evicts (by size or by age)."""
+
+    def __init__(self, maxsize: int, ttl: float, timer: Callable[[], float]) -> None:
+        super().__init__(maxsize=maxsize, ttl=ttl, timer=timer)
+        self.evictions = 0
+
+    def popitem(self) -> tuple[Hashable, Outcome]:
+        item = super().popitem()
+        self.evictions += 1
+        return item
+
+    def expire(self, time: float | None = None) -> list[tuple[Hashable, Outcome]]:
+        expired = list(super().expire(time))
+        self.evictions += len(expired)
+        return expired
+
+
+class DuplicateTracker:
+    """The duplicate state machine of one receiver. Not thread-safe: one event loop owns it."""
+
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        max_age: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.clock = clock
+        self._processed = _ProcessedKeys(max_entries, max_age, clock)
+        self._in_flight: dict[Hashable, _InFlight] = {}
+
+    # -- arrivals --------------------------------------------------------------------
+
+    def arrived(self, key: Hashable | None, copy: Copy, *, already_settled: bool = False) -> Verdict:
+        """Decide what to do with ``copy``. ``already_settled`` is receive-and-delete mode,
+        where a copy is gone from its namespace the moment it arrives."""
+        if key is None:
+            return Verdict.DELIVER  # nothing to compare: never risk a message
+        outcome = self._processed.get(key)
+        if outcome is not None:
+            if already_settled:
+                return Verdict.DROP
+            return Verdict.COMPLETE if outcome is Outcome.COMPLETED else Verdict.DEAD_LETTER
+        if already_settled:
+            self._processed[key] = Outcome.COMPLETED
+            return Verdict.DELIVER
+        flight = self._in_flight.get(key)
+        if flight is None:
+            self._in_flight[key] = _InFlight(copy)
+            return Verdict.DELIVER
+        if self._owner_lost(flight.owner, copy):
+            flight.owner = copy
+            return Verdict.DELIVER
+        # A held copy that comes back was redelivered after its lock expired: keep the fresh one.
+        flight.held = [h for h in flight.held if h.identity != copy.identity]
+        flight.held.append(copy)
+        return Verdict.HOLD
+
+    def _owner_lost(self, owner: Copy, arriving: Copy) -> bool:
+        if owner.identity == arriving.identity:
+            return True  # the owner's own namespace redelivered it: its lock is gone
+        return owner.locked_until is not None and owner.locked_until <= self.clock()
+
+    # -- the application's outcomes ------------------------------------------------
+
+    def completed(self, key: Hashable | None, copy: Copy) -> list[tuple[Copy, Verdict]]:
+        """The application completed ``copy``: its held twins are completed too."""
+        return self._settled(key, Outcome.COMPLETED, Verdict.COMPLETE)
+
+    def dead_lettered(self, key: Hashable | None, copy: Copy) -> list[tuple[Copy, Verdict]]:
+        """The application dead-lettered ``copy``: its held twins are dead-lettered too."""
+        return self._settled(key, Outcome.DEAD_LETTERED, Verdict.DEAD_LETTER)
+
+    def _settled(self, key: Hashable | None, outcome: Outcome, verdict: Verdict) -> list[tuple[Copy, Verdict]]:
+        if key is None:
+            return []
+        flight = self._in_flight.pop(key, None)
+        self._processed[key] = outcome
+        return [(held, verdict) for held in flight.held] if flight else []
+
+    def released(self, key: Hashable | None, copy: Copy) -> Copy | None:
+        """The application abandoned ``copy`` or lost its lock.
+
+        Returns the held twin that now goes to the application, if there is one;
+        otherwise the key is forgotten, so a redelivery is processed.
+        """
+        if key is None:
+            return None
+        flight = self._in_flight.get(key)
+        if flight is None or flight.owner.identity != copy.identity:
+            return None
+        if flight.held:
+            flight.owner = flight.held.pop(0)
+            return flight.owner
+        del self._in_flight[key]
+        return None
+
+    def sweep(self) -> list[Copy]:
+        """Promote held twins whose owner's lock has expired; returns the copies to deliver."""
+        now = self.clock()
+        promoted = []
+        for flight in self._in_flight.values():
+            owner_until = flight.owner.locked_until
+            if flight.held and owner_until is not None and owner_until <= now:
+                flight.owner = flight.held.pop(0)
+                promoted.append(flight.owner)
+        return promoted
+
+    # -- inspection --------------------------------------------------------------------
+
+    def held_copies(self) -> list[Copy]:
+        return [copy for flight in self._in_flight.values() for copy in flight.held]
+
+    @property
+    def held(self) -> int:
+        return sum(len(flight.held) for flight in self._in_flight.values())
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    @property
+    def processed(self) -> int:
+        return len(self._processed)
+
+    @property
+    def evictions(self) -> int:
+        return self._processed.evictions

@@ -1,0 +1,270 @@
+"""One namespace's SDK sender or receiver, with geobus's deadline on every call.
+
+This is geobus's seam with azure-servicebus: ``SendChannel`` and
+``ReceiveChannel`` are what the replicated sender and the dedup receiver call,
+and what unit tests replace with fakes. Every call takes a timeout and is cut
+off by ``asyncio.wait_for`` when it passes — the SDK's own knobs cannot bound a
+black-holed connection (see SDK_FACTS). A handler that timed out may be wedged
+mid-frame, so it is dropped (closed in the background, itself bounded) and the
+next call opens a fresh one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
+
+from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiveMode
+from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
+
+from .._config import NamespaceConfig, SdkRetryPolicy
+from .._errors import SendTimeoutError
+
+_LOG = logging.getLogger("geobus")
+_T = TypeVar("_T")
+_CLOSE_TIMEOUT = 5.0
+
+Payload = ServiceBusMessage | Sequence[ServiceBusMessage]
+
+
+class SendChannel(Protocol):
+    """What the replicated sender needs of one namespace."""
+
+    name: str
+
+    async def send(self, payload: Payload, *, timeout: float) -> None: ...
+    async def schedule(
+        self, messages: Sequence[ServiceBusMessage], when: datetime.datetime, *, timeout: float
+    ) -> list[int]: ...
+    async def cancel_scheduled(self, sequence_numbers: Sequence[int], *, timeout: float) -> None: ...
+    async def max_batch_size(self, *, timeout: float) -> int: ...
+    async def close(self) -> None: ...
+
+
+class ReceiveChannel(Protocol):
+    """What the dedup receiver needs of one namespace."""
+
+    name: str
+
+    async def receive(self, max_count: int, max_wait: float, *, timeout: float) -> list[ServiceBusReceivedMessage]: ...
+    async def complete(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None: ...
+    async def abandon(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None: ...
+    async def dead_letter(
+        self,
+        message: ServiceBusReceivedMessage,
+        *,
+        reason: str | None,
+        description: str | None,
+        timeout: float,
+    ) -> None: ...
+    async def renew_lock(self, message: ServiceBusReceivedMessage, *, timeout: float) -> datetime.datetime: ...
+    async def reset(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+class _AsyncCredential:
+    """Lets a sync azure-identity credential serve the async core (token calls run in a thread)."""
+
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(self._credential.get_token, *scopes, **kwargs)
+
+    async def close(self) -> None:
+        close = getattr(self._credential, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
+
+    async def __aenter__(self) -> _AsyncCredential:
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+
+def _credential(name_or_object: Any) -> Any:
+    if not isinstance(name_or_object, str):
+        if inspect.iscoroutinefunction(getattr(name_or_object, "get_token", None)):
+            return name_or_object
+        return _AsyncCredential(name_or_object)
+    from azure.identity import aio as identity
+
+    factories: dict[str, Callable[[], Any]] = {
+        "default": identity.DefaultAzureCredential,
+        "managed_identity": identity.ManagedIdentityCredential,
+        "workload_identity": identity.WorkloadIdentityCredential,
+        "cli": identity.AzureCliCredential,
+        "environment": identity.EnvironmentCredential,
+    }
+    return factories[name_or_object]()
+
+
+def build_client(namespace: NamespaceConfig, retry: SdkRetryPolicy, try_timeout: float) -> ServiceBusClient:
+    """An aio ServiceBusClient for ``namespace`` with geobus's retry settings."""
+    options: dict[str, Any] = {
+        "retry_total": retry.total,
+        "retry_backoff_factor": retry.backoff_factor,
+        "retry_backoff_max": retry.backoff_max,
+        "retry_mode": retry.mode,
+        "try_timeout": try_timeout,
+    }
+    if namespace.connection_string is not None:
+        return ServiceBusClient.from_connection_string(namespace.connection_string, **options)
+    assert namespace.fully_qualified_namespace is not None
+    return ServiceBusClient(namespace.fully_qualified_namespace, _credential(namespace.credential), **options)
+
+
+async def close_quietly(handler: Any, name: str) -> None:
+    try:
+        await asyncio.wait_for(handler.close(), _CLOSE_TIMEOUT)
+    except Exception as exc:  # a wedged handler: nothing more to do with it
+        _LOG.debug("closing a dropped handler of %s failed: %r", name, exc)
+
+
+class _Bounded:
+    """Calls on one lazily opened SDK handler, each under a deadline."""
+
+    def __init__(self, name: str, open_handler: Callable[[], Any]) -> None:
+        self.name = name
+        self._open_handler = open_handler
+        self._handler: Any = None
+        self._closing: set[asyncio.Task[None]] = set()
+
+    async def call(self, fn: Callable[[Any], Awaitable[_T]], timeout: float) -> _T:
+        if self._handler is None:
+            self._handler = self._open_handler()
+        handler = self._handler
+        try:
+            return await asyncio.wait_for(fn(handler), timeout)
+        except asyncio.TimeoutError as exc:
+            self._drop(handler)
+            raise SendTimeoutError(self.name, timeout) from exc
+
+    def _drop(self, handler: Any) -> None:
+        if handler is None or handler is not self._handler:
+            return
+        self._handler = None
+        task = asyncio.get_running_loop().create_task(close_quietly(handler, self.name))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def reset(self) -> None:
+        self._drop(self._handler)
+
+    async def close(self) -> None:
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            await close_quietly(handler, self.name)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+
+class SdkSendChannel:
+    """A namespace's queue or topic sender (azure.servicebus.aio)."""
+
+    def __init__(self, name: str, client: ServiceBusClient, *, queue: str | None = None, topic: str | None = None) -> None:
+        if (queue is None) == (topic is None):
+            raise ValueError("a send channel needs a queue or a topic")
+        self.name = name
+        self._client = client
+        open_handler: Callable[[], ServiceBusSender] = (
+            (lambda: client.get_queue_sender(queue)) if queue is not None else (lambda: client.get_topic_sender(topic))
+        )
+        self._bounded = _Bounded(name, open_handler)
+
+    async def send(self, payload: Payload, *, timeout: float) -> None:
+        await self._bounded.call(lambda sender: sender.send_messages(payload), timeout)
+
+    async def schedule(
+        self, messages: Sequence[ServiceBusMessage], when: datetime.datetime, *, timeout: float
+    ) -> list[int]:
+        return await self._bounded.call(lambda sender: sender.schedule_messages(list(messages), when), timeout)
+
+    async def cancel_scheduled(self, sequence_numbers: Sequence[int], *, timeout: float) -> None:
+        await self._bounded.call(lambda sender: sender.cancel_scheduled_messages(list(sequence_numbers)), timeout)
+
+    async def max_batch_size(self, *, timeout: float) -> int:
+        async def size(sender: ServiceBusSender) -> int:
+            return (await sender.create_message_batch()).max_size_in_bytes
+
+        return await self._bounded.call(size, timeout)
+
+    async def close(self) -> None:
+        await self._bounded.close()
+
+
+class SdkReceiveChannel:
+    """A namespace's queue or subscription receiver (azure.servicebus.aio)."""
+
+    def __init__(
+        self,
+        name: str,
+        client: ServiceBusClient,
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        subscription: str | None = None,
+        receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
+        prefetch_count: int = 0,
+    ) -> None:
+        if queue is None and (topic is None or subscription is None):
+            raise ValueError("a receive channel needs a queue, or a topic and a subscription")
+        self.name = name
+        options = {"receive_mode": receive_mode, "prefetch_count": prefetch_count}
+
+        def open_handler() -> ServiceBusReceiver:
+            if queue is not None:
+                return client.get_queue_receiver(queue, **options)
+            return client.get_subscription_receiver(topic, subscription, **options)
+
+        self._bounded = _Bounded(name, open_handler)
+
+    async def receive(self, max_count: int, max_wait: float, *, timeout: float) -> list[ServiceBusReceivedMessage]:
+        return await self._bounded.call(
+            lambda receiver: receiver.receive_messages(max_message_count=max_count, max_wait_time=max_wait),
+            timeout,
+        )
+
+    async def _settle(self, message: ServiceBusReceivedMessage, action: Callable[[Any], Awaitable[Any]], timeout: float) -> Any:
+        # A message is settled through the SDK receiver that received it, even if that
+        # receiver has since been replaced.
+        receiver = getattr(message, "_receiver", None) or self._bounded._handler
+        try:
+            return await asyncio.wait_for(action(receiver), timeout)
+        except asyncio.TimeoutError as exc:
+            raise SendTimeoutError(self.name, timeout) from exc
+
+    async def complete(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None:
+        await self._settle(message, lambda r: r.complete_message(message), timeout)
+
+    async def abandon(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None:
+        await self._settle(message, lambda r: r.abandon_message(message), timeout)
+
+    async def dead_letter(
+        self,
+        message: ServiceBusReceivedMessage,
+        *,
+        reason: str | None,
+        description: str | None,
+        timeout: float,
+    ) -> None:
+        await self._settle(
+            message,
+            lambda r: r.dead_letter_message(message, reason=reason, error_description=description),
+            timeout,
+        )
+
+    async def renew_lock(self, message: ServiceBusReceivedMessage, *, timeout: float) -> datetime.datetime:
+        result: datetime.datetime = await self._settle(message, lambda r: r.renew_message_lock(message), timeout)
+        return result
+
+    async def reset(self) -> None:
+        await self._bounded.reset()
+
+    async def close(self) -> None:
+        await self._bounded.close()

@@ -1,0 +1,182 @@
+"""The async ``GeoServiceBusClient``: two namespaces behind the shape of ``ServiceBusClient``."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from azure.servicebus import ServiceBusReceiveMode
+from azure.servicebus.aio import ServiceBusClient
+
+from .._config import NamespaceConfig, ReplicationConfig, ReplicationMode
+from .._policy import PassiveRoles
+from ._channels import SdkReceiveChannel, SdkSendChannel, build_client, close_quietly
+from ._receiver import DedupReceiver
+from ._sender import ReplicatedSender
+
+
+class GeoServiceBusClient:
+    """Replicated senders and deduplicating receivers over two namespaces (``geobus.aio``).
+
+    Build it from a ``ReplicationConfig`` (``from_config``), from two connection
+    strings, or from two namespaces and an azure-identity credential. Like
+    ``ServiceBusClient``, it is a context manager, and the senders and receivers
+    it hands out share its two connections' clients.
+
+    Raises:
+        ConfigurationError: a setting is missing or invalid (on construction).
+    """
+
+    def __init__(self, config: ReplicationConfig) -> None:
+        if not isinstance(config, ReplicationConfig):
+            raise TypeError("GeoServiceBusClient takes a ReplicationConfig")
+        self.config = config
+        self._clients: dict[str, ServiceBusClient] = {}
+        self._roles = PassiveRoles([ns.name or "" for ns in config.namespaces])
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config: ReplicationConfig | Mapping[str, Any]) -> GeoServiceBusClient:
+        return cls(config if isinstance(config, ReplicationConfig) else ReplicationConfig.from_mapping(config))
+
+    @classmethod
+    def from_connection_strings(
+        cls,
+        primary: str,
+        secondary: str,
+        *,
+        mode: ReplicationMode | str = ReplicationMode.PASSIVE,
+        **options: Any,
+    ) -> GeoServiceBusClient:
+        config = ReplicationConfig(
+            primary=NamespaceConfig(connection_string=primary),
+            secondary=NamespaceConfig(connection_string=secondary),
+            mode=mode,  # type: ignore[arg-type]
+            **options,
+        )
+        return cls(config)
+
+    @classmethod
+    def from_namespaces(
+        cls,
+        primary: str,
+        secondary: str,
+        credential: Any,
+        *,
+        mode: ReplicationMode | str = ReplicationMode.PASSIVE,
+        **options: Any,
+    ) -> GeoServiceBusClient:
+        """Two fully qualified namespaces (``contoso-weu.servicebus.windows.net``) and one
+        azure-identity credential (async flavour, from ``azure.identity.aio``)."""
+        config = ReplicationConfig(
+            primary=NamespaceConfig(fully_qualified_namespace=primary, credential=credential),
+            secondary=NamespaceConfig(fully_qualified_namespace=secondary, credential=credential),
+            mode=mode,  # type: ignore[arg-type]
+            **options,
+        )
+        return cls(config)
+
+    def __repr__(self) -> str:
+        names = [f"{ns.name}={ns.fully_qualified_namespace}" for ns in self.config.namespaces]
+        return f"GeoServiceBusClient(mode={self.config.mode.value!r}, {', '.join(names)})"
+
+    def _client(self, namespace: NamespaceConfig) -> ServiceBusClient:
+        if self._closed:
+            raise RuntimeError("this GeoServiceBusClient is closed")
+        assert namespace.name is not None
+        if namespace.name not in self._clients:
+            self._clients[namespace.name] = build_client(
+                namespace, self.config.retry, try_timeout=self.config.deadlines.attempt
+            )
+        return self._clients[namespace.name]
+
+    # -- senders ---------------------------------------------------------------------------
+
+    def get_queue_sender(self, queue_name: str) -> ReplicatedSender:
+        return self._sender(queue=queue_name)
+
+    def get_topic_sender(self, topic_name: str) -> ReplicatedSender:
+        return self._sender(topic=topic_name)
+
+    def _sender(self, **entity: str) -> ReplicatedSender:
+        channels = [SdkSendChannel(ns.name or "", self._client(ns), **entity) for ns in self.config.namespaces]
+        return ReplicatedSender(
+            channels,
+            mode=self.config.mode,
+            write_quorum=self.config.write_quorum,
+            deadlines=self.config.deadlines,
+            roles=self._roles,
+        )
+
+    # -- receivers ---------------------------------------------------------------------------
+
+    def get_queue_receiver(
+        self,
+        queue_name: str,
+        *,
+        receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
+        max_wait_time: float | None = None,
+        prefetch: int = 20,
+    ) -> DedupReceiver:
+        return self._receiver(
+            {"queue": queue_name}, receive_mode=receive_mode, max_wait_time=max_wait_time, prefetch=prefetch
+        )
+
+    def get_subscription_receiver(
+        self,
+        topic_name: str,
+        subscription_name: str,
+        *,
+        receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
+        max_wait_time: float | None = None,
+        prefetch: int = 20,
+    ) -> DedupReceiver:
+        return self._receiver(
+            {"topic": topic_name, "subscription": subscription_name},
+            receive_mode=receive_mode,
+            max_wait_time=max_wait_time,
+            prefetch=prefetch,
+        )
+
+    def _receiver(
+        self,
+        entity: dict[str, str],
+        *,
+        receive_mode: ServiceBusReceiveMode,
+        max_wait_time: float | None,
+        prefetch: int,
+    ) -> DedupReceiver:
+        receive_mode = ServiceBusReceiveMode(receive_mode)
+        channels = [
+            SdkReceiveChannel(ns.name or "", self._client(ns), receive_mode=receive_mode, **entity)  # type: ignore[arg-type]
+            for ns in self.config.namespaces
+        ]
+        return DedupReceiver(
+            channels,
+            dedup=self.config.dedup,
+            deadlines=self.config.deadlines,
+            receive_mode=receive_mode,
+            max_wait_time=max_wait_time,
+            prefetch=prefetch,
+        )
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close both namespaces' clients (and every sender and receiver they carry)."""
+        self._closed = True
+        clients, self._clients = dict(self._clients), {}
+        await asyncio.gather(*(close_quietly(client, name) for name, client in clients.items()))
+
+    async def __aenter__(self) -> GeoServiceBusClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,426 @@
+"""The async ``DedupReceiver``: both namespaces, one stream, each message once."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
+
+from .._config import Deadlines, DedupKey, DedupPolicy
+from .._dedup import Copy, DuplicateTracker, Verdict
+from ._channels import ReceiveChannel
+
+_LOG = logging.getLogger("geobus")
+_POLL_WAIT = 1.0  # seconds one SDK receive call waits; pumps loop on it
+_RECONNECT_BACKOFF = (0.2, 5.0)  # first and largest wait before reconnecting a failed namespace
+
+
+@dataclass(frozen=True)
+class ReceiverStats:
+    """A snapshot of a receiver's counters."""
+
+    received: dict[str, int]
+    delivered: int
+    duplicates_absorbed: int
+    held: int
+    in_flight: int
+    evictions: int
+    receive_errors: dict[str, int]
+
+
+@dataclass(eq=False)
+class _Delivered:
+    key: Hashable | None
+    copy: Copy
+    channel: ReceiveChannel
+
+
+def _timestamp(message: ServiceBusReceivedMessage) -> float | None:
+    try:
+        locked_until = message.locked_until_utc
+    except Exception:  # receive-and-delete messages have no lock
+        return None
+    return locked_until.timestamp() if locked_until is not None else None
+
+
+def key_function(policy: DedupPolicy) -> Callable[[ServiceBusReceivedMessage], Hashable | None]:
+    """How a received message's dedup key is read, per the policy."""
+    if policy.key == DedupKey.MESSAGE_ID:
+        return lambda message: message.message_id
+    if policy.key == DedupKey.SUBJECT:
+        return lambda message: message.subject
+    name = policy.property_name or ""
+    encoded = name.encode()
+
+    def from_property(message: ServiceBusReceivedMessage) -> Hashable | None:
+        properties = message.application_properties or {}
+        # The SDK's pure-Python transport hands keys and string values back as bytes.
+        value = properties.get(encoded, properties.get(name))  # type: ignore[call-overload]
+        return value.decode() if isinstance(value, bytes) else value
+
+    return from_property
+
+
+class DedupReceiver:
+    """Receives one queue or subscription from two namespaces as one stream (``geobus.aio``).
+
+    Each message is handed to the application once, whichever namespace's copy
+    arrives first; the other copy is held until the application settles the first,
+    then settled the same way. Abandoning a message, or losing its lock, hands the
+    twin to the application instead — a duplicate never costs a message.
+
+    Messages are the SDK's own ``ServiceBusReceivedMessage``; settle them through
+    this receiver. ``namespace_of(message)`` tells where one came from. A namespace
+    that fails or stalls is reconnected in the background without stopping the other.
+    Task-safe within one event loop; not thread-safe.
+
+    Raises (from settlement): the SDK's errors, unchanged (``MessageLockLostError``,
+    ``ServiceBusConnectionError``...); ``ValueError`` for a message this receiver
+    did not hand out.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[ReceiveChannel],
+        *,
+        dedup: DedupPolicy | None = None,
+        deadlines: Deadlines | None = None,
+        receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
+        max_wait_time: float | None = None,
+        prefetch: int = 20,
+        clock: Callable[[], float] = time.time,
+        on_close: Any = None,
+    ) -> None:
+        if len(channels) != 2:
+            raise ValueError("a DedupReceiver needs exactly two namespaces")
+        if max_wait_time is not None and max_wait_time <= 0:
+            raise ValueError("max_wait_time must be positive")
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        policy = dedup or DedupPolicy()
+        self._channels = list(channels)
+        self._key = key_function(policy)
+        self.deadlines = deadlines or Deadlines()
+        self.receive_mode = receive_mode
+        self.max_wait_time = max_wait_time
+        self._prefetch = prefetch
+        self._clock = clock
+        self._tracker = DuplicateTracker(max_entries=policy.max_entries, max_age=policy.max_age, clock=clock)
+        self._already_settled = receive_mode == ServiceBusReceiveMode.RECEIVE_AND_DELETE
+        self._inbox: asyncio.Queue[tuple[ReceiveChannel, ServiceBusReceivedMessage]] | None = None
+        self._ready: collections.deque[Copy] = collections.deque()
+        self._delivered: dict[int, _Delivered] = {}
+        self._channel_of: dict[str, ReceiveChannel] = {c.name: c for c in channels}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pumps: list[asyncio.Task[None]] = []
+        self._on_close = on_close
+        self._closed = False
+        self._received = {c.name: 0 for c in channels}
+        self._queued = {c.name: 0 for c in channels}
+        self._settled = asyncio.Event()
+        self._receive_errors = {c.name: 0 for c in channels}
+        self._delivered_count = 0
+        self._absorbed = 0
+
+    # -- inspection ----------------------------------------------------------------------
+
+    @property
+    def stats(self) -> ReceiverStats:
+        return ReceiverStats(
+            received=dict(self._received),
+            delivered=self._delivered_count,
+            duplicates_absorbed=self._absorbed,
+            held=self._tracker.held,
+            in_flight=self._tracker.in_flight,
+            evictions=self._tracker.evictions,
+            receive_errors=dict(self._receive_errors),
+        )
+
+    def namespace_of(self, message: ServiceBusReceivedMessage) -> str:
+        """The namespace ``message`` was received from.
+
+        Raises:
+            ValueError: this receiver did not hand out ``message`` (or it is settled).
+        """
+        return self._record(message).copy.namespace
+
+    def __repr__(self) -> str:
+        return f"DedupReceiver(namespaces={[c.name for c in self._channels]!r}, mode={self.receive_mode.name})"
+
+    # -- receiving ------------------------------------------------------------------------
+
+    def _start(self) -> asyncio.Queue[tuple[ReceiveChannel, ServiceBusReceivedMessage]]:
+        if self._closed:
+            raise RuntimeError("this DedupReceiver is closed")
+        if self._inbox is None:
+            self._inbox = asyncio.Queue()
+            loop = asyncio.get_running_loop()
+            self._pumps = [loop.create_task(self._pump(channel)) for channel in self._channels]
+            if not self._already_settled:
+                self._pumps.append(loop.create_task(self._keep_held_locks()))
+        return self._inbox
+
+    async def _pump(self, channel: ReceiveChannel) -> None:
+        """Feed one namespace's messages into the inbox; reconnect it when it fails or stalls.
+
+        A namespace is asked for more only when the application holds none of its
+        messages: the SDK makes a settlement wait for an in-flight receive call on
+        the same receiver (up to its socket timeout), so receive-process-settle in
+        turn, as the SDK's own loop does, is what keeps settlements fast.
+        """
+        inbox = self._inbox
+        assert inbox is not None
+        backoff = _RECONNECT_BACKOFF[0]
+        while True:
+            await self._until_idle(channel.name)
+            try:
+                batch = await channel.receive(
+                    self._prefetch, _POLL_WAIT, timeout=_POLL_WAIT + self.deadlines.receive_stall
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._receive_errors[channel.name] += 1
+                _LOG.warning(
+                    "geobus: receiving from %r failed (%s); reconnecting in %.1f s",
+                    channel.name,
+                    type(exc).__name__,
+                    backoff,
+                )
+                await channel.reset()
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _RECONNECT_BACKOFF[1])
+                continue
+            backoff = _RECONNECT_BACKOFF[0]
+            self._queued[channel.name] += len(batch)
+            self._received[channel.name] += len(batch)
+            for message in batch:
+                inbox.put_nowait((channel, message))
+
+    def _busy(self, name: str) -> bool:
+        if self._queued[name]:
+            return True
+        if self._already_settled:
+            return False
+        now = self._clock()
+        return any(
+            record.copy.namespace == name and (record.copy.locked_until is None or record.copy.locked_until > now)
+            for record in self._delivered.values()
+        )
+
+    async def _until_idle(self, name: str) -> None:
+        while self._busy(name):
+            self._settled.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), _POLL_WAIT)
+
+    async def receive_messages(
+        self, max_message_count: int | None = 1, max_wait_time: float | None = None
+    ) -> list[ServiceBusReceivedMessage]:
+        """Up to ``max_message_count`` messages, waiting at most ``max_wait_time`` seconds
+        (default: the receiver's ``max_wait_time``; None waits until one arrives)."""
+        count = 1 if max_message_count is None else max_message_count
+        if count < 1:
+            raise ValueError("max_message_count must be at least 1")
+        inbox = self._start()
+        wait = self.max_wait_time if max_wait_time is None else max_wait_time
+        loop = asyncio.get_running_loop()
+        deadline = None if wait is None else loop.time() + wait
+        out: list[ServiceBusReceivedMessage] = []
+        while len(out) < count:
+            self._promote_expired()
+            if self._ready:
+                out.append(self._deliver(self._ready.popleft()))
+                continue
+            if out and inbox.empty():
+                break
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                break
+            try:
+                channel, message = await asyncio.wait_for(inbox.get(), remaining)
+            except asyncio.TimeoutError:
+                break
+            self._queued[channel.name] -= 1
+            delivered = self._arrived(channel, message)
+            if delivered is not None:
+                out.append(delivered)
+        return out
+
+    def _arrived(self, channel: ReceiveChannel, message: ServiceBusReceivedMessage) -> ServiceBusReceivedMessage | None:
+        key = self._key(message)
+        copy = Copy(channel.name, message.sequence_number, _timestamp(message), message)
+        verdict = self._tracker.arrived(key, copy, already_settled=self._already_settled)
+        if verdict is Verdict.DELIVER:
+            return self._deliver(copy, key)
+        if verdict is Verdict.HOLD:
+            return None
+        self._absorbed += 1
+        if verdict in (Verdict.COMPLETE, Verdict.DEAD_LETTER):
+            self._settle_in_background(copy, verdict)
+        return None
+
+    def _deliver(self, copy: Copy, key: Hashable | None = None) -> ServiceBusReceivedMessage:
+        message: ServiceBusReceivedMessage = copy.payload
+        if key is None:
+            key = self._key(message)
+        self._delivered[id(message)] = _Delivered(key, copy, self._channel_of[copy.namespace])
+        self._delivered_count += 1
+        return message
+
+    def _promote_expired(self) -> None:
+        for record in self._delivered.values():
+            record.copy.locked_until = _timestamp(record.copy.payload)
+        self._ready.extend(self._tracker.sweep())
+
+    def __aiter__(self) -> DedupReceiver:
+        return self
+
+    async def __anext__(self) -> ServiceBusReceivedMessage:
+        while True:
+            batch = await self.receive_messages(1)
+            if batch:
+                return batch[0]
+            if self.max_wait_time is not None:
+                raise StopAsyncIteration
+
+    # -- settling ------------------------------------------------------------------------
+
+    def _record(self, message: ServiceBusReceivedMessage) -> _Delivered:
+        record = self._delivered.get(id(message))
+        if record is None or record.copy.payload is not message:
+            raise ValueError("this message was not handed out by this DedupReceiver, or is already settled")
+        return record
+
+    async def complete_message(self, message: ServiceBusReceivedMessage) -> None:
+        """Complete ``message``; its held copies are completed too."""
+        record = self._record(message)
+        await self._settle(record, lambda: record.channel.complete(message, timeout=self.deadlines.attempt))
+        for copy, verdict in self._tracker.completed(record.key, record.copy):
+            self._settle_in_background(copy, verdict)
+
+    async def dead_letter_message(
+        self,
+        message: ServiceBusReceivedMessage,
+        reason: str | None = None,
+        error_description: str | None = None,
+    ) -> None:
+        """Dead-letter ``message``; its held copies are dead-lettered the same way."""
+        record = self._record(message)
+        await self._settle(
+            record,
+            lambda: record.channel.dead_letter(
+                message, reason=reason, description=error_description, timeout=self.deadlines.attempt
+            ),
+        )
+        for copy, verdict in self._tracker.dead_lettered(record.key, record.copy):
+            self._settle_in_background(copy, verdict, reason=reason, description=error_description)
+
+    async def abandon_message(self, message: ServiceBusReceivedMessage) -> None:
+        """Abandon ``message``: a held copy (or the redelivery) goes to the application."""
+        record = self._record(message)
+        try:
+            await record.channel.abandon(message, timeout=self.deadlines.attempt)
+        finally:
+            self._release(record)
+
+    async def renew_message_lock(self, message: ServiceBusReceivedMessage) -> Any:
+        """Renew ``message``'s lock on its namespace; returns the new locked-until time."""
+        record = self._record(message)
+        until = await record.channel.renew_lock(message, timeout=self.deadlines.attempt)
+        record.copy.locked_until = until.timestamp() if until is not None else None
+        return until
+
+    async def _settle(self, record: _Delivered, action: Callable[[], Any]) -> None:
+        try:
+            await action()
+        except Exception:
+            # The lock is lost or the namespace is gone: this copy was not processed, so
+            # its twin (or the redelivery) must be.
+            self._release(record)
+            raise
+        self._delivered.pop(id(record.copy.payload), None)
+        self._settled.set()
+
+    def _release(self, record: _Delivered) -> None:
+        self._delivered.pop(id(record.copy.payload), None)
+        self._settled.set()
+        twin = self._tracker.released(record.key, record.copy)
+        if twin is not None:
+            self._ready.append(twin)
+
+    def _settle_in_background(
+        self,
+        copy: Copy,
+        verdict: Verdict,
+        *,
+        reason: str | None = None,
+        description: str | None = None,
+    ) -> None:
+        channel = self._channel_of[copy.namespace]
+        message = copy.payload
+        if verdict is Verdict.COMPLETE:
+            action = channel.complete(message, timeout=self.deadlines.attempt)
+        else:
+            action = channel.dead_letter(
+                message, reason=reason, description=description, timeout=self.deadlines.attempt
+            )
+        task = asyncio.get_running_loop().create_task(self._quietly(action, copy))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _quietly(self, action: Any, copy: Copy) -> None:
+        try:
+            await action
+        except Exception as exc:
+            # Not lost: an unsettled copy comes back after its lock expires, and is settled then.
+            _LOG.info("geobus: settling a duplicate on %r failed (%s)", copy.namespace, type(exc).__name__)
+
+    async def _keep_held_locks(self) -> None:
+        """Renew the locks of held copies, so a slow twin does not run them to the DLQ."""
+        while True:
+            await asyncio.sleep(1.0)
+            now = self._clock()
+            for copy in self._tracker.held_copies():
+                if copy.locked_until is None or copy.locked_until - now > 10.0:
+                    continue
+                channel = self._channel_of[copy.namespace]
+                with contextlib.suppress(Exception):
+                    until = await channel.renew_lock(copy.payload, timeout=self.deadlines.attempt)
+                    copy.locked_until = until.timestamp() if until is not None else None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop receiving and close both namespaces' receivers. Unsettled and held
+        messages return to their namespaces. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in self._pumps:
+            task.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(channel.close() for channel in self._channels), return_exceptions=True)
+        if self._on_close is not None:
+            await self._on_close()
+
+    async def __aenter__(self) -> DedupReceiver:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,392 @@
+"""The async ``ReplicatedSender``: one send, two namespaces, a deadline that holds."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
+from azure.servicebus.amqp import AmqpAnnotatedMessage
+
+from .._config import MAX_MESSAGE_ID_LENGTH, Deadlines, ReplicationMode, WriteQuorum
+from .._errors import ReplicationError, SendTimeoutError
+from .._policy import PassiveRoles, SendResult, active_outcome, is_availability_error, passive_failure
+from ._channels import SendChannel
+
+_LOG = logging.getLogger("geobus")
+
+Message = ServiceBusMessage | AmqpAnnotatedMessage
+
+
+@dataclass(frozen=True)
+class SenderStats:
+    """A snapshot of a sender's counters."""
+
+    active_namespace: str
+    mode: str
+    messages_sent: dict[str, int]
+    send_failures: dict[str, int]
+    failovers: int
+    partial_writes: int
+
+
+@dataclass(frozen=True)
+class ScheduledMessage:
+    """A message scheduled on one or both namespaces: each namespace's sequence number."""
+
+    message_id: str
+    sequence_numbers: dict[str, int] = field(default_factory=dict)
+
+
+class ReplicatedMessageBatch:
+    """A batch that fits the smaller of the two namespaces' limits.
+
+    ``add_message`` raises ``MessageSizeExceededError`` when the message does not
+    fit, exactly as ``ServiceBusMessageBatch.add_message`` does.
+    """
+
+    def __init__(self, sizer: ServiceBusMessageBatch) -> None:
+        self._sizer = sizer
+        self.messages: list[Message] = []
+
+    @property
+    def max_size_in_bytes(self) -> int:
+        return self._sizer.max_size_in_bytes
+
+    @property
+    def size_in_bytes(self) -> int:
+        return self._sizer.size_in_bytes
+
+    def add_message(self, message: Message) -> None:
+        prepare_message(message)
+        self._sizer.add_message(message)
+        self.messages.append(message)
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __repr__(self) -> str:
+        return f"ReplicatedMessageBatch(count={len(self)}, size={self.size_in_bytes}, max={self.max_size_in_bytes})"
+
+
+def prepare_message(message: Any) -> str:
+    """Give ``message`` a MessageId if it has none; check the id; return it.
+
+    Raises:
+        TypeError: not a ServiceBusMessage or AmqpAnnotatedMessage.
+        ValueError: an empty id, or one over 128 characters.
+    """
+    if isinstance(message, ServiceBusMessage):
+        if message.message_id is None:
+            message.message_id = str(uuid.uuid4())
+        message_id = message.message_id
+    elif isinstance(message, AmqpAnnotatedMessage):
+        properties = message.properties
+        if properties is None:
+            raise TypeError("an AmqpAnnotatedMessage needs properties to carry a message_id")
+        if properties.message_id is None:
+            properties.message_id = str(uuid.uuid4())
+        message_id = properties.message_id
+    else:
+        raise TypeError(
+            f"expected ServiceBusMessage or AmqpAnnotatedMessage, got {type(message).__name__}"
+        )
+    text = message_id.decode() if isinstance(message_id, bytes) else str(message_id)
+    if not text:
+        raise ValueError("message_id must not be empty")
+    if len(text) > MAX_MESSAGE_ID_LENGTH:
+        raise ValueError(f"message_id is {len(text)} characters; Service Bus allows at most {MAX_MESSAGE_ID_LENGTH}")
+    return text
+
+
+def _payload(message: Any) -> tuple[Any, list[Message]]:
+    """Validate what ``send_messages`` was given; return what to send and the messages in it."""
+    if isinstance(message, ReplicatedMessageBatch):
+        return list(message.messages), list(message.messages)
+    if isinstance(message, ServiceBusMessageBatch):
+        raise TypeError("use ReplicatedSender.create_message_batch(): an SDK batch is bound to one namespace")
+    if isinstance(message, (ServiceBusMessage, AmqpAnnotatedMessage)):
+        prepare_message(message)
+        return message, [message]
+    if isinstance(message, Iterable) and not isinstance(message, (str, bytes, dict)):
+        messages = list(message)
+        for item in messages:
+            prepare_message(item)
+        return messages, messages
+    raise TypeError(f"cannot send {type(message).__name__}; expected a message, a list of them, or a batch")
+
+
+class ReplicatedSender:
+    """Sends every message to two Service Bus namespaces (``geobus.aio``).
+
+    Passive mode sends to the active namespace and, when it is unavailable, to
+    the other, which then becomes active. Active mode sends both copies
+    concurrently; ``write_quorum`` says whether one (``any``) or both (``all``)
+    must land. Both copies carry the same MessageId, so a ``DedupReceiver``
+    processes the message once.
+
+    Every call finishes within ``deadlines.send`` (or its ``timeout``), whatever
+    the network does. Task-safe within one event loop; not thread-safe.
+
+    Raises (from ``send_messages``):
+        ReplicationError: no namespace took the message, or quorum ``all`` was not met.
+        ValueError, TypeError: bad input, before anything is sent.
+        azure.servicebus.exceptions.MessageSizeExceededError,
+        ServiceBusAuthenticationError, ServiceBusAuthorizationError,
+        MessagingEntityNotFoundError: raised unchanged, without failover.
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[SendChannel],
+        *,
+        mode: ReplicationMode = ReplicationMode.PASSIVE,
+        write_quorum: WriteQuorum = WriteQuorum.ANY,
+        deadlines: Deadlines | None = None,
+        roles: PassiveRoles | None = None,
+        on_close: Any = None,
+    ) -> None:
+        if len(channels) != 2:
+            raise ValueError("a ReplicatedSender needs exactly two namespaces")
+        self._channels = {channel.name: channel for channel in channels}
+        # Shared by every sender of one client: a namespace's health is not per entity.
+        self._roles = roles or PassiveRoles([channel.name for channel in channels])
+        self.mode = ReplicationMode(mode)
+        self.write_quorum = WriteQuorum(write_quorum)
+        self.deadlines = deadlines or Deadlines()
+        self._on_close = on_close
+        self._sent = dict.fromkeys(self._channels, 0)
+        self._failures = dict.fromkeys(self._channels, 0)
+        self._failovers = 0
+        self._partial_writes = 0
+        self._closed = False
+
+    # -- inspection ---------------------------------------------------------------
+
+    @property
+    def active_namespace(self) -> str:
+        """The namespace passive mode sends to first."""
+        return self._roles.active
+
+    @property
+    def stats(self) -> SenderStats:
+        return SenderStats(
+            active_namespace=self._roles.active,
+            mode=self.mode.value,
+            messages_sent=dict(self._sent),
+            send_failures=dict(self._failures),
+            failovers=self._failovers,
+            partial_writes=self._partial_writes,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ReplicatedSender(mode={self.mode.value!r}, namespaces={list(self._channels)!r}, "
+            f"active={self._roles.active!r})"
+        )
+
+    # -- sending ---------------------------------------------------------------------
+
+    async def send_messages(self, message: Any, *, timeout: float | None = None) -> SendResult:
+        """Send a message, a list of messages or a ``ReplicatedMessageBatch`` to both namespaces.
+
+        Returns a ``SendResult`` naming the namespaces that stored the message(s).
+        """
+        self._check_open()
+        payload, messages = _payload(message)
+        if not messages:
+            return SendResult(landed=(), missed={})
+        deadline = self._deadline(timeout)
+
+        async def attempt(channel: SendChannel, seconds: float) -> None:
+            await channel.send(payload, timeout=seconds)
+
+        return await self._replicate(attempt, deadline, len(messages))
+
+    async def schedule_messages(
+        self,
+        messages: Message | Sequence[Message],
+        schedule_time_utc: datetime.datetime,
+        *,
+        timeout: float | None = None,
+    ) -> list[ScheduledMessage]:
+        """Schedule messages on the namespace(s) a send would reach.
+
+        Returns one ``ScheduledMessage`` per message, holding each namespace's
+        sequence number, for ``cancel_scheduled_messages``.
+        """
+        self._check_open()
+        batch = [messages] if isinstance(messages, (ServiceBusMessage, AmqpAnnotatedMessage)) else list(messages)
+        ids = [prepare_message(m) for m in batch]
+        deadline = self._deadline(timeout)
+        numbers: dict[str, list[int]] = {}
+
+        async def attempt(channel: SendChannel, seconds: float) -> None:
+            numbers[channel.name] = await channel.schedule(batch, schedule_time_utc, timeout=seconds)
+
+        await self._replicate(attempt, deadline, len(batch))
+        return [
+            ScheduledMessage(message_id, {name: seqs[i] for name, seqs in numbers.items()})
+            for i, message_id in enumerate(ids)
+        ]
+
+    async def cancel_scheduled_messages(
+        self, scheduled: ScheduledMessage | Sequence[ScheduledMessage], *, timeout: float | None = None
+    ) -> None:
+        """Cancel scheduled messages on every namespace that holds them.
+
+        Raises:
+            ReplicationError: a namespace could not be reached; ``landed`` names
+                those where the cancellation did happen. Calling again is safe.
+        """
+        self._check_open()
+        items = [scheduled] if isinstance(scheduled, ScheduledMessage) else list(scheduled)
+        per_namespace: dict[str, list[int]] = {}
+        for item in items:
+            for name, seq in item.sequence_numbers.items():
+                per_namespace.setdefault(name, []).append(seq)
+        deadline = self._deadline(timeout)
+        names = [name for name in per_namespace if name in self._channels]
+        results = await asyncio.gather(
+            *(
+                self._bounded(self._channels[name], deadline, lambda ch, s, n=name: ch.cancel_scheduled(per_namespace[n], timeout=s))
+                for name in names
+            ),
+            return_exceptions=True,
+        )
+        failed = {name: error for name, error in zip(names, results, strict=True) if isinstance(error, BaseException)}
+        if failed:
+            landed = [name for name in names if name not in failed]
+            raise ReplicationError("cancellation did not reach every namespace", causes=failed, landed=landed)
+
+    async def create_message_batch(
+        self, max_size_in_bytes: int | None = None, *, timeout: float | None = None
+    ) -> ReplicatedMessageBatch:
+        """A batch sized for the smaller of the two namespaces (those reachable now).
+
+        Raises:
+            ReplicationError: neither namespace could be reached to learn its limit.
+        """
+        self._check_open()
+        deadline = self._deadline(timeout)
+        names = list(self._channels)
+        results = await asyncio.gather(
+            *(self._bounded(self._channels[n], deadline, lambda ch, s: ch.max_batch_size(timeout=s)) for n in names),
+            return_exceptions=True,
+        )
+        sizes = [r for r in results if isinstance(r, int)]
+        if not sizes:
+            causes = {n: r for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
+            raise ReplicationError("no namespace could be reached to size a batch", causes=causes)
+        limit = min(sizes)
+        if max_size_in_bytes is not None:
+            if max_size_in_bytes > limit:
+                raise ValueError(
+                    f"max_size_in_bytes {max_size_in_bytes} is over the namespaces' limit of {limit} bytes"
+                )
+            limit = max_size_in_bytes
+        return ReplicatedMessageBatch(ServiceBusMessageBatch(max_size_in_bytes=limit))
+
+    # -- the algorithms ------------------------------------------------------------------
+
+    async def _replicate(self, attempt: Any, deadline: float, count: int) -> SendResult:
+        if self.mode == ReplicationMode.PASSIVE:
+            return await self._passive(attempt, deadline, count)
+        return await self._active(attempt, deadline, count)
+
+    async def _passive(self, attempt: Any, deadline: float, count: int) -> SendResult:
+        first, second = self._roles.order()
+        try:
+            await self._bounded(self._channels[first], deadline, attempt)
+        except Exception as first_error:
+            self._failures[first] += 1
+            if not is_availability_error(first_error):
+                raise
+            try:
+                await self._bounded(self._channels[second], deadline, attempt)
+            except Exception as second_error:
+                self._failures[second] += 1
+                raise passive_failure(first, first_error, second, second_error) from second_error
+            self._sent[second] += count
+            if self._roles.succeeded_on(second):
+                self._failovers += 1
+                _LOG.warning(
+                    "geobus: namespace %r unavailable (%s); sent to %r, which is now active",
+                    first,
+                    type(first_error).__name__,
+                    second,
+                )
+            return SendResult(landed=(second,), missed={first: first_error}, failed_over=True)
+        self._sent[first] += count
+        return SendResult(landed=(first,), missed={})
+
+    async def _active(self, attempt: Any, deadline: float, count: int) -> SendResult:
+        names = list(self._channels)
+        outcomes = await asyncio.gather(
+            *(self._bounded(self._channels[name], deadline, attempt) for name in names),
+            return_exceptions=True,
+        )
+        results: dict[str, BaseException | None] = {}
+        for name, outcome in zip(names, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                if not isinstance(outcome, Exception):
+                    raise outcome  # cancellation and interpreter exits pass through
+                self._failures[name] += 1
+                results[name] = outcome
+            else:
+                self._sent[name] += count
+                results[name] = None
+        result = active_outcome(self.write_quorum, results)
+        if result.partial:
+            self._partial_writes += 1
+            _LOG.warning(
+                "geobus: partial write: stored on %s, missed on %s",
+                ", ".join(result.landed),
+                ", ".join(f"{name} ({type(error).__name__})" for name, error in result.missed.items()),
+            )
+        return result
+
+    async def _bounded(self, channel: SendChannel, deadline: float, attempt: Any) -> Any:
+        remaining = deadline - asyncio.get_running_loop().time()
+        seconds = min(self.deadlines.attempt, remaining)
+        if seconds <= 0:
+            raise SendTimeoutError(channel.name, 0.0)
+        return await attempt(channel, seconds)
+
+    def _deadline(self, timeout: float | None) -> float:
+        seconds = self.deadlines.send if timeout is None else timeout
+        if seconds <= 0:
+            raise ValueError("timeout must be positive")
+        return asyncio.get_running_loop().time() + seconds
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("this ReplicatedSender is closed")
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close both namespaces' senders. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        await asyncio.gather(*(channel.close() for channel in self._channels.values()), return_exceptions=True)
+        if self._on_close is not None:
+            await self._on_close()
+
+    async def __aenter__(self) -> ReplicatedSender:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
