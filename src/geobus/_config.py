@@ -28,18 +28,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-__all__ = [
-    "CREDENTIAL_NAMES",
-    "DedupKey",
-    "DedupPolicy",
-    "Deadlines",
-    "NamespaceConfig",
-    "ReplicationConfig",
-    "ReplicationMode",
-    "SdkRetryPolicy",
-    "WriteQuorum",
-]
-
 MAX_MESSAGE_ID_LENGTH = 128
 # Names accepted for ``credential`` in files and the environment (azure-identity classes).
 CREDENTIAL_NAMES = ("default", "managed_identity", "workload_identity", "cli", "environment")

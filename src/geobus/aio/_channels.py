@@ -38,7 +38,7 @@ class SendChannel(Protocol):
 
     async def send(self, payload: Payload, *, timeout: float) -> None: ...
     async def schedule(
-        self, messages: Sequence[ServiceBusMessage], when: datetime.datetime, *, timeout: float
+        self, messages: Sequence[Any], when: datetime.datetime, *, timeout: float
     ) -> list[int]: ...
     async def cancel_scheduled(self, sequence_numbers: Sequence[int], *, timeout: float) -> None: ...
     async def max_batch_size(self, *, timeout: float) -> int: ...
@@ -172,16 +172,19 @@ class SdkSendChannel:
             raise ValueError("a send channel needs a queue or a topic")
         self.name = name
         self._client = client
-        open_handler: Callable[[], ServiceBusSender] = (
-            (lambda: client.get_queue_sender(queue)) if queue is not None else (lambda: client.get_topic_sender(topic))
-        )
+        def open_handler() -> ServiceBusSender:
+            if queue is not None:
+                return client.get_queue_sender(queue)
+            assert topic is not None
+            return client.get_topic_sender(topic)
+
         self._bounded = _Bounded(name, open_handler)
 
     async def send(self, payload: Payload, *, timeout: float) -> None:
         await self._bounded.call(lambda sender: sender.send_messages(payload), timeout)
 
     async def schedule(
-        self, messages: Sequence[ServiceBusMessage], when: datetime.datetime, *, timeout: float
+        self, messages: Sequence[Any], when: datetime.datetime, *, timeout: float
     ) -> list[int]:
         return await self._bounded.call(lambda sender: sender.schedule_messages(list(messages), when), timeout)
 
@@ -215,12 +218,14 @@ class SdkReceiveChannel:
         if queue is None and (topic is None or subscription is None):
             raise ValueError("a receive channel needs a queue, or a topic and a subscription")
         self.name = name
-        options = {"receive_mode": receive_mode, "prefetch_count": prefetch_count}
 
         def open_handler() -> ServiceBusReceiver:
             if queue is not None:
-                return client.get_queue_receiver(queue, **options)
-            return client.get_subscription_receiver(topic, subscription, **options)
+                return client.get_queue_receiver(queue, receive_mode=receive_mode, prefetch_count=prefetch_count)
+            assert topic is not None and subscription is not None
+            return client.get_subscription_receiver(
+                topic, subscription, receive_mode=receive_mode, prefetch_count=prefetch_count
+            )
 
         self._bounded = _Bounded(name, open_handler)
 

@@ -63,7 +63,7 @@ def key_function(policy: DedupPolicy) -> Callable[[ServiceBusReceivedMessage], H
     def from_property(message: ServiceBusReceivedMessage) -> Hashable | None:
         properties = message.application_properties or {}
         # The SDK's pure-Python transport hands keys and string values back as bytes.
-        value = properties.get(encoded, properties.get(name))  # type: ignore[call-overload]
+        value = properties.get(encoded, properties.get(name))
         return value.decode() if isinstance(value, bytes) else value
 
     return from_property

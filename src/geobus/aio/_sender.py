@@ -16,7 +16,13 @@ from azure.servicebus.amqp import AmqpAnnotatedMessage
 
 from .._config import MAX_MESSAGE_ID_LENGTH, Deadlines, ReplicationMode, WriteQuorum
 from .._errors import ReplicationError, SendTimeoutError
-from .._policy import PassiveRoles, SendResult, active_outcome, is_availability_error, passive_failure
+from .._policy import (
+    PassiveRoles,
+    SendResult,
+    active_outcome,
+    is_availability_error,
+    passive_failure,
+)
 from ._channels import SendChannel
 
 _LOG = logging.getLogger("geobus")
@@ -82,6 +88,7 @@ def prepare_message(message: Any) -> str:
         TypeError: not a ServiceBusMessage or AmqpAnnotatedMessage.
         ValueError: an empty id, or one over 128 characters.
     """
+    message_id: Any
     if isinstance(message, ServiceBusMessage):
         if message.message_id is None:
             message.message_id = str(uuid.uuid4())
