@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
-from ._config import NamespaceConfig, ReplicationConfig, ReplicationMode
+from typing_extensions import Self
+
+from ._closing import Closing
+from ._config import ReplicationConfig
 from ._portal import Portal
 from ._receiver import DedupReceiver
 from ._sender import ReplicatedSender
@@ -17,7 +19,7 @@ async def _build(config: ReplicationConfig) -> core.GeoServiceBusClient:
     return core.GeoServiceBusClient(config)
 
 
-class GeoServiceBusClient:
+class GeoServiceBusClient(Closing):
     """Replicated senders and deduplicating receivers over two namespaces.
 
     A drop-in for ``azure.servicebus.ServiceBusClient`` in producers and workers:
@@ -37,41 +39,19 @@ class GeoServiceBusClient:
         self._core = self._portal.run(_build(config))
 
     @classmethod
-    def from_config(cls, config: ReplicationConfig | Mapping[str, Any]) -> GeoServiceBusClient:
+    def from_config(cls, config: ReplicationConfig | Mapping[str, Any]) -> Self:
         return cls(config if isinstance(config, ReplicationConfig) else ReplicationConfig.from_mapping(config))
 
     @classmethod
-    def from_connection_strings(
-        cls, primary: str, secondary: str, *, mode: ReplicationMode | str = ReplicationMode.PASSIVE, **options: Any
-    ) -> GeoServiceBusClient:
-        return cls(
-            ReplicationConfig(
-                primary=NamespaceConfig(connection_string=primary),
-                secondary=NamespaceConfig(connection_string=secondary),
-                mode=mode,  # type: ignore[arg-type]
-                **options,
-            )
-        )
+    def from_connection_strings(cls, primary: str, secondary: str, **options: Any) -> Self:
+        """Two connection strings; ``options`` as ``ReplicationConfig`` (``mode="active"``...)."""
+        return cls(ReplicationConfig.from_connection_strings(primary, secondary, **options))
 
     @classmethod
-    def from_namespaces(
-        cls,
-        primary: str,
-        secondary: str,
-        credential: Any,
-        *,
-        mode: ReplicationMode | str = ReplicationMode.PASSIVE,
-        **options: Any,
-    ) -> GeoServiceBusClient:
-        """Two fully qualified namespaces and one azure-identity credential (sync or async)."""
-        return cls(
-            ReplicationConfig(
-                primary=NamespaceConfig(fully_qualified_namespace=primary, credential=credential),
-                secondary=NamespaceConfig(fully_qualified_namespace=secondary, credential=credential),
-                mode=mode,  # type: ignore[arg-type]
-                **options,
-            )
-        )
+    def from_namespaces(cls, primary: str, secondary: str, credential: Any, **options: Any) -> Self:
+        """Two fully qualified namespaces (``contoso-weu.servicebus.windows.net``) and one
+        azure-identity credential, sync or async."""
+        return cls(ReplicationConfig.from_namespaces(primary, secondary, credential, **options))
 
     def __repr__(self) -> str:
         return repr(self._core)
@@ -100,14 +80,3 @@ class GeoServiceBusClient:
         except RuntimeError:
             return  # already closed
         self._portal.close()
-
-    def __enter__(self) -> GeoServiceBusClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -258,6 +258,24 @@ class ReplicationConfig:
     # -- loaders -----------------------------------------------------------------
 
     @classmethod
+    def from_connection_strings(cls, primary: str, secondary: str, **options: Any) -> ReplicationConfig:
+        """Two connection strings; ``options`` are the other fields (``mode="active"``...)."""
+        return cls(
+            primary=NamespaceConfig(connection_string=primary),
+            secondary=NamespaceConfig(connection_string=secondary),
+            **options,
+        )
+
+    @classmethod
+    def from_namespaces(cls, primary: str, secondary: str, credential: Any, **options: Any) -> ReplicationConfig:
+        """Two fully qualified namespaces and one azure-identity credential."""
+        return cls(
+            primary=NamespaceConfig(fully_qualified_namespace=primary, credential=credential),
+            secondary=NamespaceConfig(fully_qualified_namespace=secondary, credential=credential),
+            **options,
+        )
+
+    @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> ReplicationConfig:
         """Build from a nested mapping (the shape of the TOML file).
 

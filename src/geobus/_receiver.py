@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from types import TracebackType
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage
 
+from ._closing import Closing
 from ._portal import Portal
 from .aio import _receiver as core
 from .aio._receiver import ReceiverStats
@@ -17,7 +17,7 @@ async def _value(fn: Any, *args: Any) -> Any:
     return fn(*args)
 
 
-class DedupReceiver:
+class DedupReceiver(Closing):
     """Receives one queue or subscription from two namespaces as one stream.
 
     The sync face of ``geobus.aio.DedupReceiver`` (see there for the duplicate
@@ -74,14 +74,3 @@ class DedupReceiver:
 
     def close(self) -> None:
         self._portal.run(self._core.close())
-
-    def __enter__(self) -> DedupReceiver:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
+from ._closing import Closing
 from ._policy import SendResult
 from ._portal import Portal
 from .aio import _sender as core
 from .aio._sender import ReplicatedMessageBatch, ScheduledMessage, SenderStats
 
 
-class ReplicatedSender:
+class ReplicatedSender(Closing):
     """Sends every message to two Service Bus namespaces.
 
     The sync face of ``geobus.aio.ReplicatedSender`` — same modes, same
@@ -58,14 +58,3 @@ class ReplicatedSender:
 
     def close(self) -> None:
         self._portal.run(self._core.close())
-
-    def __enter__(self) -> ReplicatedSender:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from types import TracebackType
 from typing import Any
 
 from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
+from typing_extensions import Self
 
-from .._config import NamespaceConfig, ReplicationConfig, ReplicationMode
+from .._closing import AsyncClosing
+from .._config import NamespaceConfig, ReplicationConfig
 from .._policy import PassiveRoles
 from ._channels import SdkReceiveChannel, SdkSendChannel, build_client, close_quietly
 from ._receiver import DedupReceiver
 from ._sender import ReplicatedSender
 
 
-class GeoServiceBusClient:
+class GeoServiceBusClient(AsyncClosing):
     """Replicated senders and deduplicating receivers over two namespaces (``geobus.aio``).
 
     Build it from a ``ReplicationConfig`` (``from_config``), from two connection
@@ -38,45 +39,19 @@ class GeoServiceBusClient:
         self._closed = False
 
     @classmethod
-    def from_config(cls, config: ReplicationConfig | Mapping[str, Any]) -> GeoServiceBusClient:
+    def from_config(cls, config: ReplicationConfig | Mapping[str, Any]) -> Self:
         return cls(config if isinstance(config, ReplicationConfig) else ReplicationConfig.from_mapping(config))
 
     @classmethod
-    def from_connection_strings(
-        cls,
-        primary: str,
-        secondary: str,
-        *,
-        mode: ReplicationMode | str = ReplicationMode.PASSIVE,
-        **options: Any,
-    ) -> GeoServiceBusClient:
-        config = ReplicationConfig(
-            primary=NamespaceConfig(connection_string=primary),
-            secondary=NamespaceConfig(connection_string=secondary),
-            mode=mode,  # type: ignore[arg-type]
-            **options,
-        )
-        return cls(config)
+    def from_connection_strings(cls, primary: str, secondary: str, **options: Any) -> Self:
+        """Two connection strings; ``options`` as ``ReplicationConfig`` (``mode="active"``...)."""
+        return cls(ReplicationConfig.from_connection_strings(primary, secondary, **options))
 
     @classmethod
-    def from_namespaces(
-        cls,
-        primary: str,
-        secondary: str,
-        credential: Any,
-        *,
-        mode: ReplicationMode | str = ReplicationMode.PASSIVE,
-        **options: Any,
-    ) -> GeoServiceBusClient:
+    def from_namespaces(cls, primary: str, secondary: str, credential: Any, **options: Any) -> Self:
         """Two fully qualified namespaces (``contoso-weu.servicebus.windows.net``) and one
-        azure-identity credential (async flavour, from ``azure.identity.aio``)."""
-        config = ReplicationConfig(
-            primary=NamespaceConfig(fully_qualified_namespace=primary, credential=credential),
-            secondary=NamespaceConfig(fully_qualified_namespace=secondary, credential=credential),
-            mode=mode,  # type: ignore[arg-type]
-            **options,
-        )
-        return cls(config)
+        azure-identity credential, sync or async."""
+        return cls(ReplicationConfig.from_namespaces(primary, secondary, credential, **options))
 
     def __repr__(self) -> str:
         names = [f"{ns.name}={ns.fully_qualified_namespace}" for ns in self.config.namespaces]
@@ -169,14 +144,3 @@ class GeoServiceBusClient:
         self._closed = True
         clients, self._clients = dict(self._clients), {}
         await asyncio.gather(*(close_quietly(client, name) for name, client in clients.items()))
-
-    async def __aenter__(self) -> GeoServiceBusClient:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
