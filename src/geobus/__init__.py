@@ -14,7 +14,7 @@ from ._config import (
     SdkRetryPolicy,
     WriteQuorum,
 )
-from ._errors import ConfigurationError, GeobusError, ReplicationError, SendTimeoutError
+from ._errors import ConfigurationError, GeobusError, NamespaceTimeoutError, ReplicationError
 from ._policy import SendResult
 from ._receiver import DedupReceiver
 from ._sender import ReplicatedSender
@@ -31,6 +31,7 @@ __all__ = [
     "GeoServiceBusClient",
     "GeobusError",
     "NamespaceConfig",
+    "NamespaceTimeoutError",
     "ReceiverStats",
     "ReplicatedMessageBatch",
     "ReplicatedSender",
@@ -40,7 +41,6 @@ __all__ = [
     "ScheduledMessage",
     "SdkRetryPolicy",
     "SendResult",
-    "SendTimeoutError",
     "SenderStats",
     "WriteQuorum",
     "__version__",

@@ -33,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser(
         "demo", help="a producer and a worker across two local namespaces through an outage"
     )
-    demo.add_argument("--messages", type=int, default=200, help="messages to send (default 200)")
+    demo.add_argument("--messages", type=int, default=300, help="messages to send (default 300)")
+    demo.add_argument("--mode", choices=["passive", "active"], default="passive", help="replication mode")
+    demo.add_argument("--rate", type=float, default=60.0, help="messages per second the producer sends")
     return parser
 
 
@@ -49,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo":
         from ._demo import run_demo
 
-        return run_demo(messages=args.messages)
+        return run_demo(messages=args.messages, mode=args.mode, rate=args.rate)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

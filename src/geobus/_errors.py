@@ -6,7 +6,8 @@
     ├── ConfigurationError      (also a ValueError) a setting is missing or wrong; names the field
     ├── ReplicationError        no namespace took the message (or the write quorum was not met);
     │                           .causes maps each namespace to its error, .landed names those that took it
-    └── SendTimeoutError        (also a TimeoutError) geobus's own deadline for one namespace passed
+    └── NamespaceTimeoutError   geobus's own deadline for one namespace passed; also the SDK's
+                                OperationTimeoutError (a ServiceBusError) and a TimeoutError
 
 Errors that say the *message or the caller* is wrong — bad input
 (``ValueError``/``TypeError``), ``MessageSizeExceededError``,
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from azure.servicebus.exceptions import OperationTimeoutError
+
 
 class GeobusError(Exception):
     """Base class of the errors geobus raises itself."""
@@ -37,11 +40,17 @@ class ConfigurationError(GeobusError, ValueError):
         self.problem = problem
 
 
-class SendTimeoutError(GeobusError, TimeoutError):
-    """A namespace did not answer within geobus's deadline for the attempt."""
+class NamespaceTimeoutError(GeobusError, OperationTimeoutError, TimeoutError):
+    """A namespace did not answer within geobus's deadline (a send, a receive, a settlement).
+
+    It is also the SDK's ``OperationTimeoutError`` (so a ``ServiceBusError``) and a
+    ``TimeoutError``: worker code written for azure-servicebus catches it unchanged.
+    """
 
     def __init__(self, namespace: str, seconds: float) -> None:
-        super().__init__(f"namespace {namespace!r} did not answer within {seconds:g} s")
+        OperationTimeoutError.__init__(
+            self, message=f"namespace {namespace!r} did not answer within {seconds:g} s"
+        )
         self.namespace = namespace
         self.seconds = seconds
 

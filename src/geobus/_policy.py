@@ -19,7 +19,7 @@ from azure.servicebus.exceptions import (
 )
 
 from ._config import WriteQuorum
-from ._errors import ReplicationError, SendTimeoutError
+from ._errors import NamespaceTimeoutError, ReplicationError
 
 # The message or the caller is wrong: another namespace would refuse it the same way.
 _REJECTIONS: tuple[type[BaseException], ...] = (
@@ -45,7 +45,7 @@ def is_availability_error(exc: BaseException) -> bool:
     if isinstance(exc, _REJECTIONS):
         return False
     return isinstance(
-        exc, (ServiceBusError, SendTimeoutError, asyncio.TimeoutError, TimeoutError, ConnectionError, OSError)
+        exc, (ServiceBusError, NamespaceTimeoutError, asyncio.TimeoutError, TimeoutError, ConnectionError, OSError)
     )
 
 

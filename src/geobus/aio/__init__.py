@@ -10,7 +10,7 @@ from .._config import (
     SdkRetryPolicy,
     WriteQuorum,
 )
-from .._errors import ConfigurationError, GeobusError, ReplicationError, SendTimeoutError
+from .._errors import ConfigurationError, GeobusError, NamespaceTimeoutError, ReplicationError
 from .._policy import SendResult
 from ._client import GeoServiceBusClient
 from ._receiver import DedupReceiver, ReceiverStats
@@ -25,6 +25,7 @@ __all__ = [
     "GeoServiceBusClient",
     "GeobusError",
     "NamespaceConfig",
+    "NamespaceTimeoutError",
     "ReceiverStats",
     "ReplicatedMessageBatch",
     "ReplicatedSender",
@@ -34,7 +35,6 @@ __all__ = [
     "ScheduledMessage",
     "SdkRetryPolicy",
     "SendResult",
-    "SendTimeoutError",
     "SenderStats",
     "WriteQuorum",
 ]

@@ -20,9 +20,10 @@ from typing import Any, Protocol, TypeVar
 
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
+from azure.servicebus.exceptions import MessageLockLostError
 
 from .._config import NamespaceConfig, SdkRetryPolicy
-from .._errors import SendTimeoutError
+from .._errors import NamespaceTimeoutError
 
 _LOG = logging.getLogger("geobus")
 _T = TypeVar("_T")
@@ -42,6 +43,7 @@ class SendChannel(Protocol):
     ) -> list[int]: ...
     async def cancel_scheduled(self, sequence_numbers: Sequence[int], *, timeout: float) -> None: ...
     async def max_batch_size(self, *, timeout: float) -> int: ...
+    async def warm(self, *, timeout: float) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -143,7 +145,7 @@ class _Bounded:
             return await asyncio.wait_for(fn(handler), timeout)
         except asyncio.TimeoutError as exc:
             self._drop(handler)
-            raise SendTimeoutError(self.name, timeout) from exc
+            raise NamespaceTimeoutError(self.name, timeout) from exc
 
     def _drop(self, handler: Any) -> None:
         if handler is None or handler is not self._handler:
@@ -197,6 +199,10 @@ class SdkSendChannel:
 
         return await self._bounded.call(size, timeout)
 
+    async def warm(self, *, timeout: float) -> None:
+        """Open the sender's link now, so a failover does not pay for it."""
+        await self._bounded.call(lambda sender: sender.__aenter__(), timeout)
+
     async def close(self) -> None:
         await self._bounded.close()
 
@@ -242,7 +248,15 @@ class SdkReceiveChannel:
         try:
             return await asyncio.wait_for(action(receiver), timeout)
         except asyncio.TimeoutError as exc:
-            raise SendTimeoutError(self.name, timeout) from exc
+            raise NamespaceTimeoutError(self.name, timeout) from exc
+        except ValueError as exc:
+            if "shutdown" not in str(exc) and "closed" not in str(exc):
+                raise
+            # Its receiver was dropped after a fault: the lock cannot be used any more,
+            # which is what MessageLockLostError tells a worker.
+            raise MessageLockLostError(
+                message=f"the receiver of this message on {self.name!r} was closed after a fault"
+            ) from exc
 
     async def complete(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None:
         await self._settle(message, lambda r: r.complete_message(message), timeout)

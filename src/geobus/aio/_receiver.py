@@ -263,8 +263,9 @@ class DedupReceiver:
             return self._deliver(copy, key)
         if verdict is Verdict.HOLD:
             return None
-        self._absorbed += 1
-        if verdict in (Verdict.COMPLETE, Verdict.DEAD_LETTER):
+        if verdict is Verdict.DROP:
+            self._absorbed += 1
+        else:
             self._settle_in_background(copy, verdict)
         return None
 
@@ -365,6 +366,7 @@ class DedupReceiver:
         reason: str | None = None,
         description: str | None = None,
     ) -> None:
+        self._absorbed += 1
         channel = self._channel_of[copy.namespace]
         message = copy.payload
         if verdict is Verdict.COMPLETE:

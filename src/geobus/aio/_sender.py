@@ -15,7 +15,7 @@ from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus.amqp import AmqpAnnotatedMessage
 
 from .._config import MAX_MESSAGE_ID_LENGTH, Deadlines, ReplicationMode, WriteQuorum
-from .._errors import ReplicationError, SendTimeoutError
+from .._errors import NamespaceTimeoutError, ReplicationError
 from .._policy import (
     PassiveRoles,
     SendResult,
@@ -173,6 +173,7 @@ class ReplicatedSender:
         self._failovers = 0
         self._partial_writes = 0
         self._closed = False
+        self._warming: asyncio.Task[None] | None = None
 
     # -- inspection ---------------------------------------------------------------
 
@@ -210,6 +211,7 @@ class ReplicatedSender:
         if not messages:
             return SendResult(landed=(), missed={})
         deadline = self._deadline(timeout)
+        self._warm_standby()
 
         async def attempt(channel: SendChannel, seconds: float) -> None:
             await channel.send(payload, timeout=seconds)
@@ -363,7 +365,7 @@ class ReplicatedSender:
         remaining = deadline - asyncio.get_running_loop().time()
         seconds = min(self.deadlines.attempt, remaining)
         if seconds <= 0:
-            raise SendTimeoutError(channel.name, 0.0)
+            raise NamespaceTimeoutError(channel.name, 0.0)
         return await attempt(channel, seconds)
 
     def _deadline(self, timeout: float | None) -> float:
@@ -371,6 +373,19 @@ class ReplicatedSender:
         if seconds <= 0:
             raise ValueError("timeout must be positive")
         return asyncio.get_running_loop().time() + seconds
+
+    def _warm_standby(self) -> None:
+        """Open the standby's link in the background once, so a failover costs one send."""
+        if self._warming is not None or self.mode != ReplicationMode.PASSIVE:
+            return
+        standby = self._channels[self._roles.standby]
+        self._warming = asyncio.get_running_loop().create_task(self._warm(standby))
+
+    async def _warm(self, channel: SendChannel) -> None:
+        try:
+            await channel.warm(timeout=self.deadlines.attempt)
+        except Exception as exc:  # the standby may be down: the failover will open it, or fail
+            _LOG.debug("geobus: could not pre-open %r: %s", channel.name, type(exc).__name__)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -383,6 +398,9 @@ class ReplicatedSender:
         if self._closed:
             return
         self._closed = True
+        if self._warming is not None:
+            self._warming.cancel()
+            await asyncio.gather(self._warming, return_exceptions=True)
         await asyncio.gather(*(channel.close() for channel in self._channels.values()), return_exceptions=True)
         if self._on_close is not None:
             await self._on_close()

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from proton import UNDESCRIBED, Array, Data, Link, Message, symbol, timestamp
 
-# proton types Array's descriptor as data, though UNDESCRIBED is its documented marker.
-_PLAIN: Any = UNDESCRIBED
-
 from ._broker import BadAddress, EntityNotFound, Topic
 from ._codec import CodecError, parse_message
 from ._entities import LockLost, MessageLog
+
+# proton types Array's descriptor as data, though UNDESCRIBED is its documented marker.
+_PLAIN: Any = UNDESCRIBED
 
 if TYPE_CHECKING:
     from ._amqp import Engine
