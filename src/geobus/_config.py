@@ -68,6 +68,8 @@ def _enum(cls: type[enum.Enum], field_name: str, value: Any) -> Any:
 
 
 def _positive(field_name: str, value: Any, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool):  # float(True) is 1.0: "attempt = true" must not mean one second
+        raise ConfigurationError(field_name, f"{value!r} is not a number")
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -260,9 +262,10 @@ class ReplicationConfig:
     @classmethod
     def from_connection_strings(cls, primary: str, secondary: str, **options: Any) -> ReplicationConfig:
         """Two connection strings; ``options`` are the other fields (``mode="active"``...)."""
+        # Named here, so an error says which one is wrong (``secondary.connection_string``).
         return cls(
-            primary=NamespaceConfig(connection_string=primary),
-            secondary=NamespaceConfig(connection_string=secondary),
+            primary=NamespaceConfig(name="primary", connection_string=primary),
+            secondary=NamespaceConfig(name="secondary", connection_string=secondary),
             **options,
         )
 
@@ -270,8 +273,10 @@ class ReplicationConfig:
     def from_namespaces(cls, primary: str, secondary: str, credential: Any, **options: Any) -> ReplicationConfig:
         """Two fully qualified namespaces and one azure-identity credential."""
         return cls(
-            primary=NamespaceConfig(fully_qualified_namespace=primary, credential=credential),
-            secondary=NamespaceConfig(fully_qualified_namespace=secondary, credential=credential),
+            primary=NamespaceConfig(name="primary", fully_qualified_namespace=primary, credential=credential),
+            secondary=NamespaceConfig(
+                name="secondary", fully_qualified_namespace=secondary, credential=credential
+            ),
             **options,
         )
 

@@ -190,4 +190,6 @@ class DuplicateTracker:
 
     @property
     def evictions(self) -> int:
+        # TTLCache drops aged keys lazily (on the next write); expire now so the count is current.
+        self._processed.expire()
         return self._processed.evictions

@@ -76,16 +76,26 @@ class ConnectionString:
                 continue
             name, sep, value = raw_part.partition("=")
             if not sep:
-                shown = name.strip() if name.strip().lower() not in _SECRET_KEYS else "<secret>"
-                raise SasTokenError(f"connection string part {shown[:40]!r} has no '='")
+                # Never echo the part: a key pasted bare, or after a typo such as
+                # "SharedAccessKey:...", is exactly the text that has no '='.
+                raise SasTokenError(
+                    "connection string has a part with no '=' (expected Name=value pairs separated by ';')"
+                )
             values[name.strip().lower()] = value.strip()
         endpoint = values.get("endpoint")
         if not endpoint:
             raise SasTokenError("connection string has no Endpoint")
         parsed = urlsplit(endpoint)
-        if parsed.scheme not in ("sb", "amqps", "amqp", "https") or not parsed.hostname:
-            raise SasTokenError(f"connection string Endpoint {endpoint!r} is not an sb:// URL")
-        fqdn = parsed.hostname + (f":{parsed.port}" if parsed.port else "")
+        try:
+            port = parsed.port
+        except ValueError:  # a port that is not a number: report it as a bad Endpoint
+            port = -1
+        if parsed.scheme not in ("sb", "amqps", "amqp", "https") or not parsed.hostname or port == -1:
+            # A URL has no '='; an Endpoint with one has swallowed other parts (',' typed for
+            # ';'), the key among them, so it is not echoed.
+            shown = repr(endpoint) if "=" not in endpoint else "(not shown: it holds other parts)"
+            raise SasTokenError(f"connection string Endpoint {shown} is not an sb:// URL")
+        fqdn = parsed.hostname + (f":{port}" if port else "")
         key_name = values.get("sharedaccesskeyname")
         key = values.get("sharedaccesskey")
         signature = values.get("sharedaccesssignature")
@@ -133,7 +143,9 @@ def _signature(audience: str, expiry: int, key: str) -> str:
 def generate_sas_token(audience: str, key_name: str, key: str, expiry: int) -> str:
     """Build a ``SharedAccessSignature`` token exactly as azure-servicebus does."""
     query = {"sr": audience, "sig": _signature(audience, expiry, key), "se": str(expiry)}
-    query["skn"] = key_name
+    if key_name:
+        # The SDK quotes the key name before urlencode quotes the whole query again.
+        query["skn"] = quote_plus(key_name)
     return "SharedAccessSignature " + urlencode(query)
 
 
@@ -176,10 +188,12 @@ def validate_sas_token(
         SasTokenError: malformed, wrong key name, bad signature or expired.
     """
     parsed = parse_sas_token(token)
-    if parsed.key_name != key_name:
+    # azure-servicebus sends the key name quoted twice, so one decoding leaves it quoted.
+    if parsed.key_name not in (key_name, quote_plus(key_name)):
         raise SasTokenError("token names an unknown shared access key")
     expected = _signature(parsed.audience, parsed.expiry, key)
-    if not hmac.compare_digest(expected, parsed.signature):
+    # Bytes, not str: compare_digest refuses str with non-ASCII characters (TypeError).
+    if not hmac.compare_digest(expected.encode(), parsed.signature.encode("utf-8")):
         raise SasTokenError("token signature does not match the key")
     if parsed.expiry < (time.time() if now is None else now):
         raise SasTokenError("token has expired")

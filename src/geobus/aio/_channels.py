@@ -135,17 +135,28 @@ class _Bounded:
         self.name = name
         self._open_handler = open_handler
         self._handler: Any = None
+        self._one_at_a_time = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
 
     async def call(self, fn: Callable[[Any], Awaitable[_T]], timeout: float) -> _T:
-        if self._handler is None:
-            self._handler = self._open_handler()
-        handler = self._handler
+        using: list[Any] = [None]  # the handler this call holds when its time runs out
         try:
-            return await asyncio.wait_for(fn(handler), timeout)
+            return await asyncio.wait_for(self._run(fn, using), timeout)
         except asyncio.TimeoutError as exc:
-            self._drop(handler)
+            self._drop(using[0])  # None while still queued: the holder drops its own
             raise NamespaceTimeoutError(self.name, timeout) from exc
+
+    async def _run(self, fn: Callable[[Any], Awaitable[_T]], using: list[Any]) -> _T:
+        # azure-servicebus handlers are not coroutine-safe: two sends at once on one
+        # sender can put the same delivery on the wire twice, and the service closes
+        # the connection, failing every send in flight (a failover sends many at once,
+        # while the standby may still be warming). One call at a time per handler; the
+        # wait counts against the caller's own deadline.
+        async with self._one_at_a_time:
+            if self._handler is None:
+                self._handler = self._open_handler()
+            handler = using[0] = self._handler
+            return await fn(handler)
 
     def _drop(self, handler: Any) -> None:
         if handler is None or handler is not self._handler:

@@ -7,6 +7,7 @@ import collections
 import contextlib
 import logging
 import time
+import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -118,6 +119,10 @@ class DedupReceiver:
         self._inbox: asyncio.Queue[tuple[ReceiveChannel, ServiceBusReceivedMessage]] | None = None
         self._ready: collections.deque[Copy] = collections.deque()
         self._delivered: dict[int, _Delivered] = {}
+        # Receive-and-delete messages are settled on arrival and never come back to us:
+        # keeping them in _delivered would grow without bound. Only their origin is kept,
+        # for as long as the application holds the message.
+        self._origins: weakref.WeakKeyDictionary[ServiceBusReceivedMessage, str] = weakref.WeakKeyDictionary()
         self._channel_of: dict[str, ReceiveChannel] = {c.name: c for c in channels}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pumps: list[asyncio.Task[None]] = []
@@ -125,6 +130,7 @@ class DedupReceiver:
         self._closed = False
         self._received = {c.name: 0 for c in channels}
         self._queued = {c.name: 0 for c in channels}
+        self._settling = {c.name: 0 for c in channels}  # duplicates being settled in the background
         self._settled = asyncio.Event()
         self._receive_errors = {c.name: 0 for c in channels}
         self._delivered_count = 0
@@ -150,6 +156,8 @@ class DedupReceiver:
         Raises:
             ValueError: this receiver did not hand out ``message`` (or it is settled).
         """
+        if self._already_settled and message in self._origins:
+            return self._origins[message]
         return self._record(message).copy.namespace
 
     def __repr__(self) -> str:
@@ -179,8 +187,13 @@ class DedupReceiver:
         inbox = self._inbox
         assert inbox is not None
         backoff = _RECONNECT_BACKOFF[0]
-        while True:
+        # Not ``while True``: before Python 3.12, asyncio.wait_for swallows a cancellation
+        # that lands as its awaitable completes (an Event set by a settlement, a batch
+        # arriving), and close() would then wait for this loop forever.
+        while not self._closed:
             await self._until_idle(channel.name)
+            if self._closed:
+                return
             try:
                 batch = await channel.receive(
                     self._prefetch, _POLL_WAIT, timeout=_POLL_WAIT + self.deadlines.receive_stall
@@ -206,7 +219,8 @@ class DedupReceiver:
                 inbox.put_nowait((channel, message))
 
     def _busy(self, name: str) -> bool:
-        if self._queued[name]:
+        # Duplicates being settled count as held: a receive call would make them wait.
+        if self._queued[name] or self._settling[name]:
             return True
         if self._already_settled:
             return False
@@ -217,7 +231,7 @@ class DedupReceiver:
         )
 
     async def _until_idle(self, name: str) -> None:
-        while self._busy(name):
+        while not self._closed and self._busy(name):
             self._settled.clear()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._settled.wait(), _POLL_WAIT)
@@ -250,6 +264,10 @@ class DedupReceiver:
             except asyncio.TimeoutError:
                 break
             self._queued[channel.name] -= 1
+            if not self._queued[channel.name]:
+                # Wake its pump now: a batch of duplicates is never settled by the
+                # application, so nothing else would until the pump's poll times out.
+                self._settled.set()
             delivered = self._arrived(channel, message)
             if delivered is not None:
                 out.append(delivered)
@@ -273,7 +291,10 @@ class DedupReceiver:
         message: ServiceBusReceivedMessage = copy.payload
         if key is None:
             key = self._key(message)
-        self._delivered[id(message)] = _Delivered(key, copy, self._channel_of[copy.namespace])
+        if self._already_settled:
+            self._origins[message] = copy.namespace
+        else:
+            self._delivered[id(message)] = _Delivered(key, copy, self._channel_of[copy.namespace])
         self._delivered_count += 1
         return message
 
@@ -375,6 +396,7 @@ class DedupReceiver:
             action = channel.dead_letter(
                 message, reason=reason, description=description, timeout=self.deadlines.attempt
             )
+        self._settling[copy.namespace] += 1
         task = asyncio.get_running_loop().create_task(self._quietly(action, copy))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -385,10 +407,13 @@ class DedupReceiver:
         except Exception as exc:
             # Not lost: an unsettled copy comes back after its lock expires, and is settled then.
             _LOG.info("geobus: settling a duplicate on %r failed (%s)", copy.namespace, type(exc).__name__)
+        finally:
+            self._settling[copy.namespace] -= 1
+            self._settled.set()
 
     async def _keep_held_locks(self) -> None:
         """Renew the locks of held copies, so a slow twin does not run them to the DLQ."""
-        while True:
+        while not self._closed:  # a renewal's wait_for may swallow close()'s cancel (see _pump)
             await asyncio.sleep(1.0)
             now = self._clock()
             for copy in self._tracker.held_copies():

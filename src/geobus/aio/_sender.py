@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
-from azure.servicebus.amqp import AmqpAnnotatedMessage
+from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageProperties
 
 from .._config import MAX_MESSAGE_ID_LENGTH, Deadlines, ReplicationMode, WriteQuorum
 from .._errors import NamespaceTimeoutError, ReplicationError
@@ -96,7 +96,8 @@ def prepare_message(message: Any) -> str:
     elif isinstance(message, AmqpAnnotatedMessage):
         properties = message.properties
         if properties is None:
-            raise TypeError("an AmqpAnnotatedMessage needs properties to carry a message_id")
+            # The SDK sends such a message as it is; geobus only needs somewhere to put the id.
+            properties = message.properties = AmqpMessageProperties()
         if properties.message_id is None:
             properties.message_id = str(uuid.uuid4())
         message_id = properties.message_id

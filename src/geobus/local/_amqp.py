@@ -14,7 +14,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from proton import (
-    SASL,
     Collector,
     Condition,
     Connection,
@@ -259,7 +258,7 @@ class Engine:
 
     def _settled_by_client(self, delivery: Delivery) -> None:
         token = getattr(delivery, "token", None)
-        if token is None or delivery.settled and delivery.local_state:
+        if token is None or (delivery.settled and delivery.local_state):
             delivery.settle()
             return
         log: MessageLog = delivery.link.log

@@ -67,11 +67,15 @@ class LocalNamespace:
         self._store: MemoryStore | SqliteStore = (
             SqliteStore(store) if store is not None else MemoryStore()
         )
-        self._store.load(self._broker)
-        for name in queues:
-            self._broker.declare_queue(name)
-        for topic, subs in (topics or {}).items():
-            self._broker.declare_topic(topic, subs)
+        try:
+            self._store.load(self._broker)
+            for name in queues:
+                self._broker.declare_queue(name)
+            for topic, subs in (topics or {}).items():
+                self._broker.declare_topic(topic, subs)
+        except BaseException:
+            self._store.close()
+            raise
         self.key_name = key_name
         self._key = key
         self._engine = Engine(

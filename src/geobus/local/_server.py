@@ -1,10 +1,11 @@
 """The local namespace's sockets: one selector loop on one thread, and its faults.
 
-Owning the sockets is what makes faults exact. ``refuse`` closes the listener and
-resets open connections; ``black_hole`` keeps accepting but neither reads nor
-writes (new and open connections alike); ``freeze`` stops all I/O and the clock's
-work, as SIGSTOP would; ``latency`` holds every inbound chunk for that long
-before the protocol sees it; ``drop`` resets every open connection once.
+Owning the sockets is what makes faults exact. ``refuse`` stops listening (the port
+stays bound, so ``heal`` gets it back) and resets open connections; ``black_hole``
+keeps accepting but neither reads nor writes (new and open connections alike);
+``freeze`` stops all I/O and the clock's work, as SIGSTOP would; ``latency``
+holds every inbound chunk, and the peer's end of stream, for that long before the
+protocol sees it; ``drop`` resets every open connection once.
 
 Every change of broker state is written to the store before the bytes that
 acknowledge it are written to a socket.
@@ -20,10 +21,12 @@ import socket
 import struct
 import threading
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from proton import Collector, Condition, Connection, Endpoint, Transport
@@ -55,8 +58,12 @@ class _Conn:
     transport: Transport
     connection: Connection
     collector: Collector
+    # Delayed input; ``b""`` stands for the peer's end of stream, which must not
+    # overtake the bytes sent before it (the connection closes once it is consumed).
     inbound: deque[tuple[float, bytes]] = field(default_factory=deque)
     want_write: bool = False
+    # No more input will be read: end of stream seen, or the transport refused input.
+    input_done: bool = False
     registered: int = 0
     next_tick: float = 0.0
     closed: bool = False
@@ -74,8 +81,13 @@ class Server:
         self.latency = 0.0
         self._selector = selectors.DefaultSelector()
         self._listener: socket.socket | None = None
+        # While refusing, the port stays bound (not listening) so that nothing else,
+        # such as a client's ephemeral port, can take it before ``heal``.
+        self._reserved: socket.socket | None = None
         self._conns: set[_Conn] = set()
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._commands_lock = threading.Lock()
+        self._loop_done = False
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -102,11 +114,18 @@ class Server:
         self._thread = None
 
     def call(self, fn: Callable[[], _T], timeout: float = 10.0) -> _T:
-        """Run ``fn`` on the loop thread and return its result."""
+        """Run ``fn`` on the loop thread and return its result.
+
+        Raises RuntimeError at once if the loop has ended without ``stop`` (a bug),
+        rather than waiting ``timeout`` for a loop that will never answer.
+        """
         if self._thread is None or threading.current_thread() is self._thread:
             return fn()
         future: Future[_T] = Future()
-        self._commands.append((fn, future))
+        with self._commands_lock:
+            if self._loop_done:
+                raise RuntimeError("the local namespace's loop is not running")
+            self._commands.append((fn, future))
         self._wake()
         return future.result(timeout)
 
@@ -117,17 +136,20 @@ class Server:
     # -- faults (loop thread) ------------------------------------------------------
 
     def set_fault(self, fault: Fault) -> None:
-        previous, self.fault = self.fault, fault
+        """Apply ``fault``; applying the current fault again changes nothing.
+
+        Raises OSError when leaving ``REFUSE`` cannot listen again; the fault stays.
+        """
         if fault == Fault.REFUSE:
-            self._close_listener()
             for conn in list(self._conns):
                 self._reset(conn)
-        elif previous == Fault.REFUSE:
+            if self.fault != Fault.REFUSE:
+                self._close_listener()
+                self._reserve_port()
+        elif self.fault == Fault.REFUSE:
             self._listen()
-        if fault == Fault.FREEZE and self._listener is not None:
-            self._selector.unregister(self._listener)
-        elif previous == Fault.FREEZE and self._listener is not None:
-            self._selector.register(self._listener, selectors.EVENT_READ, "listener")
+        self.fault = fault
+        self._watch_listener()
         for conn in list(self._conns):
             self._update_interest(conn)
 
@@ -177,9 +199,18 @@ class Server:
             _LOG.exception("local namespace loop crashed")
             raise
         finally:
+            with self._commands_lock:
+                self._loop_done = True
+                orphans = list(self._commands)
+                self._commands.clear()
+            for _, future in orphans:
+                future.set_exception(RuntimeError("the local namespace stopped"))
             for conn in list(self._conns):
                 self._close(conn)
             self._close_listener()
+            if self._reserved is not None:
+                self._reserved.close()
+                self._reserved = None
             self._selector.close()
             self._wake_r.close()
             self._wake_w.close()
@@ -212,8 +243,10 @@ class Server:
             return
         now = time.monotonic()
         for conn in list(self._conns):
-            while conn.inbound and conn.inbound[0][0] <= now:
-                self._push(conn, conn.inbound.popleft()[1])
+            while conn.inbound and conn.inbound[0][0] <= now and not conn.closed:
+                data = conn.inbound.popleft()[1]
+                if data:  # b"" is the end of stream: _write closes once the answers are out
+                    self._push(conn, data)
         if self.engine.broker.next_deadline() is not None:
             self.engine.pump(self.engine.broker.tick())
         self._dispatch_all()
@@ -239,8 +272,17 @@ class Server:
                     try:
                         self.engine.dispatch(event)
                     except Exception as exc:
-                        _LOG.warning("closing a connection after an internal error: %r", exc)
-                        conn.connection.condition = Condition("amqp:internal-error", type(exc).__name__)
+                        # Type and place only: the message can quote the client's bytes,
+                        # a SAS token among them.
+                        _LOG.warning(
+                            "closing a connection after an internal error: %s at %s, on %s",
+                            type(exc).__name__,
+                            _where(exc),
+                            event.type,
+                        )
+                        conn.connection.condition = Condition(
+                            "amqp:internal-error", type(exc).__name__
+                        )
                         conn.connection.close()
                     conn.collector.pop()
                     event = conn.collector.peek()
@@ -256,15 +298,48 @@ class Server:
 
     # -- sockets -----------------------------------------------------------------
 
-    def _listen(self) -> None:
+    def _bind(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    def _listen(self) -> None:
+        sock, self._reserved = self._reserved or self._bind(), None
+        try:
+            sock.listen(128)
+        except OSError:
+            sock.close()
+            raise
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
         self._listener = sock
-        self._selector.register(sock, selectors.EVENT_READ, "listener")
+        self._watch_listener()
+
+    def _reserve_port(self) -> None:
+        # A bound socket that does not listen refuses connects, as a closed port does.
+        try:
+            self._reserved = self._bind()
+        except OSError as exc:  # heal will try to bind again, and say why if it cannot
+            _LOG.warning("could not keep port %s while refusing: %r", self.port, exc)
+
+    def _watch_listener(self) -> None:
+        """Accept unless frozen: a stopped process leaves new connections in the backlog."""
+        if self._listener is None:
+            return
+        try:
+            self._selector.get_key(self._listener)
+            watched = True
+        except KeyError:
+            watched = False
+        if self.fault == Fault.FREEZE and watched:
+            self._selector.unregister(self._listener)
+        elif self.fault != Fault.FREEZE and not watched:
+            self._selector.register(self._listener, selectors.EVENT_READ, "listener")
 
     def _close_listener(self) -> None:
         if self._listener is not None:
@@ -297,7 +372,9 @@ class Server:
         if self.fault in (Fault.BLACK_HOLE, Fault.FREEZE):
             wanted = 0
         else:
-            wanted = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.want_write else 0)
+            wanted = (0 if conn.input_done else selectors.EVENT_READ) | (
+                selectors.EVENT_WRITE if conn.want_write else 0
+            )
         if wanted == conn.registered:
             return
         if conn.registered and wanted:
@@ -315,30 +392,37 @@ class Server:
             return
         except OSError:
             data = b""
+        if conn.input_done:
+            return  # end of stream seen, or input refused: _write closes once flushed
         if not data:
-            self._close(conn)
-            return
-        if self.latency > 0:
+            # The peer may only have shut its write side: answer what it sent (after
+            # any latency), then _write closes.
+            conn.input_done = True
+            self._update_interest(conn)
+        if self.latency > 0 or conn.inbound:
             conn.inbound.append((time.monotonic() + self.latency, data))
-        else:
+        elif data:
             self._push(conn, data)
 
     def _push(self, conn: _Conn, data: bytes) -> None:
         transport = conn.transport
         while data:
-            capacity = transport.capacity()
-            if capacity <= 0:
-                # The transport closed its input (an error it will report); stop reading.
-                self._write(conn)
-                self._close(conn)
-                return
             try:
+                capacity = transport.capacity()
+                if capacity <= 0:
+                    raise EOFError("the transport closed its input")
                 transport.push(data[:capacity])
             except Exception:
-                self._write(conn)
-                self._close(conn)
+                # The transport has an error to report (a close frame, usually): stop
+                # reading and let _write flush it and close, unless a fault stops writes.
+                conn.input_done = True
+                conn.inbound.clear()
+                self._update_interest(conn)
                 return
             data = data[capacity:]
+        # New input can start timers (the peer's idle-time-out from its open frame):
+        # tick soon so that heartbeats are scheduled.
+        conn.next_tick = time.monotonic()
 
     def _write(self, conn: _Conn) -> None:
         if conn.closed:
@@ -351,8 +435,12 @@ class Server:
                 return
             if pending == 0:
                 break
+            chunk = transport.peek(pending)
+            if chunk is None:
+                self._close(conn)
+                return
             try:
-                sent = conn.sock.send(transport.peek(pending))
+                sent = conn.sock.send(chunk)
             except (BlockingIOError, InterruptedError):
                 conn.want_write = True
                 break
@@ -361,7 +449,7 @@ class Server:
                 return
             transport.pop(sent)
         self._update_interest(conn)
-        if transport.closed:
+        if transport.closed or (conn.input_done and not conn.want_write and not conn.inbound):
             self._close(conn)
 
     def _reset(self, conn: _Conn) -> None:
@@ -377,7 +465,24 @@ class Server:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(conn.sock)
         conn.sock.close()
+        conn.inbound.clear()
         self._conns.discard(conn)
         self.engine.connection_gone(conn.connection)
         with contextlib.suppress(Exception):
             conn.transport.unbind()
+
+
+_PACKAGE = Path(__file__).resolve().parent.parent
+
+
+def _where(exc: BaseException) -> str:
+    """The innermost frame of ``exc``'s traceback inside geobus, as ``module:line``."""
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if Path(f.filename).resolve().is_relative_to(_PACKAGE)
+    ]
+    if not frames:
+        return "?"
+    frame = frames[-1]
+    return f"{Path(frame.filename).stem}:{frame.lineno}"

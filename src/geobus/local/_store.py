@@ -2,8 +2,10 @@
 
 With a file, everything the namespace acknowledged survives a restart (even a
 ``kill -9``: WAL with ``synchronous=NORMAL`` loses nothing on a process crash);
-deleting the file is the disaster of a lost region. Locks are not kept: after a
-restart every message is unlocked, as if its lock had been lost.
+deleting the file is the disaster of a lost region. A file that is damaged
+(truncated, overwritten, another program's) is refused when opened, never
+replaced by an empty store. Locks are not kept: after a restart every message
+is unlocked, as if its lock had been lost.
 """
 
 from __future__ import annotations
@@ -50,18 +52,44 @@ class SqliteStore:
     """Persists every change in one transaction per loop turn."""
 
     def __init__(self, path: str | Path) -> None:
+        """Open (or create) the store at ``path``.
+
+        Raises:
+            ValueError: ``path`` cannot be opened, or holds something other than a
+                sound geobus local store (another file, another program's database,
+                a truncated or corrupt file). The file is left as it was.
+        """
         self.path = Path(path)
-        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         try:
+            _check_file(self.path)
+            self._db = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False
+            )
+        except (sqlite3.Error, _NotAStore) as exc:
+            raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
+        try:
+            _check_tables(self._db)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+            self._saved_entities = set(self._db.execute("SELECT path, kind FROM entities"))
+        except (sqlite3.DatabaseError, _NotAStore) as exc:
             self._db.close()
             raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
 
     def load(self, broker: Broker) -> None:
-        """Recreate entities, messages and sequence counters from the file."""
+        """Recreate entities, messages and sequence counters from the file.
+
+        Raises:
+            ValueError: a row cannot be read back (the file was damaged after opening
+                or written by something else); the message names the file.
+        """
+        try:
+            self._load(broker)
+        except (sqlite3.DatabaseError, ValueError) as exc:  # CodecError is a ValueError
+            raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
+
+    def _load(self, broker: Broker) -> None:
         for path, kind in self._db.execute("SELECT path, kind FROM entities ORDER BY path"):
             _declare(broker, path, kind)
         for entity, seq in self._db.execute("SELECT entity, seq FROM sequences"):
@@ -74,7 +102,11 @@ class SqliteStore:
             log = broker.log(path)
             if log is None:
                 continue
-            parsed = parse_message(body)
+            try:
+                parsed = parse_message(body)
+                message_state = MessageState(state)
+            except ValueError as exc:
+                raise ValueError(f"message {seq} of {path!r} is damaged ({exc})") from exc
             log.add(
                 StoredMessage(
                     seq=seq,
@@ -84,7 +116,7 @@ class SqliteStore:
                     message_id=parsed.message_id,
                     enqueued_at=enqueued,
                     expires_at=expires,
-                    state=MessageState(state),
+                    state=message_state,
                     scheduled_at=scheduled,
                     delivery_count=count,
                 ),
@@ -92,14 +124,16 @@ class SqliteStore:
             )
 
     def save(self, broker: Broker, changes: list[Change], seqs: dict[str, int]) -> None:
-        if not changes and not seqs:
+        # An entity declared with nothing sent yet (a subscription receiver attached
+        # first) must survive a restart too, or the topic comes back as a queue.
+        entities = set(_entity_rows(broker)) - self._saved_entities
+        if not changes and not seqs and not entities:
             return
         db = self._db
         db.execute("BEGIN")
         try:
             db.executemany(
-                "INSERT OR IGNORE INTO entities (path, kind) VALUES (?, ?)",
-                list(_entity_rows(broker)),
+                "INSERT OR IGNORE INTO entities (path, kind) VALUES (?, ?)", sorted(entities)
             )
             db.executemany(
                 "INSERT INTO sequences (entity, seq) VALUES (?, ?)"
@@ -125,11 +159,58 @@ class SqliteStore:
                     )
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:  # SQLite may already have rolled back (disk full)
+                db.execute("ROLLBACK")
             raise
+        self._saved_entities |= entities
 
     def close(self) -> None:
         self._db.close()
+
+
+_TABLES = {"messages", "sequences", "entities"}
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+class _NotAStore(Exception):
+    """The file exists but is not, or is no longer, a whole geobus local store."""
+
+
+def _check_file(path: Path) -> None:
+    """Refuse, before SQLite writes to it, a file that is not a whole SQLite database.
+
+    SQLite itself takes a file shorter than its header for an empty database and
+    would silently start a new store over it.
+    """
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as file:
+            head = file.read(100)
+    except OSError:
+        return  # missing (a new store), or unreadable: sqlite3 reports that
+    if size == 0:
+        return  # created but never written: nothing was ever acknowledged from it
+    if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
+        raise _NotAStore("it is not an SQLite database")
+    page_size = int.from_bytes(head[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    if page_size < 512 or size % page_size:
+        raise _NotAStore(
+            f"it is truncated ({size} bytes is not a whole number of {page_size}-byte pages)"
+        )
+
+
+def _check_tables(db: sqlite3.Connection) -> None:
+    """Refuse a database that is damaged or that another program wrote.
+
+    It must read back cleanly and hold either no tables (a new store) or ours.
+    """
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if tables and _TABLES - tables:
+        raise _NotAStore(f"it lacks the tables {sorted(_TABLES - tables)}")
+    problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+    if problems != ["ok"]:
+        raise _NotAStore(f"it is damaged ({'; '.join(problems[:3])})")
 
 
 def _encode(message: StoredMessage) -> bytes:

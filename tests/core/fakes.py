@@ -1,0 +1,318 @@
+"""Fakes at geobus's seam: ``SendChannel`` and ``ReceiveChannel`` without a network.
+
+They keep the seam's contract the way the SDK channels do: every call takes a
+``timeout`` and, when the scripted behaviour outlasts it, raises
+``NamespaceTimeoutError`` after exactly that long (so "hang" means "hang until
+the timeout"). Each fake records what it was asked and what it stored.
+
+Received messages are real ``ServiceBusReceivedMessage`` objects built from an
+AMQP message, so the receiver reads ids, subjects, properties, sequence numbers
+and lock times through the SDK's own properties.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
+from azure.servicebus._pyamqp.message import Message, Properties
+from azure.servicebus.amqp import AmqpAnnotatedMessage
+
+from geobus._errors import NamespaceTimeoutError
+
+
+class FakeClock:
+    """A wall clock that moves only when told to (``time.time`` shaped)."""
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass(frozen=True)
+class Act:
+    """One scripted behaviour: take ``delay`` seconds, then succeed or raise ``error``."""
+
+    delay: float = 0.0
+    error: BaseException | None = None
+
+
+def ok(delay: float = 0.0) -> Act:
+    return Act(delay=delay)
+
+
+def fail(error: BaseException) -> Act:
+    return Act(error=error)
+
+
+def hang() -> Act:
+    return Act(delay=math.inf)
+
+
+class Script:
+    """Behaviours for successive calls; the last one repeats."""
+
+    def __init__(self, *acts: Act) -> None:
+        self._acts = list(acts) or [ok()]
+
+    def next(self) -> Act:
+        return self._acts.pop(0) if len(self._acts) > 1 else self._acts[0]
+
+    async def play(self, name: str, timeout: float) -> None:
+        act = self.next()
+        if act.delay > timeout:
+            await asyncio.sleep(timeout)
+            raise NamespaceTimeoutError(name, timeout)
+        if act.delay:
+            await asyncio.sleep(act.delay)
+        if act.error is not None:
+            raise act.error
+
+
+@dataclass
+class SendCall:
+    """One call a send channel received, with loop times it started and ended."""
+
+    method: str
+    timeout: float
+    started: float
+    ended: float | None = None
+    message_ids: tuple[str, ...] = ()
+    error: BaseException | None = None
+
+
+def message_id_of(message: Any) -> str:
+    """The MessageId of a ServiceBusMessage or an AmqpAnnotatedMessage."""
+    if isinstance(message, AmqpAnnotatedMessage):
+        value = message.properties.message_id if message.properties else None
+    else:
+        value = message.message_id
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _message_ids(payload: Any) -> tuple[str, ...]:
+    messages = payload if isinstance(payload, Sequence) else [payload]
+    return tuple(message_id_of(m) for m in messages)
+
+
+class FakeSendChannel:
+    """A scriptable ``SendChannel``: ``FakeSendChannel("weu", fail(exc), ok())``."""
+
+    def __init__(self, name: str, *acts: Act) -> None:
+        self.name = name
+        self.script = Script(*acts)
+        self.calls: list[SendCall] = []
+        self.stored: list[str] = []  # MessageIds this namespace accepted, in order
+        self.warmed = 0
+        self.closed = False
+        self._next_sequence = itertools.count(1)
+
+    def behave(self, *acts: Act) -> None:
+        self.script = Script(*acts)
+
+    @property
+    def sends(self) -> list[SendCall]:
+        return [call for call in self.calls if call.method == "send"]
+
+    async def _run(self, method: str, timeout: float, ids: tuple[str, ...]) -> None:
+        loop = asyncio.get_running_loop()
+        call = SendCall(method, timeout, loop.time(), message_ids=ids)
+        self.calls.append(call)
+        try:
+            await self.script.play(self.name, timeout)
+        except Exception as exc:
+            call.error = exc
+            raise
+        finally:
+            call.ended = loop.time()
+        self.stored.extend(ids)
+
+    async def send(self, payload: Any, *, timeout: float) -> None:
+        await self._run("send", timeout, _message_ids(payload))
+
+    async def schedule(
+        self, messages: Sequence[Any], when: datetime.datetime, *, timeout: float
+    ) -> list[int]:
+        await self._run("schedule", timeout, _message_ids(list(messages)))
+        return [next(self._next_sequence) for _ in messages]
+
+    async def cancel_scheduled(self, sequence_numbers: Sequence[int], *, timeout: float) -> None:
+        await self._run("cancel_scheduled", timeout, ())
+
+    async def max_batch_size(self, *, timeout: float) -> int:
+        await self._run("max_batch_size", timeout, ())
+        return 256 * 1024
+
+    async def warm(self, *, timeout: float) -> None:
+        self.warmed += 1
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+_SEQUENCE = b"x-opt-sequence-number"
+_LOCKED_UNTIL = b"x-opt-locked-until"
+
+
+def received_message(
+    message_id: str | None,
+    *,
+    sequence_number: int,
+    locked_until: float | None,
+    subject: str | None = None,
+    application_properties: dict[bytes, Any] | None = None,
+    receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
+) -> ServiceBusReceivedMessage:
+    """A real SDK received message, as the pure-Python transport builds it."""
+    annotations: dict[bytes, Any] = {_SEQUENCE: sequence_number}
+    if locked_until is not None:
+        annotations[_LOCKED_UNTIL] = int(locked_until * 1000)
+    amqp = Message(
+        data=[b"body"],
+        properties=Properties(message_id=message_id, subject=subject),
+        application_properties=application_properties,
+        message_annotations=annotations,
+    )
+    return ServiceBusReceivedMessage(amqp, receive_mode=receive_mode, receiver=None)
+
+
+@dataclass
+class Settlement:
+    """One settlement a receive channel was asked for."""
+
+    action: str
+    message: ServiceBusReceivedMessage
+    reason: str | None = None
+    description: str | None = None
+
+
+@dataclass
+class _Failures:
+    by_action: dict[str, list[BaseException]] = field(default_factory=dict)
+
+    def take(self, action: str) -> BaseException | None:
+        queue = self.by_action.get(action)
+        return queue.pop(0) if queue else None
+
+
+class FakeReceiveChannel:
+    """A scriptable ``ReceiveChannel`` holding the messages its namespace would hand out.
+
+    ``publish`` stores messages; ``receive`` returns them (waiting up to its
+    ``max_wait`` for some to appear). ``receives`` scripts the receive calls
+    (fail, hang); ``fail_next`` makes the next settlement of a kind raise.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        clock: FakeClock,
+        lock_duration: float = 60.0,
+        receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
+    ) -> None:
+        self.name = name
+        self.clock = clock
+        self.lock_duration = lock_duration
+        self.receive_mode = receive_mode
+        self.receives = Script()
+        self.receive_calls = 0
+        self.settlements: list[Settlement] = []
+        self.renewals: list[ServiceBusReceivedMessage] = []
+        self.resets = 0
+        self.closed = False
+        self.published: list[ServiceBusReceivedMessage] = []
+        self._pending: list[ServiceBusReceivedMessage] = []
+        self._arrival: asyncio.Event | None = None
+        self._failures = _Failures()
+        self._sequence = itertools.count(1)
+
+    # -- test controls ---------------------------------------------------------------
+
+    def message(self, message_id: str | None, *, sequence_number: int | None = None, **options: Any) -> ServiceBusReceivedMessage:
+        """A message as this namespace would hand it out now (locked from the clock)."""
+        locked = None if self.receive_mode == ServiceBusReceiveMode.RECEIVE_AND_DELETE else self.clock() + self.lock_duration
+        return received_message(
+            message_id,
+            sequence_number=next(self._sequence) if sequence_number is None else sequence_number,
+            locked_until=locked,
+            receive_mode=self.receive_mode,
+            **options,
+        )
+
+    def publish(self, *messages: ServiceBusReceivedMessage | str) -> list[ServiceBusReceivedMessage]:
+        """Make messages (or MessageIds, built with ``message``) available to ``receive``."""
+        built = [self.message(m) if isinstance(m, str) else m for m in messages]
+        self.published.extend(built)
+        self._pending.extend(built)
+        if self._arrival is not None:
+            self._arrival.set()
+        return built
+
+    def fail_next(self, action: str, error: BaseException) -> None:
+        self._failures.by_action.setdefault(action, []).append(error)
+
+    def settled(self, action: str) -> list[ServiceBusReceivedMessage]:
+        return [s.message for s in self.settlements if s.action == action]
+
+    # -- the ReceiveChannel protocol ------------------------------------------------------
+
+    async def receive(self, max_count: int, max_wait: float, *, timeout: float) -> list[ServiceBusReceivedMessage]:
+        self.receive_calls += 1
+        await self.receives.play(self.name, timeout)
+        if not self._pending:
+            self._arrival = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._arrival.wait(), min(max_wait, timeout))
+            except asyncio.TimeoutError:
+                return []
+        batch, self._pending = self._pending[:max_count], self._pending[max_count:]
+        return batch
+
+    async def _settle(self, settlement: Settlement) -> None:
+        error = self._failures.take(settlement.action)
+        if error is not None:
+            raise error
+        self.settlements.append(settlement)
+
+    async def complete(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None:
+        await self._settle(Settlement("complete", message))
+
+    async def abandon(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None:
+        await self._settle(Settlement("abandon", message))
+
+    async def dead_letter(
+        self,
+        message: ServiceBusReceivedMessage,
+        *,
+        reason: str | None,
+        description: str | None,
+        timeout: float,
+    ) -> None:
+        await self._settle(Settlement("dead_letter", message, reason, description))
+
+    async def renew_lock(self, message: ServiceBusReceivedMessage, *, timeout: float) -> datetime.datetime:
+        error = self._failures.take("renew_lock")
+        if error is not None:
+            raise error
+        self.renewals.append(message)
+        until = datetime.datetime.fromtimestamp(self.clock() + self.lock_duration, datetime.timezone.utc)
+        message._expiry = until  # what the SDK's renew_message_lock does to the message
+        return until
+
+    async def reset(self) -> None:
+        self.resets += 1
+
+    async def close(self) -> None:
+        self.closed = True

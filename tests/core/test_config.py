@@ -1,0 +1,323 @@
+"""ReplicationConfig: three loaders, one result; every bad setting named; keys never shown."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from geobus import (
+    ConfigurationError,
+    Deadlines,
+    DedupKey,
+    DedupPolicy,
+    NamespaceConfig,
+    ReplicationConfig,
+    ReplicationMode,
+    SdkRetryPolicy,
+    WriteQuorum,
+)
+
+WEU_KEY = "c2VjcmV0LWtleS13ZXUtMDEyMzQ1Njc4OQ=="
+NEU_KEY = "c2VjcmV0LWtleS1uZXUtOTg3NjU0MzIxMA=="
+WEU = f"Endpoint=sb://orders-weu.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey={WEU_KEY}"
+NEU = f"Endpoint=sb://orders-neu.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey={NEU_KEY}"
+
+MAPPING: dict[str, Any] = {
+    "mode": "active",
+    "write_quorum": "all",
+    "primary": {"connection_string": WEU},
+    "secondary": {"connection_string": NEU},
+    "deadlines": {"attempt": 1.5, "send": 4, "receive_stall": 6},
+    "retry": {"total": 2, "backoff_factor": 0.1, "backoff_max": 0.5, "mode": "exponential"},
+    "dedup": {"key": "application_property", "property_name": "order_id", "max_entries": 500, "max_age": 120},
+}
+
+ENVIRON = {
+    "GEOBUS_MODE": "active",
+    "GEOBUS_WRITE_QUORUM": "all",
+    "GEOBUS_PRIMARY_CONNECTION_STRING": WEU,
+    "GEOBUS_SECONDARY_CONNECTION_STRING": NEU,
+    "GEOBUS_DEADLINE_ATTEMPT": "1.5",
+    "GEOBUS_DEADLINE_SEND": "4",
+    "GEOBUS_DEADLINE_RECEIVE_STALL": "6",
+    "GEOBUS_RETRY_TOTAL": "2",
+    "GEOBUS_RETRY_BACKOFF_FACTOR": "0.1",
+    "GEOBUS_RETRY_BACKOFF_MAX": "0.5",
+    "GEOBUS_RETRY_MODE": "exponential",
+    "GEOBUS_DEDUP_KEY": "application_property",
+    "GEOBUS_DEDUP_PROPERTY_NAME": "order_id",
+    "GEOBUS_DEDUP_MAX_ENTRIES": "500",
+    "GEOBUS_DEDUP_MAX_AGE": "120",
+}
+
+TOML = f"""
+mode = "active"
+write_quorum = "all"
+
+[primary]
+connection_string = "{WEU}"
+
+[secondary]
+connection_string = "{NEU}"
+
+[deadlines]
+attempt = 1.5
+send = 4
+receive_stall = 6
+
+[retry]
+total = 2
+backoff_factor = 0.1
+backoff_max = 0.5
+mode = "exponential"
+
+[dedup]
+key = "application_property"
+property_name = "order_id"
+max_entries = 500
+max_age = 120
+"""
+
+
+def with_changes(base: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``path`` ("deadlines.attempt") set, or removed for ``...``."""
+    data = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    *parents, leaf = path.split(".")
+    target = data
+    for parent in parents:
+        target = target.setdefault(parent, {})
+    if value is ...:
+        target.pop(leaf, None)
+    else:
+        target[leaf] = value
+    return data
+
+
+class TestLoaders:
+    """The environment, a TOML file and a mapping build the same config."""
+
+    def test_mapping_reads_every_setting(self) -> None:
+        config = ReplicationConfig.from_mapping(MAPPING)
+        assert config.mode is ReplicationMode.ACTIVE
+        assert config.write_quorum is WriteQuorum.ALL
+        assert config.primary.name == "primary"
+        assert config.primary.fully_qualified_namespace == "orders-weu.servicebus.windows.net"
+        assert config.secondary.fully_qualified_namespace == "orders-neu.servicebus.windows.net"
+        assert config.deadlines == Deadlines(attempt=1.5, send=4, receive_stall=6)
+        assert config.retry == SdkRetryPolicy(total=2, backoff_factor=0.1, backoff_max=0.5, mode="exponential")
+        assert config.dedup == DedupPolicy(
+            key=DedupKey.APPLICATION_PROPERTY, property_name="order_id", max_entries=500, max_age=120
+        )
+
+    def test_env_builds_the_same_config(self) -> None:
+        assert ReplicationConfig.from_env(ENVIRON) == ReplicationConfig.from_mapping(MAPPING)
+
+    def test_toml_file_builds_the_same_config(self, tmp_path: Path) -> None:
+        path = tmp_path / "geobus.toml"
+        path.write_text(TOML)
+        assert ReplicationConfig.from_file(path) == ReplicationConfig.from_mapping(MAPPING)
+
+    def test_env_defaults_to_os_environ(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        for name, value in ENVIRON.items():
+            monkeypatch.setenv(name, value)
+        assert ReplicationConfig.from_env() == ReplicationConfig.from_mapping(MAPPING)
+
+    def test_env_namespace_without_credential_means_default_credential(self) -> None:
+        config = ReplicationConfig.from_env(
+            {"GEOBUS_PRIMARY_NAMESPACE": "a.servicebus.windows.net", "GEOBUS_SECONDARY_NAMESPACE": "b.servicebus.windows.net"}
+        )
+        assert config.primary.credential == "default"
+        assert config.secondary.fully_qualified_namespace == "b.servicebus.windows.net"
+
+    def test_connection_strings_shortcut_matches_mapping(self) -> None:
+        built = ReplicationConfig.from_connection_strings(WEU, NEU)
+        loaded = ReplicationConfig.from_mapping({"primary": {"connection_string": WEU}, "secondary": {"connection_string": NEU}})
+        assert built == loaded
+
+    def test_missing_file_is_a_configuration_error(self, tmp_path: Path) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_file(tmp_path / "absent.toml")
+        assert caught.value.field == "file"
+
+    def test_invalid_toml_names_the_file_not_the_key(self, tmp_path: Path) -> None:
+        path = tmp_path / "broken.toml"
+        path.write_text(f'[primary]\nconnection_string = "{WEU}\n')  # unterminated string
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_file(path)
+        assert caught.value.field == "file"
+        assert WEU_KEY not in str(caught.value)
+
+
+class TestModeSwitch:
+    """Switching active and passive replication is a change of one setting."""
+
+    def test_only_the_mode_differs(self) -> None:
+        active = ReplicationConfig.from_mapping(MAPPING)
+        passive = ReplicationConfig.from_mapping(with_changes(MAPPING, "mode", "passive"))
+        assert passive.mode is ReplicationMode.PASSIVE
+        assert dataclasses.replace(passive, mode=ReplicationMode.ACTIVE) == active
+
+    @pytest.mark.parametrize("spelling", ["PASSIVE", " passive ", ReplicationMode.PASSIVE])
+    def test_mode_spellings(self, spelling: Any) -> None:
+        config = ReplicationConfig.from_connection_strings(WEU, NEU, mode=spelling)
+        assert config.mode is ReplicationMode.PASSIVE
+
+    def test_env_switches_mode(self) -> None:
+        config = ReplicationConfig.from_env({**ENVIRON, "GEOBUS_MODE": "passive"})
+        assert config.mode is ReplicationMode.PASSIVE
+
+
+class TestDefaults:
+    """What a config holds when only the two namespaces are given."""
+
+    def test_defaults(self) -> None:
+        config = ReplicationConfig.from_mapping({"primary": {"connection_string": WEU}, "secondary": {"connection_string": NEU}})
+        assert config.mode is ReplicationMode.PASSIVE
+        assert config.write_quorum is WriteQuorum.ANY
+        assert (config.deadlines.attempt, config.deadlines.send, config.deadlines.receive_stall) == (5.0, 10.0, 10.0)
+        assert (config.retry.total, config.retry.backoff_factor, config.retry.backoff_max, config.retry.mode) == (
+            1,
+            0.2,
+            1.0,
+            "fixed",
+        )
+        assert config.dedup.key is DedupKey.MESSAGE_ID
+        assert (config.dedup.max_entries, config.dedup.max_age) == (100_000, 3600.0)
+        assert [ns.name for ns in config.namespaces] == ["primary", "secondary"]
+
+
+class TestValidation:
+    """Every bad setting raises ConfigurationError naming its field."""
+
+    @pytest.mark.parametrize(
+        ("path", "value", "field"),
+        [
+            ("mode", "mirrored", "mode"),
+            ("write_quorum", "most", "write_quorum"),
+            ("primary", ..., "primary"),
+            ("secondary", "not a table", "secondary"),
+            ("primary.connection_string", "Endpoint=sb://x.servicebus.windows.net/", "primary.connection_string"),
+            ("secondary.connection_string", WEU, "secondary"),  # the same namespace twice
+            ("secondary.name", "primary", "secondary.name"),
+            ("deadlines.attempt", 0, "deadlines.attempt"),
+            ("deadlines.attempt", "soon", "deadlines.attempt"),
+            ("deadlines.attempt", True, "deadlines.attempt"),
+            ("deadlines.send", 1, "deadlines.send"),  # below attempt
+            ("deadlines.receive_stall", float("nan"), "deadlines.receive_stall"),
+            ("deadlines.send", float("inf"), "deadlines.send"),
+            ("retry.total", -1, "retry.total"),
+            ("retry.total", 1.5, "retry.total"),
+            ("retry.total", True, "retry.total"),
+            ("retry.backoff_factor", -0.1, "retry.backoff_factor"),
+            ("retry.backoff_max", "x", "retry.backoff_max"),
+            ("retry.mode", "linear", "retry.mode"),
+            ("dedup.key", "body", "dedup.key"),
+            ("dedup.property_name", ..., "dedup.property_name"),
+            ("dedup.max_entries", 0, "dedup.max_entries"),
+            ("dedup.max_age", -5, "dedup.max_age"),
+            ("deadlines", 5, "deadlines"),
+        ],
+    )
+    def test_error_names_the_field(self, path: str, value: Any, field: str) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_mapping(with_changes(MAPPING, path, value))
+        assert caught.value.field == field
+        assert str(caught.value).startswith(f"{field}: ")
+
+    @pytest.mark.parametrize(
+        ("section", "field"),
+        [
+            ({"fully_qualified_namespace": "a.servicebus.windows.net"}, "primary.credential"),
+            ({"fully_qualified_namespace": "sb://a.servicebus.windows.net/", "credential": "default"}, "primary.fully_qualified_namespace"),
+            ({"fully_qualified_namespace": "a.servicebus.windows.net", "credential": "kerberos"}, "primary.credential"),
+            ({"connection_string": NEU, "credential": "default"}, "primary"),
+            ({}, "primary"),
+        ],
+    )
+    def test_namespace_errors_name_the_field(self, section: dict[str, Any], field: str) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_mapping({"primary": section, "secondary": {"connection_string": WEU}})
+        assert caught.value.field == field
+
+    def test_env_value_error_names_the_field(self) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_env({**ENVIRON, "GEOBUS_DEDUP_MAX_ENTRIES": "many"})
+        assert caught.value.field == "dedup.max_entries"
+
+    def test_shortcut_names_which_connection_string_is_bad(self) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_connection_strings(WEU, "Endpoint=sb://b.servicebus.windows.net/")
+        assert caught.value.field == "secondary.connection_string"
+
+    def test_configuration_error_is_a_value_error(self) -> None:
+        with pytest.raises(ValueError):
+            ReplicationConfig.from_mapping(with_changes(MAPPING, "mode", "x"))
+
+    def test_policies_validate_on_direct_construction(self) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            Deadlines(attempt=-1)
+        assert caught.value.field == "deadlines.attempt"
+
+
+class TestUnknownKeys:
+    """A misspelt setting is an error, not silently ignored."""
+
+    @pytest.mark.parametrize(
+        ("path", "field"),
+        [
+            ("modes", "modes"),
+            ("primary.endpoint", "primary.endpoint"),
+            ("deadlines.atempt", "deadlines.atempt"),
+            ("retry.tries", "retry.tries"),
+            ("dedup.ttl", "dedup.ttl"),
+        ],
+    )
+    def test_unknown_key_is_named(self, path: str, field: str) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_mapping(with_changes(MAPPING, path, 1))
+        assert caught.value.field == field
+        assert "unknown setting" in caught.value.problem
+
+
+class TestSecrets:
+    """A key never appears in an error message or a repr."""
+
+    @pytest.mark.parametrize(
+        "connection_string",
+        [
+            f"Endpoint=sb//orders.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey={WEU_KEY}",
+            f"Endpoint=orders.servicebus.windows.net,SharedAccessKeyName=Root,SharedAccessKey={WEU_KEY}",
+            f"Endpoint=sb://orders.servicebus.windows.net/;SharedAccessKeyName=Root;SharedAccessKey:{WEU_KEY}",
+            f"Endpoint=sb://orders.servicebus.windows.net/;SharedAccessKeyName=Root;{WEU_KEY.rstrip('=')}",
+            f"Endpoint=sb://orders.servicebus.windows.net:port/;SharedAccessKeyName=Root;SharedAccessKey={WEU_KEY}",
+            f"SharedAccessKeyName=Root;SharedAccessKey={WEU_KEY}",
+            WEU_KEY.rstrip("="),
+        ],
+        ids=["bad-scheme", "commas", "colon", "bare-key", "bad-port", "no-endpoint", "only-key"],
+    )
+    def test_malformed_connection_string_is_rejected_without_the_key(self, connection_string: str) -> None:
+        fragment = WEU_KEY[:8]  # not even a prefix of the key may show
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_mapping(with_changes(MAPPING, "primary.connection_string", connection_string))
+        assert caught.value.field == "primary.connection_string"
+        assert fragment not in str(caught.value)
+        assert fragment not in repr(caught.value)
+        assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+    def test_reprs_hide_keys(self) -> None:
+        config = ReplicationConfig.from_mapping(MAPPING)
+        text = repr(config) + repr(config.primary) + str(config.secondary)
+        assert WEU_KEY not in text and NEU_KEY not in text
+        assert "orders-weu.servicebus.windows.net" in repr(config.primary)
+
+    def test_credential_object_repr_shows_only_its_type(self) -> None:
+        class TokenCredential:
+            def __repr__(self) -> str:
+                return "TokenCredential(secret=hunter2)"
+
+        namespace = NamespaceConfig(fully_qualified_namespace="a.servicebus.windows.net", credential=TokenCredential())
+        assert "hunter2" not in repr(namespace)
+        assert "TokenCredential" in repr(namespace)

@@ -1,0 +1,212 @@
+"""DuplicateTracker: which copy the application sees, and how its twins are settled."""
+
+from __future__ import annotations
+
+import pytest
+
+from geobus._dedup import Copy, DuplicateTracker, Verdict
+
+from .fakes import FakeClock
+
+LOCK = 60.0
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def tracker(clock: FakeClock) -> DuplicateTracker:
+    return DuplicateTracker(max_entries=100, max_age=3600.0, clock=clock)
+
+
+def copy(clock: FakeClock, namespace: str, sequence_number: int, *, lock: float | None = LOCK) -> Copy:
+    return Copy(namespace, sequence_number, None if lock is None else clock() + lock)
+
+
+class TestFirstCopy:
+    """The first copy of a key goes to the application."""
+
+    def test_first_copy_delivered(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        assert tracker.arrived("m1", copy(clock, "weu", 1)) is Verdict.DELIVER
+        assert (tracker.in_flight, tracker.held, tracker.processed) == (1, 0, 0)
+
+    def test_distinct_keys_are_all_delivered(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        verdicts = [tracker.arrived(f"m{i}", copy(clock, "weu", i)) for i in range(3)]
+        assert verdicts == [Verdict.DELIVER] * 3
+        assert tracker.in_flight == 3
+
+    def test_no_key_is_always_delivered(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        assert tracker.arrived(None, copy(clock, "weu", 1)) is Verdict.DELIVER
+        assert tracker.arrived(None, copy(clock, "neu", 1)) is Verdict.DELIVER
+        assert tracker.in_flight == 0
+
+
+class TestTwinHeld:
+    """A twin of a message in flight is held until the owner's outcome."""
+
+    def test_twin_held(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        tracker.arrived("m1", copy(clock, "weu", 1))
+        twin = copy(clock, "neu", 7)
+        assert tracker.arrived("m1", twin) is Verdict.HOLD
+        assert tracker.held == 1
+        assert tracker.held_copies() == [twin]
+
+    def test_owner_completed_completes_twin(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        owner, twin = copy(clock, "weu", 1), copy(clock, "neu", 7)
+        tracker.arrived("m1", owner)
+        tracker.arrived("m1", twin)
+        assert tracker.completed("m1", owner) == [(twin, Verdict.COMPLETE)]
+        assert (tracker.in_flight, tracker.held, tracker.processed) == (0, 0, 1)
+
+    def test_owner_dead_lettered_dead_letters_twin(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        owner, twin = copy(clock, "weu", 1), copy(clock, "neu", 7)
+        tracker.arrived("m1", owner)
+        tracker.arrived("m1", twin)
+        assert tracker.dead_lettered("m1", owner) == [(twin, Verdict.DEAD_LETTER)]
+        assert tracker.in_flight == 0
+
+    def test_three_copies(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        # A passive send that timed out but landed, then went to the backup: two copies on weu.
+        owner, twin, extra = copy(clock, "weu", 1), copy(clock, "neu", 7), copy(clock, "weu", 2)
+        assert [tracker.arrived("m1", c) for c in (owner, twin, extra)] == [
+            Verdict.DELIVER,
+            Verdict.HOLD,
+            Verdict.HOLD,
+        ]
+        assert tracker.completed("m1", owner) == [(twin, Verdict.COMPLETE), (extra, Verdict.COMPLETE)]
+
+    def test_redelivered_held_copy_replaces_the_stale_one(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        owner = copy(clock, "weu", 1)
+        tracker.arrived("m1", owner)
+        stale = copy(clock, "neu", 7)
+        tracker.arrived("m1", stale)
+        clock.advance(30)
+        fresh = copy(clock, "neu", 7)  # same namespace and sequence number: the same stored message
+        assert tracker.arrived("m1", fresh) is Verdict.HOLD
+        assert tracker.held_copies() == [fresh]
+        assert tracker.completed("m1", owner) == [(fresh, Verdict.COMPLETE)]
+
+
+class TestOwnerReleased:
+    """Abandoning the owner, or losing its lock, hands the twin to the application."""
+
+    def test_owner_abandoned_twin_delivered(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        owner, twin = copy(clock, "weu", 1), copy(clock, "neu", 7)
+        tracker.arrived("m1", owner)
+        tracker.arrived("m1", twin)
+        assert tracker.released("m1", owner) is twin
+        assert (tracker.in_flight, tracker.held) == (1, 0)
+        assert tracker.completed("m1", twin) == []
+        assert tracker.processed == 1
+
+    def test_abandoned_without_twin_forgets_the_key(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        owner = copy(clock, "weu", 1)
+        tracker.arrived("m1", owner)
+        assert tracker.released("m1", owner) is None
+        assert tracker.in_flight == 0
+        assert tracker.arrived("m1", copy(clock, "neu", 7)) is Verdict.DELIVER
+
+    def test_release_by_a_copy_that_is_not_the_owner_is_ignored(
+        self, tracker: DuplicateTracker, clock: FakeClock
+    ) -> None:
+        owner, twin = copy(clock, "weu", 1), copy(clock, "neu", 7)
+        tracker.arrived("m1", owner)
+        tracker.arrived("m1", twin)
+        assert tracker.released("m1", copy(clock, "eus", 3)) is None
+        assert tracker.held == 1
+
+    def test_owner_lock_expired_sweep_promotes_twin(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        owner, twin = copy(clock, "weu", 1), copy(clock, "neu", 7)
+        tracker.arrived("m1", owner)
+        tracker.arrived("m1", twin)
+        clock.advance(LOCK - 1)
+        assert tracker.sweep() == []
+        clock.advance(1)
+        assert tracker.sweep() == [twin]
+        assert tracker.held == 0
+        assert tracker.sweep() == []  # promoted once
+
+    def test_owner_without_lock_time_is_never_swept(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        tracker.arrived("m1", copy(clock, "weu", 1, lock=None))
+        tracker.arrived("m1", copy(clock, "neu", 7))
+        clock.advance(10 * LOCK)
+        assert tracker.sweep() == []
+
+    def test_copy_arriving_after_owner_lock_expired_is_delivered(
+        self, tracker: DuplicateTracker, clock: FakeClock
+    ) -> None:
+        tracker.arrived("m1", copy(clock, "weu", 1))
+        clock.advance(LOCK + 1)
+        assert tracker.arrived("m1", copy(clock, "neu", 7)) is Verdict.DELIVER
+
+    def test_owner_redelivered_by_its_namespace_is_delivered_again(
+        self, tracker: DuplicateTracker, clock: FakeClock
+    ) -> None:
+        tracker.arrived("m1", copy(clock, "weu", 1))
+        assert tracker.arrived("m1", copy(clock, "weu", 1)) is Verdict.DELIVER
+        assert tracker.in_flight == 1
+
+
+class TestProcessedKeys:
+    """Copies of a key already settled are settled silently, the same way."""
+
+    def test_copy_after_completion_is_completed(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        owner = copy(clock, "weu", 1)
+        tracker.arrived("m1", owner)
+        tracker.completed("m1", owner)
+        assert tracker.arrived("m1", copy(clock, "neu", 7)) is Verdict.COMPLETE
+        assert tracker.in_flight == 0
+
+    def test_copy_after_dead_letter_is_dead_lettered(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        owner = copy(clock, "weu", 1)
+        tracker.arrived("m1", owner)
+        tracker.dead_lettered("m1", owner)
+        assert tracker.arrived("m1", copy(clock, "neu", 7)) is Verdict.DEAD_LETTER
+
+    def test_receive_and_delete_drops_duplicates(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        first = tracker.arrived("m1", copy(clock, "weu", 1, lock=None), already_settled=True)
+        second = tracker.arrived("m1", copy(clock, "neu", 7, lock=None), already_settled=True)
+        assert (first, second) == (Verdict.DELIVER, Verdict.DROP)
+        assert (tracker.in_flight, tracker.processed) == (0, 1)
+
+
+class TestBounds:
+    """The processed set is bounded by count and age; in-flight keys are never evicted."""
+
+    def test_bounded_by_count_with_evictions_counted(self, clock: FakeClock) -> None:
+        tracker = DuplicateTracker(max_entries=3, max_age=3600.0, clock=clock)
+        for i in range(5):
+            owner = copy(clock, "weu", i)
+            tracker.arrived(f"m{i}", owner)
+            tracker.completed(f"m{i}", owner)
+        assert tracker.processed == 3
+        assert tracker.evictions == 2
+        # The oldest key is forgotten: its late copy is processed again (a duplicate, never a loss).
+        assert tracker.arrived("m0", copy(clock, "neu", 100)) is Verdict.DELIVER
+        assert tracker.arrived("m4", copy(clock, "neu", 104)) is Verdict.COMPLETE
+
+    def test_bounded_by_age(self, clock: FakeClock) -> None:
+        tracker = DuplicateTracker(max_entries=100, max_age=10.0, clock=clock)
+        owner = copy(clock, "weu", 1)
+        tracker.arrived("m1", owner)
+        tracker.completed("m1", owner)
+        clock.advance(9.9)
+        assert tracker.processed == 1
+        clock.advance(0.2)
+        assert tracker.processed == 0
+        assert tracker.evictions == 1
+        assert tracker.arrived("m1", copy(clock, "neu", 7)) is Verdict.DELIVER
+
+    def test_in_flight_keys_survive_overflow_and_age(self, clock: FakeClock) -> None:
+        tracker = DuplicateTracker(max_entries=2, max_age=10.0, clock=clock)
+        tracker.arrived("busy", copy(clock, "weu", 1, lock=None))
+        for i in range(10):
+            owner = copy(clock, "weu", 100 + i)
+            tracker.arrived(f"m{i}", owner)
+            tracker.completed(f"m{i}", owner)
+        clock.advance(3600)
+        assert tracker.evictions == 10
+        assert tracker.in_flight == 1
+        assert tracker.arrived("busy", copy(clock, "neu", 7)) is Verdict.HOLD

@@ -1,0 +1,465 @@
+"""The async ReplicatedSender over fake channels: passive failover, active quorum, deadlines, ids."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import pytest
+from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
+from azure.servicebus.amqp import AmqpAnnotatedMessage
+from azure.servicebus.exceptions import (
+    MessageSizeExceededError,
+    MessagingEntityNotFoundError,
+    OperationTimeoutError,
+    ServiceBusAuthenticationError,
+    ServiceBusAuthorizationError,
+    ServiceBusCommunicationError,
+    ServiceBusConnectionError,
+    ServiceBusServerBusyError,
+)
+
+import geobus
+from geobus import Deadlines, NamespaceTimeoutError, ReplicationError, ReplicationMode, WriteQuorum
+from geobus._policy import PassiveRoles
+from geobus._portal import Portal
+from geobus.aio import ReplicatedSender
+
+from .fakes import FakeSendChannel, fail, hang, message_id_of, ok
+
+# Deadline tests run on real loop time with tiny deadlines; bounds are generous on purpose.
+SLACK = 0.15
+
+MakeSender = Callable[..., ReplicatedSender]
+
+
+@pytest.fixture
+def weu() -> FakeSendChannel:
+    return FakeSendChannel("weu")
+
+
+@pytest.fixture
+def neu() -> FakeSendChannel:
+    return FakeSendChannel("neu")
+
+
+@pytest.fixture
+async def make_sender(weu: FakeSendChannel, neu: FakeSendChannel) -> AsyncIterator[MakeSender]:
+    """Build senders over the two fakes (weu is the primary); each is closed after the test."""
+    senders: list[ReplicatedSender] = []
+
+    def make(**options: Any) -> ReplicatedSender:
+        sender = ReplicatedSender([weu, neu], **options)
+        senders.append(sender)
+        return sender
+
+    yield make
+    for sender in senders:
+        await sender.close()
+
+
+def message(message_id: str | None = None) -> ServiceBusMessage:
+    return ServiceBusMessage(b"order", message_id=message_id or str(uuid.uuid4()))
+
+
+def elapsed_since(start: float) -> float:
+    return asyncio.get_running_loop().time() - start
+
+
+def now() -> float:
+    return asyncio.get_running_loop().time()
+
+
+AVAILABILITY = [
+    ServiceBusConnectionError(message="refused"),
+    ServiceBusCommunicationError(message="unreachable"),
+    OperationTimeoutError(message="timed out"),
+    ServiceBusServerBusyError(message="busy"),
+    NamespaceTimeoutError("weu", 5.0),
+]
+REJECTIONS = [
+    MessageSizeExceededError(message="too large"),
+    ServiceBusAuthenticationError(message="bad key"),
+    ServiceBusAuthorizationError(message="no send claim"),
+    MessagingEntityNotFoundError(message="no such queue"),
+]
+
+
+def _id(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+class TestPassive:
+    """Passive mode: the active namespace, the other only when the active one is unavailable."""
+
+    async def test_primary_ok_no_swap(self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
+        sender = make_sender()
+        result = await sender.send_messages(message("m1"))
+        assert (result.landed, result.missed, result.failed_over) == (("weu",), {}, False)
+        assert weu.stored == ["m1"]
+        assert neu.sends == []
+        assert sender.active_namespace == "weu"
+        assert sender.stats.failovers == 0
+        assert sender.stats.messages_sent == {"weu": 1, "neu": 0}
+
+    @pytest.mark.parametrize("error", AVAILABILITY, ids=_id)
+    async def test_availability_error_fails_over_and_swaps(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, error: BaseException
+    ) -> None:
+        weu.behave(fail(error))
+        sender = make_sender()
+        result = await sender.send_messages(message("m1"))
+        assert result.failed_over
+        assert result.landed == ("neu",)
+        assert result.missed == {"weu": error}
+        assert neu.stored == ["m1"] and weu.stored == []
+        assert sender.active_namespace == "neu"
+        assert sender.stats.failovers == 1
+        assert sender.stats.send_failures == {"weu": 1, "neu": 0}
+
+    async def test_after_a_swap_the_new_active_is_tried_first(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        weu.behave(fail(ServiceBusConnectionError(message="down")))
+        sender = make_sender()
+        await sender.send_messages(message("m1"))
+        await sender.send_messages(message("m2"))
+        assert len(weu.sends) == 1
+        assert neu.stored == ["m1", "m2"]
+        assert sender.stats.failovers == 1
+
+    async def test_roles_are_shared_through_the_roles_object(self, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
+        roles = PassiveRoles(["weu", "neu"])
+        weu.behave(fail(ServiceBusConnectionError(message="down")))
+        first = ReplicatedSender([weu, neu], roles=roles)
+        second = ReplicatedSender([FakeSendChannel("weu"), FakeSendChannel("neu")], roles=roles)
+        try:
+            await first.send_messages(message())
+            assert second.active_namespace == "neu"
+        finally:
+            await first.close()
+            await second.close()
+
+    @pytest.mark.parametrize("error", REJECTIONS, ids=_id)
+    async def test_rejection_is_raised_unchanged_without_failover(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, error: BaseException
+    ) -> None:
+        weu.behave(fail(error))
+        sender = make_sender()
+        with pytest.raises(type(error)) as caught:
+            await sender.send_messages(message())
+        assert caught.value is error
+        assert neu.sends == []
+        assert sender.active_namespace == "weu"
+        assert sender.stats.failovers == 0
+
+    async def test_both_fail_raises_with_both_causes(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        weu_error, neu_error = ServiceBusConnectionError(message="weu down"), ServiceBusServerBusyError(message="busy")
+        weu.behave(fail(weu_error))
+        neu.behave(fail(neu_error))
+        sender = make_sender()
+        with pytest.raises(ReplicationError) as caught:
+            await sender.send_messages(message())
+        assert caught.value.causes == {"weu": weu_error, "neu": neu_error}
+        assert caught.value.landed == ()
+        assert caught.value.__cause__ is neu_error
+        assert sender.active_namespace == "weu"
+        assert sender.stats.failovers == 0
+        assert sender.stats.send_failures == {"weu": 1, "neu": 1}
+
+    async def test_hanging_primary_is_cut_at_the_attempt_deadline(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        weu.behave(hang())
+        sender = make_sender(deadlines=Deadlines(attempt=0.1, send=2.0))
+        start = now()
+        result = await sender.send_messages(message("m1"))
+        assert elapsed_since(start) < 0.1 + SLACK
+        assert weu.sends[0].timeout == pytest.approx(0.1)
+        assert isinstance(result.missed["weu"], NamespaceTimeoutError)
+        assert result.landed == ("neu",) and neu.stored == ["m1"]
+        assert sender.active_namespace == "neu"
+
+    async def test_backup_gets_only_what_is_left_of_the_send_deadline(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        weu.behave(hang())
+        neu.behave(hang())
+        sender = make_sender(deadlines=Deadlines(attempt=0.15, send=0.2))
+        start = now()
+        with pytest.raises(ReplicationError) as caught:
+            await sender.send_messages(message())
+        assert elapsed_since(start) < 0.2 + SLACK
+        assert weu.sends[0].timeout == pytest.approx(0.15)
+        assert neu.sends[0].timeout <= 0.05 + 0.01
+        assert all(isinstance(e, NamespaceTimeoutError) for e in caught.value.causes.values())
+
+    async def test_per_call_timeout_bounds_the_whole_send(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        weu.behave(hang())
+        neu.behave(hang())
+        sender = make_sender()  # default deadlines: 5 s per attempt, 10 s per send
+        start = now()
+        with pytest.raises(ReplicationError):
+            await sender.send_messages(message(), timeout=0.1)
+        assert elapsed_since(start) < 0.1 + SLACK
+        assert sum(call.timeout for call in weu.sends + neu.sends) <= 0.1 + 0.01
+
+    @pytest.mark.parametrize("timeout", [0, -1])
+    async def test_non_positive_timeout_is_rejected(self, make_sender: MakeSender, weu: FakeSendChannel, timeout: float) -> None:
+        with pytest.raises(ValueError):
+            await make_sender().send_messages(message(), timeout=timeout)
+        assert weu.calls == []
+
+    async def test_standby_is_warmed_once(self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
+        sender = make_sender()
+        await sender.send_messages(message())
+        await sender.send_messages(message())
+        await asyncio.sleep(0)  # let the background warm-up run
+        assert (weu.warmed, neu.warmed) == (0, 1)
+
+
+class TestActive:
+    """Active mode: both copies concurrently, judged by the write quorum."""
+
+    async def test_both_copies_are_sent_concurrently(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        weu.behave(ok(delay=0.2))
+        neu.behave(ok(delay=0.2))
+        sender = make_sender(mode=ReplicationMode.ACTIVE)
+        start = now()
+        result = await sender.send_messages(message("m1"))
+        assert elapsed_since(start) < 0.35
+        (weu_call,), (neu_call,) = weu.sends, neu.sends
+        assert weu_call.ended is not None and neu_call.ended is not None
+        assert max(weu_call.started, neu_call.started) < min(weu_call.ended, neu_call.ended)  # overlap
+        assert result.landed == ("weu", "neu") and not result.partial
+        assert weu.stored == neu.stored == ["m1"]
+
+    async def test_quorum_any_with_one_failure_is_a_partial_success(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        error = ServiceBusConnectionError(message="down")
+        weu.behave(fail(error))
+        sender = make_sender(mode="active", write_quorum=WriteQuorum.ANY)
+        result = await sender.send_messages(message("m1"))
+        assert result.partial
+        assert result.landed == ("neu",)
+        assert result.missed == {"weu": error}
+        assert sender.stats.partial_writes == 1
+        assert sender.stats.messages_sent == {"weu": 0, "neu": 1}
+        assert sender.stats.send_failures == {"weu": 1, "neu": 0}
+
+    async def test_quorum_any_with_a_hanging_namespace_is_bounded(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        neu.behave(hang())
+        sender = make_sender(mode="active", deadlines=Deadlines(attempt=0.1, send=2.0))
+        start = now()
+        result = await sender.send_messages(message("m1"))
+        assert elapsed_since(start) < 0.1 + SLACK
+        assert result.landed == ("weu",)
+        assert isinstance(result.missed["neu"], NamespaceTimeoutError)
+
+    async def test_quorum_all_with_one_failure_raises_with_landed(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        error = ServiceBusServerBusyError(message="busy")
+        neu.behave(fail(error))
+        sender = make_sender(mode="active", write_quorum="all")
+        with pytest.raises(ReplicationError) as caught:
+            await sender.send_messages(message("m1"))
+        assert caught.value.landed == ("weu",)
+        assert caught.value.causes == {"neu": error}
+        assert weu.stored == ["m1"]
+
+    @pytest.mark.parametrize("quorum", list(WriteQuorum))
+    async def test_both_fail_raises(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, quorum: WriteQuorum
+    ) -> None:
+        weu.behave(fail(ServiceBusConnectionError(message="a")))
+        neu.behave(fail(ServiceBusCommunicationError(message="b")))
+        sender = make_sender(mode="active", write_quorum=quorum)
+        with pytest.raises(ReplicationError) as caught:
+            await sender.send_messages(message())
+        assert set(caught.value.causes) == {"weu", "neu"}
+        assert caught.value.landed == ()
+
+    async def test_same_rejection_on_both_is_raised_unchanged(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        weu_error = MessageSizeExceededError(message="too large")
+        weu.behave(fail(weu_error))
+        neu.behave(fail(MessageSizeExceededError(message="too large")))
+        sender = make_sender(mode="active")
+        with pytest.raises(MessageSizeExceededError) as caught:
+            await sender.send_messages(message())
+        assert caught.value is weu_error
+
+    async def test_no_roles_in_active_mode(self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
+        weu.behave(fail(ServiceBusConnectionError(message="down")))
+        sender = make_sender(mode="active")
+        await sender.send_messages(message())
+        await asyncio.sleep(0)
+        assert sender.active_namespace == "weu"
+        assert sender.stats.failovers == 0
+        assert (weu.warmed, neu.warmed) == (0, 0)
+
+
+class TestMessageId:
+    """Every message carries one MessageId, the same on both copies, checked before sending."""
+
+    async def test_assigned_when_missing_and_same_on_both_copies(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        msg = ServiceBusMessage(b"order")
+        msg.message_id = None
+        await make_sender(mode="active").send_messages(msg)
+        assert msg.message_id is not None
+        uuid.UUID(msg.message_id)
+        assert weu.stored == neu.stored == [msg.message_id]
+
+    async def test_existing_id_is_kept(self, make_sender: MakeSender, weu: FakeSendChannel) -> None:
+        await make_sender().send_messages(message("order-42"))
+        assert weu.stored == ["order-42"]
+
+    async def test_each_message_of_a_list_gets_its_own_id(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        messages = [ServiceBusMessage(b"a"), ServiceBusMessage(b"b")]
+        for m in messages:
+            m.message_id = None
+        await make_sender(mode="active").send_messages(messages)
+        ids = [m.message_id for m in messages]
+        assert None not in ids and len(set(ids)) == 2
+        assert weu.stored == neu.stored == ids
+
+    @pytest.mark.parametrize("properties", [True, False])
+    async def test_amqp_annotated_message_gets_an_id(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, properties: bool
+    ) -> None:
+        msg = AmqpAnnotatedMessage(data_body=b"order", properties={} if properties else None)
+        await make_sender(mode="active").send_messages(msg)
+        assert weu.stored == neu.stored == [message_id_of(msg)]
+        uuid.UUID(message_id_of(msg))
+
+    async def test_128_characters_is_allowed(self, make_sender: MakeSender, weu: FakeSendChannel) -> None:
+        await make_sender().send_messages(message("x" * 128))
+        assert weu.stored == ["x" * 128]
+
+    @pytest.mark.parametrize("bad_id", ["", "x" * 129])
+    async def test_bad_id_rejected_before_any_channel(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, bad_id: str
+    ) -> None:
+        bad = message()
+        bad.raw_amqp_message.properties.message_id = bad_id  # the SDK's setter refuses 129
+        with pytest.raises(ValueError):
+            await make_sender(mode="active").send_messages([message(), bad])
+        assert weu.calls == [] and neu.calls == []
+
+    @pytest.mark.parametrize("payload", ["text", {"body": 1}, 42, ServiceBusMessageBatch(max_size_in_bytes=1024)])
+    async def test_wrong_type_rejected_before_any_channel(
+        self, make_sender: MakeSender, weu: FakeSendChannel, payload: Any
+    ) -> None:
+        with pytest.raises(TypeError):
+            await make_sender().send_messages(payload)
+        assert weu.calls == []
+
+    async def test_empty_list_sends_nothing(self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
+        result = await make_sender().send_messages([])
+        assert result.landed == ()
+        assert weu.calls == [] and neu.calls == []
+
+
+class TestOtherOperations:
+    """Scheduling, cancelling and batches follow the same replication rules."""
+
+    async def test_schedule_fails_over_like_a_send(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        weu.behave(fail(ServiceBusConnectionError(message="down")))
+        sender = make_sender()
+        when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
+        (scheduled,) = await sender.schedule_messages(message("m1"), when)
+        assert scheduled.message_id == "m1"
+        assert scheduled.sequence_numbers == {"neu": 1}
+        assert sender.active_namespace == "neu"
+
+    async def test_cancel_reaches_every_namespace_that_holds_the_message(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        sender = make_sender(mode="active")
+        when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
+        scheduled = await sender.schedule_messages([message("m1"), message("m2")], when)
+        assert [s.sequence_numbers for s in scheduled] == [{"weu": 1, "neu": 1}, {"weu": 2, "neu": 2}]
+        neu.behave(fail(ServiceBusConnectionError(message="down")))
+        with pytest.raises(ReplicationError) as caught:
+            await sender.cancel_scheduled_messages(scheduled)
+        assert caught.value.landed == ("weu",)
+        assert [c.method for c in weu.calls][-1] == "cancel_scheduled"
+
+    async def test_batch_is_sized_by_the_reachable_namespace(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        weu.behave(fail(ServiceBusConnectionError(message="down")))
+        batch = await make_sender().create_message_batch()
+        assert batch.max_size_in_bytes == 256 * 1024
+        batch.add_message(message("m1"))
+        result = await make_sender(mode="active").send_messages(batch)
+        assert result.landed == ("neu",)
+        assert neu.stored[-1] == "m1"
+
+
+class TestLifecycle:
+    """Closing a sender closes its channels and refuses further sends."""
+
+    async def test_close(self, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
+        async with ReplicatedSender([weu, neu]) as sender:
+            await sender.send_messages(message())
+        assert weu.closed and neu.closed
+        with pytest.raises(RuntimeError):
+            await sender.send_messages(message())
+
+    def test_needs_two_channels(self, weu: FakeSendChannel) -> None:
+        with pytest.raises(ValueError):
+            ReplicatedSender([weu])
+
+
+@pytest.fixture
+def portal() -> Iterator[Portal]:
+    portal = Portal("test")
+    yield portal
+    portal.close()
+
+
+class TestSyncShell:
+    """The sync sender runs the same core, and its deadline holds from a plain thread."""
+
+    def test_sync_failover_from_a_hanging_primary(self, portal: Portal, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
+        weu.behave(hang())
+        core = ReplicatedSender([weu, neu], deadlines=Deadlines(attempt=0.1, send=1.0))
+        with geobus.ReplicatedSender(portal, core) as sender:
+            start = time.monotonic()
+            result = sender.send_messages(message("m1"))
+            assert time.monotonic() - start < 0.1 + SLACK
+            assert result.failed_over
+            assert sender.active_namespace == "neu"
+            assert sender.stats.failovers == 1
+        assert weu.closed and neu.closed
+
+    def test_sync_errors_pass_through_unchanged(self, portal: Portal, weu: FakeSendChannel) -> None:
+        error = ServiceBusAuthorizationError(message="no claim")
+        weu.behave(fail(error))
+        sender = geobus.ReplicatedSender(portal, ReplicatedSender([weu, FakeSendChannel("neu")]))
+        with pytest.raises(ServiceBusAuthorizationError) as caught:
+            sender.send_messages(message())
+        assert caught.value is error
+        sender.close()

@@ -1,0 +1,495 @@
+"""Malformed, truncated and abandoned connections must not hurt the local namespace.
+
+Every case is drawn from a seeded ``random.Random``, so a failure names a case number
+that reproduces it. Payloads stay out of reprs and assertion messages: the recorded
+session carries a SAS token.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import struct
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from urllib.parse import quote_plus
+
+import pytest
+from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiver
+from proton import Connection, Endpoint, Message, Transport
+
+from geobus._sas import generate_sas_token, parse_sas_token
+from geobus.local import DEV_KEY, DEV_KEY_NAME, LocalNamespace
+
+pytestmark = pytest.mark.timeout(120)
+
+SEED = 20_240_611
+LOOPBACK = "127.0.0.1"
+AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
+SASL_HEADER = b"AMQP\x03\x01\x00\x00"
+# An empty AMQP frame: size 8, data offset 2, type 0 (AMQP), channel 0.
+HEARTBEAT = b"\x00\x00\x00\x08\x02\x00\x00\x00"
+FUZZ_QUEUE = "fuzz"
+HEALTHY_QUEUE = "healthy"
+# How long a replay waits for an answer the recorded client got; damaged bytes may
+# never get it, so this bounds each case rather than proving anything.
+ANSWER_WAIT = 1.0
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """Client bytes, and where the recorded client waited for the server before going on.
+
+    ``waits`` holds (offset, answered): the bytes from ``offset`` on were sent once the
+    server had sent ``answered`` bytes in all; a replay must wait the same way, or the
+    server rightly refuses pipelined frames (a transfer before its begin, say).
+    """
+
+    data: bytes = field(repr=False)
+    waits: tuple[tuple[int, int], ...] = field(default=(), repr=False)
+    signature: str = field(default="", repr=False)  # of the SAS token in ``data``, if any
+
+    def __repr__(self) -> str:
+        return f"<{len(self.data)} bytes, {len(self.waits)} waits>"
+
+
+# -- a raw AMQP client (proton's client transport over a blocking socket) ------------
+
+
+class _RawClient:
+    """Speaks AMQP through proton without the SDK, so tests see and shape every byte."""
+
+    def __init__(self, port: int, *, idle_timeout: float | None = None) -> None:
+        self.transport = Transport()
+        if idle_timeout is not None:
+            self.transport.idle_timeout = idle_timeout
+        self.transport.sasl().allowed_mechs("ANONYMOUS")
+        self.connection = Connection()
+        self.connection.hostname = LOOPBACK
+        self.transport.bind(self.connection)
+        self.sock = socket.create_connection((LOOPBACK, port), timeout=5)
+        self.sock.settimeout(0.05)
+        self.sent = bytearray()
+        self.waits: list[tuple[int, int]] = []
+        self.received = 0
+        self.server_closed = False
+
+    def pump(self, until: Callable[[], bool], within: float = 5.0) -> bool:
+        """Exchange bytes until ``until()`` holds or ``within`` seconds pass."""
+        deadline = time.monotonic() + within
+        while True:
+            pending = self.transport.pending()
+            if pending > 0:
+                chunk = self.transport.peek(pending)
+                self.waits.append((len(self.sent), self.received))
+                self.sock.sendall(chunk)
+                self.sent += chunk
+                self.transport.pop(pending)
+            if until() or self.server_closed or time.monotonic() >= deadline:
+                return until()
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                data = b""
+            if not data:
+                self.server_closed = True
+                continue
+            self.received += len(data)
+            while data and self.transport.capacity() > 0:
+                taken = self.transport.capacity()
+                self.transport.push(data[:taken])
+                data = data[taken:]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _active(endpoint: Connection) -> bool:
+    return bool(endpoint.state & Endpoint.REMOTE_ACTIVE)
+
+
+def _record_session(port: int, count: int = 2) -> _Stream:
+    """What a well-behaved client sends to authenticate and send ``count`` messages."""
+    client = _RawClient(port)
+    try:
+        connection = client.connection
+        connection.open()
+        session = connection.session()
+        session.open()
+        cbs_out = session.sender("cbs-out")
+        cbs_out.target.address = "$cbs"
+        cbs_out.open()
+        cbs_in = session.receiver("cbs-in")
+        cbs_in.source.address = "$cbs"
+        cbs_in.open()
+        cbs_in.flow(1)
+        assert client.pump(lambda: _active(cbs_out) and _active(cbs_in)), "CBS links did not open"
+
+        audience = f"sb://{LOOPBACK}:{port}"
+        expiry = int(time.time()) + 3600
+        token = generate_sas_token(audience, DEV_KEY_NAME, DEV_KEY, expiry)
+        request = Message(
+            id=1,
+            body=token,
+            properties={
+                "operation": "put-token",
+                "type": "servicebus.windows.net:sastoken",
+                "name": audience,
+                "expiration": expiry,
+            },
+        )
+        cbs_out.delivery(b"token")
+        cbs_out.send(request.encode())
+        cbs_out.advance()
+        assert client.pump(lambda: cbs_in.current is not None), "no put-token reply"
+
+        sender = session.sender("entity-out")
+        sender.target.address = f"amqps://{LOOPBACK}:{port}/{FUZZ_QUEUE}"
+        sender.open()
+        assert client.pump(lambda: _active(sender) and sender.credit > 0), "entity link refused"
+        deliveries = []
+        for index in range(count):
+            deliveries.append(sender.delivery(f"m{index}".encode()))
+            # A data section, as the SDK sends it, so its receivers read plain text back.
+            sender.send(Message(body=f"recorded-{index}".encode(), inferred=True).encode())
+            sender.advance()
+        assert client.pump(lambda: all(d.remote_state for d in deliveries)), "sends unanswered"
+
+        connection.close()
+        assert client.pump(lambda: bool(connection.state & Endpoint.REMOTE_CLOSED)), "no close"
+        return _Stream(bytes(client.sent), tuple(client.waits), parse_sas_token(token).signature)
+    finally:
+        client.close()
+
+
+# -- garbage ----------------------------------------------------------------------------
+
+# Not AMQP from the first bytes on: the server must hang up by itself.
+REFUSED_KINDS = (
+    "random",
+    "http",
+    "tls-hello",
+    "bad-version",
+    "amqp-then-garbage",
+    "sasl-then-junk",
+    "huge-frame",
+    "tiny-frame",
+)
+# A recorded session cut, flipped or spliced, or a frame proton skips (an unknown
+# performative): the server may well wait for more, so the client then half-closes
+# (the server must hang up), closes, or resets.
+DAMAGED_KINDS = ("truncated", "flipped", "spliced", "bad-performative")
+
+
+@dataclass(frozen=True)
+class _Case:
+    number: int
+    kind: str
+    stream: _Stream
+    ending: str  # "wait" for the server to hang up; "fin" and wait; "close"; "reset"
+
+
+def _frame(body: bytes) -> bytes:
+    return struct.pack(">IBBH", 8 + len(body), 2, 0, 0) + body
+
+
+def _garbage(kind: str, rng: random.Random, recording: _Stream) -> _Stream:
+    if kind == "random":
+        return _Stream(b"\x00" + rng.randbytes(rng.randrange(7, 2048)))  # never "AMQP"
+    if kind == "http":
+        return _Stream(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    if kind == "tls-hello":
+        return _Stream(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + rng.randbytes(64))
+    if kind == "bad-version":
+        return _Stream(b"AMQP\x00\x02\x00\x00" + rng.randbytes(16))
+    if kind == "amqp-then-garbage":
+        return _Stream(AMQP_HEADER + b"\xff" + rng.randbytes(rng.randrange(8, 512)))
+    if kind == "sasl-then-junk":
+        return _Stream(SASL_HEADER + b"\xff" + rng.randbytes(rng.randrange(8, 512)))
+    if kind == "huge-frame":
+        return _Stream(AMQP_HEADER + struct.pack(">IBBH", 0xFFFFFFF0, 2, 0, 0))
+    if kind == "tiny-frame":
+        return _Stream(AMQP_HEADER + struct.pack(">IBBH", 4, 2, 0, 0))
+    if kind == "bad-performative":
+        return _Stream(AMQP_HEADER + _frame(b"\x00\x53\x99\x45" + rng.randbytes(8)))
+    data = recording.data
+    if kind == "truncated":
+        return _Stream(data[: rng.randrange(1, len(data))], recording.waits)
+    if kind == "flipped":
+        buffer = bytearray(data)
+        for _ in range(rng.randrange(1, 6)):
+            buffer[rng.randrange(len(buffer))] = rng.randrange(256)
+        return _Stream(bytes(buffer), recording.waits)
+    if kind == "spliced":
+        cut = rng.randrange(len(data))
+        return _Stream(data[:cut] + rng.randbytes(rng.randrange(1, 64)), recording.waits)
+    raise AssertionError(f"unknown case kind {kind}")
+
+
+def _cases(
+    rng: random.Random, recording: _Stream, count: int, kinds: tuple[str, ...]
+) -> list[_Case]:
+    cases = []
+    for number in range(count):
+        kind = kinds[number % len(kinds)]
+        ending = "wait" if kind in REFUSED_KINDS else rng.choice(["fin", "close", "reset"])
+        cases.append(_Case(number, kind, _garbage(kind, rng, recording), ending))
+    return cases
+
+
+def _pieces(rng: random.Random, data: bytes) -> Iterator[bytes]:
+    """``data`` in random pieces, so that frames straddle the server's reads."""
+    start = 0
+    while start < len(data):
+        end = start + rng.randrange(1, 512)
+        yield data[start:end]
+        start = end
+
+
+def _play(sock: socket.socket, rng: random.Random, stream: _Stream) -> bool:
+    """Send ``stream`` in random pieces, waiting for answers where its client did.
+
+    Returns False as soon as the server hangs up.
+    """
+    data, heard, sent = stream.data, 0, 0
+    diverged = False  # once an answer does not come, the rest goes out unpaced
+    for offset, answered in [*stream.waits, (len(data), 0)]:
+        offset = min(offset, len(data))
+        sock.settimeout(5.0)
+        for piece in _pieces(rng, data[sent:offset]):
+            try:
+                sock.sendall(piece)
+            except ConnectionError:
+                return False
+        sent = offset
+        deadline = time.monotonic() + ANSWER_WAIT
+        while not diverged and heard < answered:
+            sock.settimeout(max(0.0, deadline - time.monotonic()) or 0.001)
+            try:
+                answer = sock.recv(65536)
+            except TimeoutError:
+                diverged = True
+                break
+            except ConnectionError:
+                return False
+            if not answer:
+                return False
+            heard += len(answer)
+    return True
+
+
+def _hangs_up(sock: socket.socket, within: float) -> bool:
+    """Whether the server closes ``sock`` within ``within`` seconds (reading what it says)."""
+    deadline = time.monotonic() + within
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            if not sock.recv(65536):
+                return True
+        except TimeoutError:
+            return False
+        except ConnectionError:
+            return True
+    return False
+
+
+def _run_case(port: int, case: _Case) -> bool | None:
+    """Play one case; returns whether the server hung up by itself (None: not watched)."""
+    rng = random.Random(SEED + case.number)
+    sock = socket.create_connection((LOOPBACK, port), timeout=5)
+    try:
+        if not _play(sock, rng, case.stream):
+            return True
+        if case.ending == "reset":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            return None
+        if case.ending == "close":
+            return None
+        if case.ending == "fin":
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            except OSError:
+                return True  # already reset by the server
+        return _hangs_up(sock, within=10.0)
+    finally:
+        sock.close()
+
+
+# -- the healthy side -----------------------------------------------------------------
+
+
+class _Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+@contextmanager
+def _server_log() -> Iterator[list[str]]:
+    """Every line the local namespace logs, at any level, kept from pytest's capture (and
+    so from its failure report): what they might leak is what is being checked."""
+    logger = logging.getLogger("geobus.local")
+    handler = _Lines()
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    try:
+        yield handler.lines
+    finally:
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+        logger.removeHandler(handler)
+
+
+def _poll(condition: Callable[[], bool], within: float) -> bool:
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() >= deadline:
+            return condition()
+        time.sleep(0.05)
+    return True
+
+
+def _receive_bodies(receiver: ServiceBusReceiver, count: int, within: float = 10.0) -> list[str]:
+    """Receive and complete up to ``count`` messages within ``within`` seconds."""
+    bodies: list[str] = []
+    deadline = time.monotonic() + within
+    while len(bodies) < count and time.monotonic() < deadline:
+        for message in receiver.receive_messages(
+            max_message_count=count - len(bodies), max_wait_time=1
+        ):
+            receiver.complete_message(message)
+            bodies.append(str(message))
+    return bodies
+
+
+def _round_trip(ns: LocalNamespace, body: str) -> None:
+    """A fresh SDK client, retries off, sends ``body`` and receives it back."""
+    with ServiceBusClient.from_connection_string(ns.connection_string, retry_total=0) as client:
+        with client.get_queue_sender(HEALTHY_QUEUE) as sender:
+            sender.send_messages(ServiceBusMessage(body))
+        with client.get_queue_receiver(HEALTHY_QUEUE) as receiver:
+            assert _receive_bodies(receiver, 1) == [body]
+
+
+@pytest.fixture
+def recording(namespace: LocalNamespace) -> _Stream:
+    """A working client session against ``namespace``; the messages it sent are removed."""
+    stream = _record_session(namespace.port)
+    with ServiceBusClient.from_connection_string(
+        namespace.connection_string, retry_total=0
+    ) as client:
+        with client.get_queue_receiver(FUZZ_QUEUE) as receiver:
+            assert sorted(_receive_bodies(receiver, 2)) == ["recorded-0", "recorded-1"]
+    assert namespace.counts() == {}
+    return stream
+
+
+# -- tests ------------------------------------------------------------------------------
+
+
+class TestRecordedSession:
+    """The fuzz corpus is a working session: replayed in random pieces, it sends again."""
+
+    def test_replay_enqueues_the_same_messages_and_the_server_hangs_up_after_close(
+        self, namespace: LocalNamespace, recording: _Stream
+    ) -> None:
+        with socket.create_connection((LOOPBACK, namespace.port), timeout=5) as sock:
+            assert _play(sock, random.Random(SEED), recording), "the server hung up mid-session"
+            assert _hangs_up(sock, within=10.0), "the server kept a closed connection open"
+        assert _poll(lambda: namespace.counts() == {FUZZ_QUEUE: 2}, within=10.0), namespace.counts()
+
+
+class TestGarbage:
+    """Garbage on a socket closes that connection, and only that one."""
+
+    def test_server_hangs_up_on_every_connection_that_is_not_amqp(
+        self, namespace: LocalNamespace
+    ) -> None:
+        cases = _cases(random.Random(SEED), _Stream(b""), 3 * len(REFUSED_KINDS), REFUSED_KINDS)
+        for case in cases:
+            assert _run_case(namespace.port, case), (
+                f"case {case.number} ({case.kind}): the server kept the connection open"
+            )
+        assert _poll(lambda: namespace.connection_count == 0, within=10.0), (
+            f"{namespace.connection_count} garbage connections left open"
+        )
+        _round_trip(namespace, "after-garbage")
+
+    def test_concurrent_garbage_leaves_open_clients_and_the_server_working(
+        self, namespace: LocalNamespace, recording: _Stream
+    ) -> None:
+        cases = _cases(random.Random(SEED), recording, 300, REFUSED_KINDS + DAMAGED_KINDS)
+        with ServiceBusClient.from_connection_string(
+            namespace.connection_string, retry_total=0
+        ) as client:
+            with (
+                client.get_queue_sender(HEALTHY_QUEUE) as sender,
+                client.get_queue_receiver(HEALTHY_QUEUE) as receiver,
+            ):
+                sender.send_messages(ServiceBusMessage("before"))
+                assert _receive_bodies(receiver, 1) == ["before"]
+                healthy = namespace.connection_count
+
+                with _server_log() as log, ThreadPoolExecutor(max_workers=32) as pool:
+                    outcomes = list(pool.map(lambda case: _run_case(namespace.port, case), cases))
+
+                secrets = (recording.signature, quote_plus(recording.signature))
+                leaks = sum(1 for line in log if any(secret in line for secret in secrets))
+                assert leaks == 0, f"{leaks} server log lines quote the SAS signature"
+
+                kept_open = [
+                    c.number for c, hung_up in zip(cases, outcomes, strict=True) if hung_up is False
+                ]
+                assert not kept_open, f"cases {kept_open}: the server did not hang up"
+                # Retries are off: had these two connections been reset, this would raise.
+                sender.send_messages(ServiceBusMessage("during"))
+                assert _receive_bodies(receiver, 1) == ["during"]
+                assert _poll(lambda: namespace.connection_count == healthy, within=15.0), (
+                    f"{namespace.connection_count - healthy} abandoned connections left open"
+                )
+        _round_trip(namespace, "after")
+
+    def test_a_client_that_stops_mid_frame_is_dropped_when_it_leaves(
+        self, namespace: LocalNamespace
+    ) -> None:
+        with socket.create_connection((LOOPBACK, namespace.port), timeout=5) as sock:
+            sock.sendall(AMQP_HEADER + struct.pack(">IBBH", 64, 2, 0, 0) + b"\x00\x53\x10")
+            assert _poll(lambda: namespace.connection_count == 1, within=5.0)
+            _round_trip(namespace, "while-a-frame-is-half-sent")
+        assert _poll(lambda: namespace.connection_count == 0, within=5.0)
+
+
+class TestIdleClients:
+    """A raw client that goes quiet is kept alive with heartbeats, as its open frame asks."""
+
+    def test_server_sends_heartbeats_within_the_clients_idle_timeout(
+        self, namespace: LocalNamespace
+    ) -> None:
+        client = _RawClient(namespace.port, idle_timeout=1.0)
+        try:
+            client.connection.open()
+            assert client.pump(lambda: _active(client.connection)), "the connection did not open"
+            # The client now stays silent and only listens.
+            heard = bytearray()
+            deadline = time.monotonic() + 3.0
+            while heard.count(HEARTBEAT) < 2 and time.monotonic() < deadline:
+                try:
+                    data = client.sock.recv(4096)
+                except TimeoutError:
+                    continue
+                assert data, "the server closed an idle connection"
+                heard += data
+            assert heard.count(HEARTBEAT) >= 2, f"{heard.count(HEARTBEAT)} heartbeats in 3 s"
+        finally:
+            client.close()
