@@ -57,10 +57,16 @@ class GeoServiceBusClient(Closing):
         return repr(self._core)
 
     def get_queue_sender(self, queue_name: str) -> ReplicatedSender:
-        return ReplicatedSender(self._portal, self._core.get_queue_sender(queue_name))
+        return self._started(self._core.get_queue_sender(queue_name))
 
     def get_topic_sender(self, topic_name: str) -> ReplicatedSender:
-        return ReplicatedSender(self._portal, self._core.get_topic_sender(topic_name))
+        return self._started(self._core.get_topic_sender(topic_name))
+
+    def _started(self, sender: Any) -> ReplicatedSender:
+        # Its drainer starts now, on the private loop: a producer restarted with a
+        # full outbox drains it before (and without) sending anything new.
+        self._portal.run(sender._start())
+        return ReplicatedSender(self._portal, sender)
 
     def get_queue_receiver(self, queue_name: str, **options: Any) -> DedupReceiver:
         """Options as ``geobus.aio.GeoServiceBusClient.get_queue_receiver``

@@ -49,6 +49,15 @@ class WriteQuorum(str, enum.Enum):
     ALL = "all"
 
 
+class FailbackMode(str, enum.Enum):
+    """What passive mode does after a failover: ``stay`` on the new active
+    namespace (the seed's rule), or ``prefer_primary``: probe the primary and
+    come back to it once it has been healthy for a while."""
+
+    STAY = "stay"
+    PREFER_PRIMARY = "prefer_primary"
+
+
 class DedupKey(str, enum.Enum):
     """What identifies the two copies of one message to the receiver."""
 
@@ -222,6 +231,112 @@ class DedupPolicy:
 
 
 @dataclass(frozen=True)
+class BreakerPolicy:
+    """The per-namespace circuit breaker.
+
+    After ``failure_threshold`` availability errors in a row the namespace's
+    breaker opens: sends skip it at once, without waiting for a timeout. After
+    ``cooldown`` seconds one call is let through (half-open); its success closes
+    the breaker, its failure opens it for another ``cooldown``.
+    """
+
+    failure_threshold: int = 3
+    cooldown: float = 10.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "failure_threshold", _count("breaker.failure_threshold", self.failure_threshold, minimum=1)
+        )
+        object.__setattr__(self, "cooldown", _positive("breaker.cooldown", self.cooldown))
+
+
+@dataclass(frozen=True)
+class FailbackPolicy:
+    """Passive mode's way home after a failover.
+
+    ``mode``: ``stay`` or ``prefer_primary``. With ``prefer_primary`` the client
+    probes the primary every ``probe_interval`` seconds while the secondary is
+    active and fails back after ``healthy_probes`` good probes in a row — but
+    never sooner than ``cooldown`` seconds after the last swap, so a flapping
+    primary cannot make the traffic flap with it.
+    """
+
+    mode: FailbackMode = FailbackMode.STAY
+    probe_interval: float = 5.0
+    healthy_probes: int = 3
+    cooldown: float = 60.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mode", _enum(FailbackMode, "failback.mode", self.mode))
+        object.__setattr__(self, "probe_interval", _positive("failback.probe_interval", self.probe_interval))
+        object.__setattr__(self, "healthy_probes", _count("failback.healthy_probes", self.healthy_probes, minimum=1))
+        object.__setattr__(self, "cooldown", _positive("failback.cooldown", self.cooldown, allow_zero=True))
+
+
+@dataclass(frozen=True)
+class OutboxPolicy:
+    """The durable client-side outbox (off unless ``path`` is set).
+
+    ``path``: the SQLite file. ``max_messages`` / ``max_bytes``: when either
+    would be exceeded, ``send_messages`` raises ``OutboxFullError`` instead of
+    buffering. ``batch_size``: messages per drain send. ``backoff_initial`` /
+    ``backoff_max``: the drainer's exponential backoff (seconds, jittered)
+    while a namespace stays down.
+    """
+
+    path: str | None = None
+    max_messages: int = 100_000
+    max_bytes: int = 256 * 1024 * 1024
+    batch_size: int = 100
+    backoff_initial: float = 0.2
+    backoff_max: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            if isinstance(self.path, os.PathLike):
+                object.__setattr__(self, "path", os.fspath(self.path))
+            if not isinstance(self.path, str) or not self.path.strip():
+                raise ConfigurationError("outbox.path", f"{self.path!r} is not a file path")
+        object.__setattr__(self, "max_messages", _count("outbox.max_messages", self.max_messages, minimum=1))
+        object.__setattr__(self, "max_bytes", _count("outbox.max_bytes", self.max_bytes, minimum=1))
+        object.__setattr__(self, "batch_size", _count("outbox.batch_size", self.batch_size, minimum=1))
+        object.__setattr__(self, "backoff_initial", _positive("outbox.backoff_initial", self.backoff_initial))
+        object.__setattr__(self, "backoff_max", _positive("outbox.backoff_max", self.backoff_max))
+        if self.backoff_max < self.backoff_initial:
+            raise ConfigurationError("outbox.backoff_max", f"must be >= outbox.backoff_initial ({self.backoff_initial:g})")
+
+    @property
+    def enabled(self) -> bool:
+        return self.path is not None
+
+
+@dataclass(frozen=True)
+class OverridePolicy:
+    """The operator's override file (off unless ``path`` is set).
+
+    A TOML file, re-read when it changes (checked at most every ``interval``
+    seconds, without restarting the process)::
+
+        active = "secondary"      # force passive mode's active namespace
+        paused = ["primary"]      # send nothing to these namespaces
+
+    A missing file means no override; a file that cannot be read is logged and
+    the last good override stays in force.
+    """
+
+    path: str | None = None
+    interval: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.path is not None:
+            if isinstance(self.path, os.PathLike):
+                object.__setattr__(self, "path", os.fspath(self.path))
+            if not isinstance(self.path, str) or not self.path.strip():
+                raise ConfigurationError("override.path", f"{self.path!r} is not a file path")
+        object.__setattr__(self, "interval", _positive("override.interval", self.interval))
+
+
+@dataclass(frozen=True)
 class ReplicationConfig:
     """Everything a ``GeoServiceBusClient`` needs.
 
@@ -236,6 +351,10 @@ class ReplicationConfig:
     deadlines: Deadlines = field(default_factory=Deadlines)
     retry: SdkRetryPolicy = field(default_factory=SdkRetryPolicy)
     dedup: DedupPolicy = field(default_factory=DedupPolicy)
+    breaker: BreakerPolicy = field(default_factory=BreakerPolicy)
+    failback: FailbackPolicy = field(default_factory=FailbackPolicy)
+    outbox: OutboxPolicy = field(default_factory=OutboxPolicy)
+    override: OverridePolicy = field(default_factory=OverridePolicy)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mode", _enum(ReplicationMode, "mode", self.mode))
@@ -288,7 +407,7 @@ class ReplicationConfig:
             ConfigurationError: an unknown key, a missing namespace or a bad value.
         """
         data = dict(mapping)
-        _reject_unknown("", data, {"mode", "write_quorum", "primary", "secondary", "deadlines", "retry", "dedup"})
+        _reject_unknown("", data, {"mode", "write_quorum", "primary", "secondary", *_POLICIES})
         namespaces = []
         for role in ("primary", "secondary"):
             section = data.get(role)
@@ -300,7 +419,7 @@ class ReplicationConfig:
         for name in ("mode", "write_quorum"):
             if name in data:
                 options[name] = data[name]
-        for name, policy in (("deadlines", Deadlines), ("retry", SdkRetryPolicy), ("dedup", DedupPolicy)):
+        for name, policy in _POLICIES.items():
             section = data.get(name)
             if section is None:
                 continue
@@ -363,7 +482,21 @@ _ENV_POLICIES = (
     ("deadlines", "GEOBUS_DEADLINE_", ("attempt", "send", "receive_stall")),
     ("retry", "GEOBUS_RETRY_", ("total", "backoff_factor", "backoff_max", "mode")),
     ("dedup", "GEOBUS_DEDUP_", ("key", "property_name", "max_entries", "max_age")),
+    ("breaker", "GEOBUS_BREAKER_", ("failure_threshold", "cooldown")),
+    ("failback", "GEOBUS_FAILBACK_", ("mode", "probe_interval", "healthy_probes", "cooldown")),
+    ("outbox", "GEOBUS_OUTBOX_", ("path", "max_messages", "max_bytes", "batch_size", "backoff_initial", "backoff_max")),
+    ("override", "GEOBUS_OVERRIDE_", ("path", "interval")),
 )
+
+_POLICIES: dict[str, type] = {
+    "deadlines": Deadlines,
+    "retry": SdkRetryPolicy,
+    "dedup": DedupPolicy,
+    "breaker": BreakerPolicy,
+    "failback": FailbackPolicy,
+    "outbox": OutboxPolicy,
+    "override": OverridePolicy,
+}
 
 
 def _reject_unknown(prefix: str, section: Mapping[str, Any], known: set[str]) -> None:

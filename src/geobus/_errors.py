@@ -5,9 +5,13 @@
     GeobusError
     ├── ConfigurationError      (also a ValueError) a setting is missing or wrong; names the field
     ├── ReplicationError        no namespace took the message (or the write quorum was not met);
-    │                           .causes maps each namespace to its error, .landed names those that took it
-    └── NamespaceTimeoutError   geobus's own deadline for one namespace passed; also the SDK's
-                                OperationTimeoutError (a ServiceBusError) and a TimeoutError
+    │   │                       .causes maps each namespace to its error, .landed names those that took it
+    │   └── OutboxFullError     ...and the outbox is full, so it was not buffered either
+    ├── NamespaceTimeoutError   geobus's own deadline for one namespace passed; also the SDK's
+    │                           OperationTimeoutError (a ServiceBusError) and a TimeoutError
+    ├── NamespaceUnavailableError  geobus did not try a namespace: its circuit breaker is open,
+    │                           or an operator paused it (only ever a cause in ReplicationError)
+    └── OutboxError             the outbox file is damaged, not an outbox, or in use by another process
 
 Errors that say the *message or the caller* is wrong — bad input
 (``ValueError``/``TypeError``), ``MessageSizeExceededError``,
@@ -75,6 +79,27 @@ class ReplicationError(GeobusError):
         super().__init__(f"{message} ({detail})" if detail else message)
         self.causes = dict(causes)
         self.landed = tuple(landed)
+
+
+class OutboxFullError(ReplicationError):
+    """No namespace took the message and the outbox is full: nothing was buffered.
+
+    The caller still holds the message; nothing it was told was accepted is lost.
+    """
+
+
+class NamespaceUnavailableError(GeobusError):
+    """geobus skipped a namespace without trying it: ``reason`` says why
+    (``circuit open`` or ``paused by operator``)."""
+
+    def __init__(self, namespace: str, reason: str) -> None:
+        super().__init__(f"namespace {namespace!r} skipped: {reason}")
+        self.namespace = namespace
+        self.reason = reason
+
+
+class OutboxError(GeobusError):
+    """The outbox file cannot be used: damaged, not an outbox, or locked by another process."""
 
 
 def _describe(exc: BaseException) -> str:

@@ -19,7 +19,7 @@ from azure.servicebus.exceptions import (
 )
 
 from ._config import WriteQuorum
-from ._errors import NamespaceTimeoutError, ReplicationError
+from ._errors import NamespaceTimeoutError, NamespaceUnavailableError, ReplicationError
 
 # The message or the caller is wrong: another namespace would refuse it the same way.
 _REJECTIONS: tuple[type[BaseException], ...] = (
@@ -45,7 +45,16 @@ def is_availability_error(exc: BaseException) -> bool:
     if isinstance(exc, _REJECTIONS):
         return False
     return isinstance(
-        exc, (ServiceBusError, NamespaceTimeoutError, asyncio.TimeoutError, TimeoutError, ConnectionError, OSError)
+        exc,
+        (
+            ServiceBusError,
+            NamespaceTimeoutError,
+            NamespaceUnavailableError,
+            asyncio.TimeoutError,
+            TimeoutError,
+            ConnectionError,
+            OSError,
+        ),
     )
 
 
@@ -78,22 +87,32 @@ class PassiveRoles:
 
 @dataclass(frozen=True)
 class SendResult:
-    """What ``send_messages`` did. ``landed``: the namespaces that stored the message(s);
-    ``missed``: those that did not (active mode, quorum ``any``), with their errors."""
+    """What ``send_messages`` did.
+
+    ``landed``: the namespaces that stored the message(s); ``missed``: those that
+    did not, with their errors; ``failed_over``: passive mode had to use its second
+    namespace; ``buffered``: the outbox lanes now keeping the message(s) for later
+    (``"any"`` in passive mode, the namespaces that missed their copy in active
+    mode) — empty when nothing was buffered.
+    """
 
     landed: tuple[str, ...]
     missed: Mapping[str, BaseException]
     failed_over: bool = False
+    buffered: tuple[str, ...] = ()
 
     @property
     def partial(self) -> bool:
         return bool(self.missed) and bool(self.landed)
 
 
-def passive_failure(first: str, first_error: BaseException, second: str, second_error: BaseException) -> ReplicationError:
-    return ReplicationError(
-        "no namespace took the message", causes={first: first_error, second: second_error}
-    )
+def common_rejection(missed: Mapping[str, BaseException]) -> BaseException | None:
+    """The error to raise as it is when every namespace refused a message for the same
+    non-availability reason (the caller's mistake, not an outage), else None."""
+    rejections = [e for e in missed.values() if not is_availability_error(e)]
+    if rejections and len(rejections) == len(missed) and len({type(e) for e in rejections}) == 1:
+        return rejections[0]
+    return None
 
 
 def active_outcome(
@@ -109,9 +128,9 @@ def active_outcome(
     landed = tuple(name for name, error in results.items() if error is None)
     missed = {name: error for name, error in results.items() if error is not None}
     if not landed:
-        rejections = [e for e in missed.values() if not is_availability_error(e)]
-        if len(rejections) == len(missed) and len({type(e) for e in rejections}) == 1:
-            raise rejections[0]
+        rejection = common_rejection(missed)
+        if rejection is not None:
+            raise rejection
         raise ReplicationError("no namespace took the message", causes=missed)
     if missed and quorum == WriteQuorum.ALL:
         raise ReplicationError(

@@ -157,6 +157,9 @@ class FakeSendChannel:
     async def warm(self, *, timeout: float) -> None:
         self.warmed += 1
 
+    async def probe(self, *, timeout: float) -> None:
+        await self._run("probe", timeout, ())
+
     async def close(self) -> None:
         self.closed = True
 

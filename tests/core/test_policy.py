@@ -20,7 +20,7 @@ from azure.servicebus.exceptions import (
 )
 
 from geobus import NamespaceTimeoutError, ReplicationError, SendResult, WriteQuorum
-from geobus._policy import PassiveRoles, active_outcome, is_availability_error, passive_failure
+from geobus._policy import PassiveRoles, active_outcome, is_availability_error
 
 AVAILABILITY = [
     ServiceBusConnectionError(message="connection lost"),
@@ -154,9 +154,9 @@ class TestActiveOutcome:
 class TestReplicationError:
     """The error a caller gets when no namespace took the message."""
 
-    def test_passive_failure_carries_both_causes(self) -> None:
+    def test_it_carries_both_causes(self) -> None:
         weu, neu = ServiceBusConnectionError(message="refused"), NamespaceTimeoutError("neu", 2.0)
-        error = passive_failure("weu", weu, "neu", neu)
+        error = ReplicationError("no namespace took the message", causes={"weu": weu, "neu": neu})
         assert error.causes == {"weu": weu, "neu": neu}
         assert "weu: ServiceBusConnectionError: refused" in str(error)
         assert "neu: NamespaceTimeoutError" in str(error)

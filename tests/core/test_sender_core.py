@@ -25,7 +25,7 @@ from azure.servicebus.exceptions import (
 
 import geobus
 from geobus import Deadlines, NamespaceTimeoutError, ReplicationError, ReplicationMode, WriteQuorum
-from geobus._policy import PassiveRoles
+from geobus._health import Health
 from geobus._portal import Portal
 from geobus.aio import ReplicatedSender
 
@@ -132,11 +132,11 @@ class TestPassive:
         assert neu.stored == ["m1", "m2"]
         assert sender.stats.failovers == 1
 
-    async def test_roles_are_shared_through_the_roles_object(self, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
-        roles = PassiveRoles(["weu", "neu"])
+    async def test_roles_are_shared_through_the_health_object(self, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
+        health = Health(["weu", "neu"])
         weu.behave(fail(ServiceBusConnectionError(message="down")))
-        first = ReplicatedSender([weu, neu], roles=roles)
-        second = ReplicatedSender([FakeSendChannel("weu"), FakeSendChannel("neu")], roles=roles)
+        first = ReplicatedSender([weu, neu], health=health)
+        second = ReplicatedSender([FakeSendChannel("weu"), FakeSendChannel("neu")], health=health)
         try:
             await first.send_messages(message())
             assert second.active_namespace == "neu"

@@ -44,6 +44,7 @@ class SendChannel(Protocol):
     async def cancel_scheduled(self, sequence_numbers: Sequence[int], *, timeout: float) -> None: ...
     async def max_batch_size(self, *, timeout: float) -> int: ...
     async def warm(self, *, timeout: float) -> None: ...
+    async def probe(self, *, timeout: float) -> None: ...
     async def close(self) -> None: ...
 
 
@@ -191,7 +192,9 @@ class SdkSendChannel:
             assert topic is not None
             return client.get_topic_sender(topic)
 
+        self._open_handler = open_handler
         self._bounded = _Bounded(name, open_handler)
+        self._probes: set[asyncio.Task[None]] = set()
 
     async def send(self, payload: Payload, *, timeout: float) -> None:
         await self._bounded.call(lambda sender: sender.send_messages(payload), timeout)
@@ -214,8 +217,30 @@ class SdkSendChannel:
         """Open the sender's link now, so a failover does not pay for it."""
         await self._bounded.call(lambda sender: sender.__aenter__(), timeout)
 
+    async def probe(self, *, timeout: float) -> None:
+        """Open a fresh link (its own connection) and close it: does the namespace take senders now?
+
+        The channel's own sender is left alone: it may be one the outage left wedged.
+
+        Raises:
+            NamespaceTimeoutError: no answer within ``timeout``.
+            ServiceBusError: the namespace refused.
+        """
+        sender = self._open_handler()
+        try:
+            await asyncio.wait_for(sender.create_message_batch(), timeout)
+        except asyncio.TimeoutError as exc:
+            raise NamespaceTimeoutError(self.name, timeout) from exc
+        finally:
+            # A wedged link can take its own time to close: not on the prober's clock.
+            task = asyncio.get_running_loop().create_task(close_quietly(sender, self.name))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+
     async def close(self) -> None:
         await self._bounded.close()
+        if self._probes:
+            await asyncio.gather(*self._probes, return_exceptions=True)
 
 
 class SdkReceiveChannel:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,11 +12,15 @@ from azure.servicebus.aio import ServiceBusClient
 from typing_extensions import Self
 
 from .._closing import AsyncClosing
-from .._config import NamespaceConfig, ReplicationConfig
-from .._policy import PassiveRoles
+from .._config import FailbackMode, NamespaceConfig, ReplicationConfig, ReplicationMode
+from .._health import Health
+from .._outbox import Outbox
 from ._channels import SdkReceiveChannel, SdkSendChannel, build_client, close_quietly
+from ._outbox import AsyncOutbox
 from ._receiver import DedupReceiver
 from ._sender import ReplicatedSender
+
+_LOG = logging.getLogger("geobus")
 
 
 class GeoServiceBusClient(AsyncClosing):
@@ -26,8 +31,13 @@ class GeoServiceBusClient(AsyncClosing):
     ``ServiceBusClient``, it is a context manager, and the senders and receivers
     it hands out share its two connections' clients.
 
+    The client owns what its senders share: each namespace's health (breaker,
+    passive roles, failback probe, operator override) and the outbox file.
+
     Raises:
         ConfigurationError: a setting is missing or invalid (on construction).
+        OutboxError: the configured outbox file is damaged, not an outbox, or in
+            use by another process (on construction).
     """
 
     def __init__(self, config: ReplicationConfig) -> None:
@@ -35,7 +45,15 @@ class GeoServiceBusClient(AsyncClosing):
             raise TypeError("GeoServiceBusClient takes a ReplicationConfig")
         self.config = config
         self._clients: dict[str, ServiceBusClient] = {}
-        self._roles = PassiveRoles([ns.name or "" for ns in config.namespaces])
+        self.health = Health(
+            [ns.name or "" for ns in config.namespaces],
+            breaker=config.breaker,
+            failback=config.failback,
+            override=config.override,
+        )
+        self._outbox = AsyncOutbox(Outbox(config.outbox)) if config.outbox.enabled else None
+        self._probe: SdkSendChannel | None = None
+        self._probing: asyncio.Task[None] | None = None
         self._closed = False
 
     @classmethod
@@ -77,13 +95,45 @@ class GeoServiceBusClient(AsyncClosing):
 
     def _sender(self, **entity: str) -> ReplicatedSender:
         channels = [SdkSendChannel(ns.name or "", self._client(ns), **entity) for ns in self.config.namespaces]
+        ((kind, name),) = entity.items()
         return ReplicatedSender(
             channels,
             mode=self.config.mode,
             write_quorum=self.config.write_quorum,
             deadlines=self.config.deadlines,
-            roles=self._roles,
+            health=self.health,
+            outbox=self._outbox,
+            outbox_policy=self.config.outbox,
+            entity=f"{kind}:{name}",
+            on_start=self._sender_started,
         )
+
+    # -- failback ------------------------------------------------------------------------------
+
+    def _sender_started(self, sender: ReplicatedSender) -> None:
+        """The first sender to start gives the failback probe an entity to open a link to."""
+        wanted = self.config.failback.mode == FailbackMode.PREFER_PRIMARY and self.config.mode == ReplicationMode.PASSIVE
+        if not wanted or self._probing is not None or self._closed:
+            return
+        self._probe = sender._channels[self.health.preferred]  # type: ignore[assignment]
+        self._probing = asyncio.get_running_loop().create_task(self._probe_forever(), name="geobus-failback-probe")
+
+    async def _probe_forever(self) -> None:
+        """While passive mode runs away from the primary, check on it; come home when it is well."""
+        policy = self.config.failback
+        while True:
+            await asyncio.sleep(policy.probe_interval)
+            self.health.refresh()
+            if not self.health.wants_failback or self._probe is None:
+                self.health.observe_probe(False)
+                continue
+            try:
+                await self._probe.probe(timeout=self.config.deadlines.attempt)
+                healthy = True
+            except Exception as exc:
+                _LOG.debug("geobus: failback probe of %r failed: %s", self.health.preferred, type(exc).__name__)
+                healthy = False
+            self.health.observe_probe(healthy)
 
     # -- receivers ---------------------------------------------------------------------------
 
@@ -142,5 +192,12 @@ class GeoServiceBusClient(AsyncClosing):
     async def close(self) -> None:
         """Close both namespaces' clients (and every sender and receiver they carry)."""
         self._closed = True
+        if self._probing is not None:
+            self._probing.cancel()
+            await asyncio.gather(self._probing, return_exceptions=True)
+            self._probing = None
         clients, self._clients = dict(self._clients), {}
         await asyncio.gather(*(close_quietly(client, name) for name, client in clients.items()))
+        if self._outbox is not None:
+            outbox, self._outbox = self._outbox, None
+            await asyncio.to_thread(outbox.close)

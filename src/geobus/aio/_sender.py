@@ -14,16 +14,13 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageProperties
 
-from .._config import MAX_MESSAGE_ID_LENGTH, Deadlines, ReplicationMode, WriteQuorum
-from .._errors import NamespaceTimeoutError, ReplicationError
-from .._policy import (
-    PassiveRoles,
-    SendResult,
-    active_outcome,
-    is_availability_error,
-    passive_failure,
-)
+from .._config import MAX_MESSAGE_ID_LENGTH, Deadlines, OutboxPolicy, ReplicationMode, WriteQuorum
+from .._errors import NamespaceTimeoutError, NamespaceUnavailableError, OutboxFullError, ReplicationError
+from .._health import Health
+from .._outbox import ANY_LANE
+from .._policy import SendResult, active_outcome, common_rejection, is_availability_error
 from ._channels import SendChannel
+from ._outbox import AsyncOutbox, Drainer
 
 _LOG = logging.getLogger("geobus")
 
@@ -40,6 +37,12 @@ class SenderStats:
     send_failures: dict[str, int]
     failovers: int
     partial_writes: int
+    failbacks: int = 0
+    breakers: dict[str, str] = field(default_factory=dict)
+    buffered: int = 0
+    drained: int = 0
+    outbox_dead_lettered: int = 0
+    outbox_depth: int = 0
 
 
 @dataclass(frozen=True)
@@ -139,11 +142,20 @@ class ReplicatedSender:
     must land. Both copies carry the same MessageId, so a ``DedupReceiver``
     processes the message once.
 
+    A namespace whose circuit breaker is open, or that the operator paused, is
+    skipped without waiting. With an outbox, what no namespace could take is
+    kept on disk and ``send_messages`` returns normally: ``SendResult.buffered``
+    names the lanes it waits in (``"any"`` in passive mode, the namespaces that
+    missed their copy in active mode), and the sender's drainer sends it, in
+    order, when a namespace is back.
+
     Every call finishes within ``deadlines.send`` (or its ``timeout``), whatever
     the network does. Task-safe within one event loop; not thread-safe.
 
     Raises (from ``send_messages``):
-        ReplicationError: no namespace took the message, or quorum ``all`` was not met.
+        ReplicationError: no namespace took the message, or quorum ``all`` was not
+            met, and there is no outbox.
+        OutboxFullError: ...and the outbox is full (nothing was buffered).
         ValueError, TypeError: bad input, before anything is sent.
         azure.servicebus.exceptions.MessageSizeExceededError,
         ServiceBusAuthenticationError, ServiceBusAuthorizationError,
@@ -157,22 +169,34 @@ class ReplicatedSender:
         mode: ReplicationMode = ReplicationMode.PASSIVE,
         write_quorum: WriteQuorum = WriteQuorum.ANY,
         deadlines: Deadlines | None = None,
-        roles: PassiveRoles | None = None,
+        health: Health | None = None,
+        outbox: AsyncOutbox | None = None,
+        outbox_policy: OutboxPolicy | None = None,
+        entity: str = "",
+        on_start: Any = None,
         on_close: Any = None,
     ) -> None:
         if len(channels) != 2:
             raise ValueError("a ReplicatedSender needs exactly two namespaces")
         self._channels = {channel.name: channel for channel in channels}
         # Shared by every sender of one client: a namespace's health is not per entity.
-        self._roles = roles or PassiveRoles([channel.name for channel in channels])
+        self._health = health or Health([channel.name for channel in channels])
         self.mode = ReplicationMode(mode)
         self.write_quorum = WriteQuorum(write_quorum)
         self.deadlines = deadlines or Deadlines()
+        self.entity = entity
+        self._outbox = outbox
+        self._drainer = (
+            Drainer(self, outbox, outbox_policy or OutboxPolicy(), entity) if outbox is not None else None
+        )
+        self._on_start = on_start
         self._on_close = on_close
         self._sent = dict.fromkeys(self._channels, 0)
         self._failures = dict.fromkeys(self._channels, 0)
         self._failovers = 0
         self._partial_writes = 0
+        self._buffered = 0
+        self._started = False
         self._closed = False
         self._warming: asyncio.Task[None] | None = None
 
@@ -181,23 +205,30 @@ class ReplicatedSender:
     @property
     def active_namespace(self) -> str:
         """The namespace passive mode sends to first."""
-        return self._roles.active
+        return self._health.passive_order()[0]
 
     @property
     def stats(self) -> SenderStats:
+        drainer = self._drainer
         return SenderStats(
-            active_namespace=self._roles.active,
+            active_namespace=self.active_namespace,
             mode=self.mode.value,
             messages_sent=dict(self._sent),
             send_failures=dict(self._failures),
             failovers=self._failovers,
             partial_writes=self._partial_writes,
+            failbacks=self._health.failbacks,
+            breakers=self._health.breaker_states(),
+            buffered=self._buffered,
+            drained=drainer.drained if drainer else 0,
+            outbox_dead_lettered=drainer.dead_lettered if drainer else 0,
+            outbox_depth=drainer.depth() if drainer else 0,
         )
 
     def __repr__(self) -> str:
         return (
             f"ReplicatedSender(mode={self.mode.value!r}, namespaces={list(self._channels)!r}, "
-            f"active={self._roles.active!r})"
+            f"active={self.active_namespace!r})"
         )
 
     # -- sending ---------------------------------------------------------------------
@@ -205,19 +236,23 @@ class ReplicatedSender:
     async def send_messages(self, message: Any, *, timeout: float | None = None) -> SendResult:
         """Send a message, a list of messages or a ``ReplicatedMessageBatch`` to both namespaces.
 
-        Returns a ``SendResult`` naming the namespaces that stored the message(s).
+        Returns a ``SendResult``: ``landed`` names the namespaces that stored the
+        message(s), ``buffered`` the outbox lanes that keep them for later.
         """
-        self._check_open()
+        await self._start()
         payload, messages = _payload(message)
         if not messages:
             return SendResult(landed=(), missed={})
         deadline = self._deadline(timeout)
+        self._health.refresh()
         self._warm_standby()
 
         async def attempt(channel: SendChannel, seconds: float) -> None:
             await channel.send(payload, timeout=seconds)
 
-        return await self._replicate(attempt, deadline, len(messages))
+        if self.mode == ReplicationMode.PASSIVE:
+            return await self._send_passive(attempt, deadline, messages)
+        return await self._send_active(attempt, deadline, messages)
 
     async def schedule_messages(
         self,
@@ -229,18 +264,24 @@ class ReplicatedSender:
         """Schedule messages on the namespace(s) a send would reach.
 
         Returns one ``ScheduledMessage`` per message, holding each namespace's
-        sequence number, for ``cancel_scheduled_messages``.
+        sequence number, for ``cancel_scheduled_messages``. Never buffered: a
+        schedule needs the namespace's answer.
         """
-        self._check_open()
+        await self._start()
         batch = [messages] if isinstance(messages, (ServiceBusMessage, AmqpAnnotatedMessage)) else list(messages)
         ids = [prepare_message(m) for m in batch]
         deadline = self._deadline(timeout)
+        self._health.refresh()
         numbers: dict[str, list[int]] = {}
 
         async def attempt(channel: SendChannel, seconds: float) -> None:
             numbers[channel.name] = await channel.schedule(batch, schedule_time_utc, timeout=seconds)
 
-        await self._replicate(attempt, deadline, len(batch))
+        if self.mode == ReplicationMode.PASSIVE:
+            await self._passive(attempt, deadline, len(batch))
+        else:
+            results = await self._concurrently(attempt, deadline, list(self._channels), len(batch))
+            self._judge_active(results)
         return [
             ScheduledMessage(message_id, {name: seqs[i] for name, seqs in numbers.items()})
             for i, message_id in enumerate(ids)
@@ -255,7 +296,7 @@ class ReplicatedSender:
             ReplicationError: a namespace could not be reached; ``landed`` names
                 those where the cancellation did happen. Calling again is safe.
         """
-        self._check_open()
+        await self._start()
         items = [scheduled] if isinstance(scheduled, ScheduledMessage) else list(scheduled)
         per_namespace: dict[str, list[int]] = {}
         for item in items:
@@ -283,7 +324,7 @@ class ReplicatedSender:
         Raises:
             ReplicationError: neither namespace could be reached to learn its limit.
         """
-        self._check_open()
+        await self._start()
         deadline = self._deadline(timeout)
         names = list(self._channels)
         results = await asyncio.gather(
@@ -303,47 +344,104 @@ class ReplicatedSender:
             limit = max_size_in_bytes
         return ReplicatedMessageBatch(ServiceBusMessageBatch(max_size_in_bytes=limit))
 
-    # -- the algorithms ------------------------------------------------------------------
+    # -- passive ------------------------------------------------------------------------
 
-    async def _replicate(self, attempt: Any, deadline: float, count: int) -> SendResult:
-        if self.mode == ReplicationMode.PASSIVE:
-            return await self._passive(attempt, deadline, count)
-        return await self._active(attempt, deadline, count)
+    async def _send_passive(self, attempt: Any, deadline: float, messages: list[Message]) -> SendResult:
+        if self._outbox is not None and self._outbox.pending(self.entity, ANY_LANE):
+            # Earlier messages wait in the outbox: this one queues behind them, in order.
+            await self._buffer([ANY_LANE], messages, causes={}, landed=())
+            return SendResult(landed=(), missed={}, buffered=(ANY_LANE,))
+        try:
+            return await self._passive(attempt, deadline, len(messages))
+        except ReplicationError as exc:
+            if self._outbox is None:
+                raise
+            await self._buffer([ANY_LANE], messages, causes=exc.causes, landed=())
+            return SendResult(landed=(), missed=exc.causes, buffered=(ANY_LANE,))
 
     async def _passive(self, attempt: Any, deadline: float, count: int) -> SendResult:
-        first, second = self._roles.order()
-        try:
-            await self._bounded(self._channels[first], deadline, attempt)
-        except Exception as first_error:
-            self._failures[first] += 1
-            if not is_availability_error(first_error):
-                raise
+        """The seed's algorithm: the active namespace, then the other on an availability error.
+
+        Raises:
+            ReplicationError: no namespace took it (every error an availability error).
+            Exception: a rejection (bad input, too large, unauthorized), unchanged.
+        """
+        errors: dict[str, BaseException] = {}
+        last: BaseException | None = None
+        for name in self._health.passive_order():
+            skipped = self._health.unavailable(name)
+            if skipped is not None:
+                errors[name] = skipped
+                continue
             try:
-                await self._bounded(self._channels[second], deadline, attempt)
-            except Exception as second_error:
-                self._failures[second] += 1
-                raise passive_failure(first, first_error, second, second_error) from second_error
-            self._sent[second] += count
-            if self._roles.succeeded_on(second):
+                await self._attempt(name, deadline, attempt)
+            except Exception as exc:
+                self._failures[name] += 1
+                if not is_availability_error(exc):
+                    raise
+                errors[name] = last = exc
+                continue
+            self._sent[name] += count
+            if self._health.succeeded_on(name):
                 self._failovers += 1
                 _LOG.warning(
-                    "geobus: namespace %r unavailable (%s); sent to %r, which is now active",
-                    first,
-                    type(first_error).__name__,
-                    second,
+                    "geobus: %s; sent to %r, which is now active",
+                    ", ".join(f"namespace {n!r} unavailable ({type(e).__name__})" for n, e in errors.items()),
+                    name,
                 )
-            return SendResult(landed=(second,), missed={first: first_error}, failed_over=True)
-        self._sent[first] += count
-        return SendResult(landed=(first,), missed={})
+            return SendResult(landed=(name,), missed=errors, failed_over=bool(errors))
+        raise ReplicationError("no namespace took the message", causes=errors) from last
 
-    async def _active(self, attempt: Any, deadline: float, count: int) -> SendResult:
+    # -- active ---------------------------------------------------------------------------
+
+    async def _send_active(self, attempt: Any, deadline: float, messages: list[Message]) -> SendResult:
         names = list(self._channels)
-        outcomes = await asyncio.gather(
-            *(self._bounded(self._channels[name], deadline, attempt) for name in names),
-            return_exceptions=True,
-        )
         results: dict[str, BaseException | None] = {}
-        for name, outcome in zip(names, outcomes, strict=True):
+        if self._outbox is not None:
+            for name in names:
+                if self._outbox.pending(self.entity, name):
+                    results[name] = NamespaceUnavailableError(name, "earlier copies wait in the outbox")
+        results.update(
+            await self._concurrently(attempt, deadline, [n for n in names if n not in results], len(messages))
+        )
+        results = {name: results[name] for name in names}
+        if self._outbox is None:
+            return self._judge_active(results)
+        missed = {name: error for name, error in results.items() if error is not None}
+        landed = tuple(name for name, error in results.items() if error is None)
+        if not missed:
+            return SendResult(landed=landed, missed={})
+        if not landed:
+            rejection = common_rejection(missed)
+            if rejection is not None:
+                raise rejection
+        await self._buffer(list(missed), messages, causes=missed, landed=landed)
+        result = SendResult(landed=landed, missed=missed, buffered=tuple(missed))
+        if landed:
+            self._partial_writes += 1
+            _LOG.warning(
+                "geobus: partial write: stored on %s; the copy for %s waits in the outbox",
+                ", ".join(landed),
+                ", ".join(f"{name} ({type(error).__name__})" for name, error in missed.items()),
+            )
+        return result
+
+    async def _concurrently(
+        self, attempt: Any, deadline: float, names: list[str], count: int
+    ) -> dict[str, BaseException | None]:
+        """Try ``names`` at once (skipping those the breaker or the operator hold back)."""
+        results: dict[str, BaseException | None] = {}
+        trying = []
+        for name in names:
+            skipped = self._health.unavailable(name)
+            if skipped is not None:
+                results[name] = skipped
+            else:
+                trying.append(name)
+        outcomes = await asyncio.gather(
+            *(self._attempt(name, deadline, attempt) for name in trying), return_exceptions=True
+        )
+        for name, outcome in zip(trying, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 if not isinstance(outcome, Exception):
                     raise outcome  # cancellation and interpreter exits pass through
@@ -352,6 +450,9 @@ class ReplicatedSender:
             else:
                 self._sent[name] += count
                 results[name] = None
+        return results
+
+    def _judge_active(self, results: dict[str, BaseException | None]) -> SendResult:
         result = active_outcome(self.write_quorum, results)
         if result.partial:
             self._partial_writes += 1
@@ -360,6 +461,47 @@ class ReplicatedSender:
                 ", ".join(result.landed),
                 ", ".join(f"{name} ({type(error).__name__})" for name, error in result.missed.items()),
             )
+        return result
+
+    # -- the outbox --------------------------------------------------------------------------
+
+    async def _buffer(
+        self,
+        lanes: list[str],
+        messages: list[Message],
+        *,
+        causes: dict[str, BaseException],
+        landed: tuple[str, ...],
+    ) -> None:
+        assert self._outbox is not None and self._drainer is not None
+        opened = [lane for lane in lanes if not self._outbox.pending(self.entity, lane)]
+        try:
+            await self._outbox.append(self.entity, lanes, messages)
+        except OutboxFullError as full:
+            raise OutboxFullError(str(full), causes=causes, landed=landed) from None
+        self._buffered += len(messages)
+        if opened:  # once per outage, not once per message
+            _LOG.warning(
+                "geobus: buffering messages for %s in the outbox (lanes %s): %s",
+                self.entity,
+                ", ".join(opened),
+                "; ".join(f"{name}: {type(error).__name__}" for name, error in causes.items()) or "queued behind",
+            )
+        self._drainer.wake(lanes)
+
+    # -- one namespace -------------------------------------------------------------------------
+
+    async def _attempt(self, name: str, deadline: float, attempt: Any) -> Any:
+        """One namespace's try, bounded, with its outcome told to the namespace's breaker."""
+        try:
+            result = await self._bounded(self._channels[name], deadline, attempt)
+        except Exception as exc:
+            self._health.record(name, exc, availability=is_availability_error(exc))
+            raise
+        except BaseException:
+            self._health.record(name, None, availability=False)
+            raise
+        self._health.record(name, None)
         return result
 
     async def _bounded(self, channel: SendChannel, deadline: float, attempt: Any) -> Any:
@@ -379,7 +521,7 @@ class ReplicatedSender:
         """Open the standby's link in the background once, so a failover costs one send."""
         if self._warming is not None or self.mode != ReplicationMode.PASSIVE:
             return
-        standby = self._channels[self._roles.standby]
+        standby = self._channels[self._health.passive_order()[1]]
         self._warming = asyncio.get_running_loop().create_task(self._warm(standby))
 
     async def _warm(self, channel: SendChannel) -> None:
@@ -388,17 +530,30 @@ class ReplicatedSender:
         except Exception as exc:  # the standby may be down: the failover will open it, or fail
             _LOG.debug("geobus: could not pre-open %r: %s", channel.name, type(exc).__name__)
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise RuntimeError("this ReplicatedSender is closed")
-
     # -- lifecycle -----------------------------------------------------------------
 
+    async def _start(self) -> None:
+        """Start the drainer (and the client's failback probe) on first use. Idempotent."""
+        if self._closed:
+            raise RuntimeError("this ReplicatedSender is closed")
+        if self._started:
+            return
+        self._started = True
+        if self._drainer is not None:
+            self._drainer.start()
+        if self._on_start is not None:
+            self._on_start(self)
+
     async def close(self) -> None:
-        """Close both namespaces' senders. Safe to call twice."""
+        """Stop the drainer and close both namespaces' senders. Safe to call twice.
+
+        Messages still in the outbox stay there, for the next sender on the file.
+        """
         if self._closed:
             return
         self._closed = True
+        if self._drainer is not None:
+            await self._drainer.stop()
         if self._warming is not None:
             self._warming.cancel()
             await asyncio.gather(self._warming, return_exceptions=True)
@@ -407,6 +562,7 @@ class ReplicatedSender:
             await self._on_close()
 
     async def __aenter__(self) -> ReplicatedSender:
+        await self._start()
         return self
 
     async def __aexit__(

@@ -27,6 +27,7 @@ from proton import (
     symbol,
     timestamp,
 )
+from proton import Terminus as _Terminus
 
 from .._sas import SasTokenError, validate_sas_token
 from ._broker import BadAddress, Broker, EntityNotFound, Topic, entity_path
@@ -48,6 +49,18 @@ INVALID_FIELD = "amqp:invalid-field"
 MESSAGE_SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
 LOCK_LOST = "com.microsoft:message-lock-lost"
 DEAD_LETTER = "com.microsoft:dead-letter"
+TRACKING_ID = symbol("com.microsoft:tracking-id")
+_LINK_EVENTS = (Event.LINK_REMOTE_OPEN, Event.LINK_FLOW, Event.LINK_REMOTE_CLOSE)
+
+
+def error_condition(name: str, description: str) -> Condition:
+    """An AMQP error as Service Bus sends it: with an info map.
+
+    azure-servicebus's pure-Python transport reads an error as a three-field list
+    (condition, description, info); proton leaves a null info off the wire, and the
+    client then fails with IndexError while handling the reply and never returns.
+    """
+    return Condition(name, description, {TRACKING_ID: str(uuid.uuid4())})
 
 
 def render(message: StoredMessage, log: MessageLog) -> bytes:
@@ -117,31 +130,35 @@ class Engine:
     # -- events --------------------------------------------------------------
 
     def dispatch(self, event: Event) -> None:
+        # proton always sets the endpoint an event is about; the None checks tell mypy.
         kind = event.type
-        if kind == Event.CONNECTION_REMOTE_OPEN:
-            event.connection.container = "geobus-local"
-            event.connection.open()
-        elif kind == Event.SESSION_REMOTE_OPEN:
-            event.session.open()
-        elif kind == Event.LINK_REMOTE_OPEN:
-            self._open_link(event.link)
-        elif kind == Event.LINK_FLOW:
-            if event.link.is_sender and getattr(event.link, "kind", None) == "entity":
-                self._pump_link(event.link)
-        elif kind == Event.DELIVERY:
-            delivery = event.delivery
+        if kind == Event.DELIVERY and (delivery := event.delivery) is not None:
             if delivery.link.is_receiver:
                 self._incoming(delivery)
             elif delivery.updated:
                 self._settled_by_client(delivery)
-        elif kind == Event.LINK_REMOTE_CLOSE:
-            self._unregister(event.link)
-            event.link.close()
-        elif kind == Event.SESSION_REMOTE_CLOSE:
-            event.session.close()
-        elif kind == Event.CONNECTION_REMOTE_CLOSE:
-            self.connection_gone(event.connection)
-            event.connection.close()
+        elif kind in _LINK_EVENTS and (link := event.link) is not None:
+            self._link_event(kind, link)
+        elif kind == Event.SESSION_REMOTE_OPEN and (session := event.session) is not None:
+            session.open()
+        elif kind == Event.SESSION_REMOTE_CLOSE and (session := event.session) is not None:
+            session.close()
+        elif kind == Event.CONNECTION_REMOTE_OPEN and (connection := event.connection) is not None:
+            connection.container = "geobus-local"
+            connection.open()
+        elif kind == Event.CONNECTION_REMOTE_CLOSE and (connection := event.connection) is not None:
+            self.connection_gone(connection)
+            connection.close()
+
+    def _link_event(self, kind: Any, link: Link) -> None:
+        if kind == Event.LINK_REMOTE_OPEN:
+            self._open_link(link)
+        elif kind == Event.LINK_FLOW:
+            if link.is_sender and getattr(link, "kind", None) == "entity":
+                self._pump_link(link)
+        else:
+            self._unregister(link)
+            link.close()
 
     # -- links ---------------------------------------------------------------
 
@@ -150,7 +167,11 @@ class Engine:
         link.target.copy(link.remote_target)
         link.snd_settle_mode = link.remote_snd_settle_mode
         link.rcv_settle_mode = link.remote_rcv_settle_mode
-        address = (link.remote_target if link.is_receiver else link.remote_source).address or ""
+        try:
+            address = _address(link.remote_target if link.is_receiver else link.remote_source)
+        except UnicodeDecodeError:
+            self._refuse_link(link, INVALID_FIELD, "the link address is not valid UTF-8")
+            return
         connection = link.connection
         if address == CBS_NODE:
             self._open_node(link, "cbs", address)
@@ -211,7 +232,7 @@ class Engine:
     def _refuse_link(self, link: Link, condition: str, description: str) -> None:
         link.kind = "refused"
         link.open()
-        link.condition = Condition(condition, description)
+        link.condition = error_condition(condition, description)
         link.close()
 
     def _unregister(self, link: Link) -> None:
@@ -246,7 +267,9 @@ class Engine:
             if message is None:
                 break
             token = message.lock_token or uuid.uuid4()
-            delivery = link.delivery(token.bytes_le)
+            # The SDK reads the tag as the lock token's 16 raw bytes; proton takes bytes
+            # here though its stubs say str.
+            delivery = link.delivery(token.bytes_le)  # type: ignore[arg-type]
             link.send(render(message, log))
             link.advance()
             if link.peek_lock:
@@ -285,7 +308,7 @@ class Engine:
                 return
             delivery.update(state)
         except LockLost:
-            local.condition = Condition(
+            local.condition = error_condition(
                 LOCK_LOST,
                 "The lock supplied is invalid. Either the lock expired, or the message has "
                 "already been removed from the queue.",
@@ -303,13 +326,26 @@ class Engine:
                 delivery.settle()
             return
         chunk = link.recv(delivery.pending) or b""
+        if not link.state & Endpoint.LOCAL_ACTIVE:
+            # This end detached the link (a fault, a refusal) before the transfer came.
+            # The client never hears its outcome and sends it again on a new link, so
+            # storing it would make a duplicate: drop it.
+            delivery.buffer = None
+            if not delivery.partial:
+                link.advance()
+                delivery.settle()
+            return
         buffered = getattr(delivery, "buffer", None)
         buffer = bytearray(chunk) if buffered is None else buffered + chunk
         if len(buffer) > self.max_message_size:
-            link.advance() if not delivery.partial else None
+            delivery.buffer = None
+            if not delivery.partial:
+                link.advance()
             self._reject(delivery, MESSAGE_SIZE_EXCEEDED, "The message exceeds the maximum size.")
             if delivery.partial:
-                link.condition = Condition(MESSAGE_SIZE_EXCEEDED, "The message exceeds the maximum size.")
+                link.condition = error_condition(
+                    MESSAGE_SIZE_EXCEEDED, "The message exceeds the maximum size."
+                )
                 link.close()
             return
         if delivery.partial:
@@ -339,7 +375,7 @@ class Engine:
             link.flow(LINK_CREDIT - link.credit)
 
     def _reject(self, delivery: Delivery, condition: str, description: str) -> None:
-        delivery.local.condition = Condition(condition, description)
+        delivery.local.condition = error_condition(condition, description)
         delivery.update(Delivery.REJECTED)
         delivery.settle()
 
@@ -353,64 +389,91 @@ class Engine:
 
     def _put_token(self, link: Link, data: bytes) -> None:
         request = Message()
-        request.decode(data)
-        props = request.properties or {}
-        status, description = 200, "OK"
+        try:
+            request.decode(data)
+        except Exception as exc:  # proton's decode errors have no common type
+            # Nothing to correlate with; an uncorrelated 400 still tells the client.
+            self.reply(link.connection, CBS_NODE, None, _cbs_status(400, _undecodable(exc)))
+            return
+        status, description = self._check_token(link.connection, request)
+        self.reply(link.connection, CBS_NODE, request, _cbs_status(status, description))
+
+    def _check_token(self, connection: Connection, request: Message) -> tuple[int, str]:
+        """Validate a put-token request; on success the connection may use its audience."""
+        props = request.properties
+        if not isinstance(props, dict):
+            return 400, "the put-token request has no application properties"
         if props.get("operation") != "put-token":
-            status, description = 400, "unknown $cbs operation"
-        elif not str(request.body or "").startswith("SharedAccessSignature "):
+            return 400, "unknown $cbs operation"
+        body, name = request.body, props.get("name")
+        if not isinstance(body, str) or not (name is None or isinstance(name, str)):
+            return 400, "the put-token request's token or name is not a string"
+        if not body.startswith("SharedAccessSignature "):
             # The SDK labels SAS tokens "jwt" too, so the body decides, not the type.
-            status, description = 401, "the local namespace accepts SAS tokens only"
-        else:
-            try:
-                token = validate_sas_token(
-                    str(request.body), key_name=self.key_name, key=self._key, now=self.clock()
-                )
-                name = str(props.get("name") or token.audience)
-                audience = _audience_path(token.audience)
-                if audience and _audience_path(name) != audience and not _audience_path(
-                    name
-                ).startswith(audience + "/"):
-                    raise SasTokenError("token audience does not cover the requested name")
-                link.connection.audiences[_audience_path(name)] = token.expiry
-            except SasTokenError as exc:
-                status, description = 401, f"InvalidSignature: {exc}"
-                _LOG.warning("put-token refused: %s", exc)
-        self.reply(
-            link.connection,
-            CBS_NODE,
-            request,
-            {"status-code": status, "status-description": description},
-        )
+            return 401, "the local namespace accepts SAS tokens only"
+        try:
+            token = validate_sas_token(body, key_name=self.key_name, key=self._key, now=self.clock())
+            audience = _audience_path(token.audience)
+            wanted = _audience_path(name or token.audience)
+            if audience and wanted != audience and not wanted.startswith(audience + "/"):
+                raise SasTokenError("token audience does not cover the requested name")
+        except SasTokenError as exc:
+            _LOG.warning("put-token refused: %s", exc)
+            return 401, f"InvalidSignature: {exc}"
+        connection.audiences[wanted] = token.expiry
+        return 200, "OK"
 
     def reply(
         self,
         connection: Connection,
         node: str,
-        request: Message,
+        request: Message | None,
         properties: dict[str, Any],
         body: Any = None,
     ) -> None:
-        """Send a request-response reply on the connection's reply link for ``node``."""
+        """Send a request-response reply on the connection's reply link for ``node``.
+
+        ``request`` is None when it could not be decoded: the reply is uncorrelated.
+        """
         replies = connection.reply_links
         link = None
-        if request.reply_to:
-            link = replies.get(str(request.reply_to).lower())
+        reply_to = request.reply_to if request is not None else None
+        if isinstance(reply_to, str) and reply_to:
+            link = replies.get(reply_to.lower())
         link = link or replies.get(node.lower())
         if link is None:
             _LOG.debug("no reply link for %s; reply dropped", node)
             return
-        response = Message(correlation_id=request.id, properties=properties, body=body)
-        delivery = link.delivery(uuid.uuid4().bytes)
+        correlation = request.id if request is not None else None
+        response = Message(correlation_id=correlation, properties=properties, body=body)
+        delivery = link.delivery(str(uuid.uuid4()))
         link.send(response.encode())
         link.advance()
         delivery.settle()
 
 
+def _cbs_status(status: int, description: str) -> dict[str, Any]:
+    return {"status-code": status, "status-description": description}
+
+
+def _undecodable(exc: Exception) -> str:
+    # The type only: proton's message may quote the client's bytes, a token among them.
+    return f"cannot decode the request: {type(exc).__name__}"
+
+
+def _address(terminus: _Terminus) -> str:
+    """A terminus's address, "" if it has none.
+
+    Raises:
+        UnicodeDecodeError: the address is not valid UTF-8 (proton decodes it).
+    """
+    return terminus.address or ""
+
+
 def _dead_letter_info(condition: Condition | None) -> tuple[str | None, str | None]:
-    if condition is None or not condition.info:
+    if condition is None or not isinstance(condition.info, dict):
         return None, None
-    info = {str(k): v for k, v in dict(condition.info).items()}
+    info = {str(k): v for k, v in condition.info.items()}
     reason = info.get("DeadLetterReason")
     description = info.get("DeadLetterErrorDescription")
     return (

@@ -32,9 +32,16 @@ def entity_path(address: str) -> str:
     """Normalise a link address (``amqps://host:port/q``, ``q``, ``/q``) to ``q``.
 
     Service Bus entity names are case-insensitive; so are these paths.
+
+    Raises:
+        BadAddress: the address is empty, or not a URL (an unclosed or invalid
+            IPv6 host, say).
     """
     if "://" in address:
-        address = urlsplit(address).path
+        try:
+            address = urlsplit(address).path
+        except ValueError as exc:
+            raise BadAddress("the address is not a valid URL") from exc
     path = unquote(address).strip("/").lower()
     if not path:
         raise BadAddress("empty entity address")
@@ -198,17 +205,20 @@ class Broker:
         seq = self.next_sequence(target.path)
         if scheduled_at is None:
             scheduled_at = _scheduled_time(parsed)
-        ttl = parsed.ttl_ms / 1000.0 if parsed.ttl_ms else settings.default_ttl
+        scheduled = scheduled_at is not None and scheduled_at > now
+        header, ttl = _effective_ttl(parsed, settings.default_ttl)
+        # A scheduled message's time to live starts when it appears, as in Service Bus.
+        live_from = scheduled_at if scheduled_at is not None and scheduled else now
         message = StoredMessage(
             seq=seq,
-            header=parsed.header,
+            header=header,
             annotations=parsed.annotations,
             rest=parsed.rest,
             message_id=parsed.message_id,
             enqueued_at=now,
-            expires_at=(now + ttl) if ttl else None,
+            expires_at=(live_from + ttl) if ttl else None,
         )
-        if scheduled_at is not None and scheduled_at > now:
+        if scheduled_at is not None and scheduled:
             message.state = MessageState.SCHEDULED
             message.scheduled_at = scheduled_at
         if isinstance(target, Topic):
@@ -262,8 +272,24 @@ class Broker:
 
 
 def _scheduled_time(parsed: ParsedMessage) -> float | None:
-    value = parsed.annotation("x-opt-scheduled-enqueue-time")
-    if value is None:
-        return None
-    # An AMQP timestamp (ms since the epoch); proton hands it over as an int subclass.
-    return int(value) / 1000.0
+    value = parsed.scheduled_enqueue_ms
+    return None if value is None else value / 1000.0
+
+
+def _effective_ttl(
+    parsed: ParsedMessage, default_ttl: float | None
+) -> tuple[list[Any] | None, float | None]:
+    """The header to keep and the time to live in seconds (None: forever).
+
+    A message's own TTL above the entity's default is silently lowered to it, as
+    Service Bus does; the kept header says so, so that the receiver's
+    ``time_to_live`` is the one that applies.
+    """
+    own = parsed.ttl_ms
+    if not own:
+        return parsed.header, default_ttl
+    if default_ttl is None or own <= default_ttl * 1000:
+        return parsed.header, own / 1000.0
+    header = list(parsed.header or [])
+    header[2] = int(default_ttl * 1000)
+    return header, default_ttl

@@ -14,6 +14,7 @@ writes.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,37 +55,61 @@ class CodecError(ValueError):
 
 
 def _skip(buf: bytes, pos: int) -> int:
-    """Return the offset just past the AMQP value that starts at ``pos``."""
-    if pos >= len(buf):
-        raise CodecError("truncated value")
-    code = buf[pos]
-    pos += 1
-    if code == 0x00:
-        return _skip(buf, _skip(buf, pos))
-    nibble = code >> 4
-    width = _FIXED_WIDTH.get(nibble)
-    if width is not None:
-        end = pos + width
-    else:
-        size_width = _SIZED_WIDTH.get(nibble)
-        if size_width is None:
-            raise CodecError(f"unknown format code 0x{code:02x}")
-        if pos + size_width > len(buf):
-            raise CodecError("truncated size")
-        size = buf[pos] if size_width == 1 else struct.unpack_from(">I", buf, pos)[0]
-        end = pos + size_width + size
-    if end > len(buf):
-        raise CodecError("truncated value")
-    return end
+    """Return the offset just past the AMQP value that starts at ``pos``.
+
+    A described value (0x00) is two values in a row, a descriptor then the value,
+    either of which may be described again; counting the values still owed, rather
+    than recursing, keeps a run of 0x00 bytes from exhausting the stack.
+
+    Raises:
+        CodecError: the value is cut short or uses an unknown format code.
+    """
+    owed = 1
+    while owed:
+        if pos >= len(buf):
+            raise CodecError("truncated value")
+        code = buf[pos]
+        pos += 1
+        if code == 0x00:
+            owed += 1  # this value becomes a descriptor and a value
+            continue
+        nibble = code >> 4
+        width = _FIXED_WIDTH.get(nibble)
+        if width is not None:
+            end = pos + width
+        else:
+            size_width = _SIZED_WIDTH.get(nibble)
+            if size_width is None:
+                raise CodecError(f"unknown format code 0x{code:02x}")
+            if pos + size_width > len(buf):
+                raise CodecError("truncated size")
+            size = buf[pos] if size_width == 1 else struct.unpack_from(">I", buf, pos)[0]
+            end = pos + size_width + size
+        if end > len(buf):
+            raise CodecError("truncated value")
+        pos = end
+        owed -= 1
+    return pos
 
 
 def _descriptor_code(buf: bytes, pos: int) -> tuple[int, int]:
-    """Read a section descriptor at ``pos`` (just past 0x00); return (code, end)."""
+    """Read a section descriptor at ``pos`` (just past 0x00); return (code, end).
+
+    Raises:
+        CodecError: the descriptor is cut short or names no message section.
+    """
+    if pos >= len(buf):
+        raise CodecError("truncated descriptor")
     code = buf[pos]
     if code == 0x53:
+        if pos + 2 > len(buf):
+            raise CodecError("truncated descriptor")
         return buf[pos + 1], pos + 2
     if code == 0x80:
-        return struct.unpack_from(">Q", buf, pos + 1)[0], pos + 9
+        if pos + 9 > len(buf):
+            raise CodecError("truncated descriptor")
+        value: int = struct.unpack_from(">Q", buf, pos + 1)[0]
+        return value, pos + 9
     if code in (0xA3, 0xB3):
         end = _skip(buf, pos)
         name = bytes(buf[pos + (2 if code == 0xA3 else 5) : end])
@@ -115,7 +140,7 @@ def split_sections(buf: bytes) -> list[tuple[int, int, int]]:
 
 def _data_payload(buf: bytes, start: int, end: int) -> bytes:
     _, pos = _descriptor_code(buf, start + 1)
-    code = buf[pos]
+    code = buf[pos] if pos < end else None
     if code == 0xA0:
         return bytes(buf[pos + 2 : end])
     if code == 0xB0:
@@ -131,19 +156,23 @@ def unpack_batch(buf: bytes) -> list[bytes] | None:
     completely as an AMQP message. An ordinary message whose binary body is
     itself an encoded AMQP message would be taken for a batch; azure-servicebus
     never sends one.
+
+    Raises:
+        CodecError: ``buf`` is not a well-formed message (an inner message that is
+            not well-formed only makes ``buf`` a plain message).
     """
     sections = split_sections(buf)
     bodies = [s for s in sections if s[0] in _BODY]
     if not bodies or any(code != DATA for code, _, _ in bodies):
         return None
-    inner = []
+    inner: list[bytes] = []
     for _, start, end in bodies:
         payload = _data_payload(buf, start, end)
         if not payload or payload[0] != 0x00:
             return None
         try:
             split_sections(payload)
-        except (CodecError, IndexError, struct.error):
+        except CodecError:
             return None
         inner.append(payload)
     return inner
@@ -187,12 +216,70 @@ class ParsedMessage:
             return int(self.header[2])
         return None
 
+    @property
+    def scheduled_enqueue_ms(self) -> int | None:
+        """``x-opt-scheduled-enqueue-time``, ms since the epoch (checked by ``parse_message``)."""
+        value = self.annotation(SCHEDULED_ENQUEUE_TIME)
+        return None if value is None else int(value)
+
     def annotation(self, name: str) -> Any:
         return self.annotations.get(symbol(name))
 
 
+# The header's fields: (name, accepted types, upper bound for integers).
+_HEADER_FIELDS: tuple[tuple[str, type, int], ...] = (
+    ("durable", bool, 0),
+    ("priority", int, 0xFF),
+    ("ttl", int, 0xFFFFFFFF),
+    ("first-acquirer", bool, 0),
+    ("delivery-count", int, 0xFFFFFFFF),
+)
+SCHEDULED_ENQUEUE_TIME = "x-opt-scheduled-enqueue-time"
+
+
+def _checked_header(value: Any) -> list[Any]:
+    """The header's fields, each of its AMQP type or null; the broker re-encodes them."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > len(_HEADER_FIELDS):
+        raise CodecError("the header section is not a header list")
+    for item, (name, kind, bound) in zip(value, _HEADER_FIELDS, strict=False):
+        if item is None:
+            continue
+        if kind is bool and not isinstance(item, bool):
+            raise CodecError(f"header {name} is not a boolean")
+        if kind is int and (isinstance(item, bool) or not isinstance(item, int)):
+            raise CodecError(f"header {name} is not an integer")
+        if kind is int and not 0 <= item <= bound:
+            raise CodecError(f"header {name} is out of range")
+    return value
+
+
+def _checked_map(value: Any, section: str) -> dict[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CodecError(f"the {section} section is not a map")
+    return value
+
+
+def _checked_annotations(value: Any) -> dict[Any, Any]:
+    annotations = _checked_map(value, "message-annotations")
+    scheduled = annotations.get(symbol(SCHEDULED_ENQUEUE_TIME))
+    if scheduled is not None and (isinstance(scheduled, bool) or not isinstance(scheduled, int)):
+        raise CodecError(f"{SCHEDULED_ENQUEUE_TIME} is not a timestamp")
+    if annotations:
+        # They are written back at every delivery: a value proton decoded but cannot
+        # encode again must fail this send, not every later receive.
+        encode_annotations(annotations)
+    return annotations
+
+
 def parse_message(buf: bytes) -> ParsedMessage:
     """Parse one (non-batch) encoded message.
+
+    Sections the broker reads must have their AMQP types: a header list, maps for
+    annotations and application properties, a properties list.
 
     Raises:
         CodecError: the bytes are not a well-formed message.
@@ -205,16 +292,21 @@ def parse_message(buf: bytes) -> ParsedMessage:
     try:
         for code, start, end in split_sections(buf):
             if code == HEADER:
-                header = list(_copy(_decode_section(buf, start, end)) or [])
+                header = _checked_header(_copy(_decode_section(buf, start, end)))
             elif code == MESSAGE_ANNOTATIONS:
-                annotations = _copy(_decode_section(buf, start, end)) or {}
+                annotations = _checked_annotations(_copy(_decode_section(buf, start, end)))
             elif code == DELIVERY_ANNOTATIONS:
                 continue
             else:
                 if code == PROPERTIES:
-                    props = list(_copy(_decode_section(buf, start, end)) or [])
+                    value = _copy(_decode_section(buf, start, end))
+                    if value is not None and not isinstance(value, list):
+                        raise CodecError("the properties section is not a list")
+                    props = list(value or [])
                 elif code == APPLICATION_PROPERTIES:
-                    app_props = _copy(_decode_section(buf, start, end)) or {}
+                    app_props = _checked_map(
+                        _copy(_decode_section(buf, start, end)), "application-properties"
+                    )
                 rest += buf[start:end]
     except CodecError:
         raise
@@ -266,22 +358,26 @@ def ms_timestamp(epoch_seconds: float) -> timestamp:
     return timestamp(int(epoch_seconds * 1000))
 
 
-def with_application_properties(rest: bytes, extra: dict[str, Any]) -> bytes:
+def with_application_properties(rest: bytes, extra: Mapping[str, Any]) -> bytes:
     """Return ``rest`` with ``extra`` merged into its application-properties section."""
     out = bytearray()
     merged = False
     sections = split_sections(rest)
     for code, start, end in sections:
         if code == APPLICATION_PROPERTIES:
-            props = _copy(_decode_section(rest, start, end)) or {}
+            props: dict[Any, Any] = _copy(_decode_section(rest, start, end)) or {}
             props.update(extra)
-            out += _encode(Described(ulong(APPLICATION_PROPERTIES), props))
+            out += _application_properties(props)
             merged = True
         else:
-            if not merged and code in _BODY + (FOOTER,):
-                out += _encode(Described(ulong(APPLICATION_PROPERTIES), dict(extra)))
+            if not merged and code in (*_BODY, FOOTER):
+                out += _application_properties(dict(extra))
                 merged = True
             out += rest[start:end]
     if not merged:
-        out += _encode(Described(ulong(APPLICATION_PROPERTIES), dict(extra)))
+        out += _application_properties(dict(extra))
     return bytes(out)
+
+
+def _application_properties(props: dict[Any, Any]) -> bytes:
+    return _encode(Described(ulong(APPLICATION_PROPERTIES), props))

@@ -262,13 +262,13 @@ class MessageLog:
             became_ready = True
         while self._scheduled and self._scheduled[0][0] <= now:
             _, seq = heapq.heappop(self._scheduled)
-            message = self.messages.get(seq)
-            if message is None or message.state != MessageState.SCHEDULED:
+            due = self.messages.get(seq)
+            if due is None or due.state != MessageState.SCHEDULED:
                 continue
-            message.state = MessageState.ACTIVE
-            message.scheduled_at = None
-            self._on_change(self, message, False)
-            self._make_ready(message)
+            due.state = MessageState.ACTIVE
+            due.scheduled_at = None
+            self._on_change(self, due, False)
+            self._make_ready(due)
             became_ready = True
         return became_ready
 

@@ -55,7 +55,7 @@ def handle_request(engine: Engine, link: Link, data: bytes) -> None:
         request.decode(data)
     except Exception as exc:
         raise CodecError(f"cannot decode management request: {type(exc).__name__}") from exc
-    raw_props: dict[Any, Any] = request.properties or {}
+    raw_props: dict[Any, Any] = request.properties if isinstance(request.properties, dict) else {}
     props = {str(k): v for k, v in raw_props.items()}
     operation = str(props.get("operation", ""))
     handler = _HANDLERS.get(operation)
@@ -64,7 +64,13 @@ def handle_request(engine: Engine, link: Link, data: bytes) -> None:
         if handler is None:
             raise ManagementError(501, NOT_IMPLEMENTED, f"operation {operation!r} is not supported")
         body = request.body if isinstance(request.body, dict) else {}
-        status, reply_body = handler(engine, link.entity, {str(k): v for k, v in body.items()})
+        try:
+            status, reply_body = handler(engine, link.entity, {str(k): v for k, v in body.items()})
+        except (TypeError, ValueError) as exc:
+            # A field of the wrong type or value (int("x"), say): the request's fault.
+            raise ManagementError(
+                400, ARGUMENT_ERROR, f"a request field is not valid: {type(exc).__name__}"
+            ) from exc
         properties: dict[str, Any] = {"statusCode": status, "statusDescription": "OK"}
     except ManagementError as exc:
         properties = {

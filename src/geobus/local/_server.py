@@ -29,9 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from proton import Collector, Condition, Connection, Endpoint, Transport
+from proton import Collector, Connection, Endpoint, Transport
 
-from ._amqp import Engine
+from ._amqp import Engine, error_condition
 from ._broker import Broker
 
 _LOG = logging.getLogger("geobus.local")
@@ -166,7 +166,7 @@ class Server:
             while link is not None:
                 following = link.next(Endpoint.LOCAL_ACTIVE)
                 if getattr(link, "kind", None) == "entity":
-                    link.condition = Condition(condition, description)
+                    link.condition = error_condition(condition, description)
                     link.close()
                     count += 1
                 link = following
@@ -280,7 +280,7 @@ class Server:
                             _where(exc),
                             event.type,
                         )
-                        conn.connection.condition = Condition(
+                        conn.connection.condition = error_condition(
                             "amqp:internal-error", type(exc).__name__
                         )
                         conn.connection.close()

@@ -1,0 +1,51 @@
+"""The names ``geobus`` and ``geobus.aio`` both export: configuration, errors, the send result."""
+
+from ._config import (
+    BreakerPolicy,
+    Deadlines,
+    DedupKey,
+    DedupPolicy,
+    FailbackMode,
+    FailbackPolicy,
+    NamespaceConfig,
+    OutboxPolicy,
+    OverridePolicy,
+    ReplicationConfig,
+    ReplicationMode,
+    SdkRetryPolicy,
+    WriteQuorum,
+)
+from ._errors import (
+    ConfigurationError,
+    GeobusError,
+    NamespaceTimeoutError,
+    NamespaceUnavailableError,
+    OutboxError,
+    OutboxFullError,
+    ReplicationError,
+)
+from ._policy import SendResult
+
+__all__ = [
+    "BreakerPolicy",
+    "ConfigurationError",
+    "Deadlines",
+    "DedupKey",
+    "DedupPolicy",
+    "FailbackMode",
+    "FailbackPolicy",
+    "GeobusError",
+    "NamespaceConfig",
+    "NamespaceTimeoutError",
+    "NamespaceUnavailableError",
+    "OutboxError",
+    "OutboxFullError",
+    "OutboxPolicy",
+    "OverridePolicy",
+    "ReplicationConfig",
+    "ReplicationError",
+    "ReplicationMode",
+    "SdkRetryPolicy",
+    "SendResult",
+    "WriteQuorum",
+]

@@ -1,0 +1,191 @@
+"""The outbox on the event loop: its file on one worker thread, and a sender's drainer.
+
+``AsyncOutbox`` runs every SQLite call on a single thread of its own, so an
+fsync never blocks the event loop and the connection is only ever used by one
+thread. ``Drainer`` belongs to one ``ReplicatedSender`` (one entity): a task per
+lane sends buffered messages, oldest first, when the lane's namespace is back,
+with tenacity's jittered exponential backoff while it is not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
+
+from .._config import OutboxPolicy, ReplicationMode
+from .._errors import ReplicationError
+from .._outbox import ANY_LANE, Entry, Outbox
+from .._policy import is_availability_error
+
+if TYPE_CHECKING:
+    from ._channels import SendChannel
+    from ._sender import ReplicatedSender
+
+_LOG = logging.getLogger("geobus")
+_T = TypeVar("_T")
+# How often an idle lane re-reads the file: `geobus outbox retry` may have refilled it.
+RESCAN_INTERVAL = 15.0
+
+
+class AsyncOutbox:
+    """An ``Outbox`` whose I/O runs on one worker thread."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.sync = outbox
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geobus-outbox")
+
+    def pending(self, entity: str, lane: str) -> int:
+        return self.sync.pending(entity, lane)
+
+    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(fn, *args))
+
+    async def append(self, entity: str, lanes: Sequence[str], messages: Sequence[Any]) -> None:
+        await self.run(self.sync.append, entity, lanes, messages)
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+        self.sync.close()
+
+
+def _transient(exc: BaseException) -> bool:
+    """Worth another try later: the namespace (or both) may come back."""
+    return isinstance(exc, ReplicationError) or is_availability_error(exc)
+
+
+class Drainer:
+    """Sends one entity's buffered messages when their namespace can take them.
+
+    Lanes are independent: a namespace that stays down holds back only its own
+    lane. A batch refused for a non-transient reason is retried one message at a
+    time, so only the message at fault is dead-lettered, with the reason.
+    """
+
+    def __init__(
+        self,
+        sender: ReplicatedSender,
+        outbox: AsyncOutbox,
+        policy: OutboxPolicy,
+        entity: str,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._sender = sender
+        self._outbox = outbox
+        self.policy = policy
+        self.entity = entity
+        self._sleep = sleep
+        self._lanes = [ANY_LANE, *sender._channels]
+        self._wakes = {lane: asyncio.Event() for lane in self._lanes}
+        self._one_at_a_time = dict.fromkeys(self._lanes, False)
+        self._tasks: list[asyncio.Task[None]] = []
+        self.drained = 0
+        self.dead_lettered = 0
+
+    def depth(self) -> int:
+        return sum(self._outbox.pending(self.entity, lane) for lane in self._lanes)
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._lane(lane), name=f"geobus-drain-{lane}") for lane in self._lanes]
+
+    def wake(self, lanes: Sequence[str]) -> None:
+        for lane in lanes:
+            self._wakes[lane].set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    async def _lane(self, lane: str) -> None:
+        retrying = AsyncRetrying(
+            wait=wait_exponential_jitter(initial=self.policy.backoff_initial, max=self.policy.backoff_max),
+            retry=retry_if_exception(_transient),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        while True:
+            if not self._outbox.pending(self.entity, lane):
+                self._wakes[lane].clear()
+                try:
+                    await asyncio.wait_for(self._wakes[lane].wait(), RESCAN_INTERVAL)
+                except asyncio.TimeoutError:
+                    await self._outbox.run(self._outbox.sync.recount)
+                continue
+            try:
+                async for attempt in retrying:
+                    with attempt:
+                        await self._drain(lane)
+            except Exception as exc:  # an unexpected error: say so, wait, go on
+                _LOG.error("geobus: draining the outbox lane %s/%s failed: %r", self.entity, lane, exc)
+                await self._sleep(self.policy.backoff_max)
+
+    async def _drain(self, lane: str) -> None:
+        """Send the lane's messages until it is empty.
+
+        Raises:
+            Exception: a transient error (the lane keeps its messages; tenacity backs off).
+        """
+        outbox = self._outbox
+        while outbox.pending(self.entity, lane):
+            limit = 1 if self._one_at_a_time[lane] else self.policy.batch_size
+            entries = await outbox.run(outbox.sync.head, self.entity, lane, limit)
+            if not entries:
+                return  # every message left was expired and dead-lettered
+            ids = [entry.id for entry in entries]
+            try:
+                await self._send(lane, entries)
+            except Exception as exc:
+                if _transient(exc):
+                    await outbox.run(outbox.sync.record_failure, ids, f"{type(exc).__name__}: {exc}"[:500])
+                    raise
+                if len(entries) > 1:
+                    self._one_at_a_time[lane] = True  # find the one message at fault
+                    continue
+                reason = f"refused by the namespace: {type(exc).__name__}: {exc}"[:1000]
+                _LOG.error("geobus: outbox message %s dead-lettered: %s", entries[0].message_id, reason)
+                await outbox.run(outbox.sync.dead_letter, ids, reason)
+                self.dead_lettered += 1
+                self._one_at_a_time[lane] = False
+                continue
+            await outbox.run(outbox.sync.remove, ids)
+            self.drained += len(entries)
+            if self._one_at_a_time[lane] and not outbox.pending(self.entity, lane):
+                self._one_at_a_time[lane] = False
+        _LOG.info("geobus: outbox lane %s/%s drained", self.entity, lane)
+
+    async def _send(self, lane: str, entries: list[Entry]) -> None:
+        sender = self._sender
+        messages = [entry.message for entry in entries]
+
+        async def attempt(channel: SendChannel, seconds: float) -> None:
+            await channel.send(messages, timeout=seconds)
+
+        deadline = sender._deadline(None)
+        if lane == ANY_LANE:
+            if sender.mode == ReplicationMode.PASSIVE:
+                await sender._passive(attempt, deadline, len(messages))
+                return
+            # Written in passive mode, drained in active: every namespace must get it.
+            results = await sender._concurrently(attempt, deadline, list(sender._channels), len(messages))
+            missed = {name: error for name, error in results.items() if error is not None}
+            if missed:
+                raise ReplicationError("not every namespace took the buffered message", causes=missed)
+            return
+        skipped = sender._health.unavailable(lane)
+        if skipped is not None:
+            raise skipped
+        try:
+            await sender._attempt(lane, deadline, attempt)
+        except Exception:
+            sender._failures[lane] += 1
+            raise
+        sender._sent[lane] += len(messages)
