@@ -1,10 +1,16 @@
-"""The `geobus` command: the demo runs, and no key reaches its output."""
+"""The `geobus` command: the demo runs (no key reaches its output); the outbox tool."""
 
 from __future__ import annotations
 
-import pytest
+import json
+from pathlib import Path
 
+import pytest
+from azure.servicebus import ServiceBusMessage
+
+from geobus import OutboxPolicy
 from geobus._cli import main
+from geobus._outbox import Outbox
 from geobus.local import DEV_KEY
 
 pytestmark = pytest.mark.timeout(120)
@@ -29,3 +35,58 @@ class TestDemo:
     def test_too_few_messages_is_a_clear_error(self) -> None:
         with pytest.raises(SystemExit, match="--messages must be at least 10"):
             main(["demo", "--messages", "1"])
+
+
+class TestOutbox:
+    """`geobus outbox PATH`: lanes and dead letters of a producer's outbox; retry and purge."""
+
+    @pytest.fixture
+    def outbox_file(self, tmp_path: Path) -> Path:
+        path = tmp_path / "outbox.db"
+        outbox = Outbox(OutboxPolicy(path=str(path)))
+        outbox.append("queue:orders", ["any"], [ServiceBusMessage("a", message_id="o-1"), ServiceBusMessage("b", message_id="o-2")])
+        outbox.append("queue:orders", ["secondary"], [ServiceBusMessage("c", message_id="o-3")])
+        outbox.dead_letter([1], "refused by the namespace: MessageSizeExceededError: too large")
+        outbox.close()
+        return path
+
+    def test_show_reports_depth_lanes_and_dead_letters(self, outbox_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["outbox", str(outbox_file), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["depth"] == 2
+        assert {(lane["lane"], lane["depth"]) for lane in report["lanes"]} == {("any", 1), ("secondary", 1)}
+        assert [(d["message_id"], d["reason"]) for d in report["dead_letters"]] == [
+            ("o-1", "refused by the namespace: MessageSizeExceededError: too large")
+        ]
+        assert main(["outbox", str(outbox_file)]) == 0
+        text = capsys.readouterr().out
+        assert "2 message(s) waiting" in text and "o-1" in text and "MessageSizeExceededError" in text
+
+    def test_retry_moves_dead_letters_back_to_their_lane(self, outbox_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["outbox", str(outbox_file), "--retry", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["retried"] == 1 and report["dead_letters"] == []
+        reopened = Outbox(OutboxPolicy(path=str(outbox_file)))
+        try:
+            assert [entry.message_id for entry in reopened.head("queue:orders", "any", 10)] == ["o-2", "o-1"]
+        finally:
+            reopened.close()
+
+    def test_purge_by_id_deletes_only_that_dead_letter(self, outbox_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["outbox", str(outbox_file), "--purge", "999", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["purged"] == 0
+        assert main(["outbox", str(outbox_file), "--purge", "1", "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert report["purged"] == 1 and report["dead_letters"] == [] and report["depth"] == 2
+
+    def test_a_missing_or_foreign_file_is_a_clear_error_and_is_not_created(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        missing = tmp_path / "nope.db"
+        assert main(["outbox", str(missing)]) == 1
+        assert "does not exist" in capsys.readouterr().err and not missing.exists()
+        foreign = tmp_path / "notes.txt"
+        foreign.write_bytes(b"not a database" * 100)
+        assert main(["outbox", str(foreign)]) == 1
+        assert "is not a geobus outbox" in capsys.readouterr().err
+        assert foreign.read_bytes() == b"not a database" * 100

@@ -36,6 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--messages", type=int, default=300, help="messages to send (default 300)")
     demo.add_argument("--mode", choices=["passive", "active"], default="passive", help="replication mode")
     demo.add_argument("--rate", type=float, default=60.0, help="messages per second the producer sends")
+
+    outbox = commands.add_parser(
+        "outbox",
+        help="show a producer's outbox (depth, oldest age, dead letters); retry or purge dead letters",
+        description="Show an outbox file's lanes and dead letters. Safe beside a running producer.",
+    )
+    from ._outbox_cli import add_arguments as add_outbox_arguments
+
+    add_outbox_arguments(outbox)
     return parser
 
 
@@ -52,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._demo import run_demo
 
         return run_demo(messages=args.messages, mode=args.mode, rate=args.rate)
+    if args.command == "outbox":
+        from ._outbox_cli import run as run_outbox
+
+        return run_outbox(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 
