@@ -4,13 +4,15 @@ Sync API here; the same names, async, in ``geobus.aio``.
 """
 
 from . import _common
-from ._client import GeoServiceBusClient
+from ._client import GeoServiceBusClient as GeoServiceBusClient
 from ._common import *  # noqa: F403 - configuration, errors and results, shared with geobus.aio
-from ._receiver import DedupReceiver
-from ._sender import ReplicatedSender
-from ._version import __version__
-from .aio._receiver import ReceiverStats
-from .aio._sender import ReplicatedMessageBatch, ScheduledMessage, SenderStats
+from ._receiver import DedupReceiver as DedupReceiver
+from ._sender import ReplicatedSender as ReplicatedSender
+from ._version import __version__ as __version__
+from .aio._receiver import ReceiverStats as ReceiverStats
+from .aio._sender import ReplicatedMessageBatch as ReplicatedMessageBatch
+from .aio._sender import ScheduledMessage as ScheduledMessage
+from .aio._sender import SenderStats as SenderStats
 
 __all__ = sorted(
     [

@@ -453,6 +453,11 @@ class ReplicationConfig:
             ConfigurationError: a variable is missing or has a bad value.
         """
         env = os.environ if environ is None else environ
+        known = _known_env_names()
+        for variable in env:
+            if variable.startswith("GEOBUS_") and not variable.startswith("GEOBUS_LOCAL_") and variable not in known:
+                # A misspelt GEOBUS_OUTBOX_PTH must not quietly mean "no outbox".
+                raise ConfigurationError(variable, "unknown geobus environment variable (see the README's configuration reference)")
         data: dict[str, Any] = {}
         for key, variable in (("mode", "GEOBUS_MODE"), ("write_quorum", "GEOBUS_WRITE_QUORUM")):
             if env.get(variable):
@@ -497,6 +502,15 @@ _POLICIES: dict[str, type] = {
     "outbox": OutboxPolicy,
     "override": OverridePolicy,
 }
+
+
+def _known_env_names() -> set[str]:
+    names = {"GEOBUS_MODE", "GEOBUS_WRITE_QUORUM"}
+    for role in ("PRIMARY", "SECONDARY"):
+        names |= {f"GEOBUS_{role}_{suffix}" for suffix in ("CONNECTION_STRING", "NAMESPACE", "CREDENTIAL")}
+    for _, prefix, keys in _ENV_POLICIES:
+        names |= {f"{prefix}{key.upper()}" for key in keys}
+    return names
 
 
 def _reject_unknown(prefix: str, section: Mapping[str, Any], known: set[str]) -> None:

@@ -321,3 +321,58 @@ class TestSecrets:
         namespace = NamespaceConfig(fully_qualified_namespace="a.servicebus.windows.net", credential=TokenCredential())
         assert "hunter2" not in repr(namespace)
         assert "TokenCredential" in repr(namespace)
+
+
+class TestEnvironmentSpelling:
+    """A misspelt GEOBUS_ variable is an error, not a silently missing setting."""
+
+    BASE = {
+        "GEOBUS_PRIMARY_CONNECTION_STRING": "Endpoint=sb://127.0.0.1:5673;SharedAccessKeyName=k;SharedAccessKey=s;UseDevelopmentEmulator=true",
+        "GEOBUS_SECONDARY_CONNECTION_STRING": "Endpoint=sb://127.0.0.1:5674;SharedAccessKeyName=k;SharedAccessKey=s;UseDevelopmentEmulator=true",
+    }
+
+    def test_unknown_variable_is_named(self) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_env({**self.BASE, "GEOBUS_OUTBOX_PTH": "/tmp/outbox.db"})
+        assert caught.value.field == "GEOBUS_OUTBOX_PTH"
+
+    def test_new_policies_load_from_the_environment(self) -> None:
+        config = ReplicationConfig.from_env(
+            {
+                **self.BASE,
+                "GEOBUS_OUTBOX_PATH": "/tmp/outbox.db",
+                "GEOBUS_OUTBOX_MAX_MESSAGES": "10",
+                "GEOBUS_BREAKER_FAILURE_THRESHOLD": "5",
+                "GEOBUS_FAILBACK_MODE": "prefer_primary",
+                "GEOBUS_OVERRIDE_PATH": "/etc/geobus/override.toml",
+                "GEOBUS_LOCAL_KEY": "not ours: geobus local reads it",
+            }
+        )
+        assert config.outbox.path == "/tmp/outbox.db" and config.outbox.max_messages == 10
+        assert config.breaker.failure_threshold == 5
+        assert config.failback.mode.value == "prefer_primary"
+        assert config.override.path == "/etc/geobus/override.toml"
+
+    @pytest.mark.parametrize(
+        ("section", "values", "field"),
+        [
+            ("breaker", {"failure_threshold": 0}, "breaker.failure_threshold"),
+            ("breaker", {"cooldown": -1}, "breaker.cooldown"),
+            ("failback", {"mode": "sometimes"}, "failback.mode"),
+            ("failback", {"healthy_probes": 0}, "failback.healthy_probes"),
+            ("outbox", {"path": ""}, "outbox.path"),
+            ("outbox", {"max_messages": 0}, "outbox.max_messages"),
+            ("outbox", {"backoff_initial": 5, "backoff_max": 1}, "outbox.backoff_max"),
+            ("override", {"interval": 0}, "override.interval"),
+            ("outbox", {"pth": "x"}, "outbox.pth"),
+        ],
+    )
+    def test_bad_policy_values_name_the_field(self, section: str, values: dict[str, object], field: str) -> None:
+        mapping = {
+            "primary": {"connection_string": self.BASE["GEOBUS_PRIMARY_CONNECTION_STRING"]},
+            "secondary": {"connection_string": self.BASE["GEOBUS_SECONDARY_CONNECTION_STRING"]},
+            section: values,
+        }
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_mapping(mapping)
+        assert caught.value.field == field

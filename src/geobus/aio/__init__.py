@@ -2,9 +2,13 @@
 
 from .. import _common
 from .._common import *  # noqa: F403 - configuration, errors and results, shared with geobus
-from ._client import GeoServiceBusClient
-from ._receiver import DedupReceiver, ReceiverStats
-from ._sender import ReplicatedMessageBatch, ReplicatedSender, ScheduledMessage, SenderStats
+from ._client import GeoServiceBusClient as GeoServiceBusClient
+from ._receiver import DedupReceiver as DedupReceiver
+from ._receiver import ReceiverStats as ReceiverStats
+from ._sender import ReplicatedMessageBatch as ReplicatedMessageBatch
+from ._sender import ReplicatedSender as ReplicatedSender
+from ._sender import ScheduledMessage as ScheduledMessage
+from ._sender import SenderStats as SenderStats
 
 __all__ = sorted(
     [

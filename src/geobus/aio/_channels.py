@@ -20,6 +20,7 @@ from typing import Any, Protocol, TypeVar
 
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
+from azure.servicebus.amqp import AmqpAnnotatedMessage
 from azure.servicebus.exceptions import MessageLockLostError
 
 from .._config import NamespaceConfig, SdkRetryPolicy
@@ -29,7 +30,7 @@ _LOG = logging.getLogger("geobus")
 _T = TypeVar("_T")
 _CLOSE_TIMEOUT = 5.0
 
-Payload = ServiceBusMessage | Sequence[ServiceBusMessage]
+Payload = ServiceBusMessage | AmqpAnnotatedMessage | Sequence[ServiceBusMessage | AmqpAnnotatedMessage]
 
 
 class SendChannel(Protocol):

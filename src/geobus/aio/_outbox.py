@@ -39,6 +39,23 @@ class AsyncOutbox:
     def __init__(self, outbox: Outbox) -> None:
         self.sync = outbox
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geobus-outbox")
+        # One drainer per entity runs at a time (two would send every message twice);
+        # the others wait their turn, in the order their senders started.
+        self._drainers: dict[str, list[Drainer]] = {}
+
+    def claim(self, drainer: Drainer) -> bool:
+        """Register ``drainer``; True if it is the one to run for its entity now."""
+        queue = self._drainers.setdefault(drainer.entity, [])
+        queue.append(drainer)
+        return queue[0] is drainer
+
+    def release(self, drainer: Drainer) -> Drainer | None:
+        """Unregister ``drainer``; return the next one to run for its entity, if it was running."""
+        queue = self._drainers.get(drainer.entity, [])
+        was_running = bool(queue) and queue[0] is drainer
+        if drainer in queue:
+            queue.remove(drainer)
+        return queue[0] if was_running and queue else None
 
     def pending(self, entity: str, lane: str) -> int:
         return self.sync.pending(entity, lane)
@@ -92,18 +109,30 @@ class Drainer:
         return sum(self._outbox.pending(self.entity, lane) for lane in self._lanes)
 
     def start(self) -> None:
+        if self._outbox.claim(self):
+            self._run()
+
+    def _run(self) -> None:
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._lane(lane), name=f"geobus-drain-{lane}") for lane in self._lanes]
 
     def wake(self, lanes: Sequence[str]) -> None:
         for lane in lanes:
             self._wakes[lane].set()
+        # Another sender of the entity may be the one draining: wake it too.
+        for other in self._outbox._drainers.get(self.entity, [])[:1]:
+            if other is not self:
+                for lane in lanes:
+                    other._wakes[lane].set()
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        successor = self._outbox.release(self)
+        if successor is not None:
+            successor._run()
 
     async def _lane(self, lane: str) -> None:
         retrying = AsyncRetrying(
