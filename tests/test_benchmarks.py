@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -21,10 +22,10 @@ APIS = ("sync", "async")
 SCENARIOS = ("send 1/call", "send lists of 100", "peek-lock + complete", "receive&delete pf100")
 
 
-def _run_benchmark(*args: str, timeout: float = 90.0) -> tuple[dict[str, Any], str]:
+def _run_benchmark(*args: str, timeout: float = 90.0, script: Path = BENCHMARK) -> tuple[dict[str, Any], str]:
     """Runs the benchmark; returns its JSON and everything it printed."""
     process = subprocess.Popen(
-        [sys.executable, str(BENCHMARK), *args],
+        [sys.executable, str(script), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -82,6 +83,90 @@ class TestQuickRun:
 
     def test_output_holds_no_connection_string_or_key(self, quick_run: tuple[dict[str, Any], str]) -> None:
         printed = quick_run[1]
+        assert "SharedAccessKey" not in printed
+        assert "Endpoint=sb://" not in printed
+        assert DEV_KEY not in printed
+
+
+# -- benchmarks/replication.py ----------------------------------------------------------------
+
+REPLICATION = BENCHMARK.with_name("replication.py")
+METRIC_KEYS = {"name", "unit", "geobus", "plain", "better", "plain_source", "plain_note", "extra", "ratio"}
+
+
+@pytest.fixture(scope="module")
+def replication_run() -> tuple[dict[str, Any], str]:
+    return _run_benchmark("--quick", "--json", timeout=150.0, script=REPLICATION)
+
+
+@pytest.fixture
+def replication(replication_run: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    return replication_run[0]
+
+
+def _rows(result: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    return [m for m in result["metrics"] if m["name"].startswith(prefix)]
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+class TestReplicationQuickRun:
+    """`replication.py --quick --json` reports every comparison with sane numbers (no speed limits)."""
+
+    def test_every_metric_is_positive_and_finite(self, replication: dict[str, Any]) -> None:
+        assert replication["quick"] is True and replication["rounds"] == 1
+        for metric in replication["metrics"]:
+            assert set(metric) == METRIC_KEYS, metric["name"]
+            assert _positive(metric["geobus"]), metric
+            assert metric["better"] in ("higher", "lower"), metric
+            if metric["plain"] is None:
+                assert metric["plain_source"] in ("documented", "cut-off") and metric["plain_note"], metric
+                assert metric["ratio"] is None, metric
+            else:
+                assert _positive(metric["plain"]), metric
+                assert metric["ratio"] == pytest.approx(metric["geobus"] / metric["plain"], rel=1e-3)
+
+    def test_sends_and_receives_are_compared_for_both_apis(self, replication: dict[str, Any]) -> None:
+        for api in ("sync", "async"):
+            for mode in ("passive", "active"):
+                rows = {m["name"]: m for m in _rows(replication, f"{api} {mode} send")}
+                assert len(rows) == 4, rows
+                units = sorted(m["unit"] for m in rows.values())
+                assert units == ["ms", "ms", "msgs/s", "msgs/s"], rows
+                p50, p99 = (rows[f"{api} {mode} send 1/call {p}"] for p in ("p50", "p99"))
+                assert p50["geobus"] <= p99["geobus"] and p50["plain"] <= p99["plain"]
+            (receive,) = _rows(replication, f"{api} peek-lock")
+            assert receive["unit"] == "copies/s"
+            assert _positive(receive["extra"]["geobus_unique_msgs_per_s"])
+            assert all(m["plain_source"] == "measured" for m in _rows(replication, api))
+
+    def test_failover_is_timed_for_both_faults(self, replication: dict[str, Any]) -> None:
+        rows = _rows(replication, "failover")
+        assert len(rows) == 2
+        deadline = replication["attempt_deadline_s"]
+        for row in rows:
+            assert row["unit"] == "s"
+            geobus_run = row["extra"]["geobus"]
+            assert geobus_run["failovers"] == 1 and geobus_run["sends_after_fault"] >= 1
+            # --quick does not wait on the plain SDK: SDK_FACTS.md's figures stand in.
+            assert row["plain_source"] == "documented"
+        refused, black_hole = rows
+        assert refused["plain"] == pytest.approx(11.2)
+        assert black_hole["plain"] is None and "unbounded" in black_hole["plain_note"]
+        assert black_hole["extra"]["geobus"]["attempt_deadline_s"] == deadline
+
+    def test_seen_set_is_measured_against_a_plain_set(self, replication: dict[str, Any]) -> None:
+        rows = _rows(replication, "seen-set")
+        assert sorted(m["unit"] for m in rows) == ["bytes", "checks/s", "ids/s"]
+        assert replication["sizes"]["seen_ids"] == 100_000
+        assert all(m["plain_source"] == "measured" for m in rows)
+
+    def test_output_holds_no_connection_string_or_key(self, replication_run: tuple[dict[str, Any], str]) -> None:
+        printed = replication_run[1]
         assert "SharedAccessKey" not in printed
         assert "Endpoint=sb://" not in printed
         assert DEV_KEY not in printed

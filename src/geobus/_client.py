@@ -29,6 +29,8 @@ class GeoServiceBusClient(Closing):
 
     Raises:
         ConfigurationError: a setting is missing or invalid (on construction).
+        OutboxError: the configured outbox file is damaged, not an outbox, or in
+            use by another process (on construction).
     """
 
     def __init__(self, config: ReplicationConfig) -> None:
@@ -36,7 +38,12 @@ class GeoServiceBusClient(Closing):
             raise TypeError("GeoServiceBusClient takes a ReplicationConfig")
         self.config = config
         self._portal = Portal()
-        self._core = self._portal.run(_build(config))
+        try:
+            self._core = self._portal.run(_build(config))
+        except BaseException:
+            # A bad outbox file must not leave the private loop's thread running.
+            self._portal.close()
+            raise
 
     @classmethod
     def from_config(cls, config: ReplicationConfig | Mapping[str, Any]) -> Self:

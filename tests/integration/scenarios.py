@@ -482,11 +482,6 @@ class RejectionContract:
         assert stats.messages_sent == {"primary": 0, "secondary": 0} and stats.failovers == 0
 
     @pytest.mark.timeout(30)
-    @pytest.mark.xfail(
-        strict=True,
-        reason="geobus.local rejects an oversized transfer without error info; the SDK cannot "
-        "read that reply and waits until geobus's deadline (reported to the local owners)",
-    )
     async def test_oversized_body_raises_unchanged_without_swap(
         self, driver: Driver, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:

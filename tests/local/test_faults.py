@@ -369,11 +369,6 @@ class TestDetachLinks:
         assert watch.elapsed < RECONNECTED_WITHIN
         assert namespace.counts().get(QUEUE, 0) >= 2
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="_amqp stores a transfer that arrives on a link it has already detached; "
-        "the SDK never sees that outcome and resends on a new link",
-    )
     def test_a_send_racing_the_detach_is_stored_once(self, namespace: LocalNamespace) -> None:
         with _client(namespace) as client:
             sender = client.get_queue_sender(QUEUE)

@@ -16,11 +16,23 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import count
+from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiver
-from proton import Connection, Endpoint, Message, Transport
+from proton import (
+    Condition,
+    Connection,
+    Delivery,
+    Endpoint,
+    Link,
+    Message,
+    Receiver,
+    Sender,
+    Transport,
+)
 
 from geobus._sas import generate_sas_token, parse_sas_token
 from geobus.local import DEV_KEY, DEV_KEY_NAME, LocalNamespace
@@ -63,7 +75,14 @@ class _Stream:
 class _RawClient:
     """Speaks AMQP through proton without the SDK, so tests see and shape every byte."""
 
-    def __init__(self, port: int, *, idle_timeout: float | None = None) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        idle_timeout: float | None = None,
+        rewrite: Callable[[bytes], bytes] | None = None,
+    ) -> None:
+        self.rewrite = rewrite  # applied to every outgoing chunk: bytes proton would not write
         self.transport = Transport()
         if idle_timeout is not None:
             self.transport.idle_timeout = idle_timeout
@@ -85,6 +104,8 @@ class _RawClient:
             pending = self.transport.pending()
             if pending > 0:
                 chunk = self.transport.peek(pending)
+                if self.rewrite is not None:
+                    chunk = self.rewrite(chunk)
                 self.waits.append((len(self.sent), self.received))
                 self.sock.sendall(chunk)
                 self.sent += chunk
@@ -395,6 +416,164 @@ def recording(namespace: LocalNamespace) -> _Stream:
     return stream
 
 
+# -- one raw connection, one request at a time ---------------------------------------
+
+_TAGS = count()
+# Rewritten on the wire into bytes that are not UTF-8 (proton only writes valid text).
+NOT_UTF8_PLACEHOLDER = b"NOT-UTF8"
+NOT_UTF8 = b"\xff\xfe\xc3\x28\xa0\xa1\xf0\x28"
+
+
+def _not_utf8(chunk: bytes) -> bytes:
+    return chunk.replace(NOT_UTF8_PLACEHOLDER, NOT_UTF8)
+
+
+def _put_token(port: int, **changes: Any) -> Message:
+    """A valid put-token request for the namespace on ``port``, then ``changes``: ``body``
+    replaces the token, any other name sets that application property."""
+    audience = f"sb://{LOOPBACK}:{port}"
+    expiry = int(time.time()) + 3600
+    properties: dict[str, Any] = {
+        "operation": "put-token",
+        "type": "servicebus.windows.net:sastoken",
+        "name": audience,
+        "expiration": expiry,
+    }
+    body = changes.pop("body") if "body" in changes else None
+    if body is None:
+        body = generate_sas_token(audience, DEV_KEY_NAME, DEV_KEY, expiry)
+    properties.update(changes)
+    return Message(id=next(_TAGS), body=body, properties=properties)
+
+
+def _status(reply: Message) -> int:
+    return int((reply.properties or {}).get("status-code", 0))
+
+
+class _Connection:
+    """A raw client's connection with its $cbs links; each call waits for its answer."""
+
+    def __init__(self, port: int, *, rewrite: Callable[[bytes], bytes] | None = None) -> None:
+        self.port = port
+        self.client = _RawClient(port, rewrite=rewrite)
+        self.client.connection.open()
+        self.session = self.client.connection.session()
+        self.session.open()
+        self.cbs_out = self.session.sender("cbs-out")
+        self.cbs_out.target.address = "$cbs"
+        self.cbs_out.open()
+        self.cbs_in = self.session.receiver("cbs-in")
+        self.cbs_in.source.address = "$cbs"
+        self.cbs_in.open()
+        opened = self.client.pump(lambda: _active(self.cbs_out) and _active(self.cbs_in))
+        assert opened, "CBS links did not open"
+
+    def close(self) -> None:
+        self.client.close()
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the server still held this connection open when last heard from."""
+        closed = self.client.connection.state & Endpoint.REMOTE_CLOSED
+        return not self.client.server_closed and not closed
+
+    def cbs(self, payload: bytes) -> Message:
+        """Send ``payload`` as one $cbs request; the server's reply."""
+        return self.request(self.cbs_out, self.cbs_in, payload)
+
+    def node(self, address: str) -> tuple[Sender, Receiver]:
+        """Open request and reply links to the request-response node at ``address``."""
+        out = self.session.sender(f"node-out-{next(_TAGS)}")
+        out.target.address = address
+        out.open()
+        inbox = self.session.receiver(f"node-in-{next(_TAGS)}")
+        inbox.source.address = address
+        inbox.open()
+        assert self.client.pump(lambda: _active(out) and _active(inbox)), "node links refused"
+        return out, inbox
+
+    def request(self, out: Sender, inbox: Receiver, payload: bytes) -> Message:
+        """Send ``payload`` on ``out``; the reply that comes back on ``inbox``."""
+        inbox.flow(1)
+        out.delivery(f"request-{next(_TAGS)}")
+        out.send(payload)
+        out.advance()
+
+        def answered() -> bool:
+            current = inbox.current
+            return current is not None and current.readable and not current.partial
+
+        assert self.client.pump(answered), "no reply"
+        delivery = inbox.current
+        assert delivery is not None
+        data = inbox.recv(delivery.pending)
+        inbox.advance()
+        delivery.settle()
+        reply = Message()
+        reply.decode(data)
+        return reply
+
+    def authenticate(self) -> None:
+        # Locals only in the assertion: pytest would show a request's repr, token and all.
+        status = _status(self.cbs(bytes(_put_token(self.port).encode())))
+        assert status == 200, "put-token refused"
+
+    def refusal(self, address: str, *, sender: bool) -> Condition | None:
+        """Attach a sender (or receiver) link to ``address``; the server's detach error,
+        or None if it did not refuse the link."""
+        link: Sender | Receiver
+        if sender:
+            link = self.session.sender(f"link-{next(_TAGS)}")
+            link.target.address = address
+        else:
+            link = self.session.receiver(f"link-{next(_TAGS)}")
+            link.source.address = address
+        link.open()
+        if not self.client.pump(lambda: _closed(link)):
+            return None
+        return link.remote_condition
+
+    def sender(self, address: str) -> Sender:
+        """An open sender link to ``address``, with credit."""
+        link = self.session.sender(f"link-{next(_TAGS)}")
+        link.target.address = address
+        link.open()
+        assert self.client.pump(lambda: link.credit > 0 or _closed(link)), "no attach reply"
+        assert not _closed(link), "sender link refused"
+        return link
+
+    def send(self, link: Sender, *payloads: bytes) -> list[Delivery]:
+        """Send each payload on ``link``; the deliveries, once the server settled each."""
+        deliveries = []
+        for payload in payloads:
+            deliveries.append(link.delivery(f"m-{next(_TAGS)}"))
+            link.send(payload)
+            link.advance()
+        settled = self.client.pump(lambda: all(d.remote_state for d in deliveries))
+        assert settled, "sends unanswered"
+        return deliveries
+
+
+def _closed(endpoint: Link) -> bool:
+    return bool(endpoint.state & Endpoint.REMOTE_CLOSED)
+
+
+def _queue_address(port: int, queue: str = FUZZ_QUEUE) -> str:
+    return f"amqps://{LOOPBACK}:{port}/{queue}"
+
+
+def _message(body: str) -> bytes:
+    return bytes(Message(body=body.encode(), inferred=True).encode())
+
+
+@contextmanager
+def _no_connection_closed_by_error() -> Iterator[None]:
+    with _server_log() as log:
+        yield
+    closed = [line for line in log if "closing a connection" in line]
+    assert not closed, closed
+
+
 # -- tests ------------------------------------------------------------------------------
 
 
@@ -493,3 +672,158 @@ class TestIdleClients:
             assert heard.count(HEARTBEAT) >= 2, f"{heard.count(HEARTBEAT)} heartbeats in 3 s"
         finally:
             client.close()
+
+
+def _cbs_undecodable(port: int) -> bytes:
+    return b"not an AMQP message"
+
+
+def _cbs_not_utf8(port: int) -> bytes:
+    token = "SharedAccessSignature sr=x&sig=" + NOT_UTF8_PLACEHOLDER.decode() + "&se=1"
+    return _not_utf8(bytes(_put_token(port, body=token).encode()))
+
+
+def _cbs_properties_list(port: int) -> bytes:
+    encoded = bytes(Message(id=next(_TAGS), body="SharedAccessSignature x").encode())
+    body_at = encoded.index(b"\x00\x53\x77")
+    return encoded[:body_at] + b"\x00\x53\x74\xc0\x02\x01\x41" + encoded[body_at:]
+
+
+# A put-token request the server cannot use: each once closed the whole connection.
+BAD_PUT_TOKENS: dict[str, Callable[[int], bytes]] = {
+    "undecodable": _cbs_undecodable,
+    "token-not-utf8": _cbs_not_utf8,
+    "application-properties-list": _cbs_properties_list,
+    "token-not-a-string": lambda port: bytes(_put_token(port, body=12345).encode()),
+    "token-binary": lambda port: bytes(_put_token(port, body=b"SharedAccessSignature x").encode()),
+    "name-not-a-string": lambda port: bytes(_put_token(port, name=42).encode()),
+    "operation-not-a-string": lambda port: bytes(_put_token(port, operation=7).encode()),
+}
+
+# Link addresses that name no entity; each once closed the whole connection.
+BAD_ADDRESSES = {
+    "not-utf8": f"amqps://{LOOPBACK}/{NOT_UTF8_PLACEHOLDER.decode()}",
+    "unclosed-ipv6-host": "amqps://[::1/q",
+    "invalid-ipv6-host": "amqps://[zz]/q",
+    "stray-bracket": f"amqps://{LOOPBACK}]/q",
+}
+
+# Transfers that are not well-formed messages.
+BAD_TRANSFERS = {
+    "annotations-list": b"\x00\x53\x72\xc0\x03\x01\xa1\x00\x00\x53\x77\x41",
+    "header-string": b"\x00\x53\x70\xa1\x03abc\x00\x53\x77\x41",
+    "cut-descriptor": b"\x00\x80\x00\x00",
+    "deeply-described": b"\x00\x53\x77" + b"\x00" * 5000,
+    "header-priority-string": b"\x00\x53\x70\xc0\x05\x02\x40\xa1\x01x\x00\x53\x77\x41",
+}
+
+
+class TestMalformedRequests:
+    """A bad request fails that request (or link, or transfer) with an AMQP error; the
+    connection stays open and so does every other."""
+
+    @pytest.mark.parametrize("payload", BAD_PUT_TOKENS.values(), ids=BAD_PUT_TOKENS.keys())
+    def test_a_bad_put_token_gets_an_error_status_on_cbs(
+        self, namespace: LocalNamespace, payload: Callable[[int], bytes]
+    ) -> None:
+        connection = _Connection(namespace.port, rewrite=_not_utf8)
+        try:
+            with _no_connection_closed_by_error():
+                status = _status(connection.cbs(payload(namespace.port)))
+                assert 400 <= status < 500
+                # The same connection goes on: a good token, then a send.
+                connection.authenticate()
+                sender = connection.sender(_queue_address(namespace.port))
+                [sent] = connection.send(sender, _message("after-a-bad-put-token"))
+                assert sent.remote_state == Delivery.ACCEPTED
+                assert connection.is_open, "the server closed the connection"
+        finally:
+            connection.close()
+        _round_trip(namespace, "other-clients-work")
+        assert namespace.counts() == {FUZZ_QUEUE: 1}
+
+    def test_a_bad_put_token_reply_is_correlated_when_the_request_decodes(
+        self, namespace: LocalNamespace
+    ) -> None:
+        connection = _Connection(namespace.port)
+        try:
+            request = _put_token(namespace.port, name=42)
+            request_id, payload = request.id, bytes(request.encode())
+            reply = connection.cbs(payload)
+            status, correlation_id = _status(reply), reply.correlation_id
+            assert (status, correlation_id) == (400, request_id)
+        finally:
+            connection.close()
+
+    @pytest.mark.parametrize(
+        "body",
+        [
+            {"from-sequence-number": "first", "message-count": 1},
+            {"from-sequence-number": 1, "message-count": [1]},
+        ],
+        ids=["sequence-number-text", "count-a-list"],
+    )
+    def test_a_bad_management_request_gets_an_error_status(
+        self, namespace: LocalNamespace, body: dict[str, Any]
+    ) -> None:
+        connection = _Connection(namespace.port)
+        try:
+            with _no_connection_closed_by_error():
+                connection.authenticate()
+                out, inbox = connection.node(f"{_queue_address(namespace.port)}/$management")
+                request = Message(
+                    id=next(_TAGS),
+                    body=body,
+                    properties={"operation": "com.microsoft:peek-message"},
+                )
+                reply = connection.request(out, inbox, bytes(request.encode()))
+                assert (reply.properties or {}).get("statusCode") == 400
+                link = connection.sender(_queue_address(namespace.port))
+                [sent] = connection.send(link, _message("after-a-bad-request"))
+                assert sent.remote_state == Delivery.ACCEPTED
+                assert connection.is_open, "the server closed the connection"
+        finally:
+            connection.close()
+
+    @pytest.mark.parametrize("sender", [True, False], ids=["sender", "receiver"])
+    @pytest.mark.parametrize("address", BAD_ADDRESSES.values(), ids=BAD_ADDRESSES.keys())
+    def test_a_bad_link_address_refuses_that_link(
+        self, namespace: LocalNamespace, address: str, sender: bool
+    ) -> None:
+        connection = _Connection(namespace.port, rewrite=_not_utf8)
+        try:
+            with _no_connection_closed_by_error():
+                connection.authenticate()
+                condition = connection.refusal(address, sender=sender)
+                assert condition is not None, "the link was not refused"
+                assert condition.name in ("amqp:invalid-field", "amqp:not-found")
+                assert condition.info, "the SDK cannot read an error without info"
+                link = connection.sender(_queue_address(namespace.port))
+                [sent] = connection.send(link, _message("after-a-bad-address"))
+                assert sent.remote_state == Delivery.ACCEPTED
+                assert connection.is_open, "the server closed the connection"
+        finally:
+            connection.close()
+        _round_trip(namespace, "other-clients-work")
+        assert namespace.counts() == {FUZZ_QUEUE: 1}
+
+    def test_malformed_transfers_are_rejected_with_decode_error(
+        self, namespace: LocalNamespace
+    ) -> None:
+        connection = _Connection(namespace.port)
+        try:
+            with _no_connection_closed_by_error():
+                connection.authenticate()
+                link = connection.sender(_queue_address(namespace.port))
+                for kind, payload in BAD_TRANSFERS.items():
+                    [sent] = connection.send(link, payload)
+                    condition = sent.remote.condition
+                    assert sent.remote_state == Delivery.REJECTED, kind
+                    assert condition is not None and condition.name == "amqp:decode-error", kind
+                    assert condition.info, f"{kind}: the SDK cannot read an error without info"
+                [sent] = connection.send(link, _message("after-bad-transfers"))
+                assert sent.remote_state == Delivery.ACCEPTED
+                assert connection.is_open, "the server closed the connection"
+        finally:
+            connection.close()
+        assert namespace.counts() == {FUZZ_QUEUE: 1}

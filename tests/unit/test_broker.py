@@ -14,10 +14,6 @@ from .helpers import START, FakeClock, lock, parsed, queue
 MakeBroker = Callable[..., Broker]
 
 
-
-
-
-
 class TestEntityPath:
     """Link addresses normalise to one lower-case path per entity."""
 
@@ -219,18 +215,19 @@ class TestEnqueue:
         broker.enqueue(log, parsed(ttl=10))
         assert [log.messages[s].expires_at for s in (1, 2)] == [START + 60, START + 10]
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="Broker.enqueue lets a message TTL exceed the entity's default_ttl; "
-        "Service Bus silently lowers it to the entity's value",
-    )
-    def test_a_message_ttl_cannot_outlive_the_entity_default(
-        self, make_broker: MakeBroker
-    ) -> None:
+    def test_a_message_ttl_cannot_outlive_the_entity_default(self, make_broker: MakeBroker) -> None:
         broker = make_broker(default_ttl=60)
         log = queue(broker)
         broker.enqueue(log, parsed(ttl=600))
         assert log.messages[1].expires_at == START + 60
+
+    def test_the_lowered_ttl_is_the_one_the_receiver_reads(self, make_broker: MakeBroker) -> None:
+        broker = make_broker(default_ttl=60)
+        log = queue(broker)
+        broker.enqueue(log, parsed(ttl=600))
+        broker.enqueue(log, parsed(ttl=30))
+        headers = [log.messages[s].header for s in (1, 2)]
+        assert [h[2] if h else None for h in headers] == [60_000, 30_000]
 
     def test_the_scheduled_enqueue_time_annotation_schedules(
         self, make_broker: MakeBroker, clock: FakeClock
@@ -255,12 +252,6 @@ class TestEnqueue:
         assert log.messages[1].scheduled_at == START + 90
         assert log.messages[2].state == MessageState.ACTIVE
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="Broker.enqueue starts a scheduled message's TTL when it is scheduled; "
-        "Service Bus counts it from the scheduled enqueue time, so the message "
-        "expires before anyone can receive it",
-    )
     def test_a_scheduled_message_lives_its_ttl_after_it_appears(
         self, make_broker: MakeBroker, clock: FakeClock
     ) -> None:
@@ -270,6 +261,15 @@ class TestEnqueue:
         clock.advance(120)
         broker.tick()
         assert log.take(clock.now, peek_lock=True) is not None
+
+    def test_a_scheduled_message_expires_its_ttl_after_it_appears(
+        self, make_broker: MakeBroker, clock: FakeClock
+    ) -> None:
+        broker = make_broker()
+        log = queue(broker)
+        broker.enqueue(log, parsed(ttl=60, scheduled_at=START + 120))
+        broker.enqueue(log, parsed(ttl=60, scheduled_at=START - 5))  # due: lives from now
+        assert [log.messages[s].expires_at for s in (1, 2)] == [START + 180, START + 60]
 
     def test_cancel_scheduled_reaches_every_subscription(self, make_broker: MakeBroker) -> None:
         broker = make_broker()
@@ -305,9 +305,7 @@ class TestTopicFanOut:
         copy = lock(b)
         assert (copy.seq, copy.delivery_count) == (1, 0)
 
-    def test_a_topic_without_subscriptions_drops_the_message(
-        self, make_broker: MakeBroker
-    ) -> None:
+    def test_a_topic_without_subscriptions_drops_the_message(self, make_broker: MakeBroker) -> None:
         broker = make_broker()
         topic = broker.declare_topic("t")
         assert broker.enqueue(topic, parsed()) == 1
@@ -476,4 +474,3 @@ class TestTick:
         clock.advance(30)
         assert broker.tick() == [dlq]
         assert lock(dlq, clock.now).delivery_count == 1
-

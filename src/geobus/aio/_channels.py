@@ -271,6 +271,7 @@ class SdkReceiveChannel:
             )
 
         self._bounded = _Bounded(name, open_handler)
+        self._settling = asyncio.Lock()
 
     async def receive(self, max_count: int, max_wait: float, *, timeout: float) -> list[ServiceBusReceivedMessage]:
         return await self._bounded.call(
@@ -282,8 +283,15 @@ class SdkReceiveChannel:
         # A message is settled through the SDK receiver that received it, even if that
         # receiver has since been replaced.
         receiver = getattr(message, "_receiver", None) or self._bounded._handler
+
+        async def one_at_a_time() -> Any:
+            # Concurrent settlements on one SDK receiver are ~40x slower than the same
+            # ones in sequence (measured: 20 completes, 0.20 s gathered vs 5 ms in turn).
+            async with self._settling:
+                return await action(receiver)
+
         try:
-            return await asyncio.wait_for(action(receiver), timeout)
+            return await asyncio.wait_for(one_at_a_time(), timeout)
         except asyncio.TimeoutError as exc:
             raise NamespaceTimeoutError(self.name, timeout) from exc
         except ValueError as exc:

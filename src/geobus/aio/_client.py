@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +53,7 @@ class GeoServiceBusClient(AsyncClosing):
             override=config.override,
         )
         self._outbox = AsyncOutbox(Outbox(config.outbox)) if config.outbox.enabled else None
+        self._senders: weakref.WeakSet[ReplicatedSender] = weakref.WeakSet()
         self._probe: SdkSendChannel | None = None
         self._probing: asyncio.Task[None] | None = None
         self._closed = False
@@ -96,7 +98,7 @@ class GeoServiceBusClient(AsyncClosing):
     def _sender(self, **entity: str) -> ReplicatedSender:
         channels = [SdkSendChannel(ns.name or "", self._client(ns), **entity) for ns in self.config.namespaces]
         ((kind, name),) = entity.items()
-        return ReplicatedSender(
+        sender = ReplicatedSender(
             channels,
             mode=self.config.mode,
             write_quorum=self.config.write_quorum,
@@ -107,6 +109,8 @@ class GeoServiceBusClient(AsyncClosing):
             entity=f"{kind}:{name}",
             on_start=self._sender_started,
         )
+        self._senders.add(sender)
+        return sender
 
     # -- failback ------------------------------------------------------------------------------
 
@@ -192,6 +196,8 @@ class GeoServiceBusClient(AsyncClosing):
     async def close(self) -> None:
         """Close both namespaces' clients (and every sender and receiver they carry)."""
         self._closed = True
+        # Senders first: their drainers use the clients and the outbox closed below.
+        await asyncio.gather(*(sender.close() for sender in list(self._senders)), return_exceptions=True)
         if self._probing is not None:
             self._probing.cancel()
             await asyncio.gather(self._probing, return_exceptions=True)

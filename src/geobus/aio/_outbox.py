@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from tenacity import AsyncRetrying, retry_if_exception, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, wait_exponential, wait_random
 
 from .._config import OutboxPolicy, ReplicationMode
 from .._errors import ReplicationError
@@ -135,27 +135,29 @@ class Drainer:
             successor._run()
 
     async def _lane(self, lane: str) -> None:
+        first, cap = self.policy.backoff_initial, self.policy.backoff_max
         retrying = AsyncRetrying(
-            wait=wait_exponential_jitter(initial=self.policy.backoff_initial, max=self.policy.backoff_max),
+            # first, 2×first, 4×first ... up to cap, each plus up to `first` of jitter
+            wait=wait_exponential(multiplier=first, max=cap) + wait_random(0, first),
             retry=retry_if_exception(_transient),
             sleep=self._sleep,
             reraise=True,
         )
         while True:
-            if not self._outbox.pending(self.entity, lane):
-                self._wakes[lane].clear()
-                try:
-                    await asyncio.wait_for(self._wakes[lane].wait(), RESCAN_INTERVAL)
-                except asyncio.TimeoutError:
-                    await self._outbox.run(self._outbox.sync.recount)
-                continue
             try:
+                if not self._outbox.pending(self.entity, lane):
+                    self._wakes[lane].clear()
+                    try:
+                        await asyncio.wait_for(self._wakes[lane].wait(), RESCAN_INTERVAL)
+                    except asyncio.TimeoutError:
+                        await self._outbox.run(self._outbox.sync.recount)
+                    continue
                 async for attempt in retrying:
                     with attempt:
                         await self._drain(lane)
             except Exception as exc:  # an unexpected error: say so, wait, go on
                 _LOG.error("geobus: draining the outbox lane %s/%s failed: %r", self.entity, lane, exc)
-                await self._sleep(self.policy.backoff_max)
+                await self._sleep(cap)
 
     async def _drain(self, lane: str) -> None:
         """Send the lane's messages until it is empty.

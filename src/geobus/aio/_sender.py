@@ -15,7 +15,12 @@ from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageProperties
 
 from .._config import MAX_MESSAGE_ID_LENGTH, Deadlines, OutboxPolicy, ReplicationMode, WriteQuorum
-from .._errors import NamespaceTimeoutError, NamespaceUnavailableError, OutboxFullError, ReplicationError
+from .._errors import (
+    NamespaceTimeoutError,
+    NamespaceUnavailableError,
+    OutboxFullError,
+    ReplicationError,
+)
 from .._health import Health
 from .._outbox import ANY_LANE
 from .._policy import SendResult, active_outcome, common_rejection, is_availability_error

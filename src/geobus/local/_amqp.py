@@ -27,16 +27,15 @@ from proton import (
     symbol,
     timestamp,
 )
-from proton import Terminus as _Terminus
 
-from .._sas import SasTokenError, validate_sas_token
+from .._sas import SasToken, validate_sas_token
 from ._broker import BadAddress, Broker, EntityNotFound, Topic, entity_path
+from ._cbs import CBS_NODE, authorized, handle_put_token
 from ._codec import CodecError, encode_annotations, encode_header, parse_message, unpack_batch
 from ._entities import LockLost, MessageLog, MessageState, StoredMessage
 
 _LOG = logging.getLogger("geobus.local")
 
-CBS_NODE = "$cbs"
 MANAGEMENT_SUFFIX = "/$management"
 LINK_CREDIT = 200
 
@@ -79,13 +78,6 @@ def render(message: StoredMessage, log: MessageLog) -> bytes:
     )
 
 
-def _audience_path(audience: str) -> str:
-    try:
-        return entity_path(audience)
-    except BadAddress:
-        return ""  # the namespace itself: covers every entity
-
-
 class Engine:
     """The protocol half of one local namespace."""
 
@@ -104,6 +96,14 @@ class Engine:
         self.max_message_size = max_message_size
         self.clock = clock
         self._consumers: dict[MessageLog, list[Link]] = {}
+
+    def validate_token(self, token: str) -> SasToken:
+        """Check a SAS token against this namespace's key, now.
+
+        Raises:
+            SasTokenError: malformed, wrong key name, bad signature or expired.
+        """
+        return validate_sas_token(token, key_name=self.key_name, key=self._key, now=self.clock())
 
     # -- connections ---------------------------------------------------------
 
@@ -167,8 +167,9 @@ class Engine:
         link.target.copy(link.remote_target)
         link.snd_settle_mode = link.remote_snd_settle_mode
         link.rcv_settle_mode = link.remote_rcv_settle_mode
+        terminus = link.remote_target if link.is_receiver else link.remote_source
         try:
-            address = _address(link.remote_target if link.is_receiver else link.remote_source)
+            address = terminus.address or ""  # proton decodes it as UTF-8
         except UnicodeDecodeError:
             self._refuse_link(link, INVALID_FIELD, "the link address is not valid UTF-8")
             return
@@ -183,9 +184,11 @@ class Engine:
         except BadAddress as exc:
             self._refuse_link(link, INVALID_FIELD, str(exc))
             return
-        if not self._authorized(connection, path):
+        if not authorized(connection, path, self.clock()):
             self._refuse_link(
-                link, UNAUTHORIZED, f"no valid token for {path!r} on this connection (put-token on $cbs first)"
+                link,
+                UNAUTHORIZED,
+                f"no valid token for {path!r} on this connection (put-token on $cbs first)",
             )
             return
         if node is not None:
@@ -193,7 +196,9 @@ class Engine:
             link.entity = path
             return
         if link.is_sender and _has_session_filter(link):
-            self._refuse_link(link, NOT_IMPLEMENTED, "sessions are not supported by the local namespace")
+            self._refuse_link(
+                link, NOT_IMPLEMENTED, "sessions are not supported by the local namespace"
+            )
             return
         try:
             if link.is_receiver:
@@ -204,7 +209,9 @@ class Engine:
             self._refuse_link(link, NOT_FOUND, f"The messaging entity '{path}' could not be found.")
             return
         except BadAddress as exc:
-            self._refuse_link(link, NOT_IMPLEMENTED if "send" in str(exc) else INVALID_FIELD, str(exc))
+            self._refuse_link(
+                link, NOT_IMPLEMENTED if "send" in str(exc) else INVALID_FIELD, str(exc)
+            )
             return
         link.kind = "entity"
         if link.is_receiver:
@@ -239,15 +246,6 @@ class Engine:
         log = getattr(link, "log", None)
         if log is not None and link in self._consumers.get(log, []):
             self._consumers[log].remove(link)
-
-    def _authorized(self, connection: Connection, path: str) -> bool:
-        now = self.clock()
-        for audience, expiry in connection.audiences.items():
-            if expiry < now:
-                continue
-            if not audience or path == audience or path.startswith(audience + "/"):
-                return True
-        return False
 
     # -- sending to clients ----------------------------------------------------
 
@@ -356,7 +354,7 @@ class Engine:
         kind = getattr(link, "kind", None)
         try:
             if kind == "cbs":
-                self._put_token(link, bytes(buffer))
+                handle_put_token(self, link, bytes(buffer))
             elif kind == "management":
                 from ._management import handle_request
 
@@ -387,42 +385,6 @@ class Engine:
             self.broker.enqueue(target, message)
         self.pump(target.subscriptions.values() if isinstance(target, Topic) else [target])
 
-    def _put_token(self, link: Link, data: bytes) -> None:
-        request = Message()
-        try:
-            request.decode(data)
-        except Exception as exc:  # proton's decode errors have no common type
-            # Nothing to correlate with; an uncorrelated 400 still tells the client.
-            self.reply(link.connection, CBS_NODE, None, _cbs_status(400, _undecodable(exc)))
-            return
-        status, description = self._check_token(link.connection, request)
-        self.reply(link.connection, CBS_NODE, request, _cbs_status(status, description))
-
-    def _check_token(self, connection: Connection, request: Message) -> tuple[int, str]:
-        """Validate a put-token request; on success the connection may use its audience."""
-        props = request.properties
-        if not isinstance(props, dict):
-            return 400, "the put-token request has no application properties"
-        if props.get("operation") != "put-token":
-            return 400, "unknown $cbs operation"
-        body, name = request.body, props.get("name")
-        if not isinstance(body, str) or not (name is None or isinstance(name, str)):
-            return 400, "the put-token request's token or name is not a string"
-        if not body.startswith("SharedAccessSignature "):
-            # The SDK labels SAS tokens "jwt" too, so the body decides, not the type.
-            return 401, "the local namespace accepts SAS tokens only"
-        try:
-            token = validate_sas_token(body, key_name=self.key_name, key=self._key, now=self.clock())
-            audience = _audience_path(token.audience)
-            wanted = _audience_path(name or token.audience)
-            if audience and wanted != audience and not wanted.startswith(audience + "/"):
-                raise SasTokenError("token audience does not cover the requested name")
-        except SasTokenError as exc:
-            _LOG.warning("put-token refused: %s", exc)
-            return 401, f"InvalidSignature: {exc}"
-        connection.audiences[wanted] = token.expiry
-        return 200, "OK"
-
     def reply(
         self,
         connection: Connection,
@@ -446,28 +408,10 @@ class Engine:
             return
         correlation = request.id if request is not None else None
         response = Message(correlation_id=correlation, properties=properties, body=body)
-        delivery = link.delivery(str(uuid.uuid4()))
+        delivery = link.delivery(uuid.uuid4().hex)  # a tag is at most 32 bytes
         link.send(response.encode())
         link.advance()
         delivery.settle()
-
-
-def _cbs_status(status: int, description: str) -> dict[str, Any]:
-    return {"status-code": status, "status-description": description}
-
-
-def _undecodable(exc: Exception) -> str:
-    # The type only: proton's message may quote the client's bytes, a token among them.
-    return f"cannot decode the request: {type(exc).__name__}"
-
-
-def _address(terminus: _Terminus) -> str:
-    """A terminus's address, "" if it has none.
-
-    Raises:
-        UnicodeDecodeError: the address is not valid UTF-8 (proton decodes it).
-    """
-    return terminus.address or ""
 
 
 def _dead_letter_info(condition: Condition | None) -> tuple[str | None, str | None]:

@@ -205,10 +205,11 @@ class Broker:
         seq = self.next_sequence(target.path)
         if scheduled_at is None:
             scheduled_at = _scheduled_time(parsed)
-        scheduled = scheduled_at is not None and scheduled_at > now
+        if scheduled_at is not None and scheduled_at <= now:
+            scheduled_at = None  # due already: an ordinary send
         header, ttl = _effective_ttl(parsed, settings.default_ttl)
         # A scheduled message's time to live starts when it appears, as in Service Bus.
-        live_from = scheduled_at if scheduled_at is not None and scheduled else now
+        live_from = now if scheduled_at is None else scheduled_at
         message = StoredMessage(
             seq=seq,
             header=header,
@@ -218,7 +219,7 @@ class Broker:
             enqueued_at=now,
             expires_at=(live_from + ttl) if ttl else None,
         )
-        if scheduled_at is not None and scheduled:
+        if scheduled_at is not None:
             message.state = MessageState.SCHEDULED
             message.scheduled_at = scheduled_at
         if isinstance(target, Topic):

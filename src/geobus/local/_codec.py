@@ -42,6 +42,15 @@ _SECTION_NAMES = {
     b"amqp:footer:map": FOOTER,
 }
 _BROKER_OWNED = (HEADER, DELIVERY_ANNOTATIONS, MESSAGE_ANNOTATIONS)
+# The header's fields, which the broker re-encodes: (name, type, upper bound of an int).
+_HEADER_FIELDS: tuple[tuple[str, type, int], ...] = (
+    ("durable", bool, 0),
+    ("priority", int, 0xFF),
+    ("ttl", int, 0xFFFFFFFF),
+    ("first-acquirer", bool, 0),
+    ("delivery-count", int, 0xFFFFFFFF),
+)
+SCHEDULED_ENQUEUE_TIME = "x-opt-scheduled-enqueue-time"
 _BODY = (DATA, AMQP_SEQUENCE, AMQP_VALUE)
 
 # Width of the size prefix (variable, compound and array codes) or of the value
@@ -226,19 +235,8 @@ class ParsedMessage:
         return self.annotations.get(symbol(name))
 
 
-# The header's fields: (name, accepted types, upper bound for integers).
-_HEADER_FIELDS: tuple[tuple[str, type, int], ...] = (
-    ("durable", bool, 0),
-    ("priority", int, 0xFF),
-    ("ttl", int, 0xFFFFFFFF),
-    ("first-acquirer", bool, 0),
-    ("delivery-count", int, 0xFFFFFFFF),
-)
-SCHEDULED_ENQUEUE_TIME = "x-opt-scheduled-enqueue-time"
-
-
 def _checked_header(value: Any) -> list[Any]:
-    """The header's fields, each of its AMQP type or null; the broker re-encodes them."""
+    """The header's fields, each of its AMQP type or null (``encode_header`` needs that)."""
     if value is None:
         return []
     if not isinstance(value, list) or len(value) > len(_HEADER_FIELDS):

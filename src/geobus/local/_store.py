@@ -14,6 +14,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
+from .._sqlite import NotOurDatabase, check_file, check_tables
 from ._broker import DEAD_LETTER_SUFFIX, SUBSCRIPTIONS, Broker, Change
 from ._codec import encode_annotations, encode_header, parse_message
 from ._entities import MessageState, StoredMessage
@@ -61,19 +62,19 @@ class SqliteStore:
         """
         self.path = Path(path)
         try:
-            _check_file(self.path)
+            check_file(self.path)
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False
             )
-        except (sqlite3.Error, _NotAStore) as exc:
+        except (sqlite3.Error, NotOurDatabase) as exc:
             raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
         try:
-            _check_tables(self._db)
+            check_tables(self._db, _TABLES)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
             self._saved_entities = set(self._db.execute("SELECT path, kind FROM entities"))
-        except (sqlite3.DatabaseError, _NotAStore) as exc:
+        except (sqlite3.DatabaseError, NotOurDatabase) as exc:
             self._db.close()
             raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
 
@@ -169,48 +170,7 @@ class SqliteStore:
 
 
 _TABLES = {"messages", "sequences", "entities"}
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 
-
-class _NotAStore(Exception):
-    """The file exists but is not, or is no longer, a whole geobus local store."""
-
-
-def _check_file(path: Path) -> None:
-    """Refuse, before SQLite writes to it, a file that is not a whole SQLite database.
-
-    SQLite itself takes a file shorter than its header for an empty database and
-    would silently start a new store over it.
-    """
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as file:
-            head = file.read(100)
-    except OSError:
-        return  # missing (a new store), or unreadable: sqlite3 reports that
-    if size == 0:
-        return  # created but never written: nothing was ever acknowledged from it
-    if len(head) < 100 or not head.startswith(_SQLITE_MAGIC):
-        raise _NotAStore("it is not an SQLite database")
-    page_size = int.from_bytes(head[16:18], "big")
-    page_size = 65536 if page_size == 1 else page_size
-    if page_size < 512 or size % page_size:
-        raise _NotAStore(
-            f"it is truncated ({size} bytes is not a whole number of {page_size}-byte pages)"
-        )
-
-
-def _check_tables(db: sqlite3.Connection) -> None:
-    """Refuse a database that is damaged or that another program wrote.
-
-    It must read back cleanly and hold either no tables (a new store) or ours.
-    """
-    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    if tables and _TABLES - tables:
-        raise _NotAStore(f"it lacks the tables {sorted(_TABLES - tables)}")
-    problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-    if problems != ["ok"]:
-        raise _NotAStore(f"it is damaged ({'; '.join(problems[:3])})")
 
 
 def _encode(message: StoredMessage) -> bytes:
