@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -326,7 +326,7 @@ class TestSecrets:
 class TestEnvironmentSpelling:
     """A misspelt GEOBUS_ variable is an error, not a silently missing setting."""
 
-    BASE = {
+    BASE: ClassVar[dict[str, str]] = {
         "GEOBUS_PRIMARY_CONNECTION_STRING": "Endpoint=sb://127.0.0.1:5673;SharedAccessKeyName=k;SharedAccessKey=s;UseDevelopmentEmulator=true",
         "GEOBUS_SECONDARY_CONNECTION_STRING": "Endpoint=sb://127.0.0.1:5674;SharedAccessKeyName=k;SharedAccessKey=s;UseDevelopmentEmulator=true",
     }

@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_exponential, wait_r
 from .._config import OutboxPolicy, ReplicationMode
 from .._errors import ReplicationError
 from .._outbox import ANY_LANE, Entry, Outbox
-from .._policy import is_availability_error
+from .._policy import common_rejection, is_availability_error
 
 if TYPE_CHECKING:
     from ._channels import SendChannel
@@ -126,8 +126,14 @@ class Drainer:
                     other._wakes[lane].set()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        # Cancel until they end: before Python 3.12, asyncio.wait_for (the idle wait for a
+        # wake, a channel's send) swallows a cancellation that lands as its awaitable
+        # completes, and the lane would then run on and close() wait for it forever.
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=0.05)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
         successor = self._outbox.release(self)
@@ -137,7 +143,7 @@ class Drainer:
     async def _lane(self, lane: str) -> None:
         first, cap = self.policy.backoff_initial, self.policy.backoff_max
         retrying = AsyncRetrying(
-            # first, 2×first, 4×first ... up to cap, each plus up to `first` of jitter
+            # first, 2*first, 4*first ... up to cap, each plus up to `first` of jitter
             wait=wait_exponential(multiplier=first, max=cap) + wait_random(0, first),
             retry=retry_if_exception(_transient),
             sleep=self._sleep,
@@ -208,8 +214,17 @@ class Drainer:
             # Written in passive mode, drained in active: every namespace must get it.
             results = await sender._concurrently(attempt, deadline, list(sender._channels), len(messages))
             missed = {name: error for name, error in results.items() if error is not None}
+            if len(missed) == len(results):
+                rejection = common_rejection(missed)
+                if rejection is not None:  # both refuse it for the same reason: not transient
+                    raise rejection
+            if len(missed) == len(results):
+                raise ReplicationError("no namespace took the buffered message", causes=missed)
             if missed:
-                raise ReplicationError("not every namespace took the buffered message", causes=missed)
+                # Landed on one: the other's copy waits in that namespace's own lane, where
+                # a refusal for good is dead-lettered and an outage is waited out.
+                await self._outbox.append(self.entity, list(missed), messages)
+                self.wake(list(missed))
             return
         skipped = sender._health.unavailable(lane)
         if skipped is not None:

@@ -23,6 +23,7 @@ from proton import (
     Event,
     Link,
     Message,
+    Terminus,
     Transport,
     symbol,
     timestamp,
@@ -238,6 +239,10 @@ class Engine:
 
     def _refuse_link(self, link: Link, condition: str, description: str) -> None:
         link.kind = "refused"
+        # A refusing attach has a null terminus on the side the peer asked for: with its
+        # own target echoed, the SDK takes a refused sender link for an attached one,
+        # sends, and reports the refusal as a retryable connection error.
+        (link.target if link.is_receiver else link.source).type = Terminus.UNSPECIFIED
         link.open()
         link.condition = error_condition(condition, description)
         link.close()

@@ -261,12 +261,13 @@ class MessageLog:
             self._lock_expired(message)
             became_ready = True
         while self._scheduled and self._scheduled[0][0] <= now:
-            _, seq = heapq.heappop(self._scheduled)
+            when, seq = heapq.heappop(self._scheduled)
             due = self.messages.get(seq)
             if due is None or due.state != MessageState.SCHEDULED:
                 continue
             due.state = MessageState.ACTIVE
             due.scheduled_at = None
+            due.enqueued_at = when  # Service Bus stamps a scheduled message when it appears
             self._on_change(self, due, False)
             self._make_ready(due)
             became_ready = True
