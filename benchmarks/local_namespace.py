@@ -24,27 +24,21 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
-import signal
-import statistics
-import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import _common as bench  # benchmarks/_common.py: Python puts this script's folder on sys.path
 from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 
 from geobus.local import LocalNamespace, LocalNamespaceProcess
 
-BODY = b"x" * 128
 LIST_SIZE = 100
 PREFETCH = 100
 RECEIVE_DEADLINE = 60.0  # a receive loop that gets nothing for this long is a server bug
@@ -83,13 +77,8 @@ class Row:
         del data["latencies_ms"]
         data["msgs_per_s"] = round(self.msgs_per_s, 1)
         if self.latencies_ms:
-            data["p50_ms"], data["p99_ms"] = _percentiles(self.latencies_ms)
+            data["p50_ms"], data["p99_ms"] = bench.percentiles(self.latencies_ms)
         return data
-
-
-def _percentiles(latencies: list[float]) -> tuple[float, float]:
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return round(cuts[49], 3), round(cuts[98], 3)
 
 
 # -- servers ------------------------------------------------------------------------------
@@ -198,18 +187,11 @@ def run_sync(cs: str, queue: str, sizes: dict[str, int]) -> Timings:
     closing: list[threading.Thread] = []
     with ServiceBusClient.from_connection_string(cs, retry_total=1) as client:
         with _closed_in_background(client.get_queue_sender(queue), closing) as sender:
-            sender.send_messages(ServiceBusMessage(BODY))  # warm-up, received untimed below
-            latencies = []
-            started = time.perf_counter()
-            for _ in range(sizes[SEND_ONE]):
-                message = ServiceBusMessage(BODY)
-                before = time.perf_counter()
-                sender.send_messages(message)
-                latencies.append((time.perf_counter() - before) * 1000)
-            timings[SEND_ONE] = time.perf_counter() - started, latencies
+            sender.send_messages(ServiceBusMessage(bench.BODY))  # warm-up, received untimed below
+            timings[SEND_ONE] = bench.time_single_sends(sender.send_messages, sizes[SEND_ONE])
             started = time.perf_counter()
             for _ in range(sizes[SEND_LIST] // LIST_SIZE):
-                sender.send_messages([ServiceBusMessage(BODY) for _ in range(LIST_SIZE)])
+                sender.send_messages([ServiceBusMessage(bench.BODY) for _ in range(LIST_SIZE)])
             timings[SEND_LIST] = time.perf_counter() - started, []
         with _closed_in_background(client.get_queue_receiver(queue), closing) as receiver:
             for message in receiver.receive_messages(max_message_count=1, max_wait_time=5):
@@ -249,18 +231,11 @@ async def run_async(cs: str, queue: str, sizes: dict[str, int]) -> Timings:
     closing: list[asyncio.Task[None]] = []
     async with AsyncServiceBusClient.from_connection_string(cs, retry_total=1) as client:
         async with _aclosed_in_background(client.get_queue_sender(queue), closing) as sender:
-            await sender.send_messages(ServiceBusMessage(BODY))
-            latencies = []
-            started = time.perf_counter()
-            for _ in range(sizes[SEND_ONE]):
-                message = ServiceBusMessage(BODY)
-                before = time.perf_counter()
-                await sender.send_messages(message)
-                latencies.append((time.perf_counter() - before) * 1000)
-            timings[SEND_ONE] = time.perf_counter() - started, latencies
+            await sender.send_messages(ServiceBusMessage(bench.BODY))
+            timings[SEND_ONE] = await bench.atime_single_sends(sender.send_messages, sizes[SEND_ONE])
             started = time.perf_counter()
             for _ in range(sizes[SEND_LIST] // LIST_SIZE):
-                await sender.send_messages([ServiceBusMessage(BODY) for _ in range(LIST_SIZE)])
+                await sender.send_messages([ServiceBusMessage(bench.BODY) for _ in range(LIST_SIZE)])
             timings[SEND_LIST] = time.perf_counter() - started, []
         async with _aclosed_in_background(client.get_queue_receiver(queue), closing) as receiver:
             for message in await receiver.receive_messages(max_message_count=1, max_wait_time=5):
@@ -293,7 +268,7 @@ def scenario_sizes(messages: int) -> dict[str, int]:
 
 
 def run_api(server: Server, api: str, sizes: dict[str, int]) -> Timings:
-    queue = f"bench-{api}-{uuid.uuid4().hex[:8]}"
+    queue = bench.queue_name(api)
     if api == "sync":
         timings = run_sync(server.connection_string, queue, sizes)
     else:
@@ -356,26 +331,13 @@ def ratios(best: dict[tuple[str, str, str, str], Row]) -> dict[str, dict[str, fl
     return {name: {k: round(v, 3) for k, v in values.items()} for name, values in out.items()}
 
 
-def machine() -> dict[str, Any]:
-    return {
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "azure-servicebus": version("azure-servicebus"),
-        "python-qpid-proton": version("python-qpid-proton"),
-    }
-
-
 # -- output -------------------------------------------------------------------------------
 
 
 def render(result: dict[str, Any], best: dict[tuple[str, str, str, str], Row]) -> str:
     m, ratio = result["machine"], result["ratios"]
     lines = [
-        f"machine: {m['cores']} cores ({m['usable_cores']} usable), {m['implementation']} {m['python']}, "
-        f"{m['platform']}",
+        bench.machine_line(m, m["platform"]),
         f"azure-servicebus {m['azure-servicebus']} (pure-Python AMQP), python-qpid-proton "
         f"{m['python-qpid-proton']}; {result['body_bytes']}-byte bodies; best of {result['rounds']} "
         f"round(s); took {result['elapsed_s']:.0f} s",
@@ -393,7 +355,7 @@ def render(result: dict[str, Any], best: dict[tuple[str, str, str, str], Row]) -
     lines += ["", f"{SEND_ONE} latency, ms p50/p99"]
     for api in APIS:
         cells = "".join(
-            "{:>12}".format("{:.2f}/{:.2f}".format(*_percentiles(best[(p, s, api, SEND_ONE)].latencies_ms)))
+            "{:>12}".format("{:.2f}/{:.2f}".format(*bench.percentiles(best[(p, s, api, SEND_ONE)].latencies_ms)))
             for p, s in CONFIGS
         )
         lines.append(f"{api:<27}{cells}")
@@ -418,46 +380,29 @@ def render(result: dict[str, Any], best: dict[tuple[str, str, str, str], Row]) -
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every server started is stopped on the way out."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: fewer messages, one round")
+def _messages_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=None,
                         help="messages for single sends and peek-lock (4x for lists and prefetch); "
                              "default 2000, 300 with --quick")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds over every configuration "
-                        "(default 3, 1 with --quick)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    args = parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser, args = bench.parse_args(__doc__, argv, quick_help="a smoke run: fewer messages, one round",
+                              rounds_help="rounds over every configuration", more=_messages_option)
     messages = args.messages if args.messages is not None else (300 if args.quick else 2000)
-    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
+    rounds = args.rounds
     if messages < 2 or rounds < 1:
         parser.error("--messages must be at least 2 (for percentiles) and --rounds at least 1")
 
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
     started = time.perf_counter()
-    with _sigterm_as_interrupt():
-        rows = run_all(messages, rounds, log)
+    with bench.sigterm_as_interrupt():
+        rows = run_all(messages, rounds, bench.log)
     best = best_rows(rows)
     result = {
-        "machine": machine(),
+        "machine": bench.machine({"azure-servicebus": version("azure-servicebus"),
+                            "python-qpid-proton": version("python-qpid-proton")}),
         "rounds": rounds,
-        "body_bytes": len(BODY),
+        "body_bytes": len(bench.BODY),
         "sizes": scenario_sizes(messages),
         "rows": [best[key].as_json() for key in sorted(best)],
         "all_rounds": [row.as_json() for row in rows],
@@ -470,8 +415,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; every server started was stopped", file=sys.stderr)
-        sys.exit(130)
+    bench.run(main, interrupted="interrupted; every server started was stopped")

@@ -33,27 +33,22 @@ for the context row.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
 import math
 import os
-import platform
-import signal
 import sqlite3
-import statistics
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import _common as bench  # benchmarks/_common.py: Python puts this script's folder on sys.path
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 
@@ -61,9 +56,7 @@ import geobus
 import geobus.aio
 from geobus import BreakerPolicy, OutboxPolicy
 from geobus._outbox import ANY_LANE, Outbox
-from geobus.local import LocalNamespaceProcess
 
-BODY = b"x" * 128
 BATCH = OutboxPolicy().batch_size  # the drainer's default batch, and the plain side's list size
 WARM_UP = 20  # buffered sends before timing, the first of them the one that tries both namespaces
 POLL = 0.002  # seconds between looks at the drainer's progress
@@ -107,20 +100,11 @@ class PlainTiming:
 
 
 @dataclass
-class Metric:
+class Metric(bench.Comparison):
     """One table row; ``ratio`` is geobus / plain, None where the plain SDK has no counterpart."""
 
-    name: str
-    unit: str
-    geobus: float
-    plain: float | None
-    better: str  # "higher" or "lower"
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ratio(self) -> float | None:
-        return self.geobus / self.plain if self.plain else None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -128,64 +112,12 @@ class Metric:
         return data
 
 
-def _percentiles(latencies: list[float]) -> tuple[float, float]:
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return round(cuts[49], 3), round(cuts[98], 3)
-
-
-def _queue(purpose: str) -> str:
-    return f"bench-{purpose}-{uuid.uuid4().hex[:8]}"
-
-
 def _lists(count: int) -> Iterator[list[ServiceBusMessage]]:
     for start in range(0, count, BATCH):
-        yield [ServiceBusMessage(BODY) for _ in range(min(BATCH, count - start))]
+        yield [ServiceBusMessage(bench.BODY) for _ in range(min(BATCH, count - start))]
 
 
 # -- servers ------------------------------------------------------------------------------
-
-
-class Namespaces:
-    """Two local namespaces, each in its own child process; only ever stops what it started."""
-
-    def __init__(self) -> None:
-        self._processes = [LocalNamespaceProcess(args=["--host", "127.0.0.1"]) for _ in range(2)]
-
-    def __enter__(self) -> Namespaces:
-        try:
-            with ThreadPoolExecutor(2) as pool:
-                for future in [pool.submit(p.start) for p in self._processes]:
-                    future.result()
-        except BaseException:  # one failed, or Ctrl-C: the other may be listening already
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for process in self._processes:
-            process.stop()  # SIGTERM to the pid it started, SIGKILL after 15 s
-
-    @property
-    def primary(self) -> str:
-        return self._processes[0].connection_string
-
-    @property
-    def secondary(self) -> str:
-        return self._processes[1].connection_string
-
-    def refuse(self) -> None:
-        for process in self._processes:
-            process.control.refuse()  # returns once the server applied it
-
-    def heal(self) -> None:
-        for process in self._processes:
-            process.control.heal()
-
-    def expect(self, queue: str, held: int) -> None:
-        """Every message sent arrived once: the two namespaces hold ``held`` between them."""
-        counts = [p.control.status()["counts"].get(queue, 0) for p in self._processes]
-        if sum(counts) != held:
-            raise RuntimeError(f"{queue}: the namespaces hold {counts} messages, expected {held} in all")
 
 
 def _options(outbox: Path) -> dict[str, Any]:
@@ -243,47 +175,34 @@ def _expect_buffered(result: Any) -> None:
 # -- sync -----------------------------------------------------------------------------------------
 
 
-def sync_plain(ns: Namespaces, sizes: Sizes) -> PlainTiming:
-    queue = _queue("plain-sync")
+def sync_plain(ns: bench.Namespaces, sizes: Sizes) -> PlainTiming:
+    queue = bench.queue_name("plain-sync")
     with ServiceBusClient.from_connection_string(ns.primary) as client:
         with client.get_queue_sender(queue) as sender:
-            sender.send_messages(ServiceBusMessage(BODY))  # opens the link, untimed
-            latencies = []
-            started = time.perf_counter()
-            for _ in range(sizes.single):
-                message = ServiceBusMessage(BODY)
-                before = time.perf_counter()
-                sender.send_messages(message)
-                latencies.append((time.perf_counter() - before) * 1000)
-            single_s = time.perf_counter() - started
+            sender.send_messages(ServiceBusMessage(bench.BODY))  # opens the link, untimed
+            single_s, latencies = bench.time_single_sends(sender.send_messages, sizes.single)
             started = time.perf_counter()
             for batch in _lists(sizes.drained):
                 sender.send_messages(batch)
             lists_s = time.perf_counter() - started
-    ns.expect(queue, 1 + sizes.single + sizes.drained)
+    ns.expect_in_all(queue, 1 + sizes.single + sizes.drained)
     return PlainTiming(single_s, latencies, lists_s)
 
 
-def sync_geobus(ns: Namespaces, sizes: Sizes, outbox: Path) -> GeobusTiming:
-    queue = _queue("outbox-sync")
+def sync_geobus(ns: bench.Namespaces, sizes: Sizes, outbox: Path) -> GeobusTiming:
+    queue = bench.queue_name("outbox-sync")
     timing: dict[str, Any] = {}
     ns.refuse()
     try:
         with geobus.GeoServiceBusClient.from_connection_strings(ns.primary, ns.secondary, **_options(outbox)) \
                 as client, client.get_queue_sender(queue) as sender:
             started = time.perf_counter()
-            _expect_buffered(sender.send_messages(ServiceBusMessage(BODY)))
+            _expect_buffered(sender.send_messages(ServiceBusMessage(bench.BODY)))
             timing["first_s"] = time.perf_counter() - started
             for _ in range(WARM_UP - 1):
-                _expect_buffered(sender.send_messages(ServiceBusMessage(BODY)))
-            latencies = []
-            started = time.perf_counter()
-            for _ in range(sizes.single):
-                message = ServiceBusMessage(BODY)
-                before = time.perf_counter()
-                _expect_buffered(sender.send_messages(message))
-                latencies.append((time.perf_counter() - before) * 1000)
-            timing.update(single_s=time.perf_counter() - started, latencies_ms=latencies)
+                _expect_buffered(sender.send_messages(ServiceBusMessage(bench.BODY)))
+            timing["single_s"], timing["latencies_ms"] = bench.time_single_sends(
+                lambda message: _expect_buffered(sender.send_messages(message)), sizes.single)
             started = time.perf_counter()
             for batch in _lists(sizes.lists):
                 _expect_buffered(sender.send_messages(batch))
@@ -297,7 +216,7 @@ def sync_geobus(ns: Namespaces, sizes: Sizes, outbox: Path) -> GeobusTiming:
             watch.fill(timing)
     finally:
         ns.heal()
-    ns.expect(queue, sizes.drained)
+    ns.expect_in_all(queue, sizes.drained)
     return GeobusTiming(**timing)
 
 
@@ -305,7 +224,7 @@ def outbox_appends(count: int, path: Path) -> float:
     """Seconds for ``count`` one-message appends to a fresh outbox file (no sender, no loop)."""
     outbox = Outbox(OutboxPolicy(path=str(path)))
     try:
-        messages = [ServiceBusMessage(BODY, message_id=str(uuid.uuid4())) for _ in range(count)]
+        messages = [ServiceBusMessage(bench.BODY, message_id=str(uuid.uuid4())) for _ in range(count)]
         started = time.perf_counter()
         for message in messages:
             outbox.append("queue:bench", [ANY_LANE], [message])
@@ -320,47 +239,37 @@ def outbox_appends(count: int, path: Path) -> float:
 # -- async ----------------------------------------------------------------------------------------
 
 
-async def async_plain(ns: Namespaces, sizes: Sizes) -> PlainTiming:
-    queue = _queue("plain-async")
+async def async_plain(ns: bench.Namespaces, sizes: Sizes) -> PlainTiming:
+    queue = bench.queue_name("plain-async")
     async with AsyncServiceBusClient.from_connection_string(ns.primary) as client:
         async with client.get_queue_sender(queue) as sender:
-            await sender.send_messages(ServiceBusMessage(BODY))
-            latencies = []
-            started = time.perf_counter()
-            for _ in range(sizes.single):
-                message = ServiceBusMessage(BODY)
-                before = time.perf_counter()
-                await sender.send_messages(message)
-                latencies.append((time.perf_counter() - before) * 1000)
-            single_s = time.perf_counter() - started
+            await sender.send_messages(ServiceBusMessage(bench.BODY))
+            single_s, latencies = await bench.atime_single_sends(sender.send_messages, sizes.single)
             started = time.perf_counter()
             for batch in _lists(sizes.drained):
                 await sender.send_messages(batch)
             lists_s = time.perf_counter() - started
-    ns.expect(queue, 1 + sizes.single + sizes.drained)
+    ns.expect_in_all(queue, 1 + sizes.single + sizes.drained)
     return PlainTiming(single_s, latencies, lists_s)
 
 
-async def async_geobus(ns: Namespaces, sizes: Sizes, outbox: Path) -> GeobusTiming:
-    queue = _queue("outbox-async")
+async def async_geobus(ns: bench.Namespaces, sizes: Sizes, outbox: Path) -> GeobusTiming:
+    queue = bench.queue_name("outbox-async")
     timing: dict[str, Any] = {}
     ns.refuse()  # a blocking HTTP call, made while nothing else runs on this loop
     try:
         client = geobus.aio.GeoServiceBusClient.from_connection_strings(ns.primary, ns.secondary, **_options(outbox))
         async with client, client.get_queue_sender(queue) as sender:
             started = time.perf_counter()
-            _expect_buffered(await sender.send_messages(ServiceBusMessage(BODY)))
+            _expect_buffered(await sender.send_messages(ServiceBusMessage(bench.BODY)))
             timing["first_s"] = time.perf_counter() - started
             for _ in range(WARM_UP - 1):
-                _expect_buffered(await sender.send_messages(ServiceBusMessage(BODY)))
-            latencies = []
-            started = time.perf_counter()
-            for _ in range(sizes.single):
-                message = ServiceBusMessage(BODY)
-                before = time.perf_counter()
+                _expect_buffered(await sender.send_messages(ServiceBusMessage(bench.BODY)))
+
+            async def send(message: ServiceBusMessage) -> None:
                 _expect_buffered(await sender.send_messages(message))
-                latencies.append((time.perf_counter() - before) * 1000)
-            timing.update(single_s=time.perf_counter() - started, latencies_ms=latencies)
+
+            timing["single_s"], timing["latencies_ms"] = await bench.atime_single_sends(send, sizes.single)
             started = time.perf_counter()
             for batch in _lists(sizes.lists):
                 _expect_buffered(await sender.send_messages(batch))
@@ -374,7 +283,7 @@ async def async_geobus(ns: Namespaces, sizes: Sizes, outbox: Path) -> GeobusTimi
             watch.fill(timing)
     finally:
         await asyncio.to_thread(ns.heal)
-    ns.expect(queue, sizes.drained)
+    ns.expect_in_all(queue, sizes.drained)
     return GeobusTiming(**timing)
 
 
@@ -388,7 +297,7 @@ class Round:
     append_s: float
 
 
-def run_api(ns: Namespaces, sizes: Sizes, api: str, outbox: Path,
+def run_api(ns: bench.Namespaces, sizes: Sizes, api: str, outbox: Path,
             plain_first: bool) -> tuple[PlainTiming, GeobusTiming]:
     def plain() -> PlainTiming:
         return sync_plain(ns, sizes) if api == "sync" else asyncio.run(async_plain(ns, sizes))
@@ -403,7 +312,7 @@ def run_api(ns: Namespaces, sizes: Sizes, api: str, outbox: Path,
     return plain(), mine
 
 
-def run_round(ns: Namespaces, sizes: Sizes, scratch: Path, round_no: int,
+def run_round(ns: bench.Namespaces, sizes: Sizes, scratch: Path, round_no: int,
               log: Callable[[str], None]) -> Round:
     started = time.perf_counter()
     plain, ours = {}, {}
@@ -415,27 +324,23 @@ def run_round(ns: Namespaces, sizes: Sizes, scratch: Path, round_no: int,
     return Round(plain, ours, append_s)
 
 
-def _rate(count: int, seconds: float) -> float:
-    return count / seconds
-
-
 def metrics(rounds: list[Round], sizes: Sizes) -> list[Metric]:
     out = []
     for api in APIS:
         plain = min((r.plain[api] for r in rounds), key=lambda t: t.single_s)
         plain_lists = min(r.plain[api].lists_s for r in rounds)
         ours = min((r.geobus[api] for r in rounds), key=lambda t: t.single_s)
-        p50, p99 = _percentiles(ours.latencies_ms)
-        plain_p50, plain_p99 = _percentiles(plain.latencies_ms)
+        p50, p99 = bench.percentiles(ours.latencies_ms)
+        plain_p50, plain_p99 = bench.percentiles(plain.latencies_ms)
         drain = max((r.geobus[api] for r in rounds), key=lambda t: t.drain_counted / t.drain_s)
-        plain_drained = _rate(sizes.drained, plain_lists)
+        plain_drained = bench.rate(sizes.drained, plain_lists)
         out += [
-            Metric(f"{api} buffered send 1/call", "msgs/s", _rate(sizes.single, ours.single_s),
-                   _rate(sizes.single, plain.single_s), "higher", "plain: send 1/call, healthy"),
+            Metric(f"{api} buffered send 1/call", "msgs/s", bench.rate(sizes.single, ours.single_s),
+                   bench.rate(sizes.single, plain.single_s), "higher", "plain: send 1/call, healthy"),
             Metric(f"{api} buffered send 1/call p50", "ms", p50, plain_p50, "lower"),
             Metric(f"{api} buffered send 1/call p99", "ms", p99, plain_p99, "lower"),
             Metric(f"{api} buffered send lists of {BATCH}", "msgs/s",
-                   _rate(sizes.lists, min(r.geobus[api].lists_s for r in rounds)), plain_drained,
+                   bench.rate(sizes.lists, min(r.geobus[api].lists_s for r in rounds)), plain_drained,
                    "higher", f"plain: lists of {BATCH}, healthy"),
             Metric(f"{api} first buffered send (tries both)", "s",
                    min(r.geobus[api].first_s for r in rounds), None, "lower",
@@ -448,8 +353,8 @@ def metrics(rounds: list[Round], sizes: Sizes) -> list[Metric]:
                    f"breaker cooldown, backoff cap {COOLDOWN:g} s"),
         ]
     out.append(Metric("Outbox.append 1/call (no sender)", "msgs/s",
-                      _rate(sizes.single, min(r.append_s for r in rounds)),
-                      max(_rate(sizes.single, r.plain["sync"].single_s) for r in rounds), "higher",
+                      bench.rate(sizes.single, min(r.append_s for r in rounds)),
+                      max(bench.rate(sizes.single, r.plain["sync"].single_s) for r in rounds), "higher",
                       "plain: sync send 1/call"))
     return out
 
@@ -466,19 +371,14 @@ def _file_system(path: str) -> str:
     return kind
 
 
-def machine() -> dict[str, Any]:
+def _machine() -> dict[str, Any]:
     temp = os.path.realpath(tempfile.gettempdir())
-    return {
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
+    return bench.machine({
         "sqlite": sqlite3.sqlite_version,
         "outbox_file_system": f"{_file_system(temp)} ({temp})",
         "azure-servicebus": version("azure-servicebus"),
         "geobus": geobus.__version__,
-    }
+    })
 
 
 def _cell(value: float | None, unit: str) -> str:
@@ -492,8 +392,7 @@ def _cell(value: float | None, unit: str) -> str:
 def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
-        f"machine: {m['cores']} cores ({m['usable_cores']} usable), {m['implementation']} {m['python']}, "
-        f"{m['platform']}",
+        bench.machine_line(m, m["platform"]),
         f"sqlite {m['sqlite']}, outbox on {m['outbox_file_system']}; azure-servicebus {m['azure-servicebus']}; "
         f"geobus {m['geobus']}",
         f"two `geobus local` processes; {result['body_bytes']}-byte bodies; best of {result['rounds']} "
@@ -515,48 +414,28 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so both servers are stopped on the way out."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: fewer messages, one round")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3, 1 with --quick)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    args = parser.parse_args(argv)
+    parser, args = bench.parse_args(__doc__, argv, quick_help="a smoke run: fewer messages, one round",
+                              rounds_help="rounds")
     sizes = QUICK if args.quick else FULL
-    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
+    rounds = args.rounds
     if rounds < 1:
         parser.error("--rounds must be at least 1")
 
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
     started = time.perf_counter()
-    with _sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="geobus-bench-outbox-") as scratch:
-        with Namespaces() as ns:
-            log(f"  two namespaces up in {time.perf_counter() - started:.1f} s")
-            done = [run_round(ns, sizes, Path(scratch), n, log) for n in range(rounds)]
+    with bench.sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="geobus-bench-outbox-") as scratch:
+        with bench.Namespaces() as ns:
+            bench.log(f"  two namespaces up in {time.perf_counter() - started:.1f} s")
+            done = [run_round(ns, sizes, Path(scratch), n, bench.log) for n in range(rounds)]
     rows = metrics(done, sizes)
     bad = [row.name for row in rows if not math.isfinite(row.geobus) or row.geobus <= 0]
     if bad:
         raise RuntimeError(f"not a positive finite measurement: {bad}")
     result = {
-        "machine": machine(),
+        "machine": _machine(),
         "quick": args.quick,
         "rounds": rounds,
-        "body_bytes": len(BODY),
+        "body_bytes": len(bench.BODY),
         "batch_size": BATCH,
         "sizes": {"warm-up": WARM_UP, "single": sizes.single, "lists": sizes.lists, "drained": sizes.drained},
         "metrics": [row.as_json() for row in rows],
@@ -567,8 +446,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; both servers started were stopped", file=sys.stderr)
-        sys.exit(130)
+    bench.run(main, interrupted="interrupted; both servers started were stopped")

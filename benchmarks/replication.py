@@ -32,27 +32,22 @@ absolute figures drift from run to run.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import gc
 import json
 import math
-import os
-import platform
-import signal
-import statistics
 import sys
 import threading
 import time
 import tracemalloc
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version
 from typing import Any
 
+import _common as bench  # benchmarks/_common.py: Python puts this script's folder on sys.path
 from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 from azure.servicebus.exceptions import ServiceBusError
@@ -60,9 +55,7 @@ from azure.servicebus.exceptions import ServiceBusError
 import geobus
 import geobus.aio
 from geobus._dedup import Copy, DuplicateTracker, Verdict
-from geobus.local import LocalNamespaceProcess
 
-BODY = b"x" * 128
 LIST_SIZE = 100
 RECEIVE_BATCH = 100
 RECEIVE_DEADLINE = 60.0  # a drain that gets nothing for this long is a bug, not noise
@@ -96,24 +89,15 @@ class SendTiming:
 
 
 @dataclass
-class Metric:
+class Metric(bench.Comparison):
     """One table row. ``ratio`` is geobus / plain; ``plain`` is None when it never finished.
 
     ``plain_source``: ``measured`` in this run, ``documented`` (SDK_FACTS.md, not
     measured), or ``cut-off`` (still running when the benchmark gave up on it)."""
 
-    name: str
-    unit: str
-    geobus: float
-    plain: float | None
-    better: str  # "higher" or "lower"
     plain_source: str = "measured"
     plain_note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ratio(self) -> float | None:
-        return self.geobus / self.plain if self.plain else None
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -121,68 +105,18 @@ class Metric:
         return data
 
 
-def _percentiles(latencies: list[float]) -> tuple[float, float]:
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return round(cuts[49], 3), round(cuts[98], 3)
-
-
-def _queue(purpose: str) -> str:
-    return f"bench-{purpose}-{uuid.uuid4().hex[:8]}"
-
-
 def _messages(count: int) -> list[ServiceBusMessage]:
-    return [ServiceBusMessage(BODY) for _ in range(count)]
+    return [ServiceBusMessage(bench.BODY) for _ in range(count)]
 
 
 # -- servers ------------------------------------------------------------------------------
 
 
-class Namespaces:
-    """Two local namespaces, each in its own child process; only ever stops what it started."""
-
-    def __init__(self) -> None:
-        self._processes = [LocalNamespaceProcess(args=["--host", "127.0.0.1"]) for _ in range(2)]
-
-    def __enter__(self) -> Namespaces:
-        try:
-            with ThreadPoolExecutor(2) as pool:
-                for future in [pool.submit(p.start) for p in self._processes]:
-                    future.result()
-        except BaseException:  # one failed, or Ctrl-C: the other may be listening already
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for process in self._processes:
-            process.stop()  # SIGTERM to the pid it started, SIGKILL after 15 s
-
-    @property
-    def primary(self) -> str:
-        return self._processes[0].connection_string
-
-    @property
-    def secondary(self) -> str:
-        return self._processes[1].connection_string
-
-    @property
-    def primary_control(self) -> Any:
-        return self._processes[0].control
-
-    def counts(self, queue: str) -> tuple[int, int]:
-        return tuple(p.control.status()["counts"].get(queue, 0) for p in self._processes)  # type: ignore[return-value]
-
-    def expect(self, queue: str, held: int) -> None:
-        counts = self.counts(queue)
-        if counts != (held, held):
-            raise RuntimeError(f"{queue}: the namespaces hold {counts} messages, expected {held} on each")
-
-
-def _geobus(ns: Namespaces, **options: Any) -> geobus.GeoServiceBusClient:
+def _geobus(ns: bench.Namespaces, **options: Any) -> geobus.GeoServiceBusClient:
     return geobus.GeoServiceBusClient.from_connection_strings(ns.primary, ns.secondary, **options)
 
 
-def _ageobus(ns: Namespaces, **options: Any) -> geobus.aio.GeoServiceBusClient:
+def _ageobus(ns: bench.Namespaces, **options: Any) -> geobus.aio.GeoServiceBusClient:
     return geobus.aio.GeoServiceBusClient.from_connection_strings(ns.primary, ns.secondary, **options)
 
 
@@ -248,14 +182,7 @@ async def _await_standby_open(sender: geobus.aio.ReplicatedSender) -> None:
 
 
 def _time_sends(send: Callable[[Any], Any], sizes: Sizes) -> SendTiming:
-    latencies = []
-    started = time.perf_counter()
-    for _ in range(sizes.single):
-        message = ServiceBusMessage(BODY)
-        before = time.perf_counter()
-        send(message)
-        latencies.append((time.perf_counter() - before) * 1000)
-    single_s = time.perf_counter() - started
+    single_s, latencies = bench.time_single_sends(send, sizes.single)
     started = time.perf_counter()
     for _ in range(sizes.lists // LIST_SIZE):
         send(_messages(LIST_SIZE))
@@ -263,30 +190,23 @@ def _time_sends(send: Callable[[Any], Any], sizes: Sizes) -> SendTiming:
 
 
 async def _atime_sends(send: Callable[[Any], Awaitable[Any]], sizes: Sizes) -> SendTiming:
-    latencies = []
-    started = time.perf_counter()
-    for _ in range(sizes.single):
-        message = ServiceBusMessage(BODY)
-        before = time.perf_counter()
-        await send(message)
-        latencies.append((time.perf_counter() - before) * 1000)
-    single_s = time.perf_counter() - started
+    single_s, latencies = await bench.atime_single_sends(send, sizes.single)
     started = time.perf_counter()
     for _ in range(sizes.lists // LIST_SIZE):
         await send(_messages(LIST_SIZE))
     return SendTiming(single_s, latencies, time.perf_counter() - started)
 
 
-def sync_sends(ns: Namespaces, sizes: Sizes, order: Sequence[str],
+def sync_sends(ns: bench.Namespaces, sizes: Sizes, order: Sequence[str],
                closing: list[threading.Thread]) -> dict[str, SendTiming]:
     timings = {}
     for who in order:
-        queue = _queue(f"send-sync-{who}")
+        queue = bench.queue_name(f"send-sync-{who}")
         client: Any = ServiceBusClient.from_connection_string(ns.primary) if who == "plain" \
             else _geobus(ns, mode=who)
         sender = client.get_queue_sender(queue)
         try:
-            sender.send_messages(ServiceBusMessage(BODY))  # opens the link(s), untimed
+            sender.send_messages(ServiceBusMessage(bench.BODY))  # opens the link(s), untimed
             if who == "passive":
                 _wait_standby_open(sender)
             timings[who] = _time_sends(sender.send_messages, sizes)
@@ -295,16 +215,16 @@ def sync_sends(ns: Namespaces, sizes: Sizes, order: Sequence[str],
     return timings
 
 
-async def async_sends(ns: Namespaces, sizes: Sizes, order: Sequence[str],
+async def async_sends(ns: bench.Namespaces, sizes: Sizes, order: Sequence[str],
                       closing: list[asyncio.Task[None]]) -> dict[str, SendTiming]:
     timings = {}
     for who in order:
-        queue = _queue(f"send-async-{who}")
+        queue = bench.queue_name(f"send-async-{who}")
         client: Any = AsyncServiceBusClient.from_connection_string(ns.primary) if who == "plain" \
             else _ageobus(ns, mode=who)
         sender = client.get_queue_sender(queue)
         try:
-            await sender.send_messages(ServiceBusMessage(BODY))
+            await sender.send_messages(ServiceBusMessage(bench.BODY))
             if who == "passive":
                 await _await_standby_open(sender)
             timings[who] = await _atime_sends(sender.send_messages, sizes)
@@ -316,7 +236,7 @@ async def async_sends(ns: Namespaces, sizes: Sizes, order: Sequence[str],
 # -- 3: receives -------------------------------------------------------------------------------
 
 
-async def fill(ns: Namespaces, queues: Sequence[str], count: int) -> None:
+async def fill(ns: bench.Namespaces, queues: Sequence[str], count: int) -> None:
     """Active mode, quorum all: every queue gets ``count`` messages on both namespaces,
     each pair with one MessageId, as a DedupReceiver meets them in production."""
     async with _ageobus(ns, mode="active", write_quorum="all") as client:
@@ -328,7 +248,7 @@ async def fill(ns: Namespaces, queues: Sequence[str], count: int) -> None:
 
         await asyncio.gather(*(one(queue) for queue in queues))
     for queue in queues:
-        ns.expect(queue, count)
+        ns.expect_on_each(queue, count)
 
 
 class _Drain:
@@ -423,7 +343,7 @@ def _plain_drain(receiver: Any, count: int, ends: list[float]) -> None:
     ends.append(time.perf_counter())
 
 
-def sync_receives(ns: Namespaces, queues: dict[str, str], count: int, order: Sequence[str],
+def sync_receives(ns: bench.Namespaces, queues: dict[str, str], count: int, order: Sequence[str],
                   closing: list[threading.Thread]) -> dict[str, float]:
     """Seconds to drain ``2 * (count - 1)`` copies after a one-message warm-up per receiver."""
     timings = {}
@@ -481,7 +401,7 @@ async def _aplain_drain(receiver: Any, count: int) -> float:
     return time.perf_counter()
 
 
-async def async_receives(ns: Namespaces, queues: dict[str, str], count: int, order: Sequence[str],
+async def async_receives(ns: bench.Namespaces, queues: dict[str, str], count: int, order: Sequence[str],
                          closing: list[asyncio.Task[None]]) -> dict[str, float]:
     timings = {}
     for who in order:
@@ -534,11 +454,11 @@ class Round:
     receives: dict[str, dict[str, float]]  # api -> receiver -> seconds
 
 
-def run_round(ns: Namespaces, sizes: Sizes, round_no: int, log: Callable[[str], None]) -> Round:
+def run_round(ns: bench.Namespaces, sizes: Sizes, round_no: int, log: Callable[[str], None]) -> Round:
     turn = round_no % len(SENDERS)
     send_order = SENDERS[turn:] + SENDERS[:turn]
     receive_order = RECEIVERS if round_no % 2 == 0 else RECEIVERS[::-1]
-    queues = {api: {who: _queue(f"recv-{api}-{who}") for who in RECEIVERS} for api in APIS}
+    queues = {api: {who: bench.queue_name(f"recv-{api}-{who}") for who in RECEIVERS} for api in APIS}
     phases = _Phases(f"round {round_no + 1}", log)
     asyncio.run(fill(ns, [q for per_api in queues.values() for q in per_api.values()], sizes.receive))
     phases.done("fill")
@@ -567,29 +487,29 @@ def run_round(ns: Namespaces, sizes: Sizes, round_no: int, log: Callable[[str], 
     log(phases.summary())
     for per_api in queues.values():
         for queue in per_api.values():
-            ns.expect(queue, 0)  # every copy was settled: a leftover is a bug
+            ns.expect_on_each(queue, 0)  # every copy was settled: a leftover is a bug
     return Round(sends, receives)
 
 
 # -- 4: failover -----------------------------------------------------------------------------
 
 
-def _inject(ns: Namespaces, fault: str) -> float:
+def _inject(ns: bench.Namespaces, fault: str) -> float:
     getattr(ns.primary_control, fault)()  # returns once the server applied it
     return time.perf_counter()
 
 
-def geobus_failover(ns: Namespaces, fault: str, closing: list[threading.Thread]) -> dict[str, Any]:
+def geobus_failover(ns: bench.Namespaces, fault: str, closing: list[threading.Thread]) -> dict[str, Any]:
     """A passive sender in steady state; the primary fails; until a send lands on the secondary."""
     client = _geobus(ns, mode="passive")
-    sender = client.get_queue_sender(_queue(f"failover-{fault}"))
+    sender = client.get_queue_sender(bench.queue_name(f"failover-{fault}"))
     try:
-        sender.send_messages(ServiceBusMessage(BODY))
+        sender.send_messages(ServiceBusMessage(bench.BODY))
         _wait_standby_open(sender)
         faulted = _inject(ns, fault)
         sends = 0
         while True:
-            result = sender.send_messages(ServiceBusMessage(BODY))
+            result = sender.send_messages(ServiceBusMessage(bench.BODY))
             sends += 1
             if "secondary" in result.landed:
                 seconds = time.perf_counter() - faulted
@@ -604,30 +524,30 @@ def geobus_failover(ns: Namespaces, fault: str, closing: list[threading.Thread])
             "attempt_deadline_s": client.config.deadlines.attempt}
 
 
-def plain_failover(ns: Namespaces, fault: str, cutoff: float, closing: list[threading.Thread]) -> dict[str, Any]:
+def plain_failover(ns: bench.Namespaces, fault: str, cutoff: float, closing: list[threading.Thread]) -> dict[str, Any]:
     """The same by hand with the SDK's defaults: send to the primary; on an error, to the secondary.
 
     Runs on a daemon thread so that a hang can be cut off; after the cut-off the
     primary is healed, which lets a hung call finish, and the clients are closed."""
-    queue = _queue(f"plain-failover-{fault}")
+    queue = bench.queue_name(f"plain-failover-{fault}")
     clients = [ServiceBusClient.from_connection_string(cs) for cs in (ns.primary, ns.secondary)]
     senders = [c.get_queue_sender(queue) for c in clients]
     outcome: dict[str, Any] = {}
 
     def failover(faulted: float) -> None:
         try:
-            senders[0].send_messages(ServiceBusMessage(BODY))
+            senders[0].send_messages(ServiceBusMessage(bench.BODY))
             outcome["primary_took_it"] = True
         except ServiceBusError as exc:
             outcome["error"] = type(exc).__name__
             outcome["error_after_s"] = round(time.perf_counter() - faulted, 4)
-            senders[1].send_messages(ServiceBusMessage(BODY))
+            senders[1].send_messages(ServiceBusMessage(bench.BODY))
         outcome["seconds"] = round(time.perf_counter() - faulted, 4)
 
     thread = None
     try:
         for sender in senders:
-            sender.send_messages(ServiceBusMessage(BODY))  # both links open, as in steady state
+            sender.send_messages(ServiceBusMessage(bench.BODY))  # both links open, as in steady state
         faulted = _inject(ns, fault)
         thread = threading.Thread(target=failover, args=(faulted,), name="plain-failover", daemon=True)
         thread.start()
@@ -648,7 +568,7 @@ def plain_failover(ns: Namespaces, fault: str, cutoff: float, closing: list[thre
     return outcome
 
 
-def run_failover(ns: Namespaces, sizes: Sizes, log: Callable[[str], None]) -> list[Metric]:
+def run_failover(ns: bench.Namespaces, sizes: Sizes, log: Callable[[str], None]) -> list[Metric]:
     metrics = []
     closing: list[threading.Thread] = []
     for fault, label in (("refuse", "refused"), ("black_hole", "black-holed")):
@@ -750,10 +670,6 @@ def seen_set(count: int) -> list[Metric]:
 # -- the run -----------------------------------------------------------------------------------
 
 
-def _rate(count: int, seconds: float) -> float:
-    return count / seconds
-
-
 def throughput_metrics(rounds: list[Round], sizes: Sizes) -> list[Metric]:
     metrics = []
     singles = sizes.single
@@ -764,41 +680,28 @@ def throughput_metrics(rounds: list[Round], sizes: Sizes) -> list[Metric]:
             return min((r.sends[api][who] for r in rounds), key=lambda t: t.single_s)
 
         plain = best("plain")
-        plain_p50, plain_p99 = _percentiles(plain.latencies_ms)
+        plain_p50, plain_p99 = bench.percentiles(plain.latencies_ms)
         plain_lists = min(r.sends[api]["plain"].lists_s for r in rounds)
         for mode in ("passive", "active"):
             ours = best(mode)
-            p50, p99 = _percentiles(ours.latencies_ms)
+            p50, p99 = bench.percentiles(ours.latencies_ms)
             ours_lists = min(r.sends[api][mode].lists_s for r in rounds)
             metrics += [
-                Metric(f"{api} {mode} send 1/call", "msgs/s", _rate(singles, ours.single_s),
-                       _rate(singles, plain.single_s), "higher"),
+                Metric(f"{api} {mode} send 1/call", "msgs/s", bench.rate(singles, ours.single_s),
+                       bench.rate(singles, plain.single_s), "higher"),
                 Metric(f"{api} {mode} send 1/call p50", "ms", p50, plain_p50, "lower"),
                 Metric(f"{api} {mode} send 1/call p99", "ms", p99, plain_p99, "lower"),
-                Metric(f"{api} {mode} send lists of {LIST_SIZE}", "msgs/s", _rate(lists, ours_lists),
-                       _rate(lists, plain_lists), "higher"),
+                Metric(f"{api} {mode} send lists of {LIST_SIZE}", "msgs/s", bench.rate(lists, ours_lists),
+                       bench.rate(lists, plain_lists), "higher"),
             ]
         dedup = min(r.receives[api]["dedup"] for r in rounds)
         plain_receive = min(r.receives[api]["plain"] for r in rounds)
         metrics.append(Metric(
             f"{api} peek-lock+complete, both copies", "copies/s",
-            _rate(copies, dedup), _rate(copies, plain_receive), "higher",
-            extra={"geobus_unique_msgs_per_s": round(_rate(copies // 2, dedup), 1), "copies": copies},
+            bench.rate(copies, dedup), bench.rate(copies, plain_receive), "higher",
+            extra={"geobus_unique_msgs_per_s": round(bench.rate(copies // 2, dedup), 1), "copies": copies},
         ))
     return metrics
-
-
-def machine() -> dict[str, Any]:
-    return {
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "azure-servicebus": version("azure-servicebus"),
-        "python-qpid-proton": version("python-qpid-proton"),
-        "geobus": geobus.__version__,
-    }
 
 
 def _cell(value: float | None, unit: str) -> str:
@@ -816,8 +719,7 @@ def _ratio(value: float) -> str:
 def render(result: dict[str, Any]) -> str:
     m, sizes = result["machine"], result["sizes"]
     lines = [
-        f"machine: {m['cores']} cores ({m['usable_cores']} usable), {m['implementation']} {m['python']}, "
-        f"azure-servicebus {m['azure-servicebus']}, geobus {m['geobus']}",
+        bench.machine_line(m, f"azure-servicebus {m['azure-servicebus']}, geobus {m['geobus']}"),
         f"two `geobus local` processes (one per namespace); {result['body_bytes']}-byte bodies; "
         f"best of {result['rounds']} round(s) for 1-3; took {result['elapsed_s']:.0f} s"
         + (" (--quick)" if result["quick"] else ""),
@@ -852,53 +754,35 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so both servers are stopped on the way out."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke run: fewer messages, one round, the plain SDK's refused "
-                             "time from SDK_FACTS.md instead of measured, a 2 s black-hole cut-off")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of 1-3 (default 3, 1 with --quick)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    args = parser.parse_args(argv)
+    parser, args = bench.parse_args(
+        __doc__, argv, rounds_help="rounds of 1-3",
+        quick_help="a smoke run: fewer messages, one round, the plain SDK's refused "
+                   "time from SDK_FACTS.md instead of measured, a 2 s black-hole cut-off")
     sizes = QUICK if args.quick else FULL
-    rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
+    rounds = args.rounds
     if rounds < 1:
         parser.error("--rounds must be at least 1")
 
-    def log(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
     started = time.perf_counter()
-    with _sigterm_as_interrupt():
-        with Namespaces() as ns:
-            log(f"  two namespaces up in {time.perf_counter() - started:.1f} s")
+    with bench.sigterm_as_interrupt():
+        with bench.Namespaces() as ns:
+            bench.log(f"  two namespaces up in {time.perf_counter() - started:.1f} s")
             done = []
             for round_no in range(rounds):
-                done.append(run_round(ns, sizes, round_no, log))
+                done.append(run_round(ns, sizes, round_no, bench.log))
             metrics = throughput_metrics(done, sizes)
-            metrics += run_failover(ns, sizes, log)
+            metrics += run_failover(ns, sizes, bench.log)
         begun = time.perf_counter()
         metrics += seen_set(sizes.seen_ids)
-        log(f"  seen-set: {time.perf_counter() - begun:.1f} s")
+        bench.log(f"  seen-set: {time.perf_counter() - begun:.1f} s")
     result = {
-        "machine": machine(),
+        "machine": bench.machine({"azure-servicebus": version("azure-servicebus"),
+                            "python-qpid-proton": version("python-qpid-proton"),
+                            "geobus": geobus.__version__}),
         "quick": args.quick,
         "rounds": rounds,
-        "body_bytes": len(BODY),
+        "body_bytes": len(bench.BODY),
         "sizes": asdict(sizes),
         "attempt_deadline_s": geobus.Deadlines().attempt,
         "metrics": [metric.as_json() for metric in metrics],
@@ -912,8 +796,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("interrupted; every server started was stopped", file=sys.stderr)
-        sys.exit(130)
+    bench.run(main, interrupted="interrupted; every server started was stopped")

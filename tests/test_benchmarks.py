@@ -1,4 +1,4 @@
-"""The benchmark command runs end to end and reports every row (no timing thresholds)."""
+"""The benchmark commands run end to end and report every row (no timing thresholds)."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ import pytest
 
 from geobus.local import DEV_KEY
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "local_namespace.py"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 PLACEMENTS = ("out-of-process", "in-process")
 STORES = ("memory", "sqlite")
 APIS = ("sync", "async")
 SCENARIOS = ("send 1/call", "send lists of 100", "peek-lock + complete", "receive&delete pf100")
 
 
-def _run_benchmark(*args: str, timeout: float = 90.0, script: Path = BENCHMARK) -> tuple[dict[str, Any], str]:
-    """Runs the benchmark; returns its JSON and everything it printed."""
+def _run_benchmark(script: str, *args: str, timeout: float = 90.0) -> tuple[dict[str, Any], str]:
+    """Runs ``benchmarks/<script>``; returns its JSON and everything it printed."""
     process = subprocess.Popen(
-        [sys.executable, str(script), *args],
+        [sys.executable, str(BENCHMARKS / script), *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -45,9 +45,22 @@ def _run_benchmark(*args: str, timeout: float = 90.0, script: Path = BENCHMARK) 
     return json.loads(out), out + err
 
 
+def _assert_no_secret(printed: str) -> None:
+    assert "SharedAccessKey" not in printed
+    assert "Endpoint=sb://" not in printed
+    assert DEV_KEY not in printed
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+# -- benchmarks/local_namespace.py --------------------------------------------------------------
+
+
 @pytest.fixture(scope="module")
 def quick_run() -> tuple[dict[str, Any], str]:
-    return _run_benchmark("--quick", "--messages", "50", "--json")
+    return _run_benchmark("local_namespace.py", "--quick", "--messages", "50", "--json")
 
 
 @pytest.fixture
@@ -82,21 +95,17 @@ class TestQuickRun:
         assert quick_result["reference_not_measured"]
 
     def test_output_holds_no_connection_string_or_key(self, quick_run: tuple[dict[str, Any], str]) -> None:
-        printed = quick_run[1]
-        assert "SharedAccessKey" not in printed
-        assert "Endpoint=sb://" not in printed
-        assert DEV_KEY not in printed
+        _assert_no_secret(quick_run[1])
 
 
 # -- benchmarks/replication.py ----------------------------------------------------------------
 
-REPLICATION = BENCHMARK.with_name("replication.py")
 METRIC_KEYS = {"name", "unit", "geobus", "plain", "better", "plain_source", "plain_note", "extra", "ratio"}
 
 
 @pytest.fixture(scope="module")
 def replication_run() -> tuple[dict[str, Any], str]:
-    return _run_benchmark("--quick", "--json", timeout=150.0, script=REPLICATION)
+    return _run_benchmark("replication.py", "--quick", "--json", timeout=150.0)
 
 
 @pytest.fixture
@@ -106,10 +115,6 @@ def replication(replication_run: tuple[dict[str, Any], str]) -> dict[str, Any]:
 
 def _rows(result: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
     return [m for m in result["metrics"] if m["name"].startswith(prefix)]
-
-
-def _positive(value: Any) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 @pytest.mark.slow
@@ -166,7 +171,78 @@ class TestReplicationQuickRun:
         assert all(m["plain_source"] == "measured" for m in rows)
 
     def test_output_holds_no_connection_string_or_key(self, replication_run: tuple[dict[str, Any], str]) -> None:
-        printed = replication_run[1]
-        assert "SharedAccessKey" not in printed
-        assert "Endpoint=sb://" not in printed
-        assert DEV_KEY not in printed
+        _assert_no_secret(replication_run[1])
+
+
+# -- benchmarks/outbox.py ---------------------------------------------------------------------
+
+# Per API, the outbox rows measured against a plain sender (a ratio) and those with no plain counterpart.
+COMPARED = ("buffered send 1/call", "buffered send 1/call p50", "buffered send 1/call p99",
+            "buffered send lists of 100", "drain, batches of 100")
+ALONE = ("first buffered send (tries both)", "heal -> outbox empty")
+
+
+@pytest.fixture(scope="module")
+def outbox_run() -> tuple[dict[str, Any], str]:
+    # --quick takes well under 30 s; the default timeout leaves room for a busy machine.
+    return _run_benchmark("outbox.py", "--quick", "--json")
+
+
+@pytest.fixture
+def outbox(outbox_run: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    return outbox_run[0]
+
+
+def _metric(result: dict[str, Any], api: str, name: str) -> dict[str, Any]:
+    """The row named ``"<api> <name>"``, or that followed by a parenthesised size."""
+    full = f"{api} {name}"
+    rows: list[dict[str, Any]] = result["metrics"]
+    (row,) = [row for row in rows if row["name"] == full or row["name"].startswith(full + " (")]
+    return row
+
+
+@pytest.mark.slow
+class TestOutboxQuickRun:
+    """`outbox.py --quick --json` measures every row, with ratios and the machine, and prints no secret."""
+
+    def test_compared_rows_have_positive_values_and_ratios(self, outbox: dict[str, Any]) -> None:
+        for api in APIS:
+            for name in COMPARED:
+                row = _metric(outbox, api, name)
+                assert _positive(row["geobus"]), row
+                assert _positive(row["plain"]), row
+                assert _positive(row["ratio"]), row
+
+    def test_rows_without_a_plain_side_have_positive_values(self, outbox: dict[str, Any]) -> None:
+        for api in APIS:
+            for name in ALONE:
+                row = _metric(outbox, api, name)
+                assert _positive(row["geobus"]), row
+                assert row["plain"] is None and row["ratio"] is None, row
+
+    def test_raw_append_rate_is_reported(self, outbox: dict[str, Any]) -> None:
+        (row,) = [row for row in outbox["metrics"] if row["name"].startswith("Outbox.append")]
+        assert _positive(row["geobus"]) and _positive(row["ratio"])
+
+    def test_latency_percentiles_are_ordered(self, outbox: dict[str, Any]) -> None:
+        for api in APIS:
+            for who in ("geobus", "plain"):
+                p50 = _metric(outbox, api, "buffered send 1/call p50")[who]
+                p99 = _metric(outbox, api, "buffered send 1/call p99")[who]
+                assert p50 <= p99
+
+    def test_every_buffered_message_was_drained(self, outbox: dict[str, Any]) -> None:
+        sizes = outbox["sizes"]
+        assert sizes["drained"] == sizes["warm-up"] + sizes["single"] + sizes["lists"]
+        for api in APIS:
+            timed = _metric(outbox, api, "drain, batches of 100")["extra"]["messages_timed"]
+            assert 0 < timed < sizes["drained"]  # the first batch is left out of the rate
+
+    def test_machine_is_reported(self, outbox: dict[str, Any]) -> None:
+        machine = outbox["machine"]
+        assert machine["cores"] >= 1
+        assert machine["python"] and machine["platform"]
+        assert outbox["quick"] is True and outbox["rounds"] == 1
+
+    def test_output_holds_no_connection_string_or_key(self, outbox_run: tuple[dict[str, Any], str]) -> None:
+        _assert_no_secret(outbox_run[1])

@@ -10,11 +10,11 @@ import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
 
+from .._closing import AsyncClosing
 from .._config import Deadlines, DedupKey, DedupPolicy
 from .._dedup import Copy, DuplicateTracker, Verdict
 from ._channels import ReceiveChannel
@@ -70,7 +70,7 @@ def key_function(policy: DedupPolicy) -> Callable[[ServiceBusReceivedMessage], H
     return from_property
 
 
-class DedupReceiver:
+class DedupReceiver(AsyncClosing):
     """Receives one queue or subscription from two namespaces as one stream (``geobus.aio``).
 
     Each message is handed to the application once, whichever namespace's copy
@@ -440,14 +440,3 @@ class DedupReceiver:
         await asyncio.gather(*(channel.close() for channel in self._channels), return_exceptions=True)
         if self._on_close is not None:
             await self._on_close()
-
-    async def __aenter__(self) -> DedupReceiver:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -8,12 +8,13 @@ import logging
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageProperties
+from typing_extensions import Self
 
+from .._closing import AsyncClosing
 from .._config import MAX_MESSAGE_ID_LENGTH, Deadlines, OutboxPolicy, ReplicationMode, WriteQuorum
 from .._errors import (
     NamespaceTimeoutError,
@@ -138,7 +139,7 @@ def _payload(message: Any) -> tuple[Any, list[Message]]:
     raise TypeError(f"cannot send {type(message).__name__}; expected a message, a list of them, or a batch")
 
 
-class ReplicatedSender:
+class ReplicatedSender(AsyncClosing):
     """Sends every message to two Service Bus namespaces (``geobus.aio``).
 
     Passive mode sends to the active namespace and, when it is unavailable, to
@@ -566,14 +567,6 @@ class ReplicatedSender:
         if self._on_close is not None:
             await self._on_close()
 
-    async def __aenter__(self) -> ReplicatedSender:
+    async def __aenter__(self) -> Self:
         await self._start()
         return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
