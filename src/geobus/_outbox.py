@@ -251,6 +251,8 @@ class Outbox:
             raise
         self._depth: Counter[tuple[str, str]] = Counter()
         self._bytes = 0
+        # Messages this process moved to the dead-letter table, per entity (refused or expired).
+        self.dead_lettered: Counter[str] = Counter()
         self.recount()
 
     def __repr__(self) -> str:
@@ -424,6 +426,8 @@ class Outbox:
                 )
             self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", list(ids))
         for entity, lane, size in gone:
+            if reason is not None:
+                self.dead_lettered[entity] += 1
             self._depth[(entity, lane)] -= 1
             if self._depth[(entity, lane)] <= 0:
                 del self._depth[(entity, lane)]

@@ -103,10 +103,14 @@ class Drainer:
         self._one_at_a_time = dict.fromkeys(self._lanes, False)
         self._tasks: list[asyncio.Task[None]] = []
         self.drained = 0
-        self.dead_lettered = 0
 
     def depth(self) -> int:
         return sum(self._outbox.pending(self.entity, lane) for lane in self._lanes)
+
+    @property
+    def dead_lettered(self) -> int:
+        """Messages of this entity moved to the dead-letter table (refused, expired, unreadable)."""
+        return self._outbox.sync.dead_lettered[self.entity]
 
     def start(self) -> None:
         if self._outbox.claim(self):
@@ -190,7 +194,6 @@ class Drainer:
                 reason = f"refused by the namespace: {type(exc).__name__}: {exc}"[:1000]
                 _LOG.error("geobus: outbox message %s dead-lettered: %s", entries[0].message_id, reason)
                 await outbox.run(outbox.sync.dead_letter, ids, reason)
-                self.dead_lettered += 1
                 self._one_at_a_time[lane] = False
                 continue
             await outbox.run(outbox.sync.remove, ids)

@@ -47,7 +47,7 @@ class SenderStats:
     breakers: dict[str, str] = field(default_factory=dict)
     buffered: int = 0
     drained: int = 0
-    outbox_dead_lettered: int = 0
+    outbox_dead_lettered: int = 0  # refused for good, expired or unreadable, since the outbox opened
     outbox_depth: int = 0
 
 
@@ -388,7 +388,10 @@ class ReplicatedSender(AsyncClosing):
                 errors[name] = last = exc
                 continue
             self._sent[name] += count
-            if self._health.succeeded_on(name):
+            # Only a send that had to pass a namespace by may swap the roles: one that went
+            # straight to its first choice, decided before a concurrent failover or failback
+            # moved the roles, would otherwise swap them back with nothing wrong.
+            if errors and self._health.succeeded_on(name):
                 self._failovers += 1
                 _LOG.warning(
                     "geobus: %s; sent to %r, which is now active",
