@@ -275,6 +275,7 @@ class Health:
         return (
             self.failback.mode == FailbackMode.PREFER_PRIMARY
             and self.override.current.active is None
+            and self.preferred not in self.override.current.paused
             and self.roles.active != self.preferred
         )
 

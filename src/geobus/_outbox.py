@@ -244,16 +244,20 @@ class Outbox:
         self.path = Path(policy.path)
         self._clock = clock
         self._lock: IO[bytes] | None = _lock(self.path) if lock else None
-        try:
-            self._db = _open(self.path)
-        except BaseException:
-            _unlock(self._lock)
-            raise
         self._depth: Counter[tuple[str, str]] = Counter()
+        self._total = 0  # kept apart from _depth: other threads read it while this one writes
         self._bytes = 0
         # Messages this process moved to the dead-letter table, per entity (refused or expired).
         self.dead_lettered: Counter[str] = Counter()
-        self.recount()
+        try:
+            self._db = _open(self.path)
+            self.recount()
+        except sqlite3.Error as exc:
+            self.close()
+            raise OutboxError(f"{self.path} cannot be read as a geobus outbox: {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
 
     def __repr__(self) -> str:
         return f"Outbox({str(self.path)!r}, depth={self.depth()})"
@@ -269,13 +273,13 @@ class Outbox:
         ):
             depth[(entity, lane)] = count
             total += size
-        self._depth, self._bytes = depth, total
+        self._depth, self._bytes, self._total = depth, total, sum(depth.values())
 
     def pending(self, entity: str, lane: str) -> int:
         return self._depth[(entity, lane)]
 
     def depth(self) -> int:
-        return sum(self._depth.values())
+        return self._total
 
     def lanes(self) -> list[LaneInfo]:
         return [
@@ -320,6 +324,7 @@ class Outbox:
             self._db.executemany(f"INSERT INTO outbox ({_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, 0)", rows)
         for row in rows:
             self._depth[(row[0], row[1])] += 1
+        self._total += len(rows)
         self._bytes += added_bytes
 
     def head(self, entity: str, lane: str, limit: int) -> list[Entry]:
@@ -404,7 +409,7 @@ class Outbox:
 
     def close(self) -> None:
         """Close the file and release it. Safe to call twice."""
-        if self._db is not None:
+        if getattr(self, "_db", None) is not None:
             self._db.close()
             self._db = None  # type: ignore[assignment]
         _unlock(self._lock)
@@ -431,7 +436,9 @@ class Outbox:
             self._depth[(entity, lane)] -= 1
             if self._depth[(entity, lane)] <= 0:
                 del self._depth[(entity, lane)]
-            self._bytes -= size
+            # Rows another process added (a retry from `geobus outbox`) were never counted here.
+            self._total = max(0, self._total - 1)
+            self._bytes = max(0, self._bytes - size)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
@@ -457,6 +464,8 @@ def _selection(ids: Sequence[int] | None) -> tuple[str, list[int]]:
 def _open(path: Path) -> sqlite3.Connection:
     try:
         check_file(path)
+        # Message bodies are the application's data: owner-only, like a key file.
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     except (sqlite3.Error, NotOurDatabase) as exc:
         raise OutboxError(f"{path} is not a geobus outbox: {exc}") from exc

@@ -33,6 +33,27 @@ _REJECTIONS: tuple[type[BaseException], ...] = (
 )
 
 
+# Conditions the SDK raises as a plain ServiceBusError although the message, not the
+# namespace, is at fault: another namespace would refuse it the same way.
+_MESSAGE_FAULT_CONDITIONS = frozenset(
+    {
+        "amqp:not-allowed",
+        "amqp:not-implemented",
+        "amqp:decode-error",
+        "amqp:invalid-field",
+        "com.microsoft:argument-error",
+        "com.microsoft:argument-out-of-range",
+    }
+)
+
+
+def _condition(exc: BaseException) -> str:
+    condition = getattr(exc, "_condition", None)
+    if isinstance(condition, bytes):
+        return condition.decode("utf-8", "replace")
+    return "" if condition is None else str(condition)
+
+
 def is_availability_error(exc: BaseException) -> bool:
     """True when ``exc`` says the namespace may be unavailable, so another may take the message.
 
@@ -43,6 +64,8 @@ def is_availability_error(exc: BaseException) -> bool:
     not: they are the caller's to fix, and failing over would not help.
     """
     if isinstance(exc, _REJECTIONS):
+        return False
+    if type(exc) is ServiceBusError and _condition(exc) in _MESSAGE_FAULT_CONDITIONS:
         return False
     return isinstance(
         exc,
@@ -104,6 +127,29 @@ class SendResult:
     @property
     def partial(self) -> bool:
         return bool(self.missed) and bool(self.landed)
+
+
+# Refused because of one namespace's setup (a rotated key, a missing entity): the other
+# namespace may well take the message.
+NAMESPACE_REFUSALS: tuple[type[BaseException], ...] = (
+    ServiceBusAuthenticationError,
+    ServiceBusAuthorizationError,
+    MessagingEntityNotFoundError,
+    MessagingEntityDisabledError,
+)
+
+# Refused because of the message itself: no namespace will take it, now or later.
+MESSAGE_FAULTS: tuple[type[BaseException], ...] = (MessageSizeExceededError, ValueError, TypeError)
+
+
+def message_fault(errors: Mapping[str, BaseException]) -> BaseException | None:
+    """The first error that blames the message itself (too large, malformed), if any."""
+    for error in errors.values():
+        if isinstance(error, MESSAGE_FAULTS) or (
+            type(error) is ServiceBusError and _condition(error) in _MESSAGE_FAULT_CONDITIONS
+        ):
+            return error
+    return None
 
 
 def common_rejection(missed: Mapping[str, BaseException]) -> BaseException | None:

@@ -17,7 +17,12 @@ from typing import Any
 
 import pytest
 from azure.servicebus import ServiceBusMessage
-from azure.servicebus.exceptions import MessageSizeExceededError, ServiceBusConnectionError
+from azure.servicebus.exceptions import (
+    MessageSizeExceededError,
+    MessagingEntityNotFoundError,
+    ServiceBusAuthorizationError,
+    ServiceBusConnectionError,
+)
 
 from geobus import (
     BreakerPolicy,
@@ -690,3 +695,77 @@ class TestClose:
         assert result.buffered == ("weu",)
         await asyncio.wait_for(sender.close(), 5.0)
         assert await rig.lane("weu") == ["m1"]
+
+
+class TestReviewFindings:
+    """Found in review: a namespace's refusal is not the message's, cancellation is not health."""
+
+    async def test_a_namespace_refusal_drains_to_the_other_namespace(
+        self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        both_down(weu, neu)
+        sender = rig.sender()
+        await sender.send_messages([message("m1"), message("m2")])
+        await parked(rig)
+        weu.behave(fail(ServiceBusAuthorizationError(message="the key was rotated")))
+        neu.behave(ok())
+        rig.sleep.release()
+        await eventually(lambda: sender.stats.drained == 2, "drained to neu")
+        assert neu.stored == ["m1", "m2"]
+        assert await rig.dead_letters() == []
+
+    async def test_a_refusal_by_both_namespaces_is_dead_lettered(
+        self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        both_down(weu, neu)
+        sender = rig.sender()
+        await sender.send_messages(message("m1"))
+        await parked(rig)
+        missing = MessagingEntityNotFoundError(message="no such queue")
+        weu.behave(fail(missing))
+        neu.behave(fail(missing))
+        rig.sleep.release()
+        await eventually(lambda: sender.stats.outbox_dead_lettered == 1, "dead-lettered")
+        (dead,) = await rig.dead_letters()
+        assert "MessagingEntityNotFoundError" in dead.reason
+
+    async def test_a_message_fault_is_raised_not_buffered_in_active_mode(
+        self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        weu.behave(fail(MessageSizeExceededError(message="too large")))
+        neu.behave(fail(NEU_DOWN))
+        sender = rig.sender(mode=ACTIVE)
+        with pytest.raises(MessageSizeExceededError):
+            await sender.send_messages(message("big"))
+        assert sender.stats.buffered == 0 and sender.stats.outbox_depth == 0
+
+    async def test_a_cancelled_send_does_not_close_an_open_breaker(
+        self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        health = rig.make_health(threshold=1, cooldown=30.0)
+        health.breakers["weu"].record_failure()
+        rig.clock.advance(31.0)  # due for its half-open probe
+        weu.behave(hang())
+        sender = rig.sender(mode=ACTIVE, health=health)
+        send = asyncio.ensure_future(sender.send_messages(message("m1")))
+        await eventually(lambda: bool(weu.calls), "the probe send started")
+        send.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await send
+        breaker = health.breakers["weu"]
+        assert breaker.state == BreakerState.HALF_OPEN and breaker.failures == 1
+        assert breaker.allow()  # the slot was given back, not kept by the cancelled send
+
+    async def test_a_send_cancelled_before_it_ran_takes_no_half_open_slot(
+        self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        health = rig.make_health(threshold=1, cooldown=30.0)
+        health.breakers["weu"].record_failure()
+        rig.clock.advance(31.0)
+        sender = rig.sender(mode=ACTIVE, health=health)
+        send = asyncio.ensure_future(sender.send_messages(message("m1")))
+        await asyncio.sleep(0)  # inside send_messages, before the per-namespace tasks run
+        send.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await send
+        assert health.breakers["weu"].allow()

@@ -550,3 +550,20 @@ class TestHealth:
         health = make_health(clock, breaker=BreakerPolicy(failure_threshold=1, cooldown=10.0))
         health.record("neu", DOWN)
         assert health.breaker_states() == {"weu": "closed", "neu": "open"}
+
+
+def test_no_failback_into_a_paused_primary(tmp_path: Path) -> None:
+    override = tmp_path / "override.toml"
+    override.write_text('paused = ["weu"]\n')
+    clock = FakeClock(start=0.0)
+    health = Health(
+        ["weu", "neu"],
+        failback=FailbackPolicy(mode="prefer_primary", healthy_probes=1, cooldown=0),
+        override=OverridePolicy(path=str(override), interval=1.0),
+        clock=clock,
+    )
+    health.refresh()
+    assert health.succeeded_on("neu")
+    assert not health.wants_failback
+    assert not health.observe_probe(True)
+    assert health.roles.active == "neu"

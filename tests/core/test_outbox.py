@@ -548,3 +548,11 @@ class TestDeadLetters:
         filled.recount()
         assert (filled.pending(Q, ANY_LANE), filled.pending(Q, "weu"), filled.depth()) == (3, 1, 4)
         assert ids(filled) == ["m4", "m1", "m2"]
+
+
+def test_a_new_outbox_file_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    outbox = Outbox(OutboxPolicy(path=str(tmp_path / "private.db")))
+    try:
+        assert (tmp_path / "private.db").stat().st_mode & 0o777 == 0o600
+    finally:
+        outbox.close()

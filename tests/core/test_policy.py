@@ -165,3 +165,16 @@ class TestReplicationError:
         error = ReplicationError("failed", causes={"weu": RuntimeError("first line\nsecond line")})
         assert "first line" in str(error)
         assert "second line" not in str(error)
+
+
+class TestMessageFaultConditions:
+    """The SDK raises some of the message's own faults as a plain ServiceBusError."""
+
+    @pytest.mark.parametrize(
+        "condition", [b"amqp:not-allowed", b"com.microsoft:argument-error", b"com.microsoft:argument-out-of-range"]
+    )
+    def test_a_message_fault_condition_is_not_an_outage(self, condition: bytes) -> None:
+        assert not is_availability_error(ServiceBusError(message="refused", condition=condition))
+
+    def test_an_unnamed_condition_still_is(self) -> None:
+        assert is_availability_error(ServiceBusError(message="refused", condition=b"amqp:internal-error"))

@@ -21,7 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_exponential, wait_r
 from .._config import OutboxPolicy, ReplicationMode
 from .._errors import ReplicationError
 from .._outbox import ANY_LANE, Entry, Outbox
-from .._policy import common_rejection, is_availability_error
+from .._policy import NAMESPACE_REFUSALS, common_rejection, is_availability_error
 
 if TYPE_CHECKING:
     from ._channels import SendChannel
@@ -176,6 +176,7 @@ class Drainer:
             Exception: a transient error (the lane keeps its messages; tenacity backs off).
         """
         outbox = self._outbox
+        singles = 0
         while outbox.pending(self.entity, lane):
             limit = 1 if self._one_at_a_time[lane] else self.policy.batch_size
             entries = await outbox.run(outbox.sync.head, self.entity, lane, limit)
@@ -198,8 +199,11 @@ class Drainer:
                 continue
             await outbox.run(outbox.sync.remove, ids)
             self.drained += len(entries)
-            if self._one_at_a_time[lane] and not outbox.pending(self.entity, lane):
-                self._one_at_a_time[lane] = False
+            if self._one_at_a_time[lane]:
+                singles += 1
+                if singles >= self.policy.batch_size or not outbox.pending(self.entity, lane):
+                    # Past the culprit (or a batch too large as a whole): batches again.
+                    self._one_at_a_time[lane], singles = False, 0
         _LOG.info("geobus: outbox lane %s/%s drained", self.entity, lane)
 
     async def _send(self, lane: str, entries: list[Entry]) -> None:
@@ -210,9 +214,10 @@ class Drainer:
             await channel.send(messages, timeout=seconds)
 
         deadline = sender._deadline(None)
+        sender._health.refresh()  # an operator may un-pause a namespace while nothing is sent
         if lane == ANY_LANE:
             if sender.mode == ReplicationMode.PASSIVE:
-                await sender._passive(attempt, deadline, len(messages))
+                await sender._passive(attempt, deadline, len(messages), fail_over_on=NAMESPACE_REFUSALS)
                 return
             # Written in passive mode, drained in active: every namespace must get it.
             results = await sender._concurrently(attempt, deadline, list(sender._channels), len(messages))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,13 @@ from .._errors import (
 )
 from .._health import Health
 from .._outbox import ANY_LANE
-from .._policy import SendResult, active_outcome, common_rejection, is_availability_error
+from .._policy import (
+    SendResult,
+    active_outcome,
+    common_rejection,
+    is_availability_error,
+    message_fault,
+)
 from ._channels import SendChannel
 from ._outbox import AsyncOutbox, Drainer
 
@@ -365,8 +372,15 @@ class ReplicatedSender(AsyncClosing):
             await self._buffer([ANY_LANE], messages, causes=exc.causes, landed=())
             return SendResult(landed=(), missed=exc.causes, buffered=(ANY_LANE,))
 
-    async def _passive(self, attempt: Any, deadline: float, count: int) -> SendResult:
+    async def _passive(
+        self, attempt: Any, deadline: float, count: int, *, fail_over_on: tuple[type[BaseException], ...] = ()
+    ) -> SendResult:
         """The seed's algorithm: the active namespace, then the other on an availability error.
+
+        ``fail_over_on``: more errors that send the message to the other namespace (the
+        drainer passes the refusals that blame a namespace, not the message: a rotated
+        key, a missing entity). When every namespace refused that way, the last such
+        error is raised.
 
         Raises:
             ReplicationError: no namespace took it (every error an availability error).
@@ -383,7 +397,7 @@ class ReplicatedSender(AsyncClosing):
                 await self._attempt(name, deadline, attempt)
             except Exception as exc:
                 self._failures[name] += 1
-                if not is_availability_error(exc):
+                if not (is_availability_error(exc) or isinstance(exc, fail_over_on)):
                     raise
                 errors[name] = last = exc
                 continue
@@ -399,6 +413,9 @@ class ReplicatedSender(AsyncClosing):
                     name,
                 )
             return SendResult(landed=(name,), missed=errors, failed_over=bool(errors))
+        if fail_over_on and len(errors) == len(self._channels) and all(isinstance(e, fail_over_on) for e in errors.values()):
+            assert last is not None
+            raise last
         raise ReplicationError("no namespace took the message", causes=errors) from last
 
     # -- active ---------------------------------------------------------------------------
@@ -421,8 +438,8 @@ class ReplicatedSender(AsyncClosing):
         if not missed:
             return SendResult(landed=landed, missed={})
         if not landed:
-            rejection = common_rejection(missed)
-            if rejection is not None:
+            rejection = common_rejection(missed) or message_fault(missed)
+            if rejection is not None:  # no namespace will ever take it: not for the outbox
                 raise rejection
         await self._buffer(list(missed), messages, causes=missed, landed=landed)
         result = SendResult(landed=landed, missed=missed, buffered=tuple(missed))
@@ -439,27 +456,23 @@ class ReplicatedSender(AsyncClosing):
         self, attempt: Any, deadline: float, names: list[str], count: int
     ) -> dict[str, BaseException | None]:
         """Try ``names`` at once (skipping those the breaker or the operator hold back)."""
-        results: dict[str, BaseException | None] = {}
-        trying = []
-        for name in names:
+
+        async def one(name: str) -> BaseException | None:
+            # The breaker's half-open slot is taken here, in the task that then records
+            # the outcome: a send cancelled before its tasks ran takes no slot.
             skipped = self._health.unavailable(name)
             if skipped is not None:
-                results[name] = skipped
-            else:
-                trying.append(name)
-        outcomes = await asyncio.gather(
-            *(self._attempt(name, deadline, attempt) for name in trying), return_exceptions=True
-        )
-        for name, outcome in zip(trying, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                if not isinstance(outcome, Exception):
-                    raise outcome  # cancellation and interpreter exits pass through
+                return skipped
+            try:
+                await self._attempt(name, deadline, attempt)
+            except Exception as exc:
                 self._failures[name] += 1
-                results[name] = outcome
-            else:
-                self._sent[name] += count
-                results[name] = None
-        return results
+                return exc
+            self._sent[name] += count
+            return None
+
+        outcomes = await asyncio.gather(*(one(name) for name in names))
+        return dict(zip(names, outcomes, strict=True))
 
     def _judge_active(self, results: dict[str, BaseException | None]) -> SendResult:
         result = active_outcome(self.write_quorum, results)
@@ -488,6 +501,12 @@ class ReplicatedSender(AsyncClosing):
             await self._outbox.append(self.entity, lanes, messages)
         except OutboxFullError as full:
             raise OutboxFullError(str(full), causes=causes, landed=landed) from None
+        except sqlite3.Error as exc:  # locked by `geobus outbox` too long, disk full...
+            raise ReplicationError(
+                f"no namespace took the message and the outbox could not keep it ({exc})",
+                causes=causes,
+                landed=landed,
+            ) from exc
         self._buffered += len(messages)
         if opened:  # once per outage, not once per message
             _LOG.warning(
@@ -507,8 +526,8 @@ class ReplicatedSender(AsyncClosing):
         except Exception as exc:
             self._health.record(name, exc, availability=is_availability_error(exc))
             raise
-        except BaseException:
-            self._health.record(name, None, availability=False)
+        except BaseException as exc:  # cancelled: says nothing about the namespace
+            self._health.record(name, exc, availability=False)
             raise
         self._health.record(name, None)
         return result
