@@ -3,7 +3,7 @@
 Sync API here; the same names, async, in ``geobus.aio``.
 """
 
-from . import _common
+from . import aio as _aio
 from ._client import GeoServiceBusClient as GeoServiceBusClient
 from ._common import *  # noqa: F403 - configuration, errors and results, shared with geobus.aio
 from ._receiver import DedupReceiver as DedupReceiver
@@ -14,16 +14,5 @@ from .aio._sender import ReplicatedMessageBatch as ReplicatedMessageBatch
 from .aio._sender import ScheduledMessage as ScheduledMessage
 from .aio._sender import SenderStats as SenderStats
 
-__all__ = sorted(
-    [
-        *_common.__all__,
-        "DedupReceiver",
-        "GeoServiceBusClient",
-        "ReceiverStats",
-        "ReplicatedMessageBatch",
-        "ReplicatedSender",
-        "ScheduledMessage",
-        "SenderStats",
-        "__version__",
-    ]
-)
+# The same names as geobus.aio (the sync classes in place of the async ones), and the version.
+__all__ = sorted([*_aio.__all__, "__version__"])
