@@ -88,6 +88,26 @@ def _positive(field_name: str, value: Any, *, allow_zero: bool = False) -> float
     return number
 
 
+def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A TOML file's content.
+
+    Raises:
+        OSError: it cannot be read. ValueError: it is not TOML (``TOMLDecodeError``).
+    """
+    with Path(path).open("rb") as handle:
+        return tomllib.load(handle)
+
+
+def _optional_path(field_name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(field_name, f"{value!r} is not a file path")
+    return value
+
+
 def _count(field_name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool):
         raise ConfigurationError(field_name, f"{value!r} is not a whole number")
@@ -292,11 +312,7 @@ class OutboxPolicy:
     backoff_max: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.path is not None:
-            if isinstance(self.path, os.PathLike):
-                object.__setattr__(self, "path", os.fspath(self.path))
-            if not isinstance(self.path, str) or not self.path.strip():
-                raise ConfigurationError("outbox.path", f"{self.path!r} is not a file path")
+        object.__setattr__(self, "path", _optional_path("outbox.path", self.path))
         object.__setattr__(self, "max_messages", _count("outbox.max_messages", self.max_messages, minimum=1))
         object.__setattr__(self, "max_bytes", _count("outbox.max_bytes", self.max_bytes, minimum=1))
         object.__setattr__(self, "batch_size", _count("outbox.batch_size", self.batch_size, minimum=1))
@@ -328,11 +344,7 @@ class OverridePolicy:
     interval: float = 2.0
 
     def __post_init__(self) -> None:
-        if self.path is not None:
-            if isinstance(self.path, os.PathLike):
-                object.__setattr__(self, "path", os.fspath(self.path))
-            if not isinstance(self.path, str) or not self.path.strip():
-                raise ConfigurationError("override.path", f"{self.path!r} is not a file path")
+        object.__setattr__(self, "path", _optional_path("override.path", self.path))
         object.__setattr__(self, "interval", _positive("override.interval", self.interval))
 
 
@@ -437,8 +449,7 @@ class ReplicationConfig:
             ConfigurationError: the file is missing, not TOML, or has a bad value.
         """
         try:
-            with Path(path).open("rb") as handle:
-                data = tomllib.load(handle)
+            data = read_toml(path)
         except FileNotFoundError:
             raise ConfigurationError("file", f"{os.fspath(path)!r} does not exist") from None
         except tomllib.TOMLDecodeError as exc:

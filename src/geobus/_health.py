@@ -10,19 +10,13 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ._config import BreakerPolicy, FailbackMode, FailbackPolicy, OverridePolicy
+from ._config import BreakerPolicy, FailbackMode, FailbackPolicy, OverridePolicy, read_toml
 from ._errors import NamespaceUnavailableError
 from ._policy import PassiveRoles
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 _LOG = logging.getLogger("geobus")
 
@@ -179,8 +173,7 @@ class OverrideFile:
             if stamp is None:
                 new = Override()
             else:
-                with open(self.policy.path, "rb") as handle:
-                    new = parse_override(tomllib.load(handle), self._names)
+                new = parse_override(read_toml(self.policy.path), self._names)
         except (OSError, ValueError) as exc:  # TOMLDecodeError is a ValueError
             _LOG.error("geobus: ignoring the override file %s: %s; keeping %s", self.policy.path, exc, self.current)
             return False
@@ -239,10 +232,8 @@ class Health:
         return None
 
     def passive_order(self) -> tuple[str, str]:
-        """The namespaces passive mode tries, in order: the forced or active one first."""
-        forced = self.override.current.active
-        if forced is not None:
-            return (forced, self.roles.names[1] if forced == self.roles.names[0] else self.roles.names[0])
+        """The namespaces passive mode tries, in order: the active one first (a forced
+        namespace is made active by ``refresh`` and never swapped while forced)."""
         return self.roles.order()
 
     # -- what happened ---------------------------------------------------------------------

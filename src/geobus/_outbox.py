@@ -27,7 +27,7 @@ import sqlite3
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -42,8 +42,8 @@ from ._sqlite import NotOurDatabase, check_file, check_tables
 ANY_LANE = "any"
 _FORMAT = "1"
 _ROW = "entity, lane, message_id, body, size, buffered_at, expires_at, attempts"
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS outbox (
+# What a row keeps of a message; both tables hold the same, dead letters also why.
+_MESSAGE_COLUMNS = """
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     entity TEXT NOT NULL,
     lane TEXT NOT NULL,
@@ -52,20 +52,13 @@ CREATE TABLE IF NOT EXISTS outbox (
     size INTEGER NOT NULL,
     buffered_at REAL NOT NULL,
     expires_at REAL,
-    attempts INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0"""
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS outbox ({_MESSAGE_COLUMNS},
     last_error TEXT
 );
 CREATE INDEX IF NOT EXISTS outbox_lane ON outbox (entity, lane, id);
-CREATE TABLE IF NOT EXISTS dead_letters (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    entity TEXT NOT NULL,
-    lane TEXT NOT NULL,
-    message_id TEXT NOT NULL,
-    body BLOB NOT NULL,
-    size INTEGER NOT NULL,
-    buffered_at REAL NOT NULL,
-    expires_at REAL,
-    attempts INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS dead_letters ({_MESSAGE_COLUMNS},
     reason TEXT NOT NULL,
     dead_lettered_at REAL NOT NULL
 );
@@ -123,7 +116,7 @@ def encode_message(message: ServiceBusMessage | AmqpAnnotatedMessage) -> bytes:
     Raises:
         TypeError: a property holds a value geobus cannot keep (not an AMQP primitive).
     """
-    raw = message.raw_amqp_message if isinstance(message, ServiceBusMessage) else message
+    raw = _raw(message)
     body_type = raw.body_type
     if body_type == AmqpMessageBodyType.DATA:
         body: Any = [bytes(section) for section in raw.body]
@@ -212,14 +205,18 @@ def _untag(value: Any) -> Any:
     raise ValueError(f"unknown tag {tag!r}")
 
 
+def _raw(message: ServiceBusMessage | AmqpAnnotatedMessage) -> AmqpAnnotatedMessage:
+    return message.raw_amqp_message if isinstance(message, ServiceBusMessage) else message
+
+
 def _message_id(message: ServiceBusMessage | AmqpAnnotatedMessage) -> str:
-    raw = message.raw_amqp_message if isinstance(message, ServiceBusMessage) else message
+    raw = _raw(message)
     value = raw.properties.message_id if raw.properties is not None else None
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _ttl_seconds(message: ServiceBusMessage | AmqpAnnotatedMessage) -> float | None:
-    raw = message.raw_amqp_message if isinstance(message, ServiceBusMessage) else message
+    raw = _raw(message)
     ttl = raw.header.time_to_live if raw.header is not None else None
     return ttl / 1000.0 if ttl else None
 
@@ -506,10 +503,3 @@ def _lock(path: Path) -> IO[bytes] | None:
 def _unlock(handle: IO[bytes] | None) -> None:
     if handle is not None:
         handle.close()  # closing the descriptor releases the flock
-
-
-def iter_lanes(entity: str, names: Sequence[str]) -> Iterator[tuple[str, str]]:
-    """The lanes a sender of ``entity`` drains: its passive lane, then one per namespace."""
-    yield entity, ANY_LANE
-    for name in names:
-        yield entity, name

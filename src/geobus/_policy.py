@@ -47,11 +47,14 @@ _MESSAGE_FAULT_CONDITIONS = frozenset(
 )
 
 
-def _condition(exc: BaseException) -> str:
+def _faulted_by_condition(exc: BaseException) -> bool:
+    """A plain ServiceBusError whose AMQP condition blames the message."""
+    if type(exc) is not ServiceBusError:
+        return False
     condition = getattr(exc, "_condition", None)
     if isinstance(condition, bytes):
-        return condition.decode("utf-8", "replace")
-    return "" if condition is None else str(condition)
+        condition = condition.decode("utf-8", "replace")
+    return str(condition) in _MESSAGE_FAULT_CONDITIONS
 
 
 def is_availability_error(exc: BaseException) -> bool:
@@ -65,7 +68,7 @@ def is_availability_error(exc: BaseException) -> bool:
     """
     if isinstance(exc, _REJECTIONS):
         return False
-    if type(exc) is ServiceBusError and _condition(exc) in _MESSAGE_FAULT_CONDITIONS:
+    if _faulted_by_condition(exc):
         return False
     return isinstance(
         exc,
@@ -145,9 +148,7 @@ MESSAGE_FAULTS: tuple[type[BaseException], ...] = (MessageSizeExceededError, Val
 def message_fault(errors: Mapping[str, BaseException]) -> BaseException | None:
     """The first error that blames the message itself (too large, malformed), if any."""
     for error in errors.values():
-        if isinstance(error, MESSAGE_FAULTS) or (
-            type(error) is ServiceBusError and _condition(error) in _MESSAGE_FAULT_CONDITIONS
-        ):
+        if isinstance(error, MESSAGE_FAULTS) or _faulted_by_condition(error):
             return error
     return None
 

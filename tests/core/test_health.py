@@ -233,14 +233,14 @@ class TestOverrideFile:
     def loads(self, monkeypatch: pytest.MonkeyPatch) -> list[object]:
         """Every parse of the file, in order."""
         parsed: list[object] = []
-        real_load = health_module.tomllib.load
+        real_read = health_module.read_toml
 
-        def counting_load(handle: Any) -> Any:
-            data = real_load(handle)
+        def counting_read(path: Any) -> Any:
+            data = real_read(path)
             parsed.append(data)
             return data
 
-        monkeypatch.setattr(health_module.tomllib, "load", counting_load)
+        monkeypatch.setattr(health_module, "read_toml", counting_read)
         return parsed
 
     def override_file(self, path: Path, clock: FakeClock, interval: float = 2.0) -> OverrideFile:

@@ -49,6 +49,11 @@ class AsyncOutbox:
         queue.append(drainer)
         return queue[0] is drainer
 
+    def wake(self, entity: str, lanes: Sequence[str]) -> None:
+        """New messages wait in ``lanes``: wake the drainer running for ``entity``."""
+        for drainer in self._drainers.get(entity, [])[:1]:
+            drainer.wake(lanes)
+
     def release(self, drainer: Drainer) -> Drainer | None:
         """Unregister ``drainer``; return the next one to run for its entity, if it was running."""
         queue = self._drainers.get(drainer.entity, [])
@@ -123,11 +128,6 @@ class Drainer:
     def wake(self, lanes: Sequence[str]) -> None:
         for lane in lanes:
             self._wakes[lane].set()
-        # Another sender of the entity may be the one draining: wake it too.
-        for other in self._outbox._drainers.get(self.entity, [])[:1]:
-            if other is not self:
-                for lane in lanes:
-                    other._wakes[lane].set()
 
     async def stop(self) -> None:
         # Cancel until they end: before Python 3.12, asyncio.wait_for (the idle wait for a
@@ -223,23 +223,16 @@ class Drainer:
             results = await sender._concurrently(attempt, deadline, list(sender._channels), len(messages))
             missed = {name: error for name, error in results.items() if error is not None}
             if len(missed) == len(results):
-                rejection = common_rejection(missed)
-                if rejection is not None:  # both refuse it for the same reason: not transient
-                    raise rejection
-            if len(missed) == len(results):
-                raise ReplicationError("no namespace took the buffered message", causes=missed)
+                # Both refuse it for the same reason: not transient. Otherwise: retry.
+                raise common_rejection(missed) or ReplicationError(
+                    "no namespace took the buffered message", causes=missed
+                )
             if missed:
                 # Landed on one: the other's copy waits in that namespace's own lane, where
                 # a refusal for good is dead-lettered and an outage is waited out.
                 await self._outbox.append(self.entity, list(missed), messages)
-                self.wake(list(missed))
+                self._outbox.wake(self.entity, list(missed))
             return
-        skipped = sender._health.unavailable(lane)
-        if skipped is not None:
-            raise skipped
-        try:
-            await sender._attempt(lane, deadline, attempt)
-        except Exception:
-            sender._failures[lane] += 1
-            raise
-        sender._sent[lane] += len(messages)
+        error = (await sender._concurrently(attempt, deadline, [lane], len(messages)))[lane]
+        if error is not None:
+            raise error

@@ -444,12 +444,7 @@ class ReplicatedSender(AsyncClosing):
         await self._buffer(list(missed), messages, causes=missed, landed=landed)
         result = SendResult(landed=landed, missed=missed, buffered=tuple(missed))
         if landed:
-            self._partial_writes += 1
-            _LOG.warning(
-                "geobus: partial write: stored on %s; the copy for %s waits in the outbox",
-                ", ".join(landed),
-                ", ".join(f"{name} ({type(error).__name__})" for name, error in missed.items()),
-            )
+            self._partial_write(result, "waits in the outbox")
         return result
 
     async def _concurrently(
@@ -477,13 +472,17 @@ class ReplicatedSender(AsyncClosing):
     def _judge_active(self, results: dict[str, BaseException | None]) -> SendResult:
         result = active_outcome(self.write_quorum, results)
         if result.partial:
-            self._partial_writes += 1
-            _LOG.warning(
-                "geobus: partial write: stored on %s, missed on %s",
-                ", ".join(result.landed),
-                ", ".join(f"{name} ({type(error).__name__})" for name, error in result.missed.items()),
-            )
+            self._partial_write(result, "is missing")
         return result
+
+    def _partial_write(self, result: SendResult, fate: str) -> None:
+        self._partial_writes += 1
+        _LOG.warning(
+            "geobus: partial write: stored on %s; the copy for %s %s",
+            ", ".join(result.landed),
+            ", ".join(f"{name} ({type(error).__name__})" for name, error in result.missed.items()),
+            fate,
+        )
 
     # -- the outbox --------------------------------------------------------------------------
 
@@ -495,7 +494,7 @@ class ReplicatedSender(AsyncClosing):
         causes: dict[str, BaseException],
         landed: tuple[str, ...],
     ) -> None:
-        assert self._outbox is not None and self._drainer is not None
+        assert self._outbox is not None
         opened = [lane for lane in lanes if not self._outbox.pending(self.entity, lane)]
         try:
             await self._outbox.append(self.entity, lanes, messages)
@@ -515,7 +514,7 @@ class ReplicatedSender(AsyncClosing):
                 ", ".join(opened),
                 "; ".join(f"{name}: {type(error).__name__}" for name, error in causes.items()) or "queued behind",
             )
-        self._drainer.wake(lanes)
+        self._outbox.wake(self.entity, lanes)
 
     # -- one namespace -------------------------------------------------------------------------
 
