@@ -1,12 +1,44 @@
-"""The ``geobus`` command."""
+"""The ``geobus`` command: one module per subcommand, each with ``add_arguments`` and ``run``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from ._version import __version__
+
+# name -> (module, one-line help, description). Each module exposes
+# ``add_arguments(parser)`` and ``run(args) -> int`` and keeps its heavy imports in run().
+COMMANDS: dict[str, tuple[str, str, str | None]] = {
+    "demo": (
+        "._demo",
+        "a producer and a worker across two local namespaces through an outage",
+        "Start two local namespaces, a ReplicatedSender and a DedupReceiver, and take the "
+        "primary down mid-stream (refused, black-holed, healed). Exit 1 if anything was "
+        "lost or a duplicate reached the handler.",
+    ),
+    "drill": (
+        "._drill",
+        "outage scenarios against local namespaces in separate processes; counts lost and duplicated",
+        None,
+    ),
+    "send": ("._operator", "send messages through geobus with the library's configuration (env / TOML)", None),
+    "receive": ("._operator", "receive (and complete) messages through geobus's DedupReceiver", None),
+    "bench": ("._bench", "run the benchmarks and print one table of ratios against plain azure-servicebus", None),
+    "outbox": (
+        "._outbox_cli",
+        "show a producer's outbox (depth, oldest age, dead letters); retry or purge dead letters",
+        "Show an outbox file's lanes and dead letters. Safe beside a running producer.",
+    ),
+    "local": (
+        ".local._main",
+        "serve local Service Bus namespaces (AMQP 1.0) for tests, drills and demos",
+        "Serve local namespaces until SIGTERM/SIGINT. Prints one connection string per "
+        "namespace on stdout once listening; control endpoints go to stderr.",
+    ),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -16,56 +48,33 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"geobus {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-
-    local = commands.add_parser(
-        "local",
-        help="serve local Service Bus namespaces (AMQP 1.0) for tests, drills and demos",
-        description="Serve local namespaces until SIGTERM/SIGINT. Prints one connection "
-        "string per namespace on stdout once listening; control endpoints go to stderr.",
-    )
-    try:
-        from .local._main import add_arguments
-    except ImportError:  # the local extra is not installed
-        local.set_defaults(missing_extra=True)
-    else:
-        add_arguments(local)
-
-    demo = commands.add_parser(
-        "demo", help="a producer and a worker across two local namespaces through an outage"
-    )
-    demo.add_argument("--messages", type=int, default=300, help="messages to send (default 300)")
-    demo.add_argument("--mode", choices=["passive", "active"], default="passive", help="replication mode")
-    demo.add_argument("--rate", type=float, default=60.0, help="messages per second the producer sends")
-
-    outbox = commands.add_parser(
-        "outbox",
-        help="show a producer's outbox (depth, oldest age, dead letters); retry or purge dead letters",
-        description="Show an outbox file's lanes and dead letters. Safe beside a running producer.",
-    )
-    from ._outbox_cli import add_arguments as add_outbox_arguments
-
-    add_outbox_arguments(outbox)
+    for name, (module_name, help_text, description) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=description or help_text)
+        try:
+            module = importlib.import_module(module_name, __package__)
+        except ImportError as exc:  # the local extra (python-qpid-proton) is not installed
+            sub.set_defaults(missing=str(exc))
+            continue
+        if name in ("send", "receive"):
+            getattr(module, f"add_{name}_arguments")(sub)
+        else:
+            module.add_arguments(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if getattr(args, "missing_extra", False):
-        print("geobus local needs the local extra: pip install 'geobus[local]'", file=sys.stderr)
+    missing = getattr(args, "missing", None)
+    if missing is not None:
+        print(
+            f"geobus {args.command} needs the local extra: pip install 'geobus[local]' ({missing})",
+            file=sys.stderr,
+        )
         return 2
-    if args.command == "local":
-        from .local._main import run
-
-        return run(args)
-    if args.command == "demo":
-        from ._demo import run_demo
-
-        return run_demo(messages=args.messages, mode=args.mode, rate=args.rate)
-    if args.command == "outbox":
-        from ._outbox_cli import run as run_outbox
-
-        return run_outbox(args)
-    return 2  # pragma: no cover - argparse rejects unknown commands
+    module = importlib.import_module(COMMANDS[args.command][0], __package__)
+    if args.command in ("send", "receive"):
+        return int(getattr(module, f"run_{args.command}")(args))
+    return int(module.run(args))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,7 @@ delivered, lost (must be 0), duplicates delivered (must be 0).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
 import threading
@@ -53,6 +54,16 @@ class _Worker:
     per_namespace: Counter[str] = field(default_factory=Counter)
     absorbed: int = 0
     settle_failures: int = 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--messages", type=int, default=300, help="messages to send (default 300)")
+    parser.add_argument("--mode", choices=["passive", "active"], default="passive", help="replication mode")
+    parser.add_argument("--rate", type=float, default=60.0, help="messages per second the producer sends")
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_demo(messages=args.messages, mode=args.mode, rate=args.rate)
 
 
 def run_demo(*, messages: int = 300, mode: str = "passive", rate: float = 60.0) -> int:
