@@ -1,18 +1,23 @@
-"""The benchmark commands run end to end and report every row (no timing thresholds)."""
+"""The benchmarks and `geobus bench` run end to end and report every row (no timing thresholds)."""
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import math
 import signal
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import geobus
+from geobus import _bench
+from geobus._cli import main
 from geobus.local import DEV_KEY
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -22,26 +27,27 @@ APIS = ("sync", "async")
 SCENARIOS = ("send 1/call", "send lists of 100", "peek-lock + complete", "receive&delete pf100")
 
 
-def _run_benchmark(script: str, *args: str, timeout: float = 90.0) -> tuple[dict[str, Any], str]:
-    """Runs ``benchmarks/<script>``; returns its JSON and everything it printed."""
-    process = subprocess.Popen(
-        [sys.executable, str(BENCHMARKS / script), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _run(command: list[str], timeout: float, cwd: Path | None = None) -> tuple[int, str, str]:
+    """Runs ``command``; its exit status, stdout and stderr."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
     try:
         out, err = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         # SIGTERM first: the benchmark unwinds and stops the servers it started.
         process.send_signal(signal.SIGTERM)
         try:
-            out, err = process.communicate(timeout=20)
+            out, err = process.communicate(timeout=40)
         except subprocess.TimeoutExpired:
             process.kill()
             out, err = process.communicate()
         pytest.fail(f"the benchmark did not finish in {timeout:.0f} s: {err[-2000:]}")
-    assert process.returncode == 0, err[-2000:]
+    return process.returncode, out, err
+
+
+def _run_benchmark(script: str, *args: str, timeout: float = 90.0) -> tuple[dict[str, Any], str]:
+    """Runs ``benchmarks/<script>``; returns its JSON and everything it printed."""
+    status, out, err = _run([sys.executable, str(BENCHMARKS / script), *args], timeout)
+    assert status == 0, err[-2000:]
     return json.loads(out), out + err
 
 
@@ -246,3 +252,113 @@ class TestOutboxQuickRun:
 
     def test_output_holds_no_connection_string_or_key(self, outbox_run: tuple[dict[str, Any], str]) -> None:
         _assert_no_secret(outbox_run[1])
+
+
+# -- geobus bench --------------------------------------------------------------------------------
+
+# Two of the three, to keep the run short: each is also run alone above. Named out of order:
+# they run, and their rows come, in geobus bench's own order.
+ONLY = ("outbox", "local_namespace")
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], str]:
+    # Outside the checkout: geobus bench needs the installed package, not benchmarks/.
+    status, out, err = _run([sys.executable, "-m", "geobus", "bench", "--quick", "--json", "--only", *ONLY],
+                            timeout=150.0, cwd=tmp_path_factory.mktemp("elsewhere"))
+    assert status == 0, err[-2000:]
+    return json.loads(out), out + err
+
+
+@pytest.fixture
+def bench(bench_run: tuple[dict[str, Any], str]) -> dict[str, Any]:
+    return bench_run[0]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+class TestGeobusBench:
+    """`geobus bench --quick --json --only ...`: one table from each benchmark's own run."""
+
+    def test_each_benchmark_ran_once_in_order(self, bench: dict[str, Any]) -> None:
+        assert [(b["name"], b["status"], b["exit_status"]) for b in bench["benchmarks"]] == [
+            ("local_namespace", "ok", 0), ("outbox", "ok", 0)]
+        assert bench["quick"] is True and set(bench["results"]) == {"local_namespace", "outbox"}
+        assert [row["benchmark"] for row in bench["rows"]] == sorted(
+            (row["benchmark"] for row in bench["rows"]), key=_bench.BENCHMARKS.index)
+
+    def test_every_outbox_metric_is_a_row_with_the_same_runs_figures(self, bench: dict[str, Any]) -> None:
+        rows = {row["scenario"]: row for row in bench["rows"] if row["benchmark"] == "outbox"}
+        metrics = bench["results"]["outbox"]["metrics"]
+        assert list(rows) == [m["name"] for m in metrics]
+        for metric in metrics:
+            row = rows[metric["name"]]
+            assert (row["geobus"], row["plain"], row["unit"]) == (metric["geobus"], metric["plain"], metric["unit"])
+            if metric["plain"] is None:
+                assert row["ratio"] is None and row["plain_source"] is None
+            else:
+                assert _positive(row["ratio"]) and row["plain_source"] == "measured"
+                assert row["ratio"] == pytest.approx(row["geobus"] / row["plain"], rel=1e-3)
+                assert row["ratio"] == pytest.approx(metric["ratio"], rel=1e-3)
+
+    def test_local_namespace_rows_are_the_plain_sdks_headline(self, bench: dict[str, Any]) -> None:
+        rows = [row for row in bench["rows"] if row["benchmark"] == "local_namespace"]
+        assert [row["scenario"] for row in rows] == [f"{api} {s}" for api in APIS for s in SCENARIOS]
+        measured = {f"{r['api']} {r['scenario']}": r["msgs_per_s"]
+                    for r in bench["results"]["local_namespace"]["rows"]
+                    if (r["placement"], r["store"]) == ("out-of-process", "memory")}
+        for row in rows:
+            assert row["geobus"] is None and row["ratio"] is None
+            assert row["plain"] == measured[row["scenario"]] and _positive(row["plain"])
+
+    def test_the_machine_is_reported(self, bench: dict[str, Any]) -> None:
+        machine = bench["machine"]
+        assert machine["cores"] >= 1 and machine["python"] and machine["platform"]
+        assert machine["azure-servicebus"] == version("azure-servicebus")
+        assert machine["geobus"] == geobus.__version__
+
+    def test_the_table_shows_every_row_and_the_machine(self, bench: dict[str, Any]) -> None:
+        text = _bench.render(bench)
+        assert text.startswith(f"machine: {bench['machine']['platform']}, ")
+        assert f"azure-servicebus {version('azure-servicebus')}" in text and f"geobus {geobus.__version__}" in text
+        lines = text.splitlines()
+        for row in bench["rows"]:
+            (line,) = [line for line in lines
+                       if line[:16].strip() == row["benchmark"] and line[16:68].strip() == row["scenario"]]
+            if row["ratio"] is not None:
+                assert f" {row['ratio']:#.3g} " in line
+        _assert_no_secret(text)
+
+    def test_output_holds_no_connection_string_or_key(self, bench_run: tuple[dict[str, Any], str]) -> None:
+        _assert_no_secret(bench_run[1])
+
+
+class TestGeobusBenchErrors:
+    """An unknown benchmark, a missing extra or a failed benchmark is said plainly."""
+
+    def test_an_unknown_name_is_refused(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as exited:
+            main(["bench", "--only", "outbox", "replicaton"])
+        assert exited.value.code == 2
+        err = capsys.readouterr().err
+        assert "argument --only: invalid choice: 'replicaton'" in err and "local_namespace" in err
+
+    def test_without_the_local_extra(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        real = importlib.util.find_spec
+        monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "proton" else real(name, *a))
+        assert main(["bench", "--quick"]) == 2
+        assert "pip install 'geobus[local]'" in capsys.readouterr().err
+
+    def test_a_failing_benchmark_fails_the_run(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        scripts = {"outbox": "import sys; sys.exit(3)", "replication": "print('not json')"}
+        monkeypatch.setattr(_bench, "benchmark_command",
+                            lambda name, quick: [sys.executable, "-c", scripts[name]])
+        assert main(["bench", "--only", "replication", "outbox", "--json"]) == 1
+        captured = capsys.readouterr()
+        report = json.loads(captured.out)
+        assert [(b["name"], b["status"]) for b in report["benchmarks"]] == [
+            ("replication", "its output is not JSON"), ("outbox", "exit status 3 (its error is above)")]
+        assert report["rows"] == [] and report["results"] == {}
+        assert "geobus bench: outbox failed: exit status 3" in captured.err

@@ -25,10 +25,14 @@ class TestDemo:
         out, err = capsys.readouterr()
         assert "OK: lost 0, duplicates delivered 0" in out
         assert "acknowledged              40" in out
+        traffic = out.split("traffic (who stored each acknowledged message, in order):")[1]
         if mode == "passive":
             assert "failed over to secondary" in out
+            assert "failover time             " in out and "failover time             -" not in out
+            assert " secondary " in traffic  # the outage's stretch went to the secondary
         else:
             assert "duplicates absorbed" in out and "duplicates absorbed       0" not in out
+            assert "primary+secondary" in traffic
         assert DEV_KEY not in out + err
         assert "SharedAccessKey=" not in out + err
 

@@ -41,7 +41,9 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(chosen: str | None) -> argparse.ArgumentParser:
+    """The parser; only ``chosen``'s module is imported (all of them for ``--help``),
+    so one command's missing extra or import error never breaks another."""
     parser = argparse.ArgumentParser(
         prog="geobus",
         description="Azure Service Bus through a regional outage: local namespaces, demos and drills.",
@@ -50,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text, description) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=description or help_text)
+        if chosen is not None and name != chosen:
+            continue
         try:
             module = importlib.import_module(module_name, __package__)
         except ImportError as exc:  # the local extra (python-qpid-proton) is not installed
@@ -63,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    args = _parser(chosen if chosen in COMMANDS else None).parse_args(argv)
     missing = getattr(args, "missing", None)
     if missing is not None:
         print(

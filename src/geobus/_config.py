@@ -120,6 +120,12 @@ def _count(field_name: str, value: Any, *, minimum: int) -> int:
     return number
 
 
+# ServiceBusClient options geobus sets from its own policies (``build_client``).
+GEOBUS_CLIENT_OPTIONS = frozenset(
+    {"retry_total", "retry_backoff_factor", "retry_backoff_max", "retry_mode", "try_timeout"}
+)
+
+
 @dataclass(frozen=True)
 class NamespaceConfig:
     """One Service Bus namespace: a connection string, or a namespace and a credential.
@@ -128,19 +134,34 @@ class NamespaceConfig:
     ``CREDENTIAL_NAMES`` (``"default"`` is ``DefaultAzureCredential``), which
     geobus builds as the sync or async class as needed. The repr never shows a key.
 
+    ``client_options`` (in code only) go to this namespace's ``ServiceBusClient``
+    as they are: ``transport_type``, ``http_proxy``, ``custom_endpoint_address``,
+    ``ssl_context`` (``geobus.testing.sdk_proxy_options`` builds the last ones for a
+    fault proxy). The retry and timeout options are geobus's and are refused.
+
     Raises:
-        ConfigurationError: neither or both forms given, or a malformed connection string.
+        ConfigurationError: neither or both forms given, a malformed connection
+            string, or ``client_options`` naming an option geobus sets itself.
     """
 
     name: str | None = None
     connection_string: str | None = field(default=None, repr=False)
     fully_qualified_namespace: str | None = None
     credential: Any = field(default=None, repr=False)
+    client_options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
             raise ConfigurationError("name", "a namespace name must be a non-empty string")
         prefix = self.name or "namespace"
+        if not isinstance(self.client_options, Mapping):
+            raise ConfigurationError(f"{prefix}.client_options", "must be a mapping of ServiceBusClient options")
+        owned = sorted(set(self.client_options) & GEOBUS_CLIENT_OPTIONS)
+        if owned:
+            raise ConfigurationError(
+                f"{prefix}.client_options",
+                f"{', '.join(owned)} are set by geobus (see deadlines and retry)",
+            )
         if self.connection_string is not None:
             try:
                 parsed = ConnectionString.parse(self.connection_string)

@@ -322,6 +322,41 @@ class TestSecrets:
         assert "hunter2" not in repr(namespace)
         assert "TokenCredential" in repr(namespace)
 
+    def test_client_options_reach_the_sdk_client_and_never_the_repr(self) -> None:
+        from azure.servicebus import TransportType
+
+        from geobus.aio._channels import build_client
+
+        namespace = NamespaceConfig(
+            name="primary",
+            connection_string=MAPPING["primary"]["connection_string"],
+            client_options={"transport_type": TransportType.Amqp, "custom_endpoint_address": "sb://127.0.0.1:5999"},
+        )
+        assert "5999" not in repr(namespace)
+        client = build_client(namespace, SdkRetryPolicy(), try_timeout=1.0)
+        assert client._config.custom_endpoint_address.startswith("sb://127.0.0.1:5999")
+        assert client._config.retry_total == SdkRetryPolicy().total  # geobus's, not the SDK's
+
+    @pytest.mark.parametrize("option", ["try_timeout", "retry_total", "retry_mode"])
+    def test_client_options_may_not_set_what_geobus_owns(self, option: str) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            NamespaceConfig(name="primary", connection_string=MAPPING["primary"]["connection_string"], client_options={option: 1})
+        assert caught.value.field == "primary.client_options" and option in str(caught.value)
+        with pytest.raises(ConfigurationError, match="mapping"):
+            NamespaceConfig(name="primary", connection_string=MAPPING["primary"]["connection_string"], client_options=[1])  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("name", ["default", "cli"])
+    def test_a_credential_named_in_configuration_needs_no_aiohttp(self, name: str) -> None:
+        """Built from azure.identity's sync classes (the aio ones need aiohttp, which is
+        not installed); token calls are awaited on a thread. No token is fetched here."""
+        import inspect
+
+        from geobus.aio._channels import _credential
+
+        credential = _credential(name)
+        assert inspect.iscoroutinefunction(credential.get_token)
+        assert type(credential._credential).__module__.startswith("azure.identity")
+
 
 class TestEnvironmentSpelling:
     """A misspelt GEOBUS_ variable is an error, not a silently missing setting."""

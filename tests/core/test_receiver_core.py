@@ -444,6 +444,46 @@ class TestSettlementApi:
         with pytest.raises(RuntimeError):
             await receiver.receive_messages(1, max_wait_time=0.01)
 
+    async def test_close_abandons_what_was_fetched_but_never_handed_out(
+        self, make_receiver: MakeReceiver, weu: FakeReceiveChannel, neu: FakeReceiveChannel
+    ) -> None:
+        # Left alone, fetched copies would stay locked until their locks expire.
+        for index in range(3):
+            weu.publish(f"m{index}")
+        receiver = make_receiver(prefetch=10)
+        [handed_out] = await receive(receiver, 1)
+        await eventually(lambda: receiver.stats.received["weu"] == 3)
+        await receiver.close()
+        abandoned = {message.message_id for message in weu.settled("abandon")}
+        assert abandoned == {"m0", "m1", "m2"} - {handed_out.message_id}
+
+    async def test_close_abandons_a_held_twin_but_not_the_applications_copy(
+        self, make_receiver: MakeReceiver, weu: FakeReceiveChannel, neu: FakeReceiveChannel
+    ) -> None:
+        weu.publish("twin")
+        receiver = make_receiver()
+        await receive(receiver, 1)  # the application holds weu's copy
+        neu.publish("twin")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BOUND
+        while receiver.stats.held == 0 and loop.time() < deadline:
+            assert await receiver.receive_messages(1, max_wait_time=0.02) == []  # the twin is held
+        assert receiver.stats.held == 1
+        await receiver.close()
+        assert [m.message_id for m in neu.settled("abandon")] == ["twin"]
+        assert weu.settled("abandon") == []  # the application's copy is the application's
+
+    async def test_close_does_not_wait_for_a_namespace_that_never_answers(
+        self, make_receiver: MakeReceiver, weu: FakeReceiveChannel, neu: FakeReceiveChannel
+    ) -> None:
+        for index in range(2):
+            weu.publish(f"m{index}")
+        receiver = make_receiver(prefetch=10, deadlines=Deadlines(attempt=0.1, receive_stall=0.1))
+        await receive(receiver, 1)
+        await eventually(lambda: receiver.stats.received["weu"] == 2)
+        weu.fail_next("abandon", asyncio.TimeoutError())
+        await asyncio.wait_for(receiver.close(), BOUND)
+
     @pytest.mark.parametrize("options", [{"max_wait_time": 0}, {"prefetch": 0}])
     def test_invalid_options(self, weu: FakeReceiveChannel, neu: FakeReceiveChannel, options: dict[str, Any]) -> None:
         with pytest.raises(ValueError):

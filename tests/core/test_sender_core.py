@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -257,6 +258,21 @@ class TestActive:
         assert sender.stats.partial_writes == 1
         assert sender.stats.messages_sent == {"weu": 0, "neu": 1}
         assert sender.stats.send_failures == {"weu": 1, "neu": 0}
+
+    async def test_partial_writes_warn_once_per_outage_and_count_each(
+        self, make_sender: MakeSender, weu: FakeSendChannel, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        down = fail(ServiceBusConnectionError(message="down"))
+        weu.behave(down, down, ok(), down)
+        sender = make_sender(mode="active")
+        with caplog.at_level(logging.INFO, logger="geobus"):
+            for index in range(4):
+                await sender.send_messages(message(f"m{index}"))
+        lines = [r.getMessage() for r in caplog.records if "partial writes" in r.getMessage() or "again" in r.getMessage()]
+        assert len(lines) == 3, lines  # missing (m0, not m1), back (m2), missing again (m3)
+        assert "copies for weu (ServiceBusConnectionError) are missing" in lines[0]
+        assert "weu stores its copies again" in lines[1]
+        assert sender.stats.partial_writes == 3
 
     async def test_quorum_any_with_a_hanging_namespace_is_bounded(
         self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel

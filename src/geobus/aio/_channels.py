@@ -96,7 +96,9 @@ def _credential(name_or_object: Any) -> Any:
         if inspect.iscoroutinefunction(getattr(name_or_object, "get_token", None)):
             return name_or_object
         return _AsyncCredential(name_or_object)
-    from azure.identity import aio as identity
+    # The sync credentials, each token call in a thread: azure.identity.aio would need
+    # aiohttp, which neither geobus nor azure-identity installs.
+    import azure.identity as identity
 
     factories: dict[str, Callable[[], Any]] = {
         "default": identity.DefaultAzureCredential,
@@ -105,7 +107,7 @@ def _credential(name_or_object: Any) -> Any:
         "cli": identity.AzureCliCredential,
         "environment": identity.EnvironmentCredential,
     }
-    return factories[name_or_object]()
+    return _AsyncCredential(factories[name_or_object]())
 
 
 def build_client(namespace: NamespaceConfig, retry: SdkRetryPolicy, try_timeout: float) -> ServiceBusClient:
@@ -116,6 +118,7 @@ def build_client(namespace: NamespaceConfig, retry: SdkRetryPolicy, try_timeout:
         "retry_backoff_max": retry.backoff_max,
         "retry_mode": retry.mode,
         "try_timeout": try_timeout,
+        **namespace.client_options,
     }
     if namespace.connection_string is not None:
         return ServiceBusClient.from_connection_string(namespace.connection_string, **options)

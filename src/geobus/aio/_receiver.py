@@ -426,9 +426,35 @@ class DedupReceiver(AsyncClosing):
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    async def _give_back(self) -> None:
+        """Abandon what was fetched and not handed out: the inbox, promoted and held twins."""
+        if self._already_settled:
+            return  # receive-and-delete: gone from the namespace the moment it arrived
+        pending = [(self._channel_of[c.namespace], c.payload) for c in [*self._ready, *self._tracker.held_copies()]]
+        self._ready.clear()
+        while self._inbox is not None and not self._inbox.empty():
+            pending.append(self._inbox.get_nowait())
+
+        async def abandon(channel: ReceiveChannel, message: ServiceBusReceivedMessage) -> None:
+            with contextlib.suppress(Exception):  # it comes back when its lock expires instead
+                await channel.abandon(message, timeout=self.deadlines.attempt)
+
+        if pending:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(
+                    asyncio.gather(*(abandon(channel, message) for channel, message in pending)),
+                    self.deadlines.attempt,
+                )
+
     async def close(self) -> None:
-        """Stop receiving and close both namespaces' receivers. Unsettled and held
-        messages return to their namespaces. Safe to call twice."""
+        """Stop receiving and close both namespaces' receivers. Safe to call twice.
+
+        Copies fetched but never handed to the application (and held twins) are
+        abandoned, so they are available again at once instead of when their locks
+        expire (within ``deadlines.attempt``; a namespace that does not answer keeps
+        them locked until then). Messages the application holds unsettled stay locked
+        until their locks expire, as with the SDK's own receiver.
+        """
         if self._closed:
             return
         self._closed = True
@@ -437,6 +463,7 @@ class DedupReceiver(AsyncClosing):
         await asyncio.gather(*self._pumps, return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._give_back()
         await asyncio.gather(*(channel.close() for channel in self._channels), return_exceptions=True)
         if self._on_close is not None:
             await self._on_close()

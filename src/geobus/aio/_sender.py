@@ -208,6 +208,7 @@ class ReplicatedSender(AsyncClosing):
         self._failures = dict.fromkeys(self._channels, 0)
         self._failovers = 0
         self._partial_writes = 0
+        self._missing: set[str] = set()  # namespaces missing copies since their last success
         self._buffered = 0
         self._started = False
         self._closed = False
@@ -436,16 +437,13 @@ class ReplicatedSender(AsyncClosing):
         missed = {name: error for name, error in results.items() if error is not None}
         landed = tuple(name for name, error in results.items() if error is None)
         if not missed:
-            return SendResult(landed=landed, missed={})
+            return self._noted(SendResult(landed=landed, missed={}), "")
         if not landed:
             rejection = common_rejection(missed) or message_fault(missed)
             if rejection is not None:  # no namespace will ever take it: not for the outbox
                 raise rejection
         await self._buffer(list(missed), messages, causes=missed, landed=landed)
-        result = SendResult(landed=landed, missed=missed, buffered=tuple(missed))
-        if landed:
-            self._partial_write(result, "waits in the outbox")
-        return result
+        return self._noted(SendResult(landed=landed, missed=missed, buffered=tuple(missed)), "wait in the outbox")
 
     async def _concurrently(
         self, attempt: Any, deadline: float, names: list[str], count: int
@@ -470,19 +468,28 @@ class ReplicatedSender(AsyncClosing):
         return dict(zip(names, outcomes, strict=True))
 
     def _judge_active(self, results: dict[str, BaseException | None]) -> SendResult:
-        result = active_outcome(self.write_quorum, results)
-        if result.partial:
-            self._partial_write(result, "is missing")
-        return result
+        return self._noted(active_outcome(self.write_quorum, results), "are missing")
 
-    def _partial_write(self, result: SendResult, fate: str) -> None:
+    def _noted(self, result: SendResult, fate: str) -> SendResult:
+        """Counts a partial write; logs when a namespace starts (or stops) missing copies,
+        not once per message: an outage at 1,000 messages/s is one warning."""
+        for name in set(result.landed) & self._missing:
+            self._missing.discard(name)
+            _LOG.info("geobus: %s stores its copies again (%s)", name, self.entity)
+        if not result.partial:
+            return result
         self._partial_writes += 1
-        _LOG.warning(
-            "geobus: partial write: stored on %s; the copy for %s %s",
-            ", ".join(result.landed),
-            ", ".join(f"{name} ({type(error).__name__})" for name, error in result.missed.items()),
-            fate,
-        )
+        starting = [name for name in result.missed if name not in self._missing]
+        self._missing.update(result.missed)
+        if starting:
+            _LOG.warning(
+                "geobus: partial writes to %s: stored on %s; copies for %s %s (counted in stats.partial_writes)",
+                self.entity,
+                ", ".join(result.landed),
+                ", ".join(f"{name} ({type(result.missed[name]).__name__})" for name in starting),
+                fate,
+            )
+        return result
 
     # -- the outbox --------------------------------------------------------------------------
 

@@ -1,8 +1,8 @@
-"""What the benchmark scripts share: servers, timing, the machine, the command line.
+"""What the benchmarks share: servers, timing, the machine, the command line.
 
-Not a benchmark itself. Each script imports it as ``_common``: Python puts a
-script's own directory first on ``sys.path``, so ``python benchmarks/x.py``
-finds it from any working directory.
+Not a benchmark itself. The benchmarks live in the package, so that ``geobus
+bench`` runs them from an installed geobus; ``benchmarks/*.py`` in a checkout
+are thin scripts that call them.
 """
 
 from __future__ import annotations
@@ -133,7 +133,7 @@ class Namespaces:
             process.control.heal()
 
     def counts(self, queue: str) -> tuple[int, int]:
-        return tuple(p.control.status()["counts"].get(queue, 0) for p in self._processes)  # type: ignore[return-value]
+        return tuple(p.control.status()["counts"].get(queue, 0) for p in self._processes)
 
     def expect_on_each(self, queue: str, held: int) -> None:
         """Each namespace holds ``held`` messages in ``queue``: a copy on both, say."""

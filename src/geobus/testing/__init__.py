@@ -1,0 +1,37 @@
+"""Test helpers for code that uses geobus: local namespaces and a network fault proxy.
+
+``FaultProxy`` sits between a client and a namespace and breaks the network on
+demand (``refuse``, ``black_hole``, ``set_latency``, ``set_bandwidth``,
+``reset``, ``heal``). ``local_pair`` starts two in-process local namespaces;
+``fault_proxy`` puts a proxy in front of one. ``sdk_proxy_options`` and
+``proxied_connection_string`` point the azure-servicebus client, or a geobus
+configuration, at a proxy.
+
+pytest fixtures (``geobus_namespace``, ``geobus_namespace_pair``,
+``geobus_namespace_factory``, ``geobus_fault_proxy``) are in a plugin you opt
+into: ``pytest_plugins = ["geobus.testing.pytest_plugin"]``.
+
+Needs the ``local`` extra: ``pip install 'geobus[local]'``.
+"""
+
+try:
+    import proton  # noqa: F401 - only to fail early, with the fix in the message
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "geobus.testing needs the 'local' extra (python-qpid-proton): "
+        "pip install 'geobus[local]'"
+    ) from exc
+
+from ._namespaces import NamespacePair, fault_proxy, local_pair
+from ._proxy import FaultProxy
+from ._sdk import namespace_tls_context, proxied_connection_string, sdk_proxy_options
+
+__all__ = [
+    "FaultProxy",
+    "NamespacePair",
+    "fault_proxy",
+    "local_pair",
+    "namespace_tls_context",
+    "proxied_connection_string",
+    "sdk_proxy_options",
+]

@@ -1,0 +1,195 @@
+"""`geobus drill`: how a run is counted (synthetic events), and real runs of a subset.
+
+The counting tests feed a run hand-written agent events, so each rule (a duplicate,
+a redelivery, a loss within or beyond the disaster bound, a restart duplicate) is
+shown to change the verdict. The end-to-end tests run real scenarios: namespaces,
+producer and worker in their own processes, real kill -9 and SIGSTOP.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from geobus._cli import main
+from geobus._drill._agent import _message, _parser
+from geobus._drill._harness import Run, Settings, redact
+from geobus._drill._report import header, line, tally
+from geobus.local import DEV_KEY
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Run:
+    """A run that is never started: its events are written by the test."""
+    return Run("refused", "sync", "passive", Settings(workdir=tmp_path))
+
+
+def _events(run: Run, *events: tuple[str, str, dict[str, Any]]) -> None:
+    for t, (kind, message_id, fields) in enumerate(events):
+        run.log.events.append({"e": kind, "t": float(t), "id": message_id, **fields})
+
+
+def _sent(*ids: str, buffered: bool = False, failed_over: bool = False) -> list[tuple[str, str, dict[str, Any]]]:
+    events: list[tuple[str, str, dict[str, Any]]] = []
+    for message_id in ids:
+        events.append(("attempt", message_id, {}))
+        events.append(
+            ("ack", message_id, {"lat": 0.01, "landed": ["primary"], "fo": failed_over, "buf": ["any"] if buffered else []})
+        )
+    return events
+
+
+def _handled(message_id: str, life: int = 0, outcome: str = "complete") -> list[tuple[str, str, dict[str, Any]]]:
+    return [("deliver", message_id, {"ns": "primary", "life": life}), (outcome, message_id, {"life": life})]
+
+
+class TestCounting:
+    def test_every_message_once_is_a_clean_row(self, run: Run) -> None:
+        _events(run, *_sent("a", "b"), *_handled("a"), *_handled("b"))
+        row = tally(run, 1.0)
+        assert (row.attempted, row.acknowledged, row.lost, row.duplicates_delivered) == (2, 2, 0, 0)
+        assert row.ok, row.violations
+
+    def test_a_message_never_delivered_is_lost(self, run: Run) -> None:
+        _events(run, *_sent("a", "b"), *_handled("a"))
+        row = tally(run, 1.0)
+        assert row.lost == 1 and not row.ok
+        assert "1 acknowledged message(s) lost" in row.violations[0]
+
+    def test_a_delivery_after_completion_is_a_duplicate(self, run: Run) -> None:
+        _events(run, *_sent("a"), *_handled("a"), *_handled("a"))
+        row = tally(run, 1.0)
+        assert row.duplicates_delivered == 1 and not row.ok
+
+    def test_two_copies_in_the_handler_at_once_are_a_duplicate(self, run: Run) -> None:
+        _events(run, *_sent("a"), ("deliver", "a", {"ns": "primary", "life": 0}), *_handled("a"))
+        assert tally(run, 1.0).duplicates_delivered == 1
+
+    def test_a_delivery_after_a_failed_settlement_is_a_redelivery_not_a_duplicate(self, run: Run) -> None:
+        _events(run, *_sent("a"), *_handled("a", outcome="settle_failed"), *_handled("a"))
+        row = tally(run, 1.0)
+        assert (row.redelivered, row.duplicates_delivered) == (1, 0) and row.ok
+
+    def test_a_dead_workers_uncompleted_message_comes_back_as_a_redelivery(self, run: Run) -> None:
+        _events(run, *_sent("a"), ("deliver", "a", {"ns": "primary", "life": 0}), *_handled("a", life=1))
+        row = tally(run, 1.0)
+        assert (row.redelivered, row.duplicates_delivered) == (1, 0) and row.ok
+
+    def test_a_passive_disaster_may_lose_only_what_the_wiped_primary_held(self, run: Run) -> None:
+        _events(run, *_sent("a", "b", "c"), *_handled("a"))
+        run.allowed_losses = {"b", "c"}
+        row = tally(run, 1.0)
+        assert (row.lost, row.loss_bound) == (2, 2) and row.ok
+        assert "2≤2" in line(row)
+        run.allowed_losses = {"b"}  # c was not on the primary: losing it breaks the promise
+        assert not tally(run, 1.0).ok
+
+    def test_restart_duplicates_are_counted_against_the_queued_twins(self, run: Run) -> None:
+        _events(run, *_sent("a", "b"), *_handled("a"), *_handled("b"), *_handled("a", life=1))
+        run.restart_bound = {"a"}
+        row = tally(run, 1.0)
+        assert (row.restart_duplicates, row.restart_bound, row.duplicates_delivered) == (1, 1, 0) and row.ok
+        run.restart_bound = set()  # a twin that was not queued at the kill: a real duplicate
+        assert tally(run, 1.0).duplicates_delivered == 1
+
+    def test_a_message_nobody_sent_is_unexpected(self, run: Run) -> None:
+        _events(run, *_sent("a"), *_handled("a"), *_handled("zzz"))
+        row = tally(run, 1.0)
+        assert row.unexpected == 1 and not row.ok
+
+    def test_nothing_acknowledged_is_a_failed_run(self, run: Run) -> None:
+        assert "nothing was acknowledged" in tally(run, 1.0).violations
+
+    def test_buffered_and_failover_figures(self, run: Run) -> None:
+        _events(run, *_sent("a", buffered=True), *_sent("b", failed_over=True), *_handled("a"), *_handled("b"))
+        row = tally(run, 1.0)
+        assert (row.buffered, row.failover_time) == (1, 0.01)
+
+    def test_the_table_has_one_cell_per_column(self, run: Run) -> None:
+        _events(run, *_sent("a"), *_handled("a"))
+        assert len(line(tally(run, 1.0)).split()) >= len(header().split()) - 4  # headers hold spaces
+
+
+class TestAgent:
+    def test_the_same_seed_gives_the_same_messages(self) -> None:
+        import random
+
+        args = _parser().parse_args(["producer", "--api", "sync", "--events", "x", "--queue", "q", "--seed", "9"])
+        first = [str(_message(args, i, random.Random("9-0"))) for i in range(5)]
+        again = [str(_message(args, i, random.Random("9-0"))) for i in range(5)]
+        other = [str(_message(args, i, random.Random("10-0"))) for i in range(5)]
+        assert first == again != other
+
+    def test_redact_hides_keys_and_signatures(self) -> None:
+        text = f"Endpoint=sb://h/;SharedAccessKeyName=k;SharedAccessKey={DEV_KEY} sig=abc%2Bdef&se=1"
+        assert DEV_KEY not in redact(text) and "abc%2Bdef" not in redact(text)
+
+
+class TestCommand:
+    def test_list_names_every_scenario(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["drill", "--list"]) == 0
+        out = capsys.readouterr().out
+        for name in ("refused", "black-hole", "frozen", "outage", "disaster", "flapping", "both-down",
+                     "producer-killed", "worker-killed", "latency"):  # fmt: skip
+            assert name in out
+
+    def test_bad_arguments_are_clear_errors(self) -> None:
+        with pytest.raises(SystemExit, match="--messages must be at least 40"):
+            main(["drill", "--messages", "5"])
+        with pytest.raises(SystemExit):
+            main(["drill", "--scenario", "meteor"])
+
+
+def _drill(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:
+    code = main(["drill", "--messages", "60", "--seed", "7", "--json", *args])
+    out, err = capsys.readouterr()
+    return code, json.loads(out), out + err
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+class TestRuns:
+    """Real runs: each scenario's promise holds, and nothing secret is printed."""
+
+    @pytest.mark.parametrize(
+        ("scenario", "api", "mode"),
+        [
+            ("black-hole", "sync", "passive"),
+            ("frozen", "async", "active"),
+            ("producer-killed", "async", "passive"),
+        ],
+    )
+    def test_nothing_lost_nothing_duplicated(
+        self, scenario: str, api: str, mode: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, report, printed = _drill(capsys, "--scenario", scenario, "--api", api, "--mode", mode)
+        [row] = report["rows"]
+        assert code == 0, row
+        assert row["acknowledged"] == row["attempted"] == 60
+        assert (row["lost"], row["duplicates_delivered"], row["unexpected"]) == (0, 0, 0)
+        if scenario == "black-hole":
+            assert row["failover_time"] is not None  # passive moved to the secondary
+            assert row["duplicates_absorbed"] >= 0
+        if scenario == "producer-killed":
+            assert row["buffered"] >= 20  # the dead producer's outbox held these; the next one sent them
+        if mode == "active":
+            assert row["duplicates_absorbed"] >= 1  # every message had a twin
+        assert DEV_KEY not in printed and "SharedAccessKey=" not in printed
+
+    def test_passive_disaster_loses_at_most_what_the_primary_held(self, capsys: pytest.CaptureFixture[str]) -> None:
+        code, report, _ = _drill(capsys, "--scenario", "disaster", "--api", "sync", "--mode", "passive")
+        [row] = report["rows"]
+        assert code == 0, row
+        assert row["loss_bound"] is not None and row["lost"] <= row["loss_bound"]
+        assert row["duplicates_delivered"] == 0
+
+    def test_worker_killed_messages_come_back(self, capsys: pytest.CaptureFixture[str]) -> None:
+        code, report, _ = _drill(capsys, "--scenario", "worker-killed", "--api", "async", "--mode", "active")
+        [row] = report["rows"]
+        assert code == 0, row
+        assert row["lost"] == 0 and row["duplicates_delivered"] == 0
+        assert row["restart_duplicates"] <= row["restart_bound"]
+        assert any("worker killed" in entry for entry in row["timeline"])
