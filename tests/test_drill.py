@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from geobus._cli import main
 from geobus._drill._agent import _message, _parser
-from geobus._drill._harness import Run, Settings, redact
+from geobus._drill._harness import EventLog, Run, Settings, redact
 from geobus._drill._report import header, line, tally
 from geobus.local import DEV_KEY
 
@@ -108,9 +109,45 @@ class TestCounting:
         row = tally(run, 1.0)
         assert (row.buffered, row.failover_time) == (1, 0.01)
 
+    def test_each_twin_may_come_back_once_after_a_restart(self, run: Run) -> None:
+        _events(run, *_sent("a"), *_handled("a"), *_handled("a", life=1), *_handled("a", life=1))
+        run.restart_bound = {"a"}
+        row = tally(run, 1.0)
+        assert (row.restart_duplicates, row.duplicates_delivered) == (1, 1) and not row.ok
+
+    def test_only_the_scenarios_own_kill_is_an_accepted_exit(self, run: Run) -> None:
+        _events(run, *_sent("a"), *_handled("a"))
+        killed = SimpleNamespace(process=SimpleNamespace(returncode=-9), killed=True, overdue=False)
+        run.producers.append(killed)  # type: ignore[arg-type]
+        assert tally(run, 1.0).ok
+        crashed = SimpleNamespace(process=SimpleNamespace(returncode=1), killed=False, overdue=False)
+        run.workers.append(crashed)  # type: ignore[arg-type]
+        assert "an agent exited with status 1" in tally(run, 1.0).violations
+        run.workers[-1] = SimpleNamespace(process=SimpleNamespace(returncode=-9), killed=False, overdue=True)  # type: ignore[call-overload]
+        assert any("did not exit within 20 s of SIGTERM" in v for v in tally(run, 1.0).violations)
+
     def test_the_table_has_one_cell_per_column(self, run: Run) -> None:
         _events(run, *_sent("a"), *_handled("a"))
         assert len(line(tally(run, 1.0)).split()) >= len(header().split()) - 4  # headers hold spaces
+
+
+class TestHarness:
+    def test_a_line_cut_by_kill_9_is_read_once_it_is_whole(self, tmp_path: Path) -> None:
+        path = tmp_path / "events.jsonl"
+        log = EventLog()
+        log.watch(path)
+        path.write_bytes(b'{"e": "ack", "t": 1.0, "id": "a"}\n{"e": "ack", "t": 2.0, "i')
+        assert [e["id"] for e in log.poll()] == ["a"]
+        with path.open("ab") as stream:
+            stream.write(b'd": "b"}\n')
+        assert [e["id"] for e in log.poll()] == ["b"]
+        assert [e["id"] for e in log.events] == ["a", "b"]
+
+    def test_a_kept_directory_used_again_starts_empty(self, tmp_path: Path) -> None:
+        first = Run("refused", "sync", "passive", Settings(workdir=tmp_path))
+        (first.dir / "worker-0.jsonl").write_text('{"e": "deliver", "t": 1.0, "id": "old", "life": 0}\n')
+        again = Run("refused", "sync", "passive", Settings(workdir=tmp_path))
+        assert again.dir == first.dir and list(again.dir.iterdir()) == []
 
 
 class TestAgent:
@@ -168,11 +205,12 @@ class TestRuns:
         code, report, printed = _drill(capsys, "--scenario", scenario, "--api", api, "--mode", mode)
         [row] = report["rows"]
         assert code == 0, row
-        assert row["acknowledged"] == row["attempted"] == 60
+        assert row["attempted"] == 60
+        # kill -9 may catch one send in flight: attempted, never acknowledged, so not counted.
+        assert row["acknowledged"] >= (59 if scenario == "producer-killed" else 60)
         assert (row["lost"], row["duplicates_delivered"], row["unexpected"]) == (0, 0, 0)
         if scenario == "black-hole":
             assert row["failover_time"] is not None  # passive moved to the secondary
-            assert row["duplicates_absorbed"] >= 0
         if scenario == "producer-killed":
             assert row["buffered"] >= 20  # the dead producer's outbox held these; the next one sent them
         if mode == "active":
@@ -192,4 +230,6 @@ class TestRuns:
         assert code == 0, row
         assert row["lost"] == 0 and row["duplicates_delivered"] == 0
         assert row["restart_duplicates"] <= row["restart_bound"]
-        assert any("worker killed" in entry for entry in row["timeline"])
+        [kill] = [entry for entry in row["timeline"] if "worker killed" in entry]
+        holding = int(kill.split("holding ")[1].split()[0])
+        assert row["redelivered"] >= min(holding, 1)  # what the dead worker held came back

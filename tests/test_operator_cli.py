@@ -136,6 +136,19 @@ class TestRoundTrip:
         assert [m["message_id"] for m in second["messages"]] == ["again"]
         assert second["messages"][0]["delivery_count"] >= 1
 
+    def test_no_complete_shows_each_message_once_and_leaves_it_in_the_queue(
+        self, namespace_factory: Callable[..., LocalNamespace], clean_env: pytest.MonkeyPatch, run: Run
+    ) -> None:
+        # An abandoned message is available again at once; without a stop the command would
+        # show it up to --max times and run its delivery count into the dead-letter queue.
+        primary, _ = _two_regions(namespace_factory, clean_env)
+        for message_id in ("a", "b"):
+            assert run("send", "orders", "--message-id", message_id)[0] == 0
+        got = _json(run, "receive", "orders", "--max", "12", "--wait", "5", "--no-complete")
+        # An abandoned message is first in line again: the command stops when "a" comes back.
+        assert [m["message_id"] for m in got["messages"]] == ["a"]
+        assert primary.counts() == {"orders": 2}  # nothing dead-lettered, nothing consumed
+
     @pytest.mark.parametrize("where", [["--subscription", "events/audit"],
                                        ["--topic", "events", "--subscription", "audit"]])
     def test_topic_and_subscription(self, regions: Any, run: Run, where: list[str]) -> None:
@@ -333,13 +346,13 @@ class TestScrubber:
 
     def test_configured_keys_and_key_shapes_are_masked(self) -> None:
         from geobus import ReplicationConfig
-        from geobus._operator import _Scrubber
+        from geobus._operator import Scrubber
 
         config = ReplicationConfig.from_connection_strings(
             f"Endpoint=sb://a.example;SharedAccessKeyName=k;SharedAccessKey={DEV_KEY}",
             "Endpoint=sb://b.example;SharedAccessKeyName=k;SharedAccessKey=c2Vjb25kLWtleQ==",
         )
-        scrub = _Scrubber(config)
+        scrub = Scrubber(config)
         text = scrub(f"bare {DEV_KEY}; c2Vjb25kLWtleQ== SharedAccessKey=other;x sr=a&sig=abc%2B&se=1")
         assert text == "bare ***; *** <redacted>;x sr=a&<redacted>&se=1"
         _assert_no_secret(text)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from ._version import __version__
 
 # name -> (module, one-line help, description). Each module exposes
-# ``add_arguments(parser)`` and ``run(args) -> int`` and keeps its heavy imports in run().
+# ``add_arguments(parser)`` and ``run(args) -> int``; only the chosen one is imported.
 COMMANDS: dict[str, tuple[str, str, str | None]] = {
     "demo": (
         "._demo",
@@ -24,8 +24,8 @@ COMMANDS: dict[str, tuple[str, str, str | None]] = {
         "outage scenarios against local namespaces in separate processes; counts lost and duplicated",
         None,
     ),
-    "send": ("._operator", "send messages through geobus with the library's configuration (env / TOML)", None),
-    "receive": ("._operator", "receive (and complete) messages through geobus's DedupReceiver", None),
+    "send": ("._send_cli", "send messages through geobus with the library's configuration (env / TOML)", None),
+    "receive": ("._receive_cli", "receive (and complete) messages through geobus's DedupReceiver", None),
     "bench": ("._bench", "run the benchmarks and print one table of ratios against plain azure-servicebus", None),
     "outbox": (
         "._outbox_cli",
@@ -56,13 +56,12 @@ def _parser(chosen: str | None) -> argparse.ArgumentParser:
             continue
         try:
             module = importlib.import_module(module_name, __package__)
-        except ImportError as exc:  # the local extra (python-qpid-proton) is not installed
-            sub.set_defaults(missing=str(exc))
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("proton", "cproton", "_cproton"):
+                raise  # a real import error, not a missing extra
+            sub.set_defaults(missing=str(exc))  # the local extra (python-qpid-proton)
             continue
-        if name in ("send", "receive"):
-            getattr(module, f"add_{name}_arguments")(sub)
-        else:
-            module.add_arguments(sub)
+        module.add_arguments(sub)
     return parser
 
 
@@ -78,8 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     module = importlib.import_module(COMMANDS[args.command][0], __package__)
-    if args.command in ("send", "receive"):
-        return int(getattr(module, f"run_{args.command}")(args))
     return int(module.run(args))
 
 

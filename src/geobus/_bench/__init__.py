@@ -6,7 +6,7 @@ runs them one after another and reads their JSON. In every row both figures
 come from the same run on the same machine, so ``ratio`` (geobus / plain) is
 what to compare across machines, not the figures themselves.
 
-This module is imported by every ``geobus`` command: it imports nothing heavy.
+It imports nothing heavy: each benchmark runs in its own process.
 The benchmarks need the ``local`` extra (python-qpid-proton).
 """
 

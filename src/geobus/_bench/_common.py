@@ -8,15 +8,13 @@ are thin scripts that call them.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
-import signal
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -24,6 +22,8 @@ from typing import Any, NoReturn
 from azure.servicebus import ServiceBusMessage
 
 from geobus.local import LocalNamespaceProcess
+
+from .._signals import sigterm_as_interrupt as sigterm_as_interrupt
 
 BODY = b"x" * 128
 
@@ -193,20 +193,6 @@ def parse_args(doc: str, argv: list[str] | None, *, quick_help: str, rounds_help
 def log(line: str) -> None:
     """Progress, on stderr, so that stdout holds only the table or the JSON."""
     print(line, file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every server started is stopped on the way out."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def run(main: Callable[[], int], *, interrupted: str) -> NoReturn:

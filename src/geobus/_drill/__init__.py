@@ -21,8 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from .._signals import sigterm_as_interrupt
 from .._version import __version__
-from ._harness import Run, Settings, redact
+from ._harness import Run, Settings, agent_tail, redact
 from ._report import Row, header, line, tally
 from ._scenarios import SCENARIOS, Scenario
 
@@ -83,13 +84,19 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="geobus-drill-") as scratch:
         workdir = args.keep or Path(scratch)
         settings = Settings(args.messages, args.rate, args.fault_seconds, seed, workdir)
-        for name in names:
-            for api in apis:
-                for mode in modes:
-                    row = execute(SCENARIOS[name], api, mode, settings, _progress(out))
-                    _clear_progress(out)
-                    print(line(row), file=out, flush=True)
-                    rows.append(row)
+        try:
+            with sigterm_as_interrupt():  # every process a run started is stopped on the way out
+                for name in names:
+                    for api in apis:
+                        for mode in modes:
+                            row = execute(SCENARIOS[name], api, mode, settings, _progress(out))
+                            _clear_progress(out)
+                            print(line(row), file=out, flush=True)
+                            rows.append(row)
+        except KeyboardInterrupt:
+            _clear_progress(out)
+            print(f"geobus drill: interrupted after {len(rows)} run(s); its processes are stopped", file=sys.stderr)
+            return 130
     failed = [row for row in rows if not row.ok]
     for row in failed:
         print(f"\n{row.scenario} {row.api} {row.mode}: " + "; ".join(row.violations), file=out)
@@ -142,6 +149,11 @@ def execute(
         drill.log.poll()
     row = tally(drill, time.monotonic() - started)
     row.violations.extend(problems)
+    if not row.ok:  # what the agents said on their way out, keys and signatures redacted
+        for role in ("producer", "worker"):
+            tail = agent_tail(drill, role)
+            if tail:
+                row.timeline.append(f"{role} stderr: {tail}")
     return row
 
 

@@ -9,9 +9,11 @@ run reads as they grow.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..local import LocalNamespaceProcess
+from ..local._broker import DEAD_LETTER_SUFFIX
 from ..local._codec import parse_message
 
 QUEUE = "drill"
@@ -79,6 +82,8 @@ class Agent:
     """A producer or worker process started by this run (signalled only by its own id)."""
 
     def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
+        self.killed = False  # by the scenario (kill -9): its exit status is the drill's doing
+        self.overdue = False  # did not exit within the grace period after SIGTERM
         self._log = log.open("ab")
         self.process = subprocess.Popen(
             command, env=env, stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log
@@ -89,16 +94,20 @@ class Agent:
         return self.process.poll() is None
 
     def kill(self) -> None:
+        """kill -9, as a scenario's fault."""
         if self.running:
+            self.killed = True
             self.process.kill()
         self.process.wait(15)
 
     def terminate(self, timeout: float = 20.0) -> None:
+        """SIGTERM, then SIGKILL (and ``overdue``) if it has not exited after ``timeout``."""
         if self.running:
             self.process.terminate()
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
+                self.overdue = True
                 self.process.kill()
                 self.process.wait(15)
         self._log.close()
@@ -126,7 +135,9 @@ class Run:
 
     def __post_init__(self) -> None:
         self.dir = self.settings.workdir / f"{self.scenario}-{self.api}-{self.mode}"
-        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.dir.exists():  # a --keep directory used before: its events and stores would count
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
         args = [
             "--queue",
             QUEUE,
@@ -195,11 +206,22 @@ class Run:
         return agent
 
     def stop(self) -> None:
-        for agent in [*self.producers, *self.workers]:
-            agent.terminate()
+        """Stops every process this run started, each on its own: one that fails to stop
+        does not leave the others running. Namespaces are woken and healed first, so the
+        agents' own shutdown does not wait on a fault."""
         for namespace in (self.primary, self.secondary):
             namespace.resume()
-            namespace.stop()
+            with contextlib.suppress(Exception):  # not running, or paused a moment ago
+                namespace.control.heal()
+        errors: list[BaseException] = []
+        stops = [agent.terminate for agent in [*self.producers, *self.workers]]
+        for stop in [*stops, self.primary.stop, self.secondary.stop]:
+            try:
+                stop()
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
     # -- what happened so far ---------------------------------------------------------
 
@@ -262,6 +284,13 @@ class Run:
             ns.control.status()["counts"].get(QUEUE, 0) for ns in (self.primary, self.secondary)
         )
         return primary, secondary
+
+    def dead_lettered(self) -> int:
+        """Messages in either namespace's dead-letter queue (the drill's handler never
+        dead-letters, so each one is a message the run did not deliver as it should)."""
+        return sum(
+            ns.control.status()["counts"].get(QUEUE + DEAD_LETTER_SUFFIX, 0) for ns in (self.primary, self.secondary)
+        )
 
     # -- what the namespaces hold -----------------------------------------------------------
 

@@ -93,7 +93,9 @@ def tally(run: Run, seconds: float) -> Row:
         row.violations.append("nothing was acknowledged")
     for agent in [*run.producers, *run.workers]:
         code = agent.process.returncode
-        if code not in (0, -9, None):  # -9: the drill's own kill -9
+        if agent.overdue:
+            row.violations.append("an agent did not exit within 20 s of SIGTERM (killed)")
+        elif code not in (0, None) and not agent.killed:  # a scenario's own kill -9 is no failure
             row.violations.append(f"an agent exited with status {code}")
     started = run.marks[0][0] if run.marks else 0.0
     row.timeline = [f"{at - started:5.1f} s  {text}" for at, text in run.marks]
@@ -101,9 +103,10 @@ def tally(run: Run, seconds: float) -> Row:
 
 
 def _count_deliveries(run: Run, row: Row) -> None:
-    completed_in: dict[str, int] = {}  # id -> the worker life that completed it
+    completed_in: dict[str, int] = {}  # id -> the worker life that last completed it
     in_handler: set[tuple[str, int]] = set()  # (id, worker life) between delivery and settlement
     seen: set[str] = set()
+    restarted: set[str] = set()  # ids already counted as a restart duplicate (one each at most)
     for event in run.log.events:
         kind = event["e"]
         if kind not in ("deliver", "complete", "settle_failed"):
@@ -113,7 +116,13 @@ def _count_deliveries(run: Run, row: Row) -> None:
             if key in in_handler:
                 row.duplicates_delivered += 1
             elif event["id"] in completed_in:
-                if completed_in[event["id"]] != event["life"] and event["id"] in run.restart_bound:
+                message_id = event["id"]
+                if (
+                    completed_in[message_id] != event["life"]
+                    and message_id in run.restart_bound
+                    and message_id not in restarted
+                ):
+                    restarted.add(message_id)
                     row.restart_duplicates += 1
                 else:
                     row.duplicates_delivered += 1
@@ -124,7 +133,7 @@ def _count_deliveries(run: Run, row: Row) -> None:
         else:
             in_handler.discard(key)
             if kind == "complete":
-                completed_in.setdefault(event["id"], event["life"])
+                completed_in[event["id"]] = event["life"]
     row.restart_bound = len(run.restart_bound)
 
 

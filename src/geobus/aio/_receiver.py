@@ -427,32 +427,44 @@ class DedupReceiver(AsyncClosing):
     # -- lifecycle --------------------------------------------------------------------------
 
     async def _give_back(self) -> None:
-        """Abandon what was fetched and not handed out: the inbox, promoted and held twins."""
+        """Settle what was fetched and never handed out, so it does not sit locked.
+
+        A copy whose key was already processed is completed (a late twin: settling it
+        now spares the next receiver a duplicate); one nobody has seen is abandoned, so
+        it is available again at once; one whose twin the application still holds is
+        left alone (locked, as the SDK leaves it), since giving it back would let
+        another worker process it while the application's handler still runs.
+        """
         if self._already_settled:
             return  # receive-and-delete: gone from the namespace the moment it arrived
-        pending = [(self._channel_of[c.namespace], c.payload) for c in [*self._ready, *self._tracker.held_copies()]]
+        pending: list[tuple[ReceiveChannel, ServiceBusReceivedMessage, Verdict]] = [
+            (self._channel_of[copy.namespace], copy.payload, Verdict.DELIVER) for copy in self._ready
+        ]
         self._ready.clear()
         while self._inbox is not None and not self._inbox.empty():
-            pending.append(self._inbox.get_nowait())
+            channel, message = self._inbox.get_nowait()
+            copy = Copy(channel.name, message.sequence_number, _timestamp(message), message)
+            pending.append((channel, message, self._tracker.arrived(self._key(message), copy)))
 
-        async def abandon(channel: ReceiveChannel, message: ServiceBusReceivedMessage) -> None:
+        async def settle(channel: ReceiveChannel, message: ServiceBusReceivedMessage, verdict: Verdict) -> None:
             with contextlib.suppress(Exception):  # it comes back when its lock expires instead
-                await channel.abandon(message, timeout=self.deadlines.attempt)
+                if verdict is Verdict.COMPLETE:
+                    await channel.complete(message, timeout=self.deadlines.attempt)
+                elif verdict is Verdict.DELIVER:
+                    await channel.abandon(message, timeout=self.deadlines.attempt)
 
-        if pending:
+        settling = [settle(*item) for item in pending if item[2] in (Verdict.COMPLETE, Verdict.DELIVER)]
+        if settling:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(
-                    asyncio.gather(*(abandon(channel, message) for channel, message in pending)),
-                    self.deadlines.attempt,
-                )
+                await asyncio.wait_for(asyncio.gather(*settling), self.deadlines.attempt)
 
     async def close(self) -> None:
         """Stop receiving and close both namespaces' receivers. Safe to call twice.
 
-        Copies fetched but never handed to the application (and held twins) are
-        abandoned, so they are available again at once instead of when their locks
-        expire (within ``deadlines.attempt``; a namespace that does not answer keeps
-        them locked until then). Messages the application holds unsettled stay locked
+        Copies fetched but never handed to the application are given back (abandoned,
+        or completed when they are late twins of processed messages), so they do not
+        wait for their locks to expire; this takes at most ``deadlines.attempt``.
+        Messages the application holds unsettled, and their held twins, stay locked
         until their locks expire, as with the SDK's own receiver.
         """
         if self._closed:

@@ -1,0 +1,202 @@
+"""``geobus receive``: read messages through a DedupReceiver built from the configuration."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+from typing import Any
+
+from azure.servicebus import ServiceBusReceivedMessage
+from azure.servicebus.exceptions import ServiceBusError
+
+from ._errors import GeobusError, _describe
+from ._operator import (
+    BODY_CHARS,
+    PREFETCH,
+    Exit,
+    Out,
+    add_common,
+    positive,
+    session,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Receive messages through a DedupReceiver built from the library's configuration "
+        "(--config FILE.toml, else GEOBUS_* variables): each message once, whichever namespace "
+        "holds it, with where it came from. Completes what it shows unless --no-complete."
+    )
+    parser.add_argument("queue", nargs="?", help="the queue to read (or give --subscription)")
+    parser.add_argument("--topic", metavar="TOPIC", help="the topic of --subscription")
+    parser.add_argument(
+        "--subscription", metavar="TOPIC/SUB", help="read a subscription: TOPIC/SUB, or SUB with --topic TOPIC"
+    )
+    parser.add_argument(
+        "--max", type=positive(int, "a whole number"), default=10, help="stop after this many messages (default 10)"
+    )
+    parser.add_argument(
+        "--wait", type=positive(float, "a number"), default=5.0, help="stop after this many seconds (default 5)"
+    )
+    parser.add_argument(
+        "--no-complete",
+        dest="complete",
+        action="store_false",
+        help="abandon each message instead of completing it: it stays in the queue (delivery count + 1); "
+        "stops when an abandoned message comes round again (an abandoned message is first in line "
+        "again, so this shows the head of the queue), so none is shown twice",
+    )
+    add_common(parser)
+
+
+def _receive_entity(args: argparse.Namespace) -> tuple[str, str | None] | str:
+    """(queue, None) or (topic, subscription), or what is wrong with the command line."""
+    usage = "give a QUEUE, or --subscription TOPIC/SUB, or --topic TOPIC --subscription SUB"
+    if args.subscription is None:
+        if args.topic is not None:
+            return f"--topic needs --subscription ({usage})"
+        return (args.queue, None) if args.queue else usage
+    if args.queue:
+        return f"a QUEUE and --subscription are exclusive ({usage})"
+    topic, slash, subscription = args.subscription.rpartition("/")
+    if slash and args.topic is not None:
+        return f"--subscription {args.subscription!r} names its topic; drop --topic or the 'TOPIC/' part"
+    topic = topic if slash else (args.topic or "")
+    if not topic or not subscription:
+        return f"--subscription {args.subscription!r}: {usage}"
+    return (topic, subscription)
+
+
+def _body(message: ServiceBusReceivedMessage) -> tuple[str, int]:
+    """The body as text (bytes decoded as UTF-8, other AMQP bodies as repr) and its size in bytes."""
+    body = message.body
+    if isinstance(body, (bytes, bytearray)):
+        raw = bytes(body)
+    else:
+        try:
+            parts = list(body)
+        except TypeError:
+            parts = [body]
+        if not all(isinstance(part, (bytes, bytearray)) for part in parts):
+            text = repr(parts[0] if len(parts) == 1 else parts)
+            return text, len(text.encode())
+        raw = b"".join(parts)
+    return raw.decode("utf-8", "replace"), len(raw)
+
+
+def _text(value: Any) -> Any:
+    # The SDK's pure-Python transport hands some strings back as bytes.
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _received(message: ServiceBusReceivedMessage, namespace: str) -> dict[str, Any]:
+    text, size = _body(message)
+    enqueued = message.enqueued_time_utc
+    return {
+        "message_id": _text(message.message_id),
+        "namespace": namespace,
+        "sequence_number": message.sequence_number,
+        "enqueued_time_utc": enqueued.isoformat() if enqueued is not None else None,
+        "delivery_count": message.delivery_count,
+        "subject": _text(message.subject),
+        "application_properties": {str(_text(k)): _text(v) for k, v in (message.application_properties or {}).items()},
+        "body": text[:BODY_CHARS] + ("…" if len(text) > BODY_CHARS else ""),
+        "body_bytes": size,
+        "settled": None,
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    """Receive up to ``--max`` messages within ``--wait`` seconds; settle and print each.
+
+    Exit 0 (also when nothing arrived), 1 if a settlement failed, 2 on a bad
+    configuration or command line."""
+    out = Out("receive")
+    entity = _receive_entity(args)
+    if isinstance(entity, str):
+        out.error(entity)
+        return 2
+    name, subscription = entity
+    rows: list[dict[str, Any]] = []
+    try:
+        with session(args, out) as (config, client):
+            options: dict[str, Any] = {"max_wait_time": args.wait, "prefetch": PREFETCH}
+            receiver = (
+                client.get_queue_receiver(name, **options)
+                if subscription is None
+                else client.get_subscription_receiver(name, subscription, **options)
+            )
+            with receiver:
+                deadline = time.monotonic() + args.wait
+                shown: set[str] = set()
+                while len(rows) < args.max and (remaining := deadline - time.monotonic()) > 0:
+                    batch = receiver.receive_messages(args.max - len(rows), remaining)
+                    if not args.complete and shown & {str(m.message_id) for m in batch}:
+                        # An abandoned message came round again: the queue has been seen. Give
+                        # this batch back and stop, rather than run its delivery count up.
+                        for message in batch:
+                            with contextlib.suppress(ServiceBusError, GeobusError, ValueError):
+                                receiver.abandon_message(message)
+                        break
+                    for message in batch:
+                        shown.add(str(message.message_id))
+                        row = _received(message, receiver.namespace_of(message))
+                        try:
+                            if args.complete:
+                                receiver.complete_message(message)
+                            else:
+                                receiver.abandon_message(message)
+                            row["settled"] = "completed" if args.complete else "abandoned"
+                        except (ServiceBusError, GeobusError, ValueError) as exc:
+                            row["settled"] = f"failed: {_describe(exc)}"
+                        rows.append(row)
+            stats = receiver.stats  # read once closed, when its pumps fetch no more
+    except Exit as stop:
+        return stop.status
+    failures = sum(row["settled"].startswith("failed") for row in rows)
+    report = {
+        "entity": {"queue": name} if subscription is None else {"topic": name, "subscription": subscription},
+        "mode": config.mode.value,
+        "messages": rows,
+        "stats": {
+            "copies_received": stats.received,
+            "delivered": stats.delivered,
+            "duplicates_absorbed": stats.duplicates_absorbed,
+            "receive_errors": stats.receive_errors,
+            # Fetched after the last message shown: abandoned on close, available again at once.
+            "fetched_not_shown": max(0, sum(stats.received.values()) - stats.delivered - stats.duplicates_absorbed),
+        },
+        "settle_failures": failures,
+    }
+    if args.json:
+        out.json(report)
+    else:
+        label = f"queue {name!r}" if subscription is None else f"subscription {name}/{subscription}"
+        _print_receive(out, label, report, args.complete)
+    if failures:
+        out.error(f"{failures} message(s) could not be settled; they will be delivered again")
+    return 1 if failures else 0
+
+
+def _print_receive(out: Out, label: str, report: dict[str, Any], complete: bool) -> None:
+    for row in report["messages"]:
+        out.line(
+            f"{row['message_id']}  from {row['namespace']}  enqueued {row['enqueued_time_utc']}  "
+            f"delivery count {row['delivery_count']}  {row['settled']}"
+        )
+        body = row["body"] if len(row["body"]) <= 80 else row["body"][:79] + "…"
+        out.line(f"    {row['body_bytes']} bytes: {body!r}")
+    stats = report["stats"]
+    copies = ", ".join(f"{ns} {n}" for ns, n in stats["copies_received"].items())
+    errors = ", ".join(f"{ns} {n}" for ns, n in stats["receive_errors"].items() if n)
+    out.line(
+        f"received {len(report['messages'])} message(s) from {label} ({'completed' if complete else 'abandoned'}); "
+        f"copies read: {copies}; duplicates absorbed {stats['duplicates_absorbed']}"
+        + (f"; receive errors: {errors}" if errors else "")
+    )
+    if stats["fetched_not_shown"]:
+        out.line(
+            f"{stats['fetched_not_shown']} more message(s) were fetched but not shown: abandoned, "
+            "they are available again (delivery count + 1)"
+        )
