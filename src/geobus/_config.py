@@ -18,6 +18,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from ._errors import ConfigurationError
@@ -124,6 +125,21 @@ def _count(field_name: str, value: Any, *, minimum: int) -> int:
 GEOBUS_CLIENT_OPTIONS = frozenset(
     {"retry_total", "retry_backoff_factor", "retry_backoff_max", "retry_mode", "try_timeout"}
 )
+# The other ServiceBusClient keyword options (azure-servicebus 7.x); a misspelt one would be
+# ignored by the SDK, so a test meant to go through a fault proxy would quietly not.
+CLIENT_OPTIONS = frozenset(
+    {
+        "transport_type",
+        "http_proxy",
+        "user_agent",
+        "logging_enable",
+        "custom_endpoint_address",
+        "connection_verify",
+        "ssl_context",
+        "socket_timeout",
+        "uamqp_transport",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -148,7 +164,7 @@ class NamespaceConfig:
     connection_string: str | None = field(default=None, repr=False)
     fully_qualified_namespace: str | None = None
     credential: Any = field(default=None, repr=False)
-    client_options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    client_options: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
@@ -162,6 +178,14 @@ class NamespaceConfig:
                 f"{prefix}.client_options",
                 f"{', '.join(owned)} are set by geobus (see deadlines and retry)",
             )
+        unknown = sorted(set(self.client_options) - CLIENT_OPTIONS)
+        if unknown:
+            raise ConfigurationError(
+                f"{prefix}.client_options",
+                f"{', '.join(map(str, unknown))} not among the options geobus passes on: {', '.join(sorted(CLIENT_OPTIONS))}",
+            )
+        # A copy, read-only: changing the caller's dict later does not reach the SDK client.
+        object.__setattr__(self, "client_options", MappingProxyType(dict(self.client_options)))
         if self.connection_string is not None:
             try:
                 parsed = ConnectionString.parse(self.connection_string)

@@ -337,11 +337,23 @@ class TestSecrets:
         assert client._config.custom_endpoint_address.startswith("sb://127.0.0.1:5999")
         assert client._config.retry_total == SdkRetryPolicy().total  # geobus's, not the SDK's
 
+    def test_client_options_are_copied_and_compared(self) -> None:
+        options = {"user_agent": "drill"}
+        cs = MAPPING["primary"]["connection_string"]
+        namespace = NamespaceConfig(name="primary", connection_string=cs, client_options=options)
+        options["retry_total"] = 99  # after construction: must not reach the SDK
+        assert dict(namespace.client_options) == {"user_agent": "drill"}
+        assert namespace != NamespaceConfig(name="primary", connection_string=cs)
+
     @pytest.mark.parametrize("option", ["try_timeout", "retry_total", "retry_mode"])
     def test_client_options_may_not_set_what_geobus_owns(self, option: str) -> None:
         with pytest.raises(ConfigurationError) as caught:
             NamespaceConfig(name="primary", connection_string=MAPPING["primary"]["connection_string"], client_options={option: 1})
         assert caught.value.field == "primary.client_options" and option in str(caught.value)
+        with pytest.raises(ConfigurationError, match="custom_endpoint not among"):
+            NamespaceConfig(name="primary", connection_string=MAPPING["primary"]["connection_string"], client_options={"custom_endpoint": "x"})
+        with pytest.raises(ConfigurationError, match="credential not among"):
+            NamespaceConfig(name="primary", connection_string=MAPPING["primary"]["connection_string"], client_options={"credential": "x"})
         with pytest.raises(ConfigurationError, match="mapping"):
             NamespaceConfig(name="primary", connection_string=MAPPING["primary"]["connection_string"], client_options=[1])  # type: ignore[arg-type]
 
