@@ -75,9 +75,19 @@ class TestCounting:
         assert (row.redelivered, row.duplicates_delivered) == (1, 0) and row.ok
 
     def test_a_dead_workers_uncompleted_message_comes_back_as_a_redelivery(self, run: Run) -> None:
-        _events(run, *_sent("a"), ("deliver", "a", {"ns": "primary", "life": 0}), *_handled("a", life=1))
+        _events(
+            run, *_sent("a"), ("deliver", "a", {"ns": "primary", "life": 0}), ("killed", "", {"life": 0}),
+            *_handled("a", life=1),
+        )  # fmt: skip
         row = tally(run, 1.0)
         assert (row.redelivered, row.duplicates_delivered) == (1, 0) and row.ok
+
+    def test_two_live_workers_with_one_message_at_once_is_a_duplicate(self, run: Run) -> None:
+        _events(
+            run, *_sent("a"), ("deliver", "a", {"ns": "primary", "life": 0}),
+            ("deliver", "a", {"ns": "secondary", "life": 1}),
+        )  # fmt: skip
+        assert tally(run, 1.0).duplicates_delivered == 1
 
     def test_a_passive_disaster_may_lose_only_what_the_wiped_primary_held(self, run: Run) -> None:
         _events(run, *_sent("a", "b", "c"), *_handled("a"))

@@ -13,6 +13,7 @@ from ._config import (
     ReplicationConfig,
     ReplicationMode,
     SdkRetryPolicy,
+    StoreUnavailable,
     WriteQuorum,
 )
 from ._errors import (
@@ -47,5 +48,6 @@ __all__ = [
     "ReplicationMode",
     "SdkRetryPolicy",
     "SendResult",
+    "StoreUnavailable",
     "WriteQuorum",
 ]

@@ -59,6 +59,13 @@ class FailbackMode(str, enum.Enum):
     PREFER_PRIMARY = "prefer_primary"
 
 
+class StoreUnavailable(str, enum.Enum):
+    """What a receiver does with a new key while its shared seen-set cannot be reached."""
+
+    DELIVER = "deliver"  # at-least-once: a twin may reach another worker too
+    HOLD = "hold"  # keep the copy locked and ask again: no duplicate, but a delay
+
+
 class DedupKey(str, enum.Enum):
     """What identifies the two copies of one message to the receiver."""
 
@@ -280,19 +287,61 @@ class DedupPolicy:
     with ``property_name``. ``max_entries`` and ``max_age`` (seconds) bound the
     set of keys already processed; keys whose message is being processed are
     never evicted.
+
+    ``store`` is where the processed and in-flight keys live: ``memory`` (this
+    process only), ``sqlite:PATH`` (processes on one host; survives a restart) or
+    ``redis://[:password@]host:port/db`` (a fleet of workers). With a shared store
+    a worker takes a key for ``lease`` seconds, renewed while the application holds
+    the message; a dead worker's keys are free again when their lease runs out.
+    ``store_unavailable``: ``deliver`` (default; at-least-once while the store is
+    down) or ``hold`` (keep the copy locked and ask again). The repr hides a
+    password in the store URL.
     """
 
     key: DedupKey = DedupKey.MESSAGE_ID
     property_name: str | None = None
     max_entries: int = 100_000
     max_age: float = 3600.0
+    store: str = field(default="memory", repr=False)
+    lease: float = 30.0
+    store_unavailable: StoreUnavailable = StoreUnavailable.DELIVER
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", _enum(DedupKey, "dedup.key", self.key))
         object.__setattr__(self, "max_entries", _count("dedup.max_entries", self.max_entries, minimum=1))
         object.__setattr__(self, "max_age", _positive("dedup.max_age", self.max_age))
+        object.__setattr__(self, "lease", _positive("dedup.lease", self.lease))
+        object.__setattr__(
+            self, "store_unavailable", _enum(StoreUnavailable, "dedup.store_unavailable", self.store_unavailable)
+        )
         if self.key == DedupKey.APPLICATION_PROPERTY and not self.property_name:
             raise ConfigurationError("dedup.property_name", "key application_property needs a property_name")
+        if not isinstance(self.store, str) or not (
+            self.store == "memory"
+            or (self.store.startswith("sqlite:") and len(self.store) > len("sqlite:"))
+            or self.store.startswith(("redis://", "rediss://"))
+        ):
+            raise ConfigurationError(
+                "dedup.store", f"must be memory, sqlite:PATH or redis://host:port/db, got {store_label(self.store)!r}"
+            )
+
+    def __repr__(self) -> str:
+        return (
+            f"DedupPolicy(key={self.key.value!r}, property_name={self.property_name!r}, "
+            f"max_entries={self.max_entries}, max_age={self.max_age}, store={store_label(self.store)!r}, "
+            f"lease={self.lease}, store_unavailable={self.store_unavailable.value!r})"
+        )
+
+
+def store_label(store: object) -> str:
+    """A store URL fit to print: any password replaced by ``***``."""
+    text = str(store)
+    scheme, sep, rest = text.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        credentials, _, host = rest.partition("@")
+        user = credentials.split(":", 1)[0] if ":" in credentials else ""
+        return f"{scheme}://{user}:***@{host}"
+    return text
 
 
 @dataclass(frozen=True)
@@ -542,7 +591,7 @@ class ReplicationConfig:
 _ENV_POLICIES = (
     ("deadlines", "GEOBUS_DEADLINE_", ("attempt", "send", "receive_stall")),
     ("retry", "GEOBUS_RETRY_", ("total", "backoff_factor", "backoff_max", "mode")),
-    ("dedup", "GEOBUS_DEDUP_", ("key", "property_name", "max_entries", "max_age")),
+    ("dedup", "GEOBUS_DEDUP_", ("key", "property_name", "max_entries", "max_age", "store", "lease", "store_unavailable")),
     ("breaker", "GEOBUS_BREAKER_", ("failure_threshold", "cooldown")),
     ("failback", "GEOBUS_FAILBACK_", ("mode", "probe_interval", "healthy_probes", "cooldown")),
     ("outbox", "GEOBUS_OUTBOX_", ("path", "max_messages", "max_bytes", "batch_size", "backoff_initial", "backoff_max")),

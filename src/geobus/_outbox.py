@@ -244,6 +244,9 @@ class Outbox:
         self._depth: Counter[tuple[str, str]] = Counter()
         self._total = 0  # kept apart from _depth: other threads read it while this one writes
         self._bytes = 0
+        # When each lane's first message was buffered, for its age: read from other threads
+        # like _depth, so stats and metrics never wait for (or touch) the file.
+        self._heads: dict[tuple[str, str], float] = {}
         # Messages this process moved to the dead-letter table, per entity (refused or expired).
         self.dead_lettered: Counter[str] = Counter()
         try:
@@ -264,13 +267,19 @@ class Outbox:
     def recount(self) -> None:
         """Re-read lane depths from the file (another process may have retried dead letters)."""
         depth: Counter[tuple[str, str]] = Counter()
+        heads: dict[tuple[str, str], float] = {}
         total = 0
-        for entity, lane, count, size in self._db.execute(
-            "SELECT entity, lane, COUNT(*), COALESCE(SUM(size), 0) FROM outbox GROUP BY entity, lane"
+        # With a single min() aggregate, SQLite takes the bare column (buffered_at) from the
+        # row holding the minimum: the lane's first message.
+        for entity, lane, count, size, _, buffered_at in self._db.execute(
+            "SELECT entity, lane, COUNT(*), COALESCE(SUM(size), 0), MIN(id), buffered_at"
+            " FROM outbox GROUP BY entity, lane"
         ):
             depth[(entity, lane)] = count
+            heads[(entity, lane)] = buffered_at
             total += size
         self._depth, self._bytes, self._total = depth, total, sum(depth.values())
+        self._heads = heads
 
     def pending(self, entity: str, lane: str) -> int:
         return self._depth[(entity, lane)]
@@ -289,6 +298,17 @@ class Outbox:
     def oldest_age(self) -> float | None:
         (oldest,) = self._db.execute("SELECT MIN(buffered_at) FROM outbox").fetchone()
         return None if oldest is None else max(0.0, self._clock() - oldest)
+
+    def head_age(self, entity: str, lanes: Sequence[str]) -> float | None:
+        """Seconds since the first message waiting in any of ``lanes`` was buffered; None when
+        they are empty.
+
+        Reads what this object keeps in memory, never the file: safe to call from another
+        thread while the outbox's own thread writes. A dead letter retried to the tail of
+        its lane counts once it reaches the head.
+        """
+        heads = [buffered_at for lane in lanes if (buffered_at := self._heads.get((entity, lane))) is not None]
+        return max(0.0, self._clock() - min(heads)) if heads else None
 
     # -- buffering and draining ---------------------------------------------------------------
 
@@ -323,6 +343,8 @@ class Outbox:
             self._depth[(row[0], row[1])] += 1
         self._total += len(rows)
         self._bytes += added_bytes
+        for lane in lanes:
+            self._heads.setdefault((entity, lane), now)  # the lane's head, unless it had one
 
     def head(self, entity: str, lane: str, limit: int) -> list[Entry]:
         """The first ``limit`` live messages of a lane, oldest first (expired ones are
@@ -427,6 +449,12 @@ class Outbox:
                     [reason, self._clock(), *ids],
                 )
             self._db.execute(f"DELETE FROM outbox WHERE id IN ({marks})", list(ids))
+        heads = {
+            (entity, lane): self._db.execute(
+                "SELECT buffered_at FROM outbox WHERE entity = ? AND lane = ? ORDER BY id LIMIT 1", (entity, lane)
+            ).fetchone()
+            for entity, lane in {(entity, lane) for entity, lane, _ in gone}
+        }
         for entity, lane, size in gone:
             if reason is not None:
                 self.dead_lettered[entity] += 1
@@ -436,6 +464,12 @@ class Outbox:
             # Rows another process added (a retry from `geobus outbox`) were never counted here.
             self._total = max(0, self._total - 1)
             self._bytes = max(0, self._bytes - size)
+        # After the depths: a reader that checks the depth first never ages an emptied lane.
+        for key, head in heads.items():
+            if head is None:
+                self._heads.pop(key, None)
+            else:
+                self._heads[key] = head[0]
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)

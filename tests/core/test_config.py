@@ -423,3 +423,41 @@ class TestEnvironmentSpelling:
         with pytest.raises(ConfigurationError) as caught:
             ReplicationConfig.from_mapping(mapping)
         assert caught.value.field == field
+
+
+class TestSharedSeenSet:
+    """``[dedup] store``, ``lease``, ``store_unavailable``: checked when the configuration is built."""
+
+    @pytest.mark.parametrize("store", ["memory", "sqlite:/var/lib/worker/seen.db", "redis://127.0.0.1:6379/0"])
+    def test_stores_by_url(self, store: str) -> None:
+        assert DedupPolicy(store=store).store == store
+
+    @pytest.mark.parametrize("store", ["", "sqlite:", "postgres://x", "redis:/x", "mem"])
+    def test_an_unknown_store_is_rejected(self, store: str) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            DedupPolicy(store=store)
+        assert caught.value.field == "dedup.store"
+
+    def test_a_redis_password_never_shows(self) -> None:
+        policy = DedupPolicy(store="redis://:s3cret-pass@cache.internal:6380/2")
+        assert "s3cret-pass" not in repr(policy) and "cache.internal:6380" in repr(policy)
+        with pytest.raises(ConfigurationError) as caught:
+            DedupPolicy(store="rediz://:s3cret-pass@cache.internal:6380/2")
+        assert "s3cret-pass" not in str(caught.value)
+
+    def test_from_env(self) -> None:
+        env = {
+            "GEOBUS_PRIMARY_CONNECTION_STRING": WEU,
+            "GEOBUS_SECONDARY_CONNECTION_STRING": NEU,
+            "GEOBUS_DEDUP_STORE": "sqlite:/tmp/seen.db",
+            "GEOBUS_DEDUP_LEASE": "12.5",
+            "GEOBUS_DEDUP_STORE_UNAVAILABLE": "hold",
+        }
+        dedup = ReplicationConfig.from_env(env).dedup
+        assert (dedup.store, dedup.lease, dedup.store_unavailable.value) == ("sqlite:/tmp/seen.db", 12.5, "hold")
+
+    @pytest.mark.parametrize(("field", "value"), [("lease", 0), ("lease", "soon"), ("store_unavailable", "drop")])
+    def test_bad_values_name_the_field(self, field: str, value: object) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            DedupPolicy(**{field: value})
+        assert caught.value.field == f"dedup.{field}"

@@ -126,6 +126,7 @@ def execute(
         settings,
         dict(scenario.env),
         scenario.handle_time,
+        scenario.workers,
         progress=progress,
     )
     problems = []

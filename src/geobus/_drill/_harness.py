@@ -121,8 +121,9 @@ class Run:
     api: str
     mode: str
     settings: Settings
-    env_overrides: dict[str, str] = field(default_factory=dict)
+    env_overrides: dict[str, str] = field(default_factory=dict)  # "{dir}" is the run's directory
     handle_time: float = 0.0
+    worker_count: int = 1  # workers competing for the queues from the start
     log: EventLog = field(default_factory=EventLog)
     marks: list[tuple[float, str]] = field(default_factory=list)
     allowed_losses: set[str] | None = None  # ids a passive disaster may lose
@@ -154,7 +155,8 @@ class Run:
     def start(self) -> None:
         self.primary.start()
         self.secondary.start()
-        self.start_worker()
+        for _ in range(self.worker_count):
+            self.start_worker()
         self.start_producer()
 
     def _env(self, role: str) -> dict[str, str]:
@@ -174,7 +176,7 @@ class Run:
             env.update(
                 GEOBUS_OUTBOX_PATH=str(self.dir / "outbox.db"), GEOBUS_OUTBOX_BACKOFF_MAX="0.5"
             )
-        env.update(self.env_overrides)
+        env.update({name: value.format(dir=self.dir) for name, value in self.env_overrides.items()})
         return env
 
     def _agent(self, role: str, life: int, extra: list[str]) -> Agent:
@@ -199,6 +201,12 @@ class Run:
         agent = self._agent("producer", len(self.producers), extra)
         self.producers.append(agent)
         return agent
+
+    def kill_worker(self, life: int) -> None:
+        """kill -9 of one worker; the kill is an event, so counting knows the life is over."""
+        self.workers[life].kill()
+        self.log.poll()
+        self.log.events.append({"e": "killed", "t": time.monotonic(), "life": life})
 
     def start_worker(self) -> Agent:
         agent = self._agent("worker", len(self.workers), ["--handle-time", str(self.handle_time)])

@@ -104,36 +104,36 @@ def tally(run: Run, seconds: float) -> Row:
 
 def _count_deliveries(run: Run, row: Row) -> None:
     completed_in: dict[str, int] = {}  # id -> the worker life that last completed it
-    in_handler: set[tuple[str, int]] = set()  # (id, worker life) between delivery and settlement
+    in_handler: dict[str, set[int]] = {}  # id -> the live workers whose handler has it unsettled
     seen: set[str] = set()
     restarted: set[str] = set()  # ids already counted as a restart duplicate (one each at most)
-    for event in run.log.events:
+    for event in sorted(run.log.events, key=lambda e: e["t"]):
         kind = event["e"]
+        if kind == "killed":  # what a dead worker held is no longer in a handler
+            for lives in in_handler.values():
+                lives.discard(event["life"])
+            continue
         if kind not in ("deliver", "complete", "settle_failed"):
             continue
-        key = (event["id"], event["life"])
-        if kind == "deliver":
-            if key in in_handler:
-                row.duplicates_delivered += 1
-            elif event["id"] in completed_in:
-                message_id = event["id"]
-                if (
-                    completed_in[message_id] != event["life"]
-                    and message_id in run.restart_bound
-                    and message_id not in restarted
-                ):
-                    restarted.add(message_id)
-                    row.restart_duplicates += 1
-                else:
-                    row.duplicates_delivered += 1
-            elif event["id"] in seen:
-                row.redelivered += 1
-            seen.add(event["id"])
-            in_handler.add(key)
-        else:
-            in_handler.discard(key)
+        message_id, life = event["id"], event["life"]
+        holders = in_handler.setdefault(message_id, set())
+        if kind != "deliver":
+            holders.discard(life)
             if kind == "complete":
-                completed_in[event["id"]] = event["life"]
+                completed_in[message_id] = life
+            continue
+        if holders:  # in a live handler (this worker's or another's) at the same time
+            row.duplicates_delivered += 1
+        elif message_id in completed_in:
+            if completed_in[message_id] != life and message_id in run.restart_bound and message_id not in restarted:
+                restarted.add(message_id)
+                row.restart_duplicates += 1
+            else:
+                row.duplicates_delivered += 1
+        elif message_id in seen:
+            row.redelivered += 1
+        seen.add(message_id)
+        holders.add(life)
     row.restart_bound = len(run.restart_bound)
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from ._harness import LOCK_DURATION, Run
 
 FLAPS = 4
+# A seen-set shared by the run's workers (and their successors), with a short lease.
+SQLITE_SEEN_SET = {"GEOBUS_DEDUP_STORE": "sqlite:{dir}/seen.db", "GEOBUS_DEDUP_LEASE": "2"}
 
 
 @dataclass(frozen=True)
@@ -21,8 +23,9 @@ class Scenario:
     name: str
     summary: str
     act: Callable[[Run], None]
-    env: dict[str, str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)  # "{dir}" is the run's directory
     handle_time: float = 0.0  # seconds the worker's handler takes per message
+    workers: int = 1
 
 
 def _quarter(run: Run) -> None:
@@ -152,17 +155,27 @@ def worker_killed(run: Run) -> None:
     run.wait_until(
         lambda: run.count("deliver") >= run.settings.messages // 3, 30.0, "a third delivered"
     )
-    run.workers[-1].kill()
-    run.log.poll()
-    # Twins of messages the dead worker completed, still queued: its in-memory seen-set
-    # died with it, so a new worker may deliver them again (a persistent seen-set would not).
-    run.restart_bound = run.queued_ids() & run.ids("complete")
+    run.kill_worker(len(run.workers) - 1)
+    if "GEOBUS_DEDUP_STORE" not in run.env_overrides:
+        # Twins of messages the dead worker completed, still queued: its in-memory seen-set
+        # died with it, so a new worker may deliver them again (a persistent one does not).
+        run.restart_bound = run.queued_ids() & run.ids("complete")
     run.mark(
         f"worker killed (kill -9) holding {len(run.ids('deliver') - run.ids('complete'))} "
         f"uncompleted message(s); {len(run.restart_bound)} completed twin(s) still queued"
     )
     run.start_worker()
     run.mark(f"a new worker (the dead one's locks expire after {LOCK_DURATION:.0f} s)")
+
+
+def fleet(run: Run) -> None:
+    """Competing workers sharing one seen-set; one is killed with keys in flight."""
+    run.wait_until(lambda: run.count("deliver") >= run.settings.messages // 3, 60.0, "a third delivered")
+    run.kill_worker(0)
+    run.mark(
+        f"worker 0 of {len(run.workers)} killed (kill -9); its keys' leases run out after "
+        f"{run.env_overrides.get('GEOBUS_DEDUP_LEASE', '30')} s, its locks after {LOCK_DURATION:.0f} s"
+    )
 
 
 def latency(run: Run) -> None:
@@ -218,6 +231,21 @@ SCENARIOS: dict[str, Scenario] = {
             "the worker is killed before completing; its messages come back when their locks expire",
             worker_killed,
             handle_time=0.01,
+        ),
+        Scenario(
+            "worker-restart",
+            "as worker-killed, with a SQLite seen-set: the new worker remembers what the dead one completed",
+            worker_killed,
+            env=SQLITE_SEEN_SET,
+            handle_time=0.01,
+        ),
+        Scenario(
+            "fleet",
+            "three workers share a SQLite seen-set; one is killed mid-stream",
+            fleet,
+            env=SQLITE_SEEN_SET,
+            handle_time=0.005,
+            workers=3,
         ),
         Scenario("latency", "the primary answers 200 ms late", latency),
     )

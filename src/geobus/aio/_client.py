@@ -12,6 +12,7 @@ from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
 from typing_extensions import Self
 
+from .. import _metrics
 from .._closing import AsyncClosing
 from .._config import FailbackMode, NamespaceConfig, ReplicationConfig, ReplicationMode
 from .._health import Health
@@ -98,6 +99,10 @@ class GeoServiceBusClient(AsyncClosing):
     def _sender(self, **entity: str) -> ReplicatedSender:
         channels = [SdkSendChannel(ns.name or "", self._client(ns), **entity) for ns in self.config.namespaces]
         ((kind, name),) = entity.items()
+
+        async def forget() -> None:
+            _metrics.forget(sender)
+
         sender = ReplicatedSender(
             channels,
             mode=self.config.mode,
@@ -108,8 +113,10 @@ class GeoServiceBusClient(AsyncClosing):
             outbox_policy=self.config.outbox,
             entity=f"{kind}:{name}",
             on_start=self._sender_started,
+            on_close=forget,
         )
         self._senders.add(sender)
+        _metrics.watch_sender(sender, destination=name, health=self.health, outbox=self._outbox)
         return sender
 
     # -- failback ------------------------------------------------------------------------------
@@ -182,14 +189,22 @@ class GeoServiceBusClient(AsyncClosing):
             SdkReceiveChannel(ns.name or "", self._client(ns), receive_mode=receive_mode, **entity)  # type: ignore[arg-type]
             for ns in self.config.namespaces
         ]
-        return DedupReceiver(
+
+        async def forget() -> None:
+            _metrics.forget(receiver)
+
+        receiver = DedupReceiver(
             channels,
             dedup=self.config.dedup,
             deadlines=self.config.deadlines,
             receive_mode=receive_mode,
             max_wait_time=max_wait_time,
             prefetch=prefetch,
+            on_close=forget,
         )
+        destination = entity.get("queue") or entity["topic"]
+        _metrics.watch_receiver(receiver, destination=destination, subscription=entity.get("subscription"))
+        return receiver
 
     # -- lifecycle -----------------------------------------------------------------------------
 

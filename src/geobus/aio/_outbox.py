@@ -112,6 +112,13 @@ class Drainer:
     def depth(self) -> int:
         return sum(self._outbox.pending(self.entity, lane) for lane in self._lanes)
 
+    def oldest_age(self) -> float | None:
+        """Seconds the oldest of this entity's buffered messages has waited (None: none wait).
+
+        Never blocks the loop: it reads the outbox's in-memory lane heads, not the file.
+        """
+        return self._outbox.sync.head_age(self.entity, self._lanes)
+
     @property
     def dead_lettered(self) -> int:
         """Messages of this entity moved to the dead-letter table (refused, expired, unreadable)."""

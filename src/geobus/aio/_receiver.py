@@ -9,7 +9,7 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
@@ -17,10 +17,13 @@ from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
 from .._closing import AsyncClosing
 from .._config import Deadlines, DedupKey, DedupPolicy
 from .._dedup import Copy, DuplicateTracker, Verdict
+from .._seenset import Claim, SeenSet, open_seen_set
 from ._channels import ReceiveChannel
+from ._shared import SharedKeys
 
 _LOG = logging.getLogger("geobus")
 _POLL_WAIT = 1.0  # seconds one SDK receive call waits; pumps loop on it
+_KEEPER_INTERVAL = 1.0  # seconds between lock renewals and shared seen-set rechecks
 _RECONNECT_BACKOFF = (0.2, 5.0)  # first and largest wait before reconnecting a failed namespace
 
 
@@ -35,6 +38,8 @@ class ReceiverStats:
     in_flight: int
     evictions: int
     receive_errors: dict[str, int]
+    # Seconds between now and the enqueued time of the newest message received, per namespace.
+    receive_lag: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -99,6 +104,7 @@ class DedupReceiver(AsyncClosing):
         prefetch: int = 20,
         clock: Callable[[], float] = time.time,
         on_close: Any = None,
+        seen_set: SeenSet | None = None,
     ) -> None:
         if len(channels) != 2:
             raise ValueError("a DedupReceiver needs exactly two namespaces")
@@ -115,8 +121,13 @@ class DedupReceiver(AsyncClosing):
         self._prefetch = prefetch
         self._clock = clock
         self._tracker = DuplicateTracker(max_entries=policy.max_entries, max_age=policy.max_age, clock=clock)
+        # A shared seen-set (``[dedup] store``): the fleet's memory of keys, asked about new ones.
+        if seen_set is None and policy.store != "memory":
+            seen_set = open_seen_set(policy.store, max_entries=policy.max_entries)
+        self._shared = SharedKeys(seen_set, policy, clock=clock) if seen_set is not None else None
         self._already_settled = receive_mode == ServiceBusReceiveMode.RECEIVE_AND_DELETE
-        self._inbox: asyncio.Queue[tuple[ReceiveChannel, ServiceBusReceivedMessage]] | None = None
+        # None in the inbox only wakes a waiting receive_messages (a copy became ready).
+        self._inbox: asyncio.Queue[tuple[ReceiveChannel, ServiceBusReceivedMessage] | None] | None = None
         self._ready: collections.deque[Copy] = collections.deque()
         self._delivered: dict[int, _Delivered] = {}
         # Receive-and-delete messages are settled on arrival and never come back to us:
@@ -133,6 +144,7 @@ class DedupReceiver(AsyncClosing):
         self._settling = {c.name: 0 for c in channels}  # duplicates being settled in the background
         self._settled = asyncio.Event()
         self._receive_errors = {c.name: 0 for c in channels}
+        self._lag: dict[str, float | None] = {c.name: None for c in channels}
         self._delivered_count = 0
         self._absorbed = 0
 
@@ -144,10 +156,11 @@ class DedupReceiver(AsyncClosing):
             received=dict(self._received),
             delivered=self._delivered_count,
             duplicates_absorbed=self._absorbed,
-            held=self._tracker.held,
+            held=self._tracker.held + (self._shared.waiting if self._shared is not None else 0),
             in_flight=self._tracker.in_flight,
             evictions=self._tracker.evictions,
             receive_errors=dict(self._receive_errors),
+            receive_lag=dict(self._lag),
         )
 
     def namespace_of(self, message: ServiceBusReceivedMessage) -> str:
@@ -165,7 +178,7 @@ class DedupReceiver(AsyncClosing):
 
     # -- receiving ------------------------------------------------------------------------
 
-    def _start(self) -> asyncio.Queue[tuple[ReceiveChannel, ServiceBusReceivedMessage]]:
+    def _start(self) -> asyncio.Queue[tuple[ReceiveChannel, ServiceBusReceivedMessage] | None]:
         if self._closed:
             raise RuntimeError("this DedupReceiver is closed")
         if self._inbox is None:
@@ -215,6 +228,9 @@ class DedupReceiver(AsyncClosing):
             backoff = _RECONNECT_BACKOFF[0]
             self._queued[channel.name] += len(batch)
             self._received[channel.name] += len(batch)
+            enqueued = batch[-1].enqueued_time_utc if batch else None
+            if enqueued is not None:
+                self._lag[channel.name] = max(0.0, time.time() - enqueued.timestamp())
             for message in batch:
                 inbox.put_nowait((channel, message))
 
@@ -250,7 +266,7 @@ class DedupReceiver(AsyncClosing):
         deadline = None if wait is None else loop.time() + wait
         out: list[ServiceBusReceivedMessage] = []
         while len(out) < count:
-            self._promote_expired()
+            await self._promote_expired()
             if self._ready:
                 out.append(self._deliver(self._ready.popleft()))
                 continue
@@ -260,23 +276,36 @@ class DedupReceiver(AsyncClosing):
             if remaining is not None and remaining <= 0:
                 break
             try:
-                channel, message = await asyncio.wait_for(inbox.get(), remaining)
+                item = await asyncio.wait_for(inbox.get(), remaining)
             except asyncio.TimeoutError:
                 break
+            if item is None:
+                continue  # woken: a copy became ready
+            channel, message = item
             self._queued[channel.name] -= 1
             if not self._queued[channel.name]:
                 # Wake its pump now: a batch of duplicates is never settled by the
                 # application, so nothing else would until the pump's poll times out.
                 self._settled.set()
-            delivered = self._arrived(channel, message)
+            delivered = await self._arrived(channel, message)
             if delivered is not None:
                 out.append(delivered)
         return out
 
-    def _arrived(self, channel: ReceiveChannel, message: ServiceBusReceivedMessage) -> ServiceBusReceivedMessage | None:
+    async def _arrived(
+        self, channel: ReceiveChannel, message: ServiceBusReceivedMessage
+    ) -> ServiceBusReceivedMessage | None:
         key = self._key(message)
         copy = Copy(channel.name, message.sequence_number, _timestamp(message), message)
         verdict = self._tracker.arrived(key, copy, already_settled=self._already_settled)
+        if verdict is Verdict.DELIVER and self._shared is not None and key is not None:
+            # New to this process: the fleet may have it in flight, or processed.
+            verdict = await self._shared.admit(str(key), copy, already_settled=self._already_settled)
+            if verdict is Verdict.HOLD:
+                return None  # waits, as this process's owner copy, for the other worker
+            if verdict in (Verdict.COMPLETE, Verdict.DEAD_LETTER):
+                self._processed_elsewhere(key, copy, verdict)
+                return None
         if verdict is Verdict.DELIVER:
             return self._deliver(copy, key)
         if verdict is Verdict.HOLD:
@@ -298,10 +327,27 @@ class DedupReceiver(AsyncClosing):
         self._delivered_count += 1
         return message
 
-    def _promote_expired(self) -> None:
+    def _processed_elsewhere(self, key: Hashable, copy: Copy, verdict: Verdict) -> None:
+        """Another worker settled ``key``: this copy, and any twin held here, the same way."""
+        settled = self._tracker.completed if verdict is Verdict.COMPLETE else self._tracker.dead_lettered
+        for twin, twin_verdict in settled(key, copy):
+            self._settle_in_background(twin, twin_verdict)
+        self._settle_in_background(copy, verdict)
+
+    async def _promote_expired(self) -> None:
         for record in self._delivered.values():
             record.copy.locked_until = _timestamp(record.copy.payload)
-        self._ready.extend(self._tracker.sweep())
+        for copy in self._tracker.sweep():  # held twins whose owner's lock ran out
+            key = self._key(copy.payload)
+            if self._shared is None or key is None:
+                self._ready.append(copy)
+                continue
+            # The owner may have been waiting on another worker: ask the fleet again.
+            verdict = await self._shared.admit(str(key), copy, already_settled=False)
+            if verdict is Verdict.DELIVER:
+                self._ready.append(copy)
+            elif verdict in (Verdict.COMPLETE, Verdict.DEAD_LETTER):
+                self._processed_elsewhere(key, copy, verdict)
 
     def __aiter__(self) -> DedupReceiver:
         return self
@@ -328,6 +374,8 @@ class DedupReceiver(AsyncClosing):
         await self._settle(record, lambda: record.channel.complete(message, timeout=self.deadlines.attempt))
         for copy, verdict in self._tracker.completed(record.key, record.copy):
             self._settle_in_background(copy, verdict)
+        if self._shared is not None and record.key is not None:
+            await self._shared.done(str(record.key), Claim.COMPLETED)
 
     async def dead_letter_message(
         self,
@@ -345,6 +393,8 @@ class DedupReceiver(AsyncClosing):
         )
         for copy, verdict in self._tracker.dead_lettered(record.key, record.copy):
             self._settle_in_background(copy, verdict, reason=reason, description=error_description)
+        if self._shared is not None and record.key is not None:
+            await self._shared.done(str(record.key), Claim.DEAD_LETTERED)
 
     async def abandon_message(self, message: ServiceBusReceivedMessage) -> None:
         """Abandon ``message``: a held copy (or the redelivery) goes to the application."""
@@ -377,7 +427,14 @@ class DedupReceiver(AsyncClosing):
         self._settled.set()
         twin = self._tracker.released(record.key, record.copy)
         if twin is not None:
-            self._ready.append(twin)
+            self._ready.append(twin)  # this process keeps the key: the twin goes to the application
+        elif self._shared is not None and record.key is not None:
+            self._in_background(self._shared.release(str(record.key)))
+
+    def _in_background(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _settle_in_background(
         self,
@@ -397,9 +454,7 @@ class DedupReceiver(AsyncClosing):
                 message, reason=reason, description=description, timeout=self.deadlines.attempt
             )
         self._settling[copy.namespace] += 1
-        task = asyncio.get_running_loop().create_task(self._quietly(action, copy))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._in_background(self._quietly(action, copy))
 
     async def _quietly(self, action: Any, copy: Copy) -> None:
         try:
@@ -412,17 +467,32 @@ class DedupReceiver(AsyncClosing):
             self._settled.set()
 
     async def _keep_held_locks(self) -> None:
-        """Renew the locks of held copies, so a slow twin does not run them to the DLQ."""
+        """Renew the locks of held copies, so a slow twin does not run them to the DLQ; with
+        a shared seen-set, renew leases and ask again about copies waiting on another worker."""
         while not self._closed:  # a renewal's wait_for may swallow close()'s cancel (see _pump)
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(_KEEPER_INTERVAL)
+            held = list(self._tracker.held_copies())
+            if self._shared is not None:
+                await self._recheck_shared(self._shared)
+                held += self._shared.waiting_copies()
             now = self._clock()
-            for copy in self._tracker.held_copies():
+            for copy in held:
                 if copy.locked_until is None or copy.locked_until - now > 10.0:
                     continue
                 channel = self._channel_of[copy.namespace]
                 with contextlib.suppress(Exception):
                     until = await channel.renew_lock(copy.payload, timeout=self.deadlines.attempt)
                     copy.locked_until = until.timestamp() if until is not None else None
+
+    async def _recheck_shared(self, shared: SharedKeys) -> None:
+        for key, copy, verdict in await shared.recheck():
+            if verdict is Verdict.DELIVER:
+                self._ready.append(copy)  # the other worker died: its lease ran out
+                if self._inbox is not None:
+                    self._inbox.put_nowait(None)
+            else:
+                self._processed_elsewhere(key, copy, verdict)
+        await shared.renew({str(record.key) for record in self._delivered.values() if record.key is not None})
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -441,8 +511,13 @@ class DedupReceiver(AsyncClosing):
             (self._channel_of[copy.namespace], copy.payload, Verdict.DELIVER) for copy in self._ready
         ]
         self._ready.clear()
+        if self._shared is not None:  # their key is in flight elsewhere: give them back too
+            pending += [(self._channel_of[c.namespace], c.payload, Verdict.DELIVER) for c in self._shared.forget_waiting()]
         while self._inbox is not None and not self._inbox.empty():
-            channel, message = self._inbox.get_nowait()
+            item = self._inbox.get_nowait()
+            if item is None:
+                continue
+            channel, message = item
             copy = Copy(channel.name, message.sequence_number, _timestamp(message), message)
             pending.append((channel, message, self._tracker.arrived(self._key(message), copy)))
 
@@ -476,6 +551,8 @@ class DedupReceiver(AsyncClosing):
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._give_back()
+        if self._shared is not None:
+            await self._shared.close()
         await asyncio.gather(*(channel.close() for channel in self._channels), return_exceptions=True)
         if self._on_close is not None:
             await self._on_close()

@@ -56,6 +56,8 @@ class SenderStats:
     drained: int = 0
     outbox_dead_lettered: int = 0  # refused for good, expired or unreadable, since the outbox opened
     outbox_depth: int = 0
+    # Seconds since the oldest message still buffered for this entity was accepted; None when none is.
+    outbox_oldest_age: float | None = None
 
 
 @dataclass(frozen=True)
@@ -224,6 +226,7 @@ class ReplicatedSender(AsyncClosing):
     @property
     def stats(self) -> SenderStats:
         drainer = self._drainer
+        depth = drainer.depth() if drainer else 0
         return SenderStats(
             active_namespace=self.active_namespace,
             mode=self.mode.value,
@@ -236,7 +239,9 @@ class ReplicatedSender(AsyncClosing):
             buffered=self._buffered,
             drained=drainer.drained if drainer else 0,
             outbox_dead_lettered=drainer.dead_lettered if drainer else 0,
-            outbox_depth=drainer.depth() if drainer else 0,
+            outbox_depth=depth,
+            # Depth first: a lane is emptied before its head is forgotten, so no age for an empty outbox.
+            outbox_oldest_age=drainer.oldest_age() if drainer and depth else None,
         )
 
     def __repr__(self) -> str:

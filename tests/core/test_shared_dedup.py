@@ -1,0 +1,199 @@
+"""DedupReceivers sharing a seen-set: the duplicate rules across workers (fakes, fake store clock).
+
+Two receivers with their own fake channels stand for two worker processes that
+compete for the same queues: one copy of a message reaches each. They share one
+``MemorySeenSet`` (the store contract's reference), whose clock the test moves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from geobus import Deadlines, DedupPolicy, StoreUnavailable
+from geobus._seenset import Claim, SeenSetError
+from geobus._seenset._memory import MemorySeenSet
+from geobus.aio import DedupReceiver
+from geobus.aio import _receiver as receiver_module
+
+from .fakes import FakeClock, FakeReceiveChannel
+from .test_receiver_core import BOUND, eventually, receive
+
+LEASE = 30.0
+
+
+@pytest.fixture(autouse=True)
+def quick_loops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(receiver_module, "_POLL_WAIT", 0.05)
+    monkeypatch.setattr(receiver_module, "_KEEPER_INTERVAL", 0.02)
+
+
+@pytest.fixture
+def store_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def worker_clock() -> FakeClock:
+    """The workers' wall clock (lock times; when a lease is due for renewal)."""
+    return FakeClock()
+
+
+@pytest.fixture
+def store(store_clock: FakeClock) -> MemorySeenSet:
+    return MemorySeenSet(max_entries=1000, clock=store_clock)
+
+
+Worker = tuple[DedupReceiver, FakeReceiveChannel, FakeReceiveChannel]
+
+
+@pytest.fixture
+async def worker(store: Any, worker_clock: FakeClock) -> AsyncIterator[Callable[..., Worker]]:
+    """A worker: a DedupReceiver over its own two fake channels and the shared store."""
+    made: list[DedupReceiver] = []
+
+    def make(seen_set: Any = None, **policy: Any) -> Worker:
+        clock = worker_clock
+        weu, neu = FakeReceiveChannel("weu", clock=clock), FakeReceiveChannel("neu", clock=clock)
+        receiver = DedupReceiver(
+            [weu, neu],
+            clock=clock,
+            deadlines=Deadlines(receive_stall=0.1),
+            dedup=DedupPolicy(lease=LEASE, **policy),
+            seen_set=seen_set if seen_set is not None else store,
+        )
+        made.append(receiver)
+        return receiver, weu, neu
+
+    yield make
+    for receiver in made:
+        await receiver.close()
+
+
+async def _nothing_within(receiver: DedupReceiver, seconds: float = 0.2) -> None:
+    assert await receiver.receive_messages(1, max_wait_time=seconds) == []
+
+
+class TestAcrossWorkers:
+    async def test_a_twin_on_another_worker_waits_then_is_completed_with_it(self, worker: Any) -> None:
+        first, weu1, _ = worker()
+        second, _, neu2 = worker()
+        weu1.publish("m")
+        neu2.publish("m")
+        [message] = await receive(first, 1)
+        await _nothing_within(second)  # its copy waits: the key is in flight on the first worker
+        assert second.stats.held == 1
+        await first.complete_message(message)
+        await eventually(lambda: [s.action for s in neu2.settlements] == ["complete"], within=BOUND)
+        assert second.stats.duplicates_absorbed == 1 and second.stats.delivered == 0
+
+    async def test_a_dead_workers_key_goes_to_the_next_once_its_lease_runs_out(
+        self, worker: Any, store_clock: FakeClock
+    ) -> None:
+        first, weu1, _ = worker()
+        second, _, neu2 = worker()
+        weu1.publish("m")
+        neu2.publish("m")
+        await receive(first, 1)  # ... and the first worker never settles it (it died)
+        await _nothing_within(second)
+        store_clock.advance(LEASE + 1)
+        [message] = await receive(second, 1)
+        assert message.message_id == "m"
+
+    async def test_a_lease_is_renewed_while_the_application_holds_the_message(
+        self, worker: Any, store_clock: FakeClock, worker_clock: FakeClock, store: MemorySeenSet
+    ) -> None:
+        first, weu1, _ = worker()
+        second, _, neu2 = worker()
+        weu1.publish("m")
+        neu2.publish("m")
+        await receive(first, 1)
+        for _ in range(4):  # well past the lease, a third of it at a time: renewed each time
+            expires = store._in_flight["m"].expires_at
+            store_clock.advance(LEASE / 3 + 0.1)
+            worker_clock.advance(LEASE / 3 + 0.1)
+            await eventually(lambda expires=expires: store._in_flight["m"].expires_at > expires)  # type: ignore[misc]
+            await _nothing_within(second, 0.05)
+        assert second.stats.delivered == 0
+
+    async def test_a_restarted_worker_does_not_process_what_it_completed(self, worker: Any, store: Any) -> None:
+        before, weu1, _ = worker()
+        weu1.publish("m")
+        [message] = await receive(before, 1)
+        await before.complete_message(message)
+        await before.close()
+        after, _, neu = worker()
+        neu.publish("m")  # the twin, still queued when the first process stopped
+        await _nothing_within(after)
+        await eventually(lambda: [s.action for s in neu.settlements] == ["complete"])
+        assert after.stats.duplicates_absorbed == 1
+
+    async def test_an_abandoned_message_frees_its_key_for_the_other_worker(self, worker: Any) -> None:
+        first, weu1, _ = worker()
+        second, _, neu2 = worker()
+        weu1.publish("m")
+        neu2.publish("m")
+        [message] = await receive(first, 1)
+        await _nothing_within(second)
+        await first.abandon_message(message)
+        [twin] = await receive(second, 1)
+        assert twin.message_id == "m"
+
+    async def test_dead_lettered_on_one_worker_is_dead_lettered_on_the_other(self, worker: Any, store: Any) -> None:
+        first, weu1, _ = worker()
+        weu1.publish("poison")
+        [message] = await receive(first, 1)
+        await first.dead_letter_message(message, reason="bad")
+        assert await store.claim("poison", "someone", LEASE) is Claim.DEAD_LETTERED
+        second, _, neu2 = worker()
+        neu2.publish("poison")
+        await _nothing_within(second)
+        await eventually(lambda: [s.action for s in neu2.settlements] == ["dead_letter"])
+
+
+class _Down:
+    """A store that cannot be reached until ``up`` is set."""
+
+    def __init__(self, inner: MemorySeenSet) -> None:
+        self.inner = inner
+        self.up = False
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        async def call(*args: Any) -> Any:
+            if not self.up and name != "close":
+                raise SeenSetError("connection refused")
+            return await method(*args)
+
+        return call
+
+
+class TestStoreUnavailable:
+    async def test_deliver_policy_delivers_new_keys(self, worker: Any, store: MemorySeenSet) -> None:
+        receiver, weu, _ = worker(seen_set=_Down(store), store_unavailable=StoreUnavailable.DELIVER)
+        weu.publish("m")
+        [message] = await receive(receiver, 1)
+        assert message.message_id == "m"
+
+    async def test_hold_policy_waits_for_the_store(self, worker: Any, store: MemorySeenSet) -> None:
+        down = _Down(store)
+        receiver, weu, _ = worker(seen_set=down, store_unavailable="hold")
+        weu.publish("m")
+        await _nothing_within(receiver)
+        assert receiver.stats.held == 1
+        down.up = True
+        [message] = await receive(receiver, 1)
+        assert message.message_id == "m"
+
+    async def test_nothing_is_dropped_when_the_store_fails_mid_flight(self, worker: Any, store: MemorySeenSet) -> None:
+        down = _Down(store)
+        down.up = True
+        receiver, weu, _ = worker(seen_set=down)
+        weu.publish("m")
+        [message] = await receive(receiver, 1)
+        down.up = False
+        await receiver.complete_message(message)  # the bus settlement counts; the store's is logged
+        assert [s.action for s in weu.settlements] == ["complete"]
