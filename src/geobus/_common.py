@@ -25,6 +25,7 @@ from ._errors import (
     OutboxFullError,
     ReplicationError,
 )
+from ._metrics import disable_metrics, enable_metrics
 from ._policy import SendResult
 
 __all__ = [
@@ -50,4 +51,6 @@ __all__ = [
     "SendResult",
     "StoreUnavailable",
     "WriteQuorum",
+    "disable_metrics",
+    "enable_metrics",
 ]

@@ -354,7 +354,14 @@ def enable_metrics(*, meter_provider: Any = None) -> bool:
     Returns:
         True if metrics are on; False if ``opentelemetry-api`` is not installed
         (then nothing happens).
+
+    Raises:
+        TypeError: ``meter_provider`` is not an OpenTelemetry ``MeterProvider``.
     """
+    if meter_provider is not None and not callable(getattr(meter_provider, "get_meter", None)):
+        raise TypeError(
+            f"meter_provider must be an OpenTelemetry MeterProvider, not {type(meter_provider).__name__}"
+        )
     if not _api_available():
         _LOG.info("geobus: opentelemetry-api is not installed (pip install 'geobus[otel]'); no metrics")
         return False

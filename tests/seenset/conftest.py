@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from redis_server import RedisServer, require_redis_server
 
 from geobus._seenset import SeenSet
 from geobus._seenset._memory import MemorySeenSet
 from geobus._seenset._redis import RedisSeenSet
 from geobus._seenset._sqlite import SqliteSeenSet
+from redis_server import RedisServer, require_redis_server
 
 STORES = ("memory", "sqlite", "redis")
 MAX_ENTRIES = 8

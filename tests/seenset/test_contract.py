@@ -23,6 +23,8 @@ from .conftest import LONG, MAX_ENTRIES, Harness
 
 CLAIMER = Path(__file__).with_name("claimer.py")
 CLAIMED, TAKEN, COMPLETED, DEAD_LETTERED = Claim.CLAIMED, Claim.TAKEN, Claim.COMPLETED, Claim.DEAD_LETTERED
+# The stores whose clock a test can stop at a boundary (Redis keeps time on its server).
+FAKE_CLOCK_STORES = pytest.mark.parametrize("harness", ["memory", "sqlite"], indirect=True)
 
 
 async def free_again(h: Harness, key: str, by: str = "control-checker") -> None:
@@ -165,10 +167,10 @@ class TestComplete:
         await free_again(h, "k", by="b")
         assert await h.store.claim("k", "c", LONG) is TAKEN  # b's now
 
+    @FAKE_CLOCK_STORES
     async def test_ttl_boundary(self, harness: Harness) -> None:
         h = harness
-        if h.clock is None:
-            pytest.skip("Redis keeps time on its server: no fake clock to stop at the boundary")
+        assert h.clock is not None
         await h.store.complete("k", "a", COMPLETED, 100.0)
         h.clock.advance(99.9)
         assert await h.store.claim("k", "b", LONG) is COMPLETED
@@ -223,20 +225,20 @@ class TestLeaseExpiry:
         assert await h.store.claim("k", "a", LONG) is TAKEN  # b holds it now
         assert await h.store.renew("k", "a", LONG) is False
 
+    @FAKE_CLOCK_STORES
     async def test_lease_boundary(self, harness: Harness) -> None:
         h = harness
-        if h.clock is None:
-            pytest.skip("Redis keeps time on its server: no fake clock to stop at the boundary")
+        assert h.clock is not None
         await h.store.claim("k", "a", 30.0)
         h.clock.advance(29.9)
         assert await h.store.claim("k", "b", LONG) is TAKEN
         h.clock.advance(0.2)
         assert await h.store.claim("k", "b", LONG) is CLAIMED
 
+    @FAKE_CLOCK_STORES
     async def test_renewed_lease_expires_from_the_renewal(self, harness: Harness) -> None:
         h = harness
-        if h.clock is None:
-            pytest.skip("Redis keeps time on its server: no fake clock to stop at the boundary")
+        assert h.clock is not None
         await h.store.claim("k", "a", 30.0)
         h.clock.advance(20.0)
         assert await h.store.renew("k", "a", 30.0)
@@ -246,13 +248,9 @@ class TestLeaseExpiry:
         assert await h.store.claim("k", "b", LONG) is CLAIMED
 
 
+@FAKE_CLOCK_STORES  # Redis bounds its keys by their ttl (maxmemory-policy volatile-ttl), not by count
 class TestEvictionBounds:
     """Memory and SQLite keep at most max_entries processed keys, oldest out first, never an in-flight one."""
-
-    @pytest.fixture(autouse=True)
-    def _bounded_store(self, harness: Harness) -> None:
-        if harness.clock is None:
-            pytest.skip("Redis bounds its keys by their ttl (maxmemory-policy volatile-ttl), not by count")
 
     async def test_oldest_processed_keys_go_first(self, harness: Harness) -> None:
         h = harness
@@ -305,7 +303,7 @@ class TestConcurrency:
         calls = [(key, owner) for owner in range(4) for key in keys]
         answers = await asyncio.gather(*(stores[owner].claim(key, f"owner-{owner}", LONG) for key, owner in calls))
         winners: dict[str, list[int]] = {key: [] for key in keys}
-        for (key, owner), answer in zip(calls, answers):
+        for (key, owner), answer in zip(calls, answers, strict=True):
             if answer is CLAIMED:
                 winners[key].append(owner)
             else:
@@ -322,10 +320,9 @@ class TestConcurrency:
 
     @pytest.mark.slow
     @pytest.mark.timeout(60)
+    @pytest.mark.parametrize("harness", ["sqlite", "redis"], indirect=True)  # memory is one process's
     async def test_across_processes(self, harness: Harness) -> None:
         """Four worker processes claim the same 200 keys at once: each key is won exactly once."""
-        if harness.kind == "memory":
-            pytest.skip("the memory store is one process's")
         url = harness.url
         assert url is not None
         keys, workers = 200, 4
@@ -346,7 +343,7 @@ class TestConcurrency:
                     child.kill()
                     child.wait()
         won = []
-        for child, (out, err) in zip(children, results):
+        for child, (out, err) in zip(children, results, strict=True):
             assert child.returncode == 0, err[-2000:]
             won.append(json.loads(out))
         every = [key for keys_won in won for key in keys_won]

@@ -60,7 +60,7 @@ class TestMemory:
             await store.claim(f"dead{i}", "crashed-worker", 1.0)
             await store.complete(f"done{i}", "a", COMPLETED, 1.0)
         clock.advance(2.0)
-        for i in range(8000):  # a sweep comes within max(1024, entries held) writes
+        for i in range(8000):  # a sweep comes within max(1024, entries the last one left) writes
             await store.claim(f"live{i}", "a", LONG)
         assert "in_flight=8000, processed=0" in repr(store)  # every expired entry gone
 

@@ -26,10 +26,12 @@ class TestPublicNames:
         assert set(names) == {
             "FaultProxy",
             "NamespacePair",
+            "RedisServer",
             "fault_proxy",
             "local_pair",
             "namespace_tls_context",
             "proxied_connection_string",
+            "redis_server_binary",
             "sdk_proxy_options",
         }
         for name in names:

@@ -48,8 +48,14 @@ class SeenSetError(Exception):
 class SeenSet(Protocol):
     """The shared duplicate state. Keys are strings; times are seconds.
 
+    ``owner`` names one holder (a receiver instance): it must be unique across
+    every process sharing the store, since the stores tell owners apart by it
+    alone (a claim by the same owner is ``CLAIMED`` again).
+
     Every method may raise ``SeenSetError`` when the store is unreachable; none
-    blocks the event loop (stores that do blocking I/O run it in a thread).
+    blocks the event loop (stores that do blocking I/O run it in a thread). Bad
+    arguments (a lease or ttl not above 0, an outcome other than ``COMPLETED`` or
+    ``DEAD_LETTERED``, an empty owner) raise ``ValueError``.
     """
 
     async def claim(self, key: str, owner: str, lease: float) -> Claim:
@@ -59,7 +65,8 @@ class SeenSet(Protocol):
         ...
 
     async def renew(self, key: str, owner: str, lease: float) -> bool:
-        """Extend ``owner``'s lease on ``key``; False if ``owner`` no longer holds it."""
+        """Extend ``owner``'s lease on ``key`` to ``lease`` seconds from now; False if
+        ``owner`` no longer holds it (also once the lease ran out, even if nobody took it)."""
         ...
 
     async def complete(self, key: str, owner: str, outcome: Claim, ttl: float) -> None:

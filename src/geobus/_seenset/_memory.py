@@ -17,7 +17,7 @@ from typing import NamedTuple
 from . import Claim
 from ._open import check_key, check_max_entries, check_outcome, check_seconds
 
-_SWEEP_EVERY = 1024  # writes between sweeps, at least; more while the dicts are larger
+_SWEEP_EVERY = 1024  # writes between sweeps, at least; as many as the entries left by the last one
 
 
 class _Lease(NamedTuple):
@@ -45,6 +45,7 @@ class MemorySeenSet:
         self._in_flight: dict[str, _Lease] = {}
         self._processed: OrderedDict[str, _Processed] = OrderedDict()
         self._writes = 0
+        self._sweep_after = _SWEEP_EVERY
 
     def __repr__(self) -> str:
         return (f"MemorySeenSet(max_entries={self.max_entries}, in_flight={len(self._in_flight)}, "
@@ -105,10 +106,12 @@ class MemorySeenSet:
 
     def _wrote(self, now: float) -> None:
         self._writes += 1
-        if self._writes < max(_SWEEP_EVERY, len(self._in_flight) + len(self._processed)):
+        if self._writes < self._sweep_after:
             return
-        self._writes = 0
         for key in [k for k, v in self._in_flight.items() if v.expires_at <= now]:
             del self._in_flight[key]
         for key in [k for k, v in self._processed.items() if v.expires_at <= now]:
             del self._processed[key]
+        # As many writes to the next sweep as entries it would look at: O(1) per write.
+        self._writes = 0
+        self._sweep_after = max(_SWEEP_EVERY, len(self._in_flight) + len(self._processed))

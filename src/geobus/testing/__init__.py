@@ -7,6 +7,9 @@ demand (``refuse``, ``black_hole``, ``set_latency``, ``set_bandwidth``,
 ``proxied_connection_string`` point the azure-servicebus client, or a geobus
 configuration, at a proxy.
 
+``RedisServer`` runs a throwaway ``redis-server`` (loopback, nothing saved) for
+tests of a fleet sharing a ``redis://`` seen-set.
+
 pytest fixtures (``geobus_namespace``, ``geobus_namespace_pair``,
 ``geobus_namespace_factory``, ``geobus_fault_proxy``) are in a plugin you opt
 into: ``pytest_plugins = ["geobus.testing.pytest_plugin"]``.
@@ -24,14 +27,17 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ._namespaces import NamespacePair, fault_proxy, local_pair
 from ._proxy import FaultProxy
+from ._redis import RedisServer, redis_server_binary
 from ._sdk import namespace_tls_context, proxied_connection_string, sdk_proxy_options
 
 __all__ = [
     "FaultProxy",
     "NamespacePair",
+    "RedisServer",
     "fault_proxy",
     "local_pair",
     "namespace_tls_context",
     "proxied_connection_string",
+    "redis_server_binary",
     "sdk_proxy_options",
 ]
