@@ -254,6 +254,25 @@ class TestOutboxQuickRun:
         _assert_no_secret(outbox_run[1])
 
 
+# -- benchmarks/fleet.py -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_fleet_benchmark_compares_each_shared_store_with_the_memory_fleet() -> None:
+    result, printed = _run_benchmark("fleet.py", "--quick", "--json", timeout=180)
+    assert result["sizes"] == {"messages": 600, "workers": 3, "handle_time_s": 0.002}
+    memory = result["memory"]["msgs_per_s"]
+    assert _positive(memory)
+    names = [m["name"] for m in result["metrics"]]
+    assert names == ["3 workers, sqlite seen-set, completed", "3 workers, redis seen-set, completed"]
+    for metric in result["metrics"]:
+        assert _positive(metric["geobus"]) and metric["plain"] == memory
+        assert metric["ratio"] == round(metric["geobus"] / memory, 4)
+        assert metric["note"].startswith("duplicates to handlers: 0 ")  # a shared store lets none through
+    _assert_no_secret(printed)
+
+
 # -- geobus bench --------------------------------------------------------------------------------
 
 # Two of the three, to keep the run short: each is also run alone above. Named out of order:

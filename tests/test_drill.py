@@ -180,7 +180,7 @@ class TestCommand:
         assert main(["drill", "--list"]) == 0
         out = capsys.readouterr().out
         for name in ("refused", "black-hole", "frozen", "outage", "disaster", "flapping", "both-down",
-                     "producer-killed", "worker-killed", "latency"):  # fmt: skip
+                     "producer-killed", "worker-killed", "worker-restart", "fleet", "latency"):  # fmt: skip
             assert name in out
 
     def test_bad_arguments_are_clear_errors(self) -> None:
@@ -207,6 +207,7 @@ class TestRuns:
             ("black-hole", "sync", "passive"),
             ("frozen", "async", "active"),
             ("producer-killed", "async", "passive"),
+            ("worker-restart", "sync", "active"),
         ],
     )
     def test_nothing_lost_nothing_duplicated(
@@ -225,6 +226,8 @@ class TestRuns:
             assert row["buffered"] >= 20  # the dead producer's outbox held these; the next one sent them
         if mode == "active":
             assert row["duplicates_absorbed"] >= 1  # every message had a twin
+        if scenario == "worker-restart":  # a SQLite seen-set: the new worker remembers the old one's
+            assert row["restart_duplicates"] == 0 and row["restart_bound"] == 0
         assert DEV_KEY not in printed and "SharedAccessKey=" not in printed
 
     def test_passive_disaster_loses_at_most_what_the_primary_held(self, capsys: pytest.CaptureFixture[str]) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 
 # In the order they run: the plain SDK's own speed against a local namespace first, the
 # baseline every later row's plain side runs on.
-BENCHMARKS = ("local_namespace", "replication", "outbox")
+BENCHMARKS = ("local_namespace", "replication", "outbox", "seenset", "fleet")
 HEADLINE = ("out-of-process", "memory")  # local_namespace's rows matching the others' servers
 
 
@@ -204,7 +204,7 @@ def render(report: dict[str, Any]) -> str:
         f"python-qpid-proton {m['python-qpid-proton']}, geobus {m['geobus']}",
         f"geobus bench{' --quick' if report['quick'] else ''}: {ran}; took {report['elapsed_s']:.0f} s",
         "ratio = geobus / plain azure-servicebus, both measured in this run against local namespaces",
-        "  (msgs/s, copies/s, checks/s, ids/s: higher is better; ms, s, bytes: lower is better)",
+        "  (msgs/s, copies/s, checks/s, writes/s, ids/s: higher is better; ms, us, s, bytes: lower is better)",
         "",
         f"{'benchmark':<16}{'scenario':<52}{'unit':<9}{'geobus':>10}{'plain':>12}{'ratio':>8}   note",
     ]
@@ -221,6 +221,12 @@ def render(report: dict[str, Any]) -> str:
     if ran_names & {"replication", "outbox"}:
         lines += ["replication, outbox: geobus's ReplicatedSender / DedupReceiver / outbox against plain",
                   "  ServiceBusSender / ServiceBusReceiver on the same local namespaces, in the same run."]
+    if "seenset" in ran_names:
+        lines += ["seenset: each seen-set store (one awaited call at a time) against the in-memory",
+                  "  DuplicateTracker a single receiver uses: the plain column is that tracker."]
+    if "fleet" in ran_names:
+        lines += ["fleet: three worker processes draining both namespaces with a shared seen-set,",
+                  "  against the same fleet on in-memory seen-sets (which lets duplicates through)."]
     if any(row["plain_source"] == "documented" for row in report["rows"]):
         lines.append("* plain figure from SDK_FACTS.md, not measured in this run (--quick skips the "
                      "plain SDK's failover waits).")

@@ -1,0 +1,10 @@
+"""Runs geobus's ``fleet`` benchmark from a checkout: ``python benchmarks/fleet.py [--quick] [--json]``.
+
+The benchmark itself lives in the package (``geobus._bench.fleet``, its docstring says
+what it measures), so that an installed geobus can run it too (``python -m geobus._bench.fleet``).
+"""
+
+from geobus._bench.fleet import cli
+
+if __name__ == "__main__":
+    cli()
