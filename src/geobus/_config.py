@@ -59,6 +59,9 @@ class FailbackMode(str, enum.Enum):
     PREFER_PRIMARY = "prefer_primary"
 
 
+MIN_LEASE = 3.0  # seconds: a lease is renewed a third of the way in, on a one-second tick
+
+
 class StoreUnavailable(str, enum.Enum):
     """What a receiver does with a new key while its shared seen-set cannot be reached."""
 
@@ -311,6 +314,8 @@ class DedupPolicy:
         object.__setattr__(self, "max_entries", _count("dedup.max_entries", self.max_entries, minimum=1))
         object.__setattr__(self, "max_age", _positive("dedup.max_age", self.max_age))
         object.__setattr__(self, "lease", _positive("dedup.lease", self.lease))
+        if self.lease < MIN_LEASE:  # renewed every third of it, checked about every second
+            raise ConfigurationError("dedup.lease", f"must be at least {MIN_LEASE:g} s, got {self.lease:g}")
         object.__setattr__(
             self, "store_unavailable", _enum(StoreUnavailable, "dedup.store_unavailable", self.store_unavailable)
         )
@@ -334,14 +339,10 @@ class DedupPolicy:
 
 
 def store_label(store: object) -> str:
-    """A store URL fit to print: any password replaced by ``***``."""
-    text = str(store)
-    scheme, sep, rest = text.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        credentials, _, host = rest.partition("@")
-        user = credentials.split(":", 1)[0] if ":" in credentials else ""
-        return f"{scheme}://{user}:***@{host}"
-    return text
+    """A store URL fit to print: any user and password replaced by ``***``."""
+    from ._seenset._open import redact
+
+    return redact(str(store))
 
 
 @dataclass(frozen=True)

@@ -178,7 +178,11 @@ class DuplicateTracker:
 
     @property
     def held(self) -> int:
-        return sum(len(flight.held) for flight in self._in_flight.values())
+        # list(): read from another thread (metrics), the dict may change meanwhile.
+        return sum(len(flight.held) for flight in list(self._in_flight.values()))
+
+    def is_in_flight(self, key: Hashable | None) -> bool:
+        return key is not None and key in self._in_flight
 
     @property
     def in_flight(self) -> int:
@@ -190,6 +194,9 @@ class DuplicateTracker:
 
     @property
     def evictions(self) -> int:
-        # TTLCache drops aged keys lazily (on the next write); expire now so the count is current.
-        self._processed.expire()
+        """Processed keys dropped so far (read-only: ``expire`` brings aged ones in)."""
         return self._processed.evictions
+
+    def expire(self) -> None:
+        """Drop processed keys past ``max_age`` now (TTLCache would on its next write)."""
+        self._processed.expire()

@@ -196,6 +196,7 @@ class TestBounds:
         assert tracker.processed == 1
         clock.advance(0.2)
         assert tracker.processed == 0
+        tracker.expire()  # what the receiver's keeper does on its loop; reading never writes
         assert tracker.evictions == 1
         assert tracker.arrived("m1", copy(clock, "neu", 7)) is Verdict.DELIVER
 
@@ -207,6 +208,7 @@ class TestBounds:
             tracker.arrived(f"m{i}", owner)
             tracker.completed(f"m{i}", owner)
         clock.advance(3600)
+        tracker.expire()
         assert tracker.evictions == 10
         assert tracker.in_flight == 1
         assert tracker.arrived("busy", copy(clock, "neu", 7)) is Verdict.HOLD

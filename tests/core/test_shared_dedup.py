@@ -7,6 +7,7 @@ compete for the same queues: one copy of a message reaches each. They share one
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ from geobus._seenset import Claim, SeenSetError
 from geobus._seenset._memory import MemorySeenSet
 from geobus.aio import DedupReceiver
 from geobus.aio import _receiver as receiver_module
+from geobus.aio import _shared as shared_module
 
 from .fakes import FakeClock, FakeReceiveChannel
 from .test_receiver_core import BOUND, eventually, receive
@@ -178,22 +180,96 @@ class TestStoreUnavailable:
         [message] = await receive(receiver, 1)
         assert message.message_id == "m"
 
-    async def test_hold_policy_waits_for_the_store(self, worker: Any, store: MemorySeenSet) -> None:
+    async def test_hold_policy_waits_for_the_store(
+        self, worker: Any, store: MemorySeenSet, worker_clock: FakeClock
+    ) -> None:
         down = _Down(store)
         receiver, weu, _ = worker(seen_set=down, store_unavailable="hold")
         weu.publish("m")
         await _nothing_within(receiver)
-        assert receiver.stats.held == 1
+        assert (receiver.stats.held, receiver.stats.in_flight) == (1, 0)
         down.up = True
+        worker_clock.advance(shared_module._STORE_BACKOFF)  # the store is left alone that long
         [message] = await receive(receiver, 1)
         assert message.message_id == "m"
 
-    async def test_nothing_is_dropped_when_the_store_fails_mid_flight(self, worker: Any, store: MemorySeenSet) -> None:
+    async def test_a_completion_the_store_missed_is_retried_and_the_key_kept(
+        self, worker: Any, store: MemorySeenSet, worker_clock: FakeClock
+    ) -> None:
         down = _Down(store)
         down.up = True
         receiver, weu, _ = worker(seen_set=down)
         weu.publish("m")
         [message] = await receive(receiver, 1)
         down.up = False
-        await receiver.complete_message(message)  # the bus settlement counts; the store's is logged
+        await receiver.complete_message(message)  # settled on the bus; the store missed it
         assert [s.action for s in weu.settlements] == ["complete"]
+        assert await store.claim("m", "other", LEASE) is Claim.TAKEN  # still ours, not free
+        down.up = True
+        worker_clock.advance(shared_module._STORE_BACKOFF)
+        await eventually(lambda: "m" in store._processed)
+        assert await store.claim("m", "other", LEASE) is Claim.COMPLETED
+
+    async def test_receive_and_delete_never_drops_a_copy_while_the_store_is_down(
+        self, worker: Any, store: MemorySeenSet
+    ) -> None:
+        from azure.servicebus import ServiceBusReceiveMode
+
+        receiver, weu, _ = worker(seen_set=_Down(store), store_unavailable="hold")
+        receiver.receive_mode = ServiceBusReceiveMode.RECEIVE_AND_DELETE
+        receiver._already_settled = True
+        weu.publish("m")
+        [message] = await receive(receiver, 1)  # the only copy left: delivered, not held or dropped
+        assert message.message_id == "m"
+
+
+class TestOwnership:
+    async def test_an_unsettled_message_whose_lock_ran_out_frees_its_key(
+        self, worker: Any, worker_clock: FakeClock, store_clock: FakeClock
+    ) -> None:
+        first, weu1, _ = worker()
+        second, _, neu2 = worker()
+        weu1.publish("m")
+        neu2.publish("m")
+        await receive(first, 1)  # the handler crashed: never settled, never abandoned
+        await _nothing_within(second)
+        worker_clock.advance(120)  # past the message's lock; leases would be renewed otherwise
+        [twin] = await receive(second, 1, within=BOUND * 3)
+        assert twin.message_id == "m"
+
+    async def test_close_frees_claims_and_leaves_a_given_store_open(self, worker: Any, store: MemorySeenSet) -> None:
+        first, weu1, _ = worker()
+        weu1.publish("a")
+        weu1.publish("b")
+        await receive(first, 1)
+        await first.close()
+        assert store._in_flight == {}  # nothing left claimed by the closed receiver
+        assert await store.claim("a", "other", LEASE) is Claim.CLAIMED  # the store still answers
+
+    async def test_a_cancelled_receive_puts_the_copy_back_in_line(self, worker: Any, store: MemorySeenSet) -> None:
+        slow = _Slow(store)
+        receiver, weu, _ = worker(seen_set=slow)
+        weu.publish("m")
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(receiver.receive_messages(1, max_wait_time=5), 0.3)
+        slow.fast = True
+        [message] = await receive(receiver, 1)
+        assert message.message_id == "m"
+
+
+class _Slow:
+    """A store whose claims take long until ``fast`` is set."""
+
+    def __init__(self, inner: MemorySeenSet) -> None:
+        self.inner = inner
+        self.fast = False
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        async def call(*args: Any) -> Any:
+            if name == "claim" and not self.fast:
+                await asyncio.sleep(1.0)
+            return await method(*args)
+
+        return call

@@ -38,8 +38,8 @@ def test_a_redis_fleet_completes_each_message_once_through_a_kill(redis: RedisSe
         "fleet",
         "three workers share a Redis seen-set; one is killed mid-stream",
         fleet,
-        env={"GEOBUS_DEDUP_STORE": redis.url, "GEOBUS_DEDUP_LEASE": "2"},
-        handle_time=0.002,
+        env={"GEOBUS_DEDUP_STORE": redis.url, "GEOBUS_DEDUP_LEASE": "3"},
+        handle_time=0.005,
         workers=3,
     )
     captured: list[object] = []
@@ -52,8 +52,15 @@ def test_a_redis_fleet_completes_each_message_once_through_a_kill(redis: RedisSe
     run = captured[-1]
     completions = collections.Counter(e["id"] for e in run.log.events if e["e"] == "complete")  # type: ignore[attr-defined]
     assert len(completions) == 3000 and set(completions.values()) == {1}  # once each, fleet-wide
-    workers_that_completed = {e["life"] for e in run.log.events if e["e"] == "complete"}  # type: ignore[attr-defined]
+    events = run.log.events  # type: ignore[attr-defined]
+    workers_that_completed = {e["life"] for e in events if e["e"] == "complete"}
     assert workers_that_completed == {0, 1, 2}  # all three competed, the dead one included
+    # What the dead worker held unsettled went, after its lease and lock ran out, to the others.
+    held_at_kill = {e["id"] for e in events if e["e"] == "deliver" and e["life"] == 0} - {
+        e["id"] for e in events if e["e"] == "complete" and e["life"] == 0
+    }
+    assert held_at_kill, "the killed worker held nothing: the lease-expiry path was not exercised"
+    assert all(any(e["e"] == "complete" and e["id"] == i and e["life"] in (1, 2) for e in events) for i in held_at_kill)
     assert any("killed" in entry for entry in row.timeline)
 
 

@@ -95,7 +95,7 @@ class TestPassword:
         try:
             assert await store.claim("k", "a", LONG) is Claim.CLAIMED
             assert PASSWORD not in repr(store)
-            assert ":***@" in repr(store)
+            assert "***@" in repr(store)
         finally:
             await store.close()
 
@@ -192,7 +192,7 @@ class TestUrl:
         with pytest.raises(ValueError, match=words) as caught:
             _parse(url)
         assert "hunter2" not in str(caught.value)
-        assert ":***@" in str(caught.value)
+        assert "***@" in str(caught.value)
 
 
 class TestRedisServerHelper:

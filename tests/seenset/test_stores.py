@@ -295,9 +295,11 @@ class TestOpen:
         assert "hunter2" not in str(caught.value)
 
     def test_redact(self) -> None:
-        assert redact("redis://:s3cret@host:1/0") == "redis://:***@host:1/0"
-        assert redact("redis://user:s3cret@host/0?prefix=x") == "redis://user:***@host/0?prefix=x"
-        assert redact("redis://user:p@ss@host") == "redis://user:***@host"
+        assert redact("redis://:s3cret@host:1/0") == "redis://***@host:1/0"
+        assert redact("redis://user:s3cret@host/0?prefix=x") == "redis://***@host/0?prefix=x"
+        assert redact("redis://user:p@ss@host") == "redis://***@host"
+        assert redact("redis://user:pa/ss@host:1/0") == "redis://***@host:1/0"  # a / in the password
+        assert redact("redis://user:pa?ss@host:1/0") == "redis://***@host:1/0"
         assert redact("redis://host:6379/0") == "redis://host:6379/0"
         assert redact("redis:hunter2@host") == "redis:***@host"
         assert redact("memory") == "memory"

@@ -15,7 +15,7 @@ from ._harness import LOCK_DURATION, Run
 
 FLAPS = 4
 # A seen-set shared by the run's workers (and their successors), with a short lease.
-SQLITE_SEEN_SET = {"GEOBUS_DEDUP_STORE": "sqlite:{dir}/seen.db", "GEOBUS_DEDUP_LEASE": "2"}
+SQLITE_SEEN_SET = {"GEOBUS_DEDUP_STORE": "sqlite:{dir}/seen.db", "GEOBUS_DEDUP_LEASE": "3"}
 
 
 @dataclass(frozen=True)
@@ -156,13 +156,14 @@ def worker_killed(run: Run) -> None:
         lambda: run.count("deliver") >= run.settings.messages // 3, 30.0, "a third delivered"
     )
     run.kill_worker(len(run.workers) - 1)
+    # Twins of messages the dead worker completed, still queued: an in-memory seen-set died
+    # with it, so a new worker may deliver them again; a persistent one must not.
+    twins = run.queued_ids() & run.ids("complete")
     if "GEOBUS_DEDUP_STORE" not in run.env_overrides:
-        # Twins of messages the dead worker completed, still queued: its in-memory seen-set
-        # died with it, so a new worker may deliver them again (a persistent one does not).
-        run.restart_bound = run.queued_ids() & run.ids("complete")
+        run.restart_bound = twins
     run.mark(
         f"worker killed (kill -9) holding {len(run.ids('deliver') - run.ids('complete'))} "
-        f"uncompleted message(s); {len(run.restart_bound)} completed twin(s) still queued"
+        f"uncompleted message(s); {len(twins)} completed twin(s) still queued"
     )
     run.start_worker()
     run.mark(f"a new worker (the dead one's locks expire after {LOCK_DURATION:.0f} s)")

@@ -56,20 +56,17 @@ def open_store(url: str, *, max_entries: int, clock: Callable[[], float] | None 
 
 
 def redact(url: str) -> str:
-    """``url`` fit to print: the password of ``scheme://user:password@host`` becomes ``***``.
+    """``url`` fit to print: whatever stands before the last ``@`` of its authority (the
+    user and password) becomes ``***``, even when the password holds ``@``, ``/`` or ``?``.
 
     Anything before an ``@`` in a URL without ``//`` is hidden too (a mistyped one)."""
-    scheme, sep, rest = url.partition("://")
+    text = str(url)
+    if "@" not in text:
+        return text
+    scheme, sep, rest = text.partition("://")
     if not sep:
-        if "@" not in url:
-            return url
-        return f"{url.partition(':')[0]}:***@{url.rpartition('@')[2]}"
-    authority, slash, path = rest.partition("/")
-    if "@" not in authority:
-        return url
-    credentials, _, host = authority.rpartition("@")
-    user = credentials.split(":", 1)[0] if ":" in credentials else ""
-    return f"{scheme}://{user}:***@{host}{slash}{path}"
+        return f"{text.partition(':')[0]}:***@{text.rpartition('@')[2]}"
+    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 # -- argument checks shared by the stores ------------------------------------------------

@@ -156,8 +156,8 @@ def _parse(url: str) -> dict[str, Any]:
     try:
         parts = urlsplit(url)
         port = parts.port or 6379
-    except ValueError as exc:
-        raise ValueError(f"{label!r} is not a redis URL ({exc})") from None
+    except ValueError:
+        raise ValueError(f"{label!r} is not a redis URL") from None  # urlsplit's text may quote the password
     if parts.scheme not in ("redis", "rediss"):
         raise ValueError(f"{label!r} is not a redis:// or rediss:// URL")
     if not parts.hostname:

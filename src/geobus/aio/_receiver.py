@@ -122,6 +122,7 @@ class DedupReceiver(AsyncClosing):
         self._clock = clock
         self._tracker = DuplicateTracker(max_entries=policy.max_entries, max_age=policy.max_age, clock=clock)
         # A shared seen-set (``[dedup] store``): the fleet's memory of keys, asked about new ones.
+        self._owns_store = seen_set is None  # a store given to it is the caller's to close
         if seen_set is None and policy.store != "memory":
             seen_set = open_seen_set(policy.store, max_entries=policy.max_entries)
         self._shared = SharedKeys(seen_set, policy, clock=clock) if seen_set is not None else None
@@ -152,16 +153,23 @@ class DedupReceiver(AsyncClosing):
 
     @property
     def stats(self) -> ReceiverStats:
+        """Counters only: safe to read from another thread (a metrics exporter)."""
+        waiting = self._shared.waiting if self._shared is not None else 0
         return ReceiverStats(
             received=dict(self._received),
             delivered=self._delivered_count,
             duplicates_absorbed=self._absorbed,
-            held=self._tracker.held + (self._shared.waiting if self._shared is not None else 0),
-            in_flight=self._tracker.in_flight,
-            evictions=self._tracker.evictions,
+            held=self._tracker.held + waiting,
+            in_flight=self._tracker.in_flight - waiting,  # a waiting copy is the tracker's owner
+            evictions=self._tracker.evictions + self._store_evictions(),
             receive_errors=dict(self._receive_errors),
             receive_lag=dict(self._lag),
         )
+
+    def _store_evictions(self) -> int:
+        """Keys the shared store dropped for room (SQLite, memory keep count; Redis does not)."""
+        count = getattr(self._shared.store, "evictions", 0) if self._shared is not None else 0
+        return count if isinstance(count, int) else 0
 
     def namespace_of(self, message: ServiceBusReceivedMessage) -> str:
         """The namespace ``message`` was received from.
@@ -300,7 +308,13 @@ class DedupReceiver(AsyncClosing):
         verdict = self._tracker.arrived(key, copy, already_settled=self._already_settled)
         if verdict is Verdict.DELIVER and self._shared is not None and key is not None:
             # New to this process: the fleet may have it in flight, or processed.
-            verdict = await self._shared.admit(str(key), copy, already_settled=self._already_settled)
+            try:
+                verdict = await self._shared.admit(str(key), copy, already_settled=self._already_settled)
+            except asyncio.CancelledError:
+                # The caller gave up waiting: the copy goes back in line, not astray.
+                self._queued[channel.name] += 1
+                self._inbox_put((channel, message))
+                raise
             if verdict is Verdict.HOLD:
                 return None  # waits, as this process's owner copy, for the other worker
             if verdict in (Verdict.COMPLETE, Verdict.DEAD_LETTER):
@@ -326,6 +340,10 @@ class DedupReceiver(AsyncClosing):
             self._delivered[id(message)] = _Delivered(key, copy, self._channel_of[copy.namespace])
         self._delivered_count += 1
         return message
+
+    def _inbox_put(self, item: tuple[ReceiveChannel, ServiceBusReceivedMessage] | None) -> None:
+        if self._inbox is not None:
+            self._inbox.put_nowait(item)
 
     def _processed_elsewhere(self, key: Hashable, copy: Copy, verdict: Verdict) -> None:
         """Another worker settled ``key``: this copy, and any twin held here, the same way."""
@@ -402,7 +420,7 @@ class DedupReceiver(AsyncClosing):
         try:
             await record.channel.abandon(message, timeout=self.deadlines.attempt)
         finally:
-            self._release(record)
+            await self._release(record)
 
     async def renew_message_lock(self, message: ServiceBusReceivedMessage) -> Any:
         """Renew ``message``'s lock on its namespace; returns the new locked-until time."""
@@ -417,19 +435,19 @@ class DedupReceiver(AsyncClosing):
         except Exception:
             # The lock is lost or the namespace is gone: this copy was not processed, so
             # its twin (or the redelivery) must be.
-            self._release(record)
+            await self._release(record)
             raise
         self._delivered.pop(id(record.copy.payload), None)
         self._settled.set()
 
-    def _release(self, record: _Delivered) -> None:
+    async def _release(self, record: _Delivered) -> None:
         self._delivered.pop(id(record.copy.payload), None)
         self._settled.set()
         twin = self._tracker.released(record.key, record.copy)
         if twin is not None:
             self._ready.append(twin)  # this process keeps the key: the twin goes to the application
-        elif self._shared is not None and record.key is not None:
-            self._in_background(self._shared.release(str(record.key)))
+        elif self._shared is not None and record.key is not None and not self._tracker.is_in_flight(record.key):
+            await self._shared.release(str(record.key))  # the key left this process: free it
 
     def _in_background(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -471,28 +489,45 @@ class DedupReceiver(AsyncClosing):
         a shared seen-set, renew leases and ask again about copies waiting on another worker."""
         while not self._closed:  # a renewal's wait_for may swallow close()'s cancel (see _pump)
             await asyncio.sleep(_KEEPER_INTERVAL)
-            held = list(self._tracker.held_copies())
-            if self._shared is not None:
-                await self._recheck_shared(self._shared)
-                held += self._shared.waiting_copies()
-            now = self._clock()
-            for copy in held:
-                if copy.locked_until is None or copy.locked_until - now > 10.0:
-                    continue
-                channel = self._channel_of[copy.namespace]
-                with contextlib.suppress(Exception):
-                    until = await channel.renew_lock(copy.payload, timeout=self.deadlines.attempt)
-                    copy.locked_until = until.timestamp() if until is not None else None
+            try:
+                self._tracker.expire()  # on the loop, so that reading stats never writes
+                held = list(self._tracker.held_copies())
+                if self._shared is not None:
+                    held += self._shared.waiting_copies()
+                await self._renew_locks(held)
+                if self._shared is not None:
+                    await self._recheck_shared(self._shared)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad turn must not end every renewal for good
+                _LOG.exception("geobus: renewing held locks and leases failed; trying again")
+
+    async def _renew_locks(self, copies: list[Copy]) -> None:
+        now = self._clock()
+        for copy in copies:
+            if copy.locked_until is None or copy.locked_until - now > 10.0:
+                continue
+            channel = self._channel_of[copy.namespace]
+            with contextlib.suppress(Exception):
+                until = await channel.renew_lock(copy.payload, timeout=self.deadlines.attempt)
+                copy.locked_until = until.timestamp() if until is not None else None
 
     async def _recheck_shared(self, shared: SharedKeys) -> None:
         for key, copy, verdict in await shared.recheck():
             if verdict is Verdict.DELIVER:
                 self._ready.append(copy)  # the other worker died: its lease ran out
-                if self._inbox is not None:
-                    self._inbox.put_nowait(None)
+                self._inbox_put(None)
             else:
                 self._processed_elsewhere(key, copy, verdict)
-        await shared.renew({str(record.key) for record in self._delivered.values() if record.key is not None})
+        # Held here: with the application under a live lock, or ready to be handed out.
+        now = self._clock()
+        held = {
+            str(record.key)
+            for record in self._delivered.values()
+            if record.key is not None and (record.copy.locked_until is None or record.copy.locked_until > now)
+        }
+        held |= {str(self._key(copy.payload)) for copy in self._ready if self._key(copy.payload) is not None}
+        await shared.renew(held)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -552,7 +587,10 @@ class DedupReceiver(AsyncClosing):
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._give_back()
         if self._shared is not None:
-            await self._shared.close()
+            for key in self._shared.claimed:  # given back or never settled here: free for others
+                await self._shared.release(key)
+            if self._owns_store:
+                await self._shared.close()
         await asyncio.gather(*(channel.close() for channel in self._channels), return_exceptions=True)
         if self._on_close is not None:
             await self._on_close()
