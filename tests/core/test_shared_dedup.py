@@ -155,12 +155,13 @@ class TestAcrossWorkers:
         await eventually(lambda: [s.action for s in neu2.settlements] == ["dead_letter"])
 
 
-class _Down:
-    """A store that cannot be reached until ``up`` is set."""
+class _Flaky:
+    """The store behind a switch: unreachable until ``up``; claims slow until ``fast``."""
 
-    def __init__(self, inner: MemorySeenSet) -> None:
+    def __init__(self, inner: MemorySeenSet, *, up: bool = False, fast: bool = True) -> None:
         self.inner = inner
-        self.up = False
+        self.up = up
+        self.fast = fast
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.inner, name)
@@ -168,6 +169,8 @@ class _Down:
         async def call(*args: Any) -> Any:
             if not self.up and name != "close":
                 raise SeenSetError("connection refused")
+            if name == "claim" and not self.fast:
+                await asyncio.sleep(1.0)
             return await method(*args)
 
         return call
@@ -175,7 +178,7 @@ class _Down:
 
 class TestStoreUnavailable:
     async def test_deliver_policy_delivers_new_keys(self, worker: Any, store: MemorySeenSet) -> None:
-        receiver, weu, _ = worker(seen_set=_Down(store), store_unavailable=StoreUnavailable.DELIVER)
+        receiver, weu, _ = worker(seen_set=_Flaky(store), store_unavailable=StoreUnavailable.DELIVER)
         weu.publish("m")
         [message] = await receive(receiver, 1)
         assert message.message_id == "m"
@@ -183,7 +186,7 @@ class TestStoreUnavailable:
     async def test_hold_policy_waits_for_the_store(
         self, worker: Any, store: MemorySeenSet, worker_clock: FakeClock
     ) -> None:
-        down = _Down(store)
+        down = _Flaky(store)
         receiver, weu, _ = worker(seen_set=down, store_unavailable="hold")
         weu.publish("m")
         await _nothing_within(receiver)
@@ -196,8 +199,7 @@ class TestStoreUnavailable:
     async def test_a_completion_the_store_missed_is_retried_and_the_key_kept(
         self, worker: Any, store: MemorySeenSet, worker_clock: FakeClock
     ) -> None:
-        down = _Down(store)
-        down.up = True
+        down = _Flaky(store, up=True)
         receiver, weu, _ = worker(seen_set=down)
         weu.publish("m")
         [message] = await receive(receiver, 1)
@@ -215,7 +217,7 @@ class TestStoreUnavailable:
     ) -> None:
         from azure.servicebus import ServiceBusReceiveMode
 
-        receiver, weu, _ = worker(seen_set=_Down(store), store_unavailable="hold")
+        receiver, weu, _ = worker(seen_set=_Flaky(store), store_unavailable="hold")
         receiver.receive_mode = ServiceBusReceiveMode.RECEIVE_AND_DELETE
         receiver._already_settled = True
         weu.publish("m")
@@ -247,7 +249,7 @@ class TestOwnership:
         assert await store.claim("a", "other", LEASE) is Claim.CLAIMED  # the store still answers
 
     async def test_a_cancelled_receive_puts_the_copy_back_in_line(self, worker: Any, store: MemorySeenSet) -> None:
-        slow = _Slow(store)
+        slow = _Flaky(store, up=True, fast=False)
         receiver, weu, _ = worker(seen_set=slow)
         weu.publish("m")
         with pytest.raises(asyncio.TimeoutError):
@@ -255,21 +257,3 @@ class TestOwnership:
         slow.fast = True
         [message] = await receive(receiver, 1)
         assert message.message_id == "m"
-
-
-class _Slow:
-    """A store whose claims take long until ``fast`` is set."""
-
-    def __init__(self, inner: MemorySeenSet) -> None:
-        self.inner = inner
-        self.fast = False
-
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self.inner, name)
-
-        async def call(*args: Any) -> Any:
-            if name == "claim" and not self.fast:
-                await asyncio.sleep(1.0)
-            return await method(*args)
-
-        return call

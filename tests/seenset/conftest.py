@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from core.fakes import FakeClock
 from geobus._seenset import SeenSet
 from geobus._seenset._memory import MemorySeenSet
 from geobus._seenset._redis import RedisSeenSet
@@ -22,23 +23,12 @@ from redis_server import RedisServer, require_redis_server
 
 STORES = ("memory", "sqlite", "redis")
 MAX_ENTRIES = 8
+__all__ = ["FakeClock"]  # the one fake clock of the suite (tests/core/fakes.py)
+
 LONG = 60.0  # a lease or ttl no test outlives
 REAL_SHORT = 0.2  # Redis: a real lease a test waits out
 FAKE_SHORT = 10.0  # fake clock: a lease the test jumps past
 WITHIN = 10.0  # bound on a poll: a failure means "never", not "slow"
-
-
-class FakeClock:
-    """Wall-clock-shaped time that moves only when told to."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Harness:
