@@ -223,6 +223,8 @@ def _produce(
                     f"{sender.active_namespace} (failback after healthy probes)"
                 )
             producer.carried("+".join(result.landed) or "outbox", time.monotonic() - progress.started)
+            if index == 0:  # the first send opened the connections: the stream's clock starts now
+                began_run = time.monotonic()
             progress.show()
             time.sleep(max(0.0, 1.0 / rate - latency))  # a steady producer, not a flood
         for _, text, action in faults:  # a run that ended early still heals the primary

@@ -171,7 +171,16 @@ def worker_killed(run: Run) -> None:
 
 def fleet(run: Run) -> None:
     """Competing workers sharing one seen-set; one is killed with keys in flight."""
-    run.wait_until(lambda: run.count("deliver") >= run.settings.messages // 3, 60.0, "a third delivered")
+    def in_worker_0s_handler() -> bool:  # kill it with a message in its hands, not between two
+        lives = [e for e in run.log.events if e.get("life") == 0 and e["e"] in ("deliver", "complete", "settle_failed")]
+        delivered = {e["id"] for e in lives if e["e"] == "deliver"}
+        return bool(delivered - {e["id"] for e in lives if e["e"] != "deliver"})
+
+    run.wait_until(
+        lambda: run.count("deliver") >= run.settings.messages // 3 and in_worker_0s_handler(),
+        60.0,
+        "a third delivered, with one in worker 0's handler",
+    )
     run.kill_worker(0)
     run.mark(
         f"worker 0 of {len(run.workers)} killed (kill -9); its keys' leases run out after "
