@@ -190,11 +190,11 @@ def _produce(
         (0.50 * planned, "the primary black-holes its traffic (accepts, never answers)", primary.black_hole),
         (0.75 * planned, "the primary is back", primary.heal),
     ]
-    began_run = time.monotonic()
+    began_run: float | None = None  # set once the first send has opened the connections
     with client.get_queue_sender(QUEUE) as sender:
         mode_passive = sender.stats.mode == "passive"
         for index in range(messages):
-            while faults and time.monotonic() - began_run >= faults[0][0]:
+            while faults and began_run is not None and time.monotonic() - began_run >= faults[0][0]:
                 _, text, action = faults.pop(0)
                 action()
                 progress.say(f"  {time.monotonic() - progress.started:5.1f} s  [{index:>4}] {text}")
