@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
 from azure.servicebus import ServiceBusMessage
@@ -87,6 +87,19 @@ class Comparison:
     @property
     def ratio(self) -> float | None:
         return self.geobus / self.plain if self.plain else None
+
+
+@dataclass
+class Metric(Comparison):
+    """A table row with a note; its JSON carries the ratio to four decimals."""
+
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ratio"] = None if self.ratio is None else round(self.ratio, 4)
+        return data
 
 
 # -- servers ------------------------------------------------------------------------------

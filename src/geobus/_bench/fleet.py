@@ -16,7 +16,6 @@ import contextlib
 import json
 import tempfile
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,19 +27,7 @@ WORKERS = 3
 HANDLE_TIME = 0.002
 
 
-@dataclass
-class Metric:
-    name: str
-    unit: str
-    geobus: float
-    plain: float | None
-    better: str = "higher"
-    note: str = ""
-
-    def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ratio"] = None if not self.plain else round(self.geobus / self.plain, 4)
-        return data
+Metric = bench.Metric  # ``plain``: the same fleet on in-memory seen-sets
 
 
 def fleet_run(store_env: dict[str, str], messages: int, workdir: Path) -> tuple[float, int, list[str]]:
@@ -94,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
                         best[name] = (rate, duplicates)
     memory_rate, memory_duplicates = best["memory"]
     metrics = [
-        Metric(f"{WORKERS} workers, {name} seen-set, completed", "msgs/s", rate, memory_rate,
+        Metric(f"{WORKERS} workers, {name} seen-set, completed", "msgs/s", rate, memory_rate, "higher",
                note=f"duplicates to handlers: {duplicates} (memory: {memory_duplicates})")
         for name, (rate, duplicates) in best.items()
         if name != "memory"

@@ -45,7 +45,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, NoReturn
@@ -102,17 +102,7 @@ class PlainTiming:
     lists_s: float
 
 
-@dataclass
-class Metric(bench.Comparison):
-    """One table row; ``ratio`` is geobus / plain, None where the plain SDK has no counterpart."""
-
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ratio"] = None if self.ratio is None else round(self.ratio, 4)
-        return data
+Metric = bench.Metric  # ``plain``: the plain SDK's figure, None where it has no counterpart
 
 
 def _lists(count: int) -> Iterator[list[ServiceBusMessage]]:

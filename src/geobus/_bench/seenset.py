@@ -35,7 +35,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
@@ -69,17 +69,7 @@ class Step:
     latencies_us: list[float] = field(default_factory=list)
 
 
-@dataclass
-class Metric(bench.Comparison):
-    """One table row; ``plain`` is the in-memory DuplicateTracker's figure for the same step."""
-
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["ratio"] = None if self.ratio is None else round(self.ratio, 4)
-        return data
+Metric = bench.Metric  # ``plain``: the in-memory DuplicateTracker's figure for the same step
 
 
 # -- the stores -------------------------------------------------------------------------------

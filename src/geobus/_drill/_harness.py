@@ -252,9 +252,7 @@ class Run:
         """Polls the events until ``condition`` holds; False (and a mark) on timeout."""
         deadline = time.monotonic() + timeout
         while True:
-            self.log.poll()
-            if self.progress is not None:
-                self.progress(self)
+            self._poll()
             if condition():
                 return True
             if time.monotonic() >= deadline:
@@ -269,7 +267,16 @@ class Run:
 
     def hold(self, seconds: float) -> None:
         """Keep a fault in place for ``seconds`` (the outage's length), reading events."""
-        self.wait_until(lambda: False, seconds, "") or self.marks.pop()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self._poll()
+            time.sleep(0.05)
+
+    def _poll(self) -> None:
+        """Read the agents' new events; refresh the progress line."""
+        self.log.poll()
+        if self.progress is not None:
+            self.progress(self)
 
     def producers_done(self, timeout: float = 60.0) -> bool:
         return self.wait_until(

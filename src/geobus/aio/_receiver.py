@@ -38,7 +38,7 @@ class ReceiverStats:
     in_flight: int
     evictions: int
     receive_errors: dict[str, int]
-    # Seconds between now and the enqueued time of the newest message received, per namespace.
+    # Per namespace: seconds from the newest received message's enqueued time to its arrival here.
     receive_lag: dict[str, float | None] = field(default_factory=dict)
 
 

@@ -14,9 +14,9 @@ import math
 import socket
 import threading
 from collections.abc import Callable, Coroutine
-from types import TracebackType
 from typing import Any, TypeVar
 
+from .._closing import Closing
 from ..local import Fault
 from ._relay import CHUNK, Conditions, Connection
 
@@ -27,7 +27,7 @@ _CALL_TIMEOUT = 10.0
 _CLOSE_TIMEOUT = 10.0
 
 
-class FaultProxy:
+class FaultProxy(Closing):
     """A TCP proxy on loopback whose network faults switch on and off at runtime.
 
     ``FaultProxy(("127.0.0.1", 5672))`` listens on ``host``:``port`` (port 0: any
@@ -133,16 +133,8 @@ class FaultProxy:
         if thread.is_alive():  # pragma: no cover - a bug, not a fault the proxy injects
             raise RuntimeError("the FaultProxy thread did not stop")
 
-    def __enter__(self) -> FaultProxy:
+    def __enter__(self) -> FaultProxy:  # __exit__ (Closing) closes it
         return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         listening = f"{self._host}:{self._port}" if self._port else f"{self._host}:?"
