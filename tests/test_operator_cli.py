@@ -341,6 +341,157 @@ class TestBadInput:
         assert "error:" in capsys.readouterr().err
 
 
+def _peek(run: Run, *argv: str) -> tuple[int, list[dict[str, Any]], str]:
+    """``geobus receive --peek --json ARGV``: the status, one object per stdout line, stderr."""
+    status, out, err = run("receive", "--peek", "--json", *argv)
+    return status, [json.loads(line) for line in out.splitlines()], err
+
+
+def _send_active(run: Run, monkeypatch: pytest.MonkeyPatch, *argv: str) -> None:
+    """Send in active mode (a copy on each namespace), then back to the environment's passive mode."""
+    monkeypatch.setenv("GEOBUS_MODE", "active")
+    status, _, err = run("send", *argv)
+    monkeypatch.delenv("GEOBUS_MODE")
+    assert status == 0, err
+
+
+class TestPeek:
+    """`geobus receive --peek` browses both namespaces; nothing is locked or settled."""
+
+    def test_queue_peek_shows_both_namespaces_with_twins_marked(
+        self, regions: Any, run: Run, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        _send_active(run, monkeypatch, "orders", "--count", "2", "--message-id", "both", "--body", "twice")
+        assert run("send", "orders", "--message-id", "alone", "--body", "once")[0] == 0  # passive: primary only
+        status, out, err = run("receive", "orders", "--peek")
+        assert status == 0 and err == ""
+        lines = out.splitlines()
+        heads = [line for line in lines if not line.startswith("    ")]
+        # Namespace by namespace, each in sequence-number order; a twin says so.
+        assert [h.split("  enqueued")[0] for h in heads[:-1]] == [
+            "both-1  from primary  sequence 1",
+            "both-2  from primary  sequence 2",
+            "alone  from primary  sequence 3",
+            "both-1  from secondary  sequence 1",
+            "both-2  from secondary  sequence 2",
+        ]
+        assert [h.endswith("delivery count 0  (twin)") for h in heads[:-1]] == [True, True, False, True, True]
+        assert heads[2].endswith("delivery count 0")
+        assert lines[1] == "    5 bytes: 'twice'" and lines[5] == "    4 bytes: 'once'"
+        assert heads[-1] == (
+            "peeked 5 message(s) from queue 'orders': primary 3, secondary 2; 2 on both namespaces (twins); "
+            "nothing locked or settled"
+        )
+
+    def test_json_is_one_object_per_line_with_the_receive_fields_and_twin(
+        self, regions: Any, run: Run, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        _send_active(run, monkeypatch, "orders", "--message-id", "j", "--subject", "s",
+                     "--property", "tenant=contoso", "--body", "hi")
+        status, rows, err = _peek(run, "orders")
+        assert status == 0 and err == ""
+        received = _json(run, "receive", "orders", "--max", "1", "--wait", "10")["messages"][0]
+        assert [row["namespace"] for row in rows] == ["primary", "secondary"]
+        for row in rows:
+            assert set(row) == set(received) | {"twin"}  # the receive fields, sequence_number among them
+            assert row["message_id"] == "j" and row["twin"] is True and row["settled"] is None
+            assert row["sequence_number"] == 1 and row["delivery_count"] == 0 and row["enqueued_time_utc"]
+            assert row["subject"] == "s" and row["application_properties"] == {"tenant": "contoso"}
+            assert row["body"] == "hi" and row["body_bytes"] == 2
+
+    @pytest.mark.parametrize("where", [["--subscription", "events/audit"],
+                                       ["--topic", "events", "--subscription", "audit"]])
+    def test_subscription_peek(
+        self, regions: Any, run: Run, monkeypatch: pytest.MonkeyPatch, where: list[str]
+    ) -> None:
+        _send_active(run, monkeypatch, "--topic", "events", "--message-id", "e-1")
+        assert run("send", "--topic", "events", "--message-id", "e-2")[0] == 0
+        status, rows, err = _peek(run, *where)
+        assert status == 0, err
+        assert [(r["namespace"], r["message_id"], r["twin"]) for r in rows] == [
+            ("primary", "e-1", True), ("primary", "e-2", False), ("secondary", "e-1", True)
+        ]
+        status, out, _ = run("receive", *where, "--peek")
+        assert status == 0 and "from subscription events/audit: primary 2, secondary 1;" in out
+
+    def test_max_is_honoured_on_each_namespace(
+        self, regions: Any, run: Run, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        _send_active(run, monkeypatch, "orders", "--count", "5", "--message-id", "n")
+        status, rows, _ = _peek(run, "orders", "--max", "2")
+        assert status == 0
+        assert [(r["namespace"], r["message_id"]) for r in rows] == [
+            ("primary", "n-1"), ("primary", "n-2"), ("secondary", "n-1"), ("secondary", "n-2")
+        ]
+        # More than there is: all of it, in order.
+        status, rows, _ = _peek(run, "orders", "--max", "50")
+        assert status == 0 and [r["sequence_number"] for r in rows] == [1, 2, 3, 4, 5] * 2
+
+    def test_nothing_is_locked_or_settled(
+        self, regions: tuple[LocalNamespace, LocalNamespace], run: Run, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        primary, secondary = regions
+        _send_active(run, monkeypatch, "orders", "--count", "3", "--message-id", "kept")
+        for _ in range(2):
+            status, rows, _ = _peek(run, "orders")
+            assert status == 0 and len(rows) == 6
+            assert all(row["delivery_count"] == 0 for row in rows)
+        assert primary.counts() == {"orders": 3} and secondary.counts() == {"orders": 3}
+        # Still receivable at once: a peek that had locked them would hold them for the
+        # namespace's lock duration (60 s), far beyond this --wait.
+        got = _json(run, "receive", "orders", "--max", "3", "--wait", "10")
+        assert sorted(m["message_id"] for m in got["messages"]) == ["kept-1", "kept-2", "kept-3"]
+        assert all(m["delivery_count"] == 0 for m in got["messages"])
+
+    def test_a_refused_namespace_is_one_stderr_line_and_the_other_is_shown(
+        self, regions: tuple[LocalNamespace, LocalNamespace], run: Run, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        primary, _ = regions
+        _send_active(run, monkeypatch, "orders", "--message-id", "seen")
+        primary.refuse()
+        status, out, err = run("receive", "orders", "--peek")
+        assert status == 1
+        assert len(err.splitlines()) == 1
+        assert err.startswith("geobus receive: primary: could not peek queue 'orders': ServiceBusConnectionError")
+        assert out.startswith("seen  from secondary  sequence 1")
+        assert "(twin)" not in out  # its twin on primary was not seen
+        assert out.splitlines()[-1].startswith("peeked 1 message(s) from queue 'orders': primary 0 (failed), secondary 1;")
+
+    def test_a_black_holed_namespace_is_cut_off_by_the_deadline(
+        self, regions: tuple[LocalNamespace, LocalNamespace], run: Run, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        _, secondary = regions
+        _send_active(run, monkeypatch, "orders", "--message-id", "seen")
+        secondary.black_hole()  # the SDK's own peek would wait on it for ever
+        status, rows, err = _peek(run, "orders")
+        assert status == 1
+        assert err.splitlines() == [
+            "geobus receive: secondary: could not peek queue 'orders': "
+            "NamespaceTimeoutError: namespace 'secondary' did not answer within 2 s"  # deadlines.attempt
+        ]
+        assert [(r["namespace"], r["message_id"], r["twin"]) for r in rows] == [("primary", "seen", False)]
+
+    def test_peek_with_no_complete_is_a_usage_error(
+        self, clean_env: Any, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as exited:
+            main(["receive", "orders", "--peek", "--no-complete"])
+        assert exited.value.code == 2
+        assert "argument --no-complete: not allowed with argument --peek" in capsys.readouterr().err
+
+    def test_help_documents_peek_and_its_exit_status(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit):
+            main(["receive", "--help"])
+        text = " ".join(capsys.readouterr().out.split())
+        assert "--peek" in text and "nothing is locked or settled" in text
+        assert "with --peek a namespace could not be peeked" in text and "deadlines.attempt" in text
+
+    def test_a_bad_configuration_exits_2(self, regions: Any, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setenv("GEOBUS_DEADLINE_ATTEMPT", "-1")
+        status, out, err = run("receive", "orders", "--peek")
+        assert status == 2 and out == "" and "deadlines.attempt: must be > 0" in err
+
+
 class TestScrubber:
     """The last line of defence: whatever an error carries, a key or signature is masked."""
 

@@ -3,31 +3,38 @@
 Both read ``--config FILE.toml`` (``ReplicationConfig.from_file``) or else the
 ``GEOBUS_*`` environment (``ReplicationConfig.from_env``), and go through the
 same ``ReplicatedSender`` and ``DedupReceiver`` an application would use.
+``receive --peek`` browses instead, with a plain SDK receiver per namespace from
+geobus's own client factory, every request under geobus's deadlines (``peeked``).
 
-Exit status: 0 done; 1 the send (or a settlement) failed, with each namespace's
-cause; 2 the configuration or the command line is wrong. Nothing printed, on
-either stream, contains a key or a SAS signature: every line goes through
-``Scrubber``, which masks the configured keys and anything shaped like
-``SharedAccessKey=...`` or ``sig=...``.
+Exit status: 0 done; 1 the send (or a settlement, or a ``receive --peek`` of one
+namespace) failed, with each namespace's cause; 2 the configuration or the command
+line is wrong. Nothing printed, on either stream, contains a key or a SAS
+signature: every line goes through ``Scrubber``, which masks the configured keys
+and anything shaped like ``SharedAccessKey=...`` or ``sig=...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import json
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from azure.servicebus import ServiceBusReceivedMessage
+from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 from azure.servicebus.exceptions import ServiceBusError
 
 from ._client import GeoServiceBusClient
-from ._config import ReplicationConfig
-from ._errors import ConfigurationError, GeobusError, _describe
+from ._config import NamespaceConfig, ReplicationConfig
+from ._errors import ConfigurationError, GeobusError, NamespaceTimeoutError, _describe
 from ._sas import ConnectionString, SasTokenError
+from .aio._channels import _Bounded, build_client, close_quietly
 
 BODY_CHARS = 200  # a received body is shown up to this many characters (80 in the text output)
 # Messages one namespace hands over per receive call. What was fetched but not shown when
@@ -78,6 +85,10 @@ class Out:
     def json(self, data: dict[str, Any]) -> None:
         self.line(json.dumps(data, indent=2, default=str))
 
+    def json_line(self, data: dict[str, Any]) -> None:
+        """One object on one line (JSON Lines), for output that is a stream of records."""
+        self.line(json.dumps(data, default=str))
+
     def error(self, text: str) -> None:
         print(self.scrub(f"geobus {self.command}: {text}"), file=sys.stderr, flush=True)
 
@@ -96,13 +107,13 @@ class ScrubbingFormatter(logging.Formatter):
 
 
 @contextlib.contextmanager
-def session(args: argparse.Namespace, out: Out) -> Iterator[tuple[ReplicationConfig, GeoServiceBusClient]]:
-    """The configuration and an open client; geobus's warnings (a failover, a namespace
-    reconnecting) on stderr, scrubbed, and the SDK's own reconnect tracebacks hidden while
-    it is open (geobus names each namespace's cause).
+def configured(args: argparse.Namespace, out: Out) -> Iterator[ReplicationConfig]:
+    """The configuration; geobus's warnings (a failover, a namespace reconnecting) on
+    stderr, scrubbed, and the SDK's own reconnect tracebacks hidden while it is open
+    (geobus names each namespace's cause).
 
     Raises:
-        Exit: 2 on a bad configuration, 1 if the client cannot be built (a damaged outbox).
+        Exit: 2 on a bad configuration.
     """
     try:
         config = ReplicationConfig.from_file(args.config) if args.config else ReplicationConfig.from_env()
@@ -119,6 +130,21 @@ def session(args: argparse.Namespace, out: Out) -> Iterator[tuple[ReplicationCon
     geobus_log.propagate = False
     azure_log.setLevel(logging.CRITICAL)
     try:
+        yield config
+    finally:
+        geobus_log.removeHandler(handler)
+        geobus_log.propagate = propagate
+        azure_log.setLevel(azure_level)
+
+
+@contextlib.contextmanager
+def session(args: argparse.Namespace, out: Out) -> Iterator[tuple[ReplicationConfig, GeoServiceBusClient]]:
+    """The configuration (as ``configured``) and an open client.
+
+    Raises:
+        Exit: 2 on a bad configuration, 1 if the client cannot be built (a damaged outbox).
+    """
+    with configured(args, out) as config:
         try:
             client = GeoServiceBusClient(config)
         except ConfigurationError as exc:
@@ -127,10 +153,6 @@ def session(args: argparse.Namespace, out: Out) -> Iterator[tuple[ReplicationCon
             raise out.fail(_describe(exc), 1) from None
         with client:
             yield config, client
-    finally:
-        geobus_log.removeHandler(handler)
-        geobus_log.propagate = propagate
-        azure_log.setLevel(azure_level)
 
 
 def add_common(parser: argparse.ArgumentParser) -> None:
@@ -161,3 +183,96 @@ def parse_property(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"{text!r} is not NAME=VALUE")
     return name.strip(), value
+
+
+# -- geobus receive --peek ---------------------------------------------------------------------
+
+
+@dataclass
+class Peeked:
+    """What one namespace showed: its messages in sequence-number order, and the error that
+    stopped the browse (``None`` if it finished; the messages before it are kept)."""
+
+    namespace: str
+    messages: list[ServiceBusReceivedMessage] = field(default_factory=list)
+    error: BaseException | None = None
+
+
+def _peek_page(
+    count: int, start: int
+) -> Callable[[ServiceBusReceiver], Awaitable[list[ServiceBusReceivedMessage]]]:
+    async def page(receiver: ServiceBusReceiver) -> list[ServiceBusReceivedMessage]:
+        return await receiver.peek_messages(count, sequence_number=start)
+
+    return page
+
+
+class _Browser:
+    """One namespace's plain SDK receiver, used for ``peek_messages`` only.
+
+    Its client comes from geobus's own factory (``build_client``: the namespace's connection
+    string or credential, its ``client_options``, geobus's retry settings). Every peek request
+    is cut off after ``deadlines.attempt`` (the SDK cannot bound a black-holed connection) and
+    the whole browse after ``deadlines.send``. The receive link is opened with no prefetch, so
+    it is never given credit: no message is delivered, locked or settled through it.
+    """
+
+    def __init__(self, namespace: NamespaceConfig, config: ReplicationConfig, entity: Mapping[str, str]) -> None:
+        self.name = namespace.name or ""
+        self._config = config
+        self._client: ServiceBusClient | None = None
+
+        def open_receiver() -> ServiceBusReceiver:
+            if self._client is None:  # built here, so a failure is this namespace's alone
+                self._client = build_client(namespace, config.retry, try_timeout=config.deadlines.attempt)
+            if "queue" in entity:
+                return self._client.get_queue_receiver(entity["queue"], prefetch_count=0)
+            return self._client.get_subscription_receiver(entity["topic"], entity["subscription"], prefetch_count=0)
+
+        self._bounded = _Bounded(self.name, open_receiver)
+
+    async def peek(self, max_count: int) -> Peeked:
+        """Up to ``max_count`` messages from the head of the entity; an error ends the browse
+        and is returned with what came before it, never raised."""
+        deadlines = self._config.deadlines
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + deadlines.send
+        peeked = Peeked(self.name)
+        next_sequence = 1
+        try:
+            # The service may hand back fewer than asked for: page on from the last one seen.
+            while len(peeked.messages) < max_count:
+                left = give_up - loop.time()
+                if left <= 0:
+                    raise NamespaceTimeoutError(self.name, deadlines.send)
+                page = await self._bounded.call(
+                    _peek_page(max_count - len(peeked.messages), next_sequence), min(deadlines.attempt, left)
+                )
+                if not page:
+                    break
+                peeked.messages += page
+                next_sequence = max(m.sequence_number or 0 for m in page) + 1
+        except Exception as exc:  # whatever stops one namespace, the other is still shown
+            peeked.error = exc
+        peeked.messages.sort(key=lambda m: m.sequence_number or 0)
+        return peeked
+
+    async def close(self) -> None:
+        await self._bounded.close()
+        if self._client is not None:
+            await close_quietly(self._client, self.name)
+
+
+@contextlib.asynccontextmanager
+async def peeked(config: ReplicationConfig, entity: Mapping[str, str], max_count: int) -> AsyncIterator[list[Peeked]]:
+    """Peek up to ``max_count`` messages of ``entity`` (``{"queue": Q}`` or ``{"topic": T,
+    "subscription": S}``) on every namespace at once, one ``Peeked`` each in configuration order.
+
+    The results are yielded before the receivers close: a black-holed namespace's connection
+    can take a few more seconds to give up, and the operator need not wait for that to read.
+    """
+    browsers = [_Browser(namespace, config, entity) for namespace in config.namespaces]
+    try:
+        yield list(await asyncio.gather(*(browser.peek(max_count) for browser in browsers)))
+    finally:
+        await asyncio.gather(*(browser.close() for browser in browsers))

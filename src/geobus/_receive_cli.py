@@ -1,8 +1,10 @@
-"""``geobus receive``: read messages through a DedupReceiver built from the configuration."""
+"""``geobus receive``: read messages through a DedupReceiver built from the configuration,
+or (``--peek``) browse both namespaces without locking or settling anything."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import time
 from typing import Any
@@ -10,13 +12,17 @@ from typing import Any
 from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.exceptions import ServiceBusError
 
+from ._config import ReplicationConfig
 from ._errors import GeobusError, _describe
 from ._operator import (
     BODY_CHARS,
     PREFETCH,
     Exit,
     Out,
+    Peeked,
     add_common,
+    configured,
+    peeked,
     positive,
     session,
 )
@@ -26,7 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Receive messages through a DedupReceiver built from the library's configuration "
         "(--config FILE.toml, else GEOBUS_* variables): each message once, whichever namespace "
-        "holds it, with where it came from. Completes what it shows unless --no-complete."
+        "holds it, with where it came from. Completes what it shows unless --no-complete. "
+        "With --peek, browses both namespaces instead: nothing is locked or settled. "
+        "Exit 0 done (also when nothing arrived); 1 a settlement failed, or with --peek a "
+        "namespace could not be peeked (its cause on stderr, the other namespace still shown); "
+        "2 a bad configuration or command line."
     )
     parser.add_argument("queue", nargs="?", help="the queue to read (or give --subscription)")
     parser.add_argument("--topic", metavar="TOPIC", help="the topic of --subscription")
@@ -34,12 +44,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--subscription", metavar="TOPIC/SUB", help="read a subscription: TOPIC/SUB, or SUB with --topic TOPIC"
     )
     parser.add_argument(
-        "--max", type=positive(int, "a whole number"), default=10, help="stop after this many messages (default 10)"
+        "--max",
+        type=positive(int, "a whole number"),
+        default=10,
+        help="stop after this many messages (default 10); with --peek, this many from each namespace",
     )
     parser.add_argument(
-        "--wait", type=positive(float, "a number"), default=5.0, help="stop after this many seconds (default 5)"
+        "--wait",
+        type=positive(float, "a number"),
+        default=5.0,
+        help="stop after this many seconds (default 5); not used by --peek, which shows what is there now",
     )
-    parser.add_argument(
+    settle = parser.add_mutually_exclusive_group()
+    settle.add_argument(
+        "--peek",
+        action="store_true",
+        help="browse instead of receive (peek_messages on each namespace with a plain SDK receiver): "
+        "nothing is locked or settled, delivery counts stay as they are; shows up to --max messages "
+        "of each namespace in sequence-number order, a MessageId also seen on the other namespace "
+        "marked as a twin. Each peek request is cut off after the configuration's deadlines.attempt, "
+        "a namespace's whole browse after deadlines.send; a namespace that fails is named on stderr "
+        "and the exit status is 1",
+    )
+    settle.add_argument(
         "--no-complete",
         dest="complete",
         action="store_false",
@@ -109,15 +136,18 @@ def _received(message: ServiceBusReceivedMessage, namespace: str) -> dict[str, A
 
 def run(args: argparse.Namespace) -> int:
     """Receive up to ``--max`` messages within ``--wait`` seconds; settle and print each.
+    With ``--peek``, browse each namespace instead (``_run_peek``).
 
-    Exit 0 (also when nothing arrived), 1 if a settlement failed, 2 on a bad
-    configuration or command line."""
+    Exit 0 (also when nothing arrived), 1 if a settlement failed (or a namespace could
+    not be peeked), 2 on a bad configuration or command line."""
     out = Out("receive")
     entity = _receive_entity(args)
     if isinstance(entity, str):
         out.error(entity)
         return 2
     name, subscription = entity
+    if args.peek:
+        return _run_peek(args, out, name, subscription)
     rows: list[dict[str, Any]] = []
     try:
         with session(args, out) as (config, client):
@@ -199,4 +229,67 @@ def _print_receive(out: Out, label: str, report: dict[str, Any], complete: bool)
         out.line(
             f"{stats['fetched_not_shown']} more message(s) were fetched but not shown: abandoned, "
             "they are available again (delivery count + 1)"
+        )
+
+
+# -- geobus receive --peek ------------------------------------------------------------------------
+
+
+def _peek_rows(results: list[Peeked]) -> list[dict[str, Any]]:
+    """Every peeked message as a row (the receive fields, ``settled`` None, and ``twin``):
+    namespace by namespace in configuration order, each in sequence-number order."""
+    ids = {r.namespace: {str(_text(m.message_id)) for m in r.messages if m.message_id is not None} for r in results}
+    rows = []
+    for result in results:
+        elsewhere: set[str] = set().union(*(seen for name, seen in ids.items() if name != result.namespace))
+        for message in sorted(result.messages, key=lambda m: m.sequence_number or 0):
+            row = _received(message, result.namespace)
+            row["twin"] = message.message_id is not None and str(row["message_id"]) in elsewhere
+            rows.append(row)
+    return rows
+
+
+def _run_peek(args: argparse.Namespace, out: Out, name: str, subscription: str | None) -> int:
+    """Browse up to ``--max`` messages of each namespace; print them, and each namespace that
+    could not be peeked on stderr. Exit 0, 1 if a namespace failed, 2 on a bad configuration."""
+    entity = {"queue": name} if subscription is None else {"topic": name, "subscription": subscription}
+    label = f"queue {name!r}" if subscription is None else f"subscription {name}/{subscription}"
+
+    async def browse(config: ReplicationConfig) -> int:
+        async with peeked(config, entity, args.max) as results:
+            _print_peek(out, args.json, label, results)
+            return 1 if any(result.error is not None for result in results) else 0
+
+    try:
+        with configured(args, out) as config:
+            return asyncio.run(browse(config))
+    except Exit as stop:
+        return stop.status
+
+
+def _print_peek(out: Out, as_json: bool, label: str, results: list[Peeked]) -> None:
+    rows = _peek_rows(results)
+    for row in rows:
+        if as_json:
+            out.json_line(row)
+            continue
+        out.line(
+            f"{row['message_id']}  from {row['namespace']}  sequence {row['sequence_number']}  "
+            f"enqueued {row['enqueued_time_utc']}  delivery count {row['delivery_count']}"
+            + ("  (twin)" if row["twin"] else "")
+        )
+        body = row["body"] if len(row["body"]) <= 80 else row["body"][:79] + "…"
+        out.line(f"    {row['body_bytes']} bytes: {body!r}")
+    for result in results:
+        if result.error is not None:
+            shown = f" after {len(result.messages)} message(s)" if result.messages else ""
+            out.error(f"{result.namespace}: could not peek {label}{shown}: {_describe(result.error)}")
+    if not as_json:
+        counts = ", ".join(
+            f"{r.namespace} {len(r.messages)}" + ("" if r.error is None else " (failed)") for r in results
+        )
+        twins = len({row["message_id"] for row in rows if row["twin"]})
+        out.line(
+            f"peeked {len(rows)} message(s) from {label}: {counts}; {twins} on both namespaces (twins); "
+            "nothing locked or settled"
         )

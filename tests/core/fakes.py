@@ -233,6 +233,8 @@ class FakeReceiveChannel:
         self.receive_calls = 0
         self.settlements: list[Settlement] = []
         self.renewals: list[ServiceBusReceivedMessage] = []
+        self.renews = Script()  # scripts the lock renewals (e.g. hang: a black-holed namespace)
+        self.renew_attempts = 0
         self.resets = 0
         self.closed = False
         self.published: list[ServiceBusReceivedMessage] = []
@@ -306,6 +308,8 @@ class FakeReceiveChannel:
         await self._settle(Settlement("dead_letter", message, reason, description))
 
     async def renew_lock(self, message: ServiceBusReceivedMessage, *, timeout: float) -> datetime.datetime:
+        self.renew_attempts += 1
+        await self.renews.play(self.name, timeout)
         error = self._failures.take("renew_lock")
         if error is not None:
             raise error

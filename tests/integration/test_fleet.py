@@ -39,7 +39,7 @@ def test_a_redis_fleet_completes_each_message_once_through_a_kill(redis: RedisSe
         "three workers share a Redis seen-set; one is killed mid-stream",
         fleet,
         env={"GEOBUS_DEDUP_STORE": redis.url, "GEOBUS_DEDUP_LEASE": "3"},
-        handle_time=0.02,  # the killed worker is caught with a message in its handler
+        handle_time=0.02,  # a worker holds a batch a while: the kill catches it holding several
         workers=3,
     )
     captured: list[object] = []
@@ -50,17 +50,24 @@ def test_a_redis_fleet_completes_each_message_once_through_a_kill(redis: RedisSe
     assert row.ok, (row.violations, row.timeline)
     assert row.acknowledged == 3000 and row.lost == 0 and row.duplicates_delivered == 0
     run = captured[-1]
-    completions = collections.Counter(e["id"] for e in run.log.events if e["e"] == "complete")  # type: ignore[attr-defined]
-    assert len(completions) == 3000 and set(completions.values()) == {1}  # once each, fleet-wide
     events = run.log.events  # type: ignore[attr-defined]
-    workers_that_completed = {e["life"] for e in events if e["e"] == "complete"}
-    assert workers_that_completed == {0, 1, 2}  # all three competed, the dead one included
+    completions = collections.Counter(e["id"] for e in events if e["e"] == "complete")
+    assert set(completions.values()) == {1}  # never twice, fleet-wide
+    (kill,) = [e for e in events if e["e"] == "killed"]
+    held = set(kill["held"])
+    assert len(held) >= 2, "the killed worker held too little: the lease-expiry path was not exercised"
+    # kill -9 may land after a completion reached the bus and before its log line: that one
+    # message has no "complete" event, was held by the dead worker, and reached no other handler.
+    unlogged = {f"m-{i}" for i in range(3000)} - set(completions)
+    assert len(unlogged) <= 1 and unlogged <= held
+    deliveries = collections.Counter(e["id"] for e in events if e["e"] == "deliver")
+    assert all(deliveries[i] == 1 for i in unlogged)
+    assert {e["life"] for e in events if e["e"] == "complete"} == {0, 1, 2}  # all three competed
     # What the dead worker held unsettled went, after its lease and lock ran out, to the others.
-    held_at_kill = {e["id"] for e in events if e["e"] == "deliver" and e["life"] == 0} - {
-        e["id"] for e in events if e["e"] == "complete" and e["life"] == 0
-    }
-    assert held_at_kill, "the killed worker held nothing: the lease-expiry path was not exercised"
-    assert all(any(e["e"] == "complete" and e["id"] == i and e["life"] in (1, 2) for e in events) for i in held_at_kill)
+    taken_over = held - unlogged
+    assert taken_over
+    completed_by = {e["id"]: e["life"] for e in events if e["e"] == "complete"}
+    assert all(completed_by.get(i) in (1, 2) for i in taken_over), {i: completed_by.get(i) for i in taken_over}
     assert any("killed" in entry for entry in row.timeline)
 
 

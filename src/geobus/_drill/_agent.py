@@ -137,6 +137,10 @@ class _Worker:
         self.stop = threading.Event()
         self._stats_at = 0.0
 
+    def fetched(self, messages: list[ServiceBusReceivedMessage]) -> None:
+        if messages:  # what a receive call handed this process: held until each is settled
+            self.events.emit("batch", ids=[str(m.message_id) for m in messages], life=self.args.life)
+
     def delivered(self, message: ServiceBusReceivedMessage, namespace: str) -> None:
         self.events.emit("deliver", id=str(message.message_id), ns=namespace, life=self.args.life)
 
@@ -163,7 +167,9 @@ def work_sync(args: argparse.Namespace, worker: _Worker) -> None:
     with geobus.GeoServiceBusClient(ReplicationConfig.from_env()) as client:
         with client.get_queue_receiver(args.queue) as receiver:
             while not worker.stop.is_set():
-                for message in receiver.receive_messages(max_message_count=20, max_wait_time=0.5):
+                messages = receiver.receive_messages(max_message_count=20, max_wait_time=0.5)
+                worker.fetched(messages)
+                for message in messages:
                     worker.delivered(message, receiver.namespace_of(message))
                     time.sleep(args.handle_time)  # the application's work
                     try:
@@ -179,9 +185,9 @@ async def work_async(args: argparse.Namespace, worker: _Worker) -> None:
     async with geobus.aio.GeoServiceBusClient(ReplicationConfig.from_env()) as client:
         async with client.get_queue_receiver(args.queue) as receiver:
             while not worker.stop.is_set():
-                for message in await receiver.receive_messages(
-                    max_message_count=20, max_wait_time=0.5
-                ):
+                messages = await receiver.receive_messages(max_message_count=20, max_wait_time=0.5)
+                worker.fetched(messages)
+                for message in messages:
                     worker.delivered(message, receiver.namespace_of(message))
                     await asyncio.sleep(args.handle_time)
                     try:

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -99,6 +100,15 @@ class Agent:
             self.killed = True
             self.process.kill()
         self.process.wait(15)
+
+    def pause(self) -> None:
+        """SIGSTOP: its event file then says exactly what it holds."""
+        if self.running:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.running:
+            self.process.send_signal(signal.SIGCONT)
 
     def terminate(self, timeout: float = 20.0) -> None:
         """SIGTERM, then SIGKILL (and ``overdue``) if it has not exited after ``timeout``."""
@@ -202,11 +212,27 @@ class Run:
         self.producers.append(agent)
         return agent
 
-    def kill_worker(self, life: int) -> None:
-        """kill -9 of one worker; the kill is an event, so counting knows the life is over."""
+    def kill_worker(self, life: int, held: set[str] | None = None) -> None:
+        """kill -9 of one worker; the kill is an event, so counting knows the life is over
+        (``held``: what it had fetched and not settled, when the scenario knows)."""
         self.workers[life].kill()
         self.log.poll()
-        self.log.events.append({"e": "killed", "t": time.monotonic(), "life": life})
+        event: dict[str, Any] = {"e": "killed", "t": time.monotonic(), "life": life}
+        if held is not None:
+            event["held"] = sorted(held)
+        self.log.events.append(event)
+
+    def held_by(self, life: int) -> set[str]:
+        """Ids a worker's receive calls returned that it has not settled (in or before its handler)."""
+        held: set[str] = set()
+        for event in self.log.events:
+            if event.get("life") != life:
+                continue
+            if event["e"] == "batch":
+                held.update(event["ids"])
+            elif event["e"] in ("complete", "settle_failed"):
+                held.discard(event["id"])
+        return held
 
     def start_worker(self) -> Agent:
         agent = self._agent("worker", len(self.workers), ["--handle-time", str(self.handle_time)])

@@ -8,6 +8,7 @@ catch up, and counts.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -170,21 +171,31 @@ def worker_killed(run: Run) -> None:
 
 
 def fleet(run: Run) -> None:
-    """Competing workers sharing one seen-set; one is killed with keys in flight."""
-    def in_worker_0s_handler() -> bool:  # kill it with a message in its hands, not between two
-        lives = [e for e in run.log.events if e.get("life") == 0 and e["e"] in ("deliver", "complete", "settle_failed")]
-        delivered = {e["id"] for e in lives if e["e"] == "deliver"}
-        return bool(delivered - {e["id"] for e in lives if e["e"] != "deliver"})
+    """Competing workers sharing one seen-set; one is killed with keys in flight.
 
-    run.wait_until(
-        lambda: run.count("deliver") >= run.settings.messages // 3 and in_worker_0s_handler(),
-        60.0,
-        "a third delivered, with one in worker 0's handler",
-    )
-    run.kill_worker(0)
+    Worker 0 is stopped (SIGSTOP) before the kill, so its event file says exactly what
+    it held: it is killed holding at least two unsettled messages (one may be completed
+    on the bus with its log line not yet written), else continued and caught again."""
+    deadline = time.monotonic() + 60.0
+    worker, held = run.workers[0], set[str]()
+    while time.monotonic() < deadline:
+        if not run.wait_until(
+            lambda: run.count("deliver") >= run.settings.messages // 3 and len(run.held_by(0)) >= 2,
+            deadline - time.monotonic(),
+            "a third delivered, with two messages held by worker 0",
+        ):
+            break
+        worker.pause()
+        run.log.poll()
+        held = run.held_by(0)
+        if len(held) >= 2:
+            break
+        worker.resume()
+    run.kill_worker(0, held)
     run.mark(
-        f"worker 0 of {len(run.workers)} killed (kill -9); its keys' leases run out after "
-        f"{run.env_overrides.get('GEOBUS_DEDUP_LEASE', '30')} s, its locks after {LOCK_DURATION:.0f} s"
+        f"worker 0 of {len(run.workers)} killed (kill -9) holding {len(held)} message(s); its keys' "
+        f"leases run out after {run.env_overrides.get('GEOBUS_DEDUP_LEASE', '30')} s, its locks "
+        f"after {LOCK_DURATION:.0f} s"
     )
 
 

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
+from azure.servicebus.exceptions import MessageLockLostError
 
 from .._closing import AsyncClosing
 from .._config import Deadlines, DedupKey, DedupPolicy
 from .._dedup import Copy, DuplicateTracker, Verdict
+from .._policy import is_availability_error
 from .._seenset import Claim, SeenSet, open_seen_set
 from ._channels import ReceiveChannel
 from ._shared import SharedKeys
@@ -24,6 +26,7 @@ from ._shared import SharedKeys
 _LOG = logging.getLogger("geobus")
 _POLL_WAIT = 1.0  # seconds one SDK receive call waits; pumps loop on it
 _KEEPER_INTERVAL = 1.0  # seconds between lock renewals and shared seen-set rechecks
+_RENEW_AHEAD = 10.0  # a held copy's lock is renewed when it has this long left
 _RECONNECT_BACKOFF = (0.2, 5.0)  # first and largest wait before reconnecting a failed namespace
 
 
@@ -486,7 +489,8 @@ class DedupReceiver(AsyncClosing):
 
     async def _keep_held_locks(self) -> None:
         """Renew the locks of held copies, so a slow twin does not run them to the DLQ; with
-        a shared seen-set, renew leases and ask again about copies waiting on another worker."""
+        a shared seen-set, renew leases and ask again about copies waiting on another worker.
+        The two go side by side: a namespace slow to renew a lock does not let a lease lapse."""
         while not self._closed:  # a renewal's wait_for may swallow close()'s cancel (see _pump)
             await asyncio.sleep(_KEEPER_INTERVAL)
             try:
@@ -494,23 +498,38 @@ class DedupReceiver(AsyncClosing):
                 held = list(self._tracker.held_copies())
                 if self._shared is not None:
                     held += self._shared.waiting_copies()
-                await self._renew_locks(held)
-                if self._shared is not None:
-                    await self._recheck_shared(self._shared)
+                    await asyncio.gather(self._renew_locks(held), self._recheck_shared(self._shared))
+                else:
+                    await self._renew_locks(held)
             except asyncio.CancelledError:
                 raise
             except Exception:  # one bad turn must not end every renewal for good
                 _LOG.exception("geobus: renewing held locks and leases failed; trying again")
 
     async def _renew_locks(self, copies: list[Copy]) -> None:
+        """Renew the locks close to running out: in turn on each namespace (its settlements
+        go one at a time anyway), the namespaces side by side."""
         now = self._clock()
+        due: dict[str, list[Copy]] = {}
         for copy in copies:
-            if copy.locked_until is None or copy.locked_until - now > 10.0:
-                continue
-            channel = self._channel_of[copy.namespace]
-            with contextlib.suppress(Exception):
+            if copy.locked_until is not None and copy.locked_until - now <= _RENEW_AHEAD:
+                due.setdefault(copy.namespace, []).append(copy)
+        await asyncio.gather(*(self._renew_on(namespace, batch) for namespace, batch in due.items()))
+
+    async def _renew_on(self, namespace: str, copies: list[Copy]) -> None:
+        """A namespace that does not answer is left until the next turn: a black-holed
+        region costs one attempt deadline per turn, not one per message it holds."""
+        channel = self._channel_of[namespace]
+        for copy in copies:
+            try:
                 until = await channel.renew_lock(copy.payload, timeout=self.deadlines.attempt)
-                copy.locked_until = until.timestamp() if until is not None else None
+            except MessageLockLostError:
+                continue  # this lock is gone (its copy comes back, or its twin is delivered)
+            except Exception as exc:
+                if is_availability_error(exc):
+                    return
+                continue
+            copy.locked_until = until.timestamp() if until is not None else None
 
     async def _recheck_shared(self, shared: SharedKeys) -> None:
         for key, copy, verdict in await shared.recheck():

@@ -1,0 +1,142 @@
+"""The receiver's keeper: held copies' locks (and shared leases) renewed, a slow namespace
+isolated (fakes, fake lock clock)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from geobus import Deadlines, DedupPolicy
+from geobus._seenset._memory import MemorySeenSet
+from geobus.aio import DedupReceiver
+from geobus.aio import _receiver as receiver_module
+
+from .fakes import FakeClock, FakeReceiveChannel, Script, hang
+from .test_receiver_core import BOUND, eventually, receive
+
+
+@pytest.fixture(autouse=True)
+def quick_loops(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(receiver_module, "_POLL_WAIT", 0.05)
+    monkeypatch.setattr(receiver_module, "_KEEPER_INTERVAL", 0.02)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def turns(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the keeper's finished lock-renewal passes (so a test can wait for some)."""
+    done: list[int] = []
+    renew = DedupReceiver._renew_locks
+
+    async def counted(self: DedupReceiver, copies: list[object]) -> None:
+        await renew(self, copies)  # type: ignore[arg-type]
+        done.append(len(copies))
+
+    monkeypatch.setattr(DedupReceiver, "_renew_locks", counted)
+    return done
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[list[DedupReceiver]]:
+    made: list[DedupReceiver] = []
+    yield made
+    for receiver in made:
+        await receiver.close()
+
+
+def _channels(clock: FakeClock, lock_duration: float = 60.0) -> tuple[FakeReceiveChannel, FakeReceiveChannel]:
+    return (
+        FakeReceiveChannel("weu", clock=clock, lock_duration=lock_duration),
+        FakeReceiveChannel("neu", clock=clock, lock_duration=lock_duration),
+    )
+
+
+async def _hold_twins(
+    receiver: DedupReceiver, delivered_from: FakeReceiveChannel | None, held_on: FakeReceiveChannel, *ids: str
+) -> None:
+    """The application takes ``ids`` from one namespace (or another worker has them); their
+    copies on ``held_on`` wait, locked."""
+    held = receiver.stats.held
+    if delivered_from is not None:
+        delivered_from.publish(*ids)
+        await receive(receiver, len(ids))
+    held_on.publish(*ids)
+    for _ in range(100):  # a twin is sorted out when the application next asks for messages
+        assert await receiver.receive_messages(1, max_wait_time=0.02) == []
+        if receiver.stats.held == held + len(ids):
+            return
+    raise AssertionError(f"the twins of {ids} were not held")
+
+
+async def test_a_held_twin_is_renewed_when_its_lock_nears_its_end(
+    clock: FakeClock, receivers: list[DedupReceiver], turns: list[int]
+) -> None:
+    weu, neu = _channels(clock)
+    receiver = DedupReceiver([weu, neu], clock=clock, deadlines=Deadlines(receive_stall=0.1))
+    receivers.append(receiver)
+    await _hold_twins(receiver, weu, neu, "a", "b")
+    twins = neu.published
+    before = [m.locked_until_utc for m in twins]
+    passes = len(turns)
+    await eventually(lambda: len(turns) >= passes + 3)  # 60 s of lock left: nothing is due yet
+    assert neu.renew_attempts == 0
+    clock.advance(51)  # 9 s left: due
+    await eventually(lambda: len(neu.renewals) == 2)
+    assert all(m.locked_until_utc > b for m, b in zip(twins, before, strict=True))
+    assert weu.renew_attempts == 0  # the application's own copies are its to renew
+
+
+async def test_a_black_holed_namespace_does_not_hold_up_the_others_renewals(
+    clock: FakeClock, receivers: list[DedupReceiver]
+) -> None:
+    # Copies waiting on another worker are held locked on both namespaces at once (a
+    # worker's own twins cannot be: a namespace is not asked while the application holds
+    # one of its messages). Worker "a" holds k1..k6; worker "b" has copies of all six.
+    store = MemorySeenSet(max_entries=100, clock=FakeClock())  # leases do not run out here
+    a_weu, a_neu = _channels(clock)
+    a = DedupReceiver([a_weu, a_neu], clock=clock, deadlines=Deadlines(receive_stall=0.1), seen_set=store)
+    b_weu, b_neu = _channels(clock)
+    b_weu.renews = Script(hang())  # accepts the request, never answers
+    b = DedupReceiver(
+        [b_weu, b_neu], clock=clock, deadlines=Deadlines(attempt=0.3, send=0.3, receive_stall=0.1), seen_set=store
+    )
+    receivers.extend([a, b])
+    keys = [f"k{i}" for i in range(1, 7)]
+    a_weu.publish(*keys)
+    await receive(a, 6)
+    await _hold_twins(b, None, b_weu, *keys[:3])  # held first: the keeper meets them first
+    await _hold_twins(b, None, b_neu, *keys[3:])
+    clock.advance(55)
+    await eventually(lambda: len(b_neu.renewals) == 3)
+    # One unanswered renewal leaves weu for this turn: neu's copies were not kept waiting
+    # behind three of them (0.9 s), and weu is tried again on the next turn.
+    assert b_weu.renew_attempts == 1
+    await eventually(lambda: b_weu.renew_attempts >= 2)
+    assert b_weu.renewals == []
+    assert b.stats.delivered == 0
+
+
+async def test_a_lease_is_renewed_while_a_lock_renewal_hangs(clock: FakeClock, receivers: list[DedupReceiver]) -> None:
+    lease = 30.0
+    store = MemorySeenSet(max_entries=100, clock=clock)
+    weu, neu = _channels(clock, lock_duration=12.0)
+    weu.renews = Script(hang())
+    receiver = DedupReceiver(
+        [weu, neu],
+        clock=clock,
+        deadlines=Deadlines(receive_stall=0.1),  # a renewal hangs for the 5 s attempt deadline
+        dedup=DedupPolicy(lease=lease),
+        seen_set=store,
+    )
+    receivers.append(receiver)
+    await _hold_twins(receiver, neu, weu, "m")
+    expires = store._in_flight["m"].expires_at
+    clock.advance(lease / 3 + 0.1)  # the lease is due for renewal; the locks have 1.9 s left
+    await eventually(lambda: weu.renew_attempts == 1)
+    await eventually(lambda: store._in_flight["m"].expires_at > expires, within=BOUND)
+    assert weu.renewals == []  # still hanging: the lease did not wait for it
