@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import logging
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -385,6 +386,26 @@ class TestActive:
         assert neu.stored == ["m1", "m2"]
         assert len(neu.sends) == 2  # the drain did not send neu's copies again
         assert sender.stats.messages_sent["weu"] == 2
+
+    async def test_the_drain_that_catches_a_namespace_up_says_it_stores_again(
+        self, rig: Rig, weu: FakeSendChannel, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        weu.behave(fail(WEU_DOWN))
+        sender = rig.sender(mode=ACTIVE)
+        with caplog.at_level(logging.INFO, logger="geobus"):
+            await sender.send_messages(message("m1"))
+            await parked(rig)
+            weu.behave(ok())
+            rig.sleep.release()
+            await eventually(lambda: sender.stats.drained == 1, "weu's lane drained")
+            # No send of its own since: the drain is what says weu has every copy again.
+            await eventually(
+                lambda: any("weu stores its copies again" in r.getMessage() for r in caplog.records),
+                "the recovery line",
+            )
+            await sender.send_messages(message("m2"))
+        lines = [r.getMessage() for r in caplog.records if "partial writes" in r.getMessage() or "again" in r.getMessage()]
+        assert len(lines) == 2, lines  # missing once, back once (m2 lands on both: no new line)
 
     async def test_both_down_buffers_a_copy_per_namespace(
         self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel

@@ -212,6 +212,8 @@ class Drainer:
                     # Past the culprit (or a batch too large as a whole): batches again.
                     self._one_at_a_time[lane], singles = False, 0
         _LOG.info("geobus: outbox lane %s/%s drained", self.entity, lane)
+        if lane != ANY_LANE:
+            self._sender._stores_again(lane)  # caught up: every copy it missed is there now
 
     async def _send(self, lane: str, entries: list[Entry]) -> None:
         sender = self._sender

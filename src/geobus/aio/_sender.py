@@ -475,12 +475,17 @@ class ReplicatedSender(AsyncClosing):
     def _judge_active(self, results: dict[str, BaseException | None]) -> SendResult:
         return self._noted(active_outcome(self.write_quorum, results), "are missing")
 
+    def _stores_again(self, name: str) -> None:
+        """``name`` took a copy again (a send, or its outbox lane drained to the last one)."""
+        if name in self._missing:
+            self._missing.discard(name)
+            _LOG.info("geobus: %s stores its copies again (%s)", name, self.entity)
+
     def _noted(self, result: SendResult, fate: str) -> SendResult:
         """Counts a partial write; logs when a namespace starts (or stops) missing copies,
         not once per message: an outage at 1,000 messages/s is one warning."""
-        for name in set(result.landed) & self._missing:
-            self._missing.discard(name)
-            _LOG.info("geobus: %s stores its copies again (%s)", name, self.entity)
+        for name in result.landed:
+            self._stores_again(name)
         if not result.partial:
             return result
         self._partial_writes += 1

@@ -1,7 +1,8 @@
 """What the local namespace does with each AMQP event: the protocol, not the sockets.
 
 ``Engine.dispatch`` handles one proton event. The sockets, the faults and the
-clock's turns belong to ``_server``; the messages' state belongs to the broker.
+clock's turns belong to ``_server`` (one connection's bytes to ``_connection``);
+the messages' state belongs to the broker.
 Everything here runs on the server's single loop thread.
 """
 

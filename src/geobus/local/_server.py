@@ -1,5 +1,8 @@
 """The local namespace's sockets: one selector loop on one thread, and its faults.
 
+The loop owns the listener, the selector and the set of connections; what one
+connection does with its bytes and events is ``_connection.Conn``'s.
+
 Owning the sockets is what makes faults exact. ``refuse`` stops listening (the port
 stays bound, so ``heal`` gets it back) and resets open connections; ``black_hole``
 keeps accepting but neither reads nor writes (new and open connections alike);
@@ -21,22 +24,19 @@ import socket
 import struct
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from proton import Collector, Connection, Endpoint, Transport
+from proton import Endpoint
 
 from ._amqp import Engine, error_condition
 from ._broker import Broker
+from ._connection import Conn
 
 _LOG = logging.getLogger("geobus.local")
 _T = TypeVar("_T")
-_READ_SIZE = 256 * 1024
 
 
 class Store(Protocol):
@@ -50,23 +50,6 @@ class Fault(enum.Enum):
     REFUSE = "refuse"
     BLACK_HOLE = "black_hole"
     FREEZE = "freeze"
-
-
-@dataclass(eq=False)
-class _Conn:
-    sock: socket.socket
-    transport: Transport
-    connection: Connection
-    collector: Collector
-    # Delayed input; ``b""`` stands for the peer's end of stream, which must not
-    # overtake the bytes sent before it (the connection closes once it is consumed).
-    inbound: deque[tuple[float, bytes]] = field(default_factory=deque)
-    want_write: bool = False
-    # No more input will be read: end of stream seen, or the transport refused input.
-    input_done: bool = False
-    registered: int = 0
-    next_tick: float = 0.0
-    closed: bool = False
 
 
 class Server:
@@ -84,7 +67,7 @@ class Server:
         # While refusing, the port stays bound (not listening) so that nothing else,
         # such as a client's ephemeral port, can take it before ``heal``.
         self._reserved: socket.socket | None = None
-        self._conns: set[_Conn] = set()
+        self._conns: set[Conn] = set()
         self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
         self._commands_lock = threading.Lock()
         self._loop_done = False
@@ -94,7 +77,6 @@ class Server:
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._next_broker_tick = 0.0
 
     # -- lifecycle (any thread) ----------------------------------------------------
 
@@ -188,7 +170,7 @@ class Server:
                     elif key.data == "listener":
                         self._accept()
                     else:
-                        conn: _Conn = key.data
+                        conn: Conn = key.data
                         if mask & selectors.EVENT_READ:
                             self._read(conn)
                         if mask & selectors.EVENT_WRITE:
@@ -246,7 +228,8 @@ class Server:
             while conn.inbound and conn.inbound[0][0] <= now and not conn.closed:
                 data = conn.inbound.popleft()[1]
                 if data:  # b"" is the end of stream: _write closes once the answers are out
-                    self._push(conn, data)
+                    conn.push(data)
+                    self._update_interest(conn)  # the transport may have refused it
         if self.engine.broker.next_deadline() is not None:
             self.engine.pump(self.engine.broker.tick())
         self._dispatch_all()
@@ -263,38 +246,11 @@ class Server:
         for _ in range(1000):
             busy = False
             for conn in list(self._conns):
-                now = time.monotonic()
-                if conn.next_tick and conn.next_tick <= now:
-                    conn.next_tick = self._tick(conn, now)
-                event = conn.collector.peek()
-                while event is not None:
+                conn.tick(time.monotonic())
+                if conn.dispatch(self.engine):
                     busy = True
-                    try:
-                        self.engine.dispatch(event)
-                    except Exception as exc:
-                        # Type and place only: the message can quote the client's bytes,
-                        # a SAS token among them.
-                        _LOG.warning(
-                            "closing a connection after an internal error: %s at %s, on %s",
-                            type(exc).__name__,
-                            _where(exc),
-                            event.type,
-                        )
-                        conn.connection.condition = error_condition(
-                            "amqp:internal-error", type(exc).__name__
-                        )
-                        conn.connection.close()
-                    conn.collector.pop()
-                    event = conn.collector.peek()
             if not busy:
                 return
-
-    def _tick(self, conn: _Conn, now: float) -> float:
-        try:
-            deadline = conn.transport.tick(now)
-        except Exception:
-            return 0.0
-        return float(deadline) if deadline else 0.0
 
     # -- sockets -----------------------------------------------------------------
 
@@ -361,12 +317,12 @@ class Server:
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport, connection, collector = self.engine.new_connection()
-            conn = _Conn(sock, transport, connection, collector)
+            conn = Conn(sock, transport, connection, collector)
             conn.next_tick = time.monotonic()
             self._conns.add(conn)
             self._update_interest(conn)
 
-    def _update_interest(self, conn: _Conn) -> None:
+    def _update_interest(self, conn: Conn) -> None:
         if conn.closed:
             return
         if self.fault in (Fault.BLACK_HOLE, Fault.FREEZE):
@@ -385,79 +341,26 @@ class Server:
             self._selector.register(conn.sock, wanted, conn)
         conn.registered = wanted
 
-    def _read(self, conn: _Conn) -> None:
-        try:
-            data = conn.sock.recv(_READ_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if conn.input_done:
-            return  # end of stream seen, or input refused: _write closes once flushed
-        if not data:
-            # The peer may only have shut its write side: answer what it sent (after
-            # any latency), then _write closes.
-            conn.input_done = True
-            self._update_interest(conn)
-        if self.latency > 0 or conn.inbound:
-            conn.inbound.append((time.monotonic() + self.latency, data))
-        elif data:
-            self._push(conn, data)
+    def _read(self, conn: Conn) -> None:
+        conn.read(self.latency)
+        self._update_interest(conn)  # the end of stream stops reading
 
-    def _push(self, conn: _Conn, data: bytes) -> None:
-        transport = conn.transport
-        while data:
-            try:
-                capacity = transport.capacity()
-                if capacity <= 0:
-                    raise EOFError("the transport closed its input")
-                transport.push(data[:capacity])
-            except Exception:
-                # The transport has an error to report (a close frame, usually): stop
-                # reading and let _write flush it and close, unless a fault stops writes.
-                conn.input_done = True
-                conn.inbound.clear()
-                self._update_interest(conn)
-                return
-            data = data[capacity:]
-        # New input can start timers (the peer's idle-time-out from its open frame):
-        # tick soon so that heartbeats are scheduled.
-        conn.next_tick = time.monotonic()
-
-    def _write(self, conn: _Conn) -> None:
+    def _write(self, conn: Conn) -> None:
         if conn.closed:
             return
-        transport = conn.transport
-        while True:
-            pending = transport.pending()
-            if pending < 0:
-                self._close(conn)
-                return
-            if pending == 0:
-                break
-            chunk = transport.peek(pending)
-            if chunk is None:
-                self._close(conn)
-                return
-            try:
-                sent = conn.sock.send(chunk)
-            except (BlockingIOError, InterruptedError):
-                conn.want_write = True
-                break
-            except OSError:
-                self._close(conn)
-                return
-            transport.pop(sent)
+        if not conn.flush():
+            self._close(conn)
+            return
         self._update_interest(conn)
-        if transport.closed or (conn.input_done and not conn.want_write and not conn.inbound):
+        if conn.finished:
             self._close(conn)
 
-    def _reset(self, conn: _Conn) -> None:
+    def _reset(self, conn: Conn) -> None:
         with contextlib.suppress(OSError):
             conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self._close(conn)
 
-    def _close(self, conn: _Conn) -> None:
+    def _close(self, conn: Conn) -> None:
         if conn.closed:
             return
         conn.closed = True
@@ -470,19 +373,3 @@ class Server:
         self.engine.connection_gone(conn.connection)
         with contextlib.suppress(Exception):
             conn.transport.unbind()
-
-
-_PACKAGE = Path(__file__).resolve().parent.parent
-
-
-def _where(exc: BaseException) -> str:
-    """The innermost frame of ``exc``'s traceback inside geobus, as ``module:line``."""
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if Path(f.filename).resolve().is_relative_to(_PACKAGE)
-    ]
-    if not frames:
-        return "?"
-    frame = frames[-1]
-    return f"{Path(frame.filename).stem}:{frame.lineno}"
