@@ -9,6 +9,9 @@ producer and worker in their own processes, real kill -9 and SIGSTOP.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,7 +20,7 @@ import pytest
 
 from geobus._cli import main
 from geobus._drill._agent import _message, _parser
-from geobus._drill._harness import EventLog, Run, Settings, redact
+from geobus._drill._harness import Agent, EventLog, Run, Settings, redact
 from geobus._drill._report import header, line, tally
 from geobus.local import DEV_KEY
 
@@ -158,6 +161,24 @@ class TestHarness:
         (first.dir / "worker-0.jsonl").write_text('{"e": "deliver", "t": 1.0, "id": "old", "life": 0}\n')
         again = Run("refused", "sync", "passive", Settings(workdir=tmp_path))
         assert again.dir == first.dir and list(again.dir.iterdir()) == []
+
+
+    def test_a_paused_agent_stops_on_sigterm_without_being_overdue(self, tmp_path: Path) -> None:
+        agent = Agent([sys.executable, "-c", "import time; time.sleep(120)"], dict(os.environ), tmp_path / "agent.log")
+        assert agent.pause()  # stopped, as the fleet scenario leaves a worker it then fails to kill
+        agent.terminate(timeout=10.0)
+        assert not agent.running and not agent.overdue and agent.process.returncode == -signal.SIGTERM
+
+    def test_held_by_is_what_receive_calls_returned_less_what_was_settled(self, run: Run) -> None:
+        run.log.events += [
+            {"e": "batch", "t": 0.0, "ids": ["a", "b", "c"], "life": 0},
+            {"e": "batch", "t": 0.1, "ids": ["x"], "life": 1},
+            {"e": "deliver", "t": 0.2, "id": "a", "life": 0},
+            {"e": "complete", "t": 0.3, "id": "a", "life": 0},
+            {"e": "settle_failed", "t": 0.4, "id": "b", "life": 0},
+            {"e": "batch", "t": 0.5, "ids": ["b", "d"], "life": 0},  # b came round again
+        ]
+        assert run.held_by(0) == {"b", "c", "d"} and run.held_by(1) == {"x"}
 
 
 class TestAgent:

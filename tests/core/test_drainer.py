@@ -489,6 +489,21 @@ class TestRefusal:
         (dead,) = await rig.dead_letters()
         assert (dead.message_id, dead.lane) == ("m1", "weu")
 
+    async def test_a_lane_emptied_by_refusals_alone_does_not_say_it_stores_again(
+        self, rig: Rig, neu: FakeSendChannel, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        weu = PickyChannel("weu", fail(WEU_DOWN))
+        sender = rig.sender(mode=ACTIVE, channels=[weu, neu])
+        with caplog.at_level(logging.INFO, logger="geobus"):
+            await sender.send_messages(message("m1"))
+            await parked(rig)
+            weu.refused = {"m1"}
+            weu.behave(ok())
+            rig.sleep.release()
+            await eventually(lambda: sender.stats.outbox_dead_lettered == 1, "dead-lettered")
+            await eventually(lambda: any("drained" in r.getMessage() for r in caplog.records), "the lane's end")
+        assert weu.stored == [] and not any("stores its copies again" in r.getMessage() for r in caplog.records)
+
     async def test_refused_by_both_when_an_any_lane_drains_in_active_mode(
         self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel
     ) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from geobus import Deadlines, DedupPolicy, StoreUnavailable
+from geobus._dedup import Copy, Verdict
 from geobus._seenset import Claim, SeenSetError
 from geobus._seenset._memory import MemorySeenSet
 from geobus.aio import DedupReceiver
@@ -257,3 +258,32 @@ class TestOwnership:
         slow.fast = True
         [message] = await receive(receiver, 1)
         assert message.message_id == "m"
+
+
+class TestRecheck:
+    async def test_a_recheck_cancelled_half_way_leaves_every_copy_waiting(self, store_clock: FakeClock) -> None:
+        """close() may cancel a recheck mid-store-call: a copy it had already resolved must
+        stay waiting (to be given back), its claim recorded (to be released)."""
+        store = MemorySeenSet(max_entries=100, clock=store_clock)
+        other = shared_module.SharedKeys(store, DedupPolicy(lease=LEASE))
+        mine = shared_module.SharedKeys(store, DedupPolicy(lease=LEASE))
+        for key in ("a", "b"):
+            assert await other.store.claim(key, other.owner, LEASE) is Claim.CLAIMED
+            assert await mine.admit(key, Copy("weu", 1), already_settled=False) is Verdict.HOLD
+        store_clock.advance(LEASE + 1)  # the other worker died: both keys are free again
+        answered = asyncio.Event()
+        claim = store.claim
+
+        async def second_claim_hangs(key: str, owner: str, lease: float) -> Claim:
+            if key == "b":
+                answered.set()
+                await asyncio.Event().wait()
+            return await claim(key, owner, lease)
+
+        store.claim = second_claim_hangs  # type: ignore[method-assign]
+        recheck = asyncio.ensure_future(mine.recheck())
+        await asyncio.wait_for(answered.wait(), BOUND)
+        recheck.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await recheck
+        assert mine.waiting == 2 and mine.claimed == {"a"}

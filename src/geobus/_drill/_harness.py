@@ -101,10 +101,22 @@ class Agent:
             self.process.kill()
         self.process.wait(15)
 
-    def pause(self) -> None:
-        """SIGSTOP: its event file then says exactly what it holds."""
-        if self.running:
-            self.process.send_signal(signal.SIGSTOP)
+    def pause(self, timeout: float = 5.0) -> bool:
+        """SIGSTOP, and wait until the process is stopped (the signal lands asynchronously):
+        its event file then says exactly what it holds. False if it did not stop in time."""
+        if not self.running:
+            return False
+        self.process.send_signal(signal.SIGSTOP)
+        deadline = time.monotonic() + timeout
+        stat = Path(f"/proc/{self.process.pid}/stat")
+        while time.monotonic() < deadline:
+            try:  # "pid (comm) S ...": the state follows the last ")"
+                if stat.read_text().rpartition(")")[2].split()[0] in ("T", "t"):
+                    return True
+            except (OSError, IndexError):
+                return False  # it exited
+            time.sleep(0.005)
+        return False
 
     def resume(self) -> None:
         if self.running:
@@ -114,6 +126,7 @@ class Agent:
         """SIGTERM, then SIGKILL (and ``overdue``) if it has not exited after ``timeout``."""
         if self.running:
             self.process.terminate()
+            self.process.send_signal(signal.SIGCONT)  # a paused agent acts on SIGTERM only once continued
             try:
                 self.process.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -137,6 +150,7 @@ class Run:
     log: EventLog = field(default_factory=EventLog)
     marks: list[tuple[float, str]] = field(default_factory=list)
     allowed_losses: set[str] | None = None  # ids a passive disaster may lose
+    violations: list[str] = field(default_factory=list)  # a scenario that could not do its part
     restart_bound: set[str] = field(
         default_factory=set
     )  # completed twins still queued at a worker's death

@@ -91,6 +91,7 @@ def tally(run: Run, seconds: float) -> Row:
         )
     if not acked:
         row.violations.append("nothing was acknowledged")
+    row.violations += run.violations
     for agent in [*run.producers, *run.workers]:
         code = agent.process.returncode
         if agent.overdue:

@@ -183,7 +183,7 @@ class Drainer:
             Exception: a transient error (the lane keeps its messages; tenacity backs off).
         """
         outbox = self._outbox
-        singles = 0
+        singles, sent = 0, False
         while outbox.pending(self.entity, lane):
             limit = 1 if self._one_at_a_time[lane] else self.policy.batch_size
             entries = await outbox.run(outbox.sync.head, self.entity, lane, limit)
@@ -206,13 +206,14 @@ class Drainer:
                 continue
             await outbox.run(outbox.sync.remove, ids)
             self.drained += len(entries)
+            sent = True
             if self._one_at_a_time[lane]:
                 singles += 1
                 if singles >= self.policy.batch_size or not outbox.pending(self.entity, lane):
                     # Past the culprit (or a batch too large as a whole): batches again.
                     self._one_at_a_time[lane], singles = False, 0
         _LOG.info("geobus: outbox lane %s/%s drained", self.entity, lane)
-        if lane != ANY_LANE:
+        if sent and lane != ANY_LANE:
             self._sender._stores_again(lane)  # caught up: every copy it missed is there now
 
     async def _send(self, lane: str, entries: list[Entry]) -> None:

@@ -198,6 +198,8 @@ class DedupReceiver(AsyncClosing):
             self._pumps = [loop.create_task(self._pump(channel)) for channel in self._channels]
             if not self._already_settled:
                 self._pumps.append(loop.create_task(self._keep_held_locks()))
+                if self._shared is not None:
+                    self._pumps.append(loop.create_task(self._keep_shared(self._shared)))
         return self._inbox
 
     async def _pump(self, channel: ReceiveChannel) -> None:
@@ -488,41 +490,53 @@ class DedupReceiver(AsyncClosing):
             self._settled.set()
 
     async def _keep_held_locks(self) -> None:
-        """Renew the locks of held copies, so a slow twin does not run them to the DLQ; with
-        a shared seen-set, renew leases and ask again about copies waiting on another worker.
-        The two go side by side: a namespace slow to renew a lock does not let a lease lapse."""
-        while not self._closed:  # a renewal's wait_for may swallow close()'s cancel (see _pump)
-            await asyncio.sleep(_KEEPER_INTERVAL)
-            try:
-                self._tracker.expire()  # on the loop, so that reading stats never writes
-                held = list(self._tracker.held_copies())
-                if self._shared is not None:
-                    held += self._shared.waiting_copies()
-                    await asyncio.gather(self._renew_locks(held), self._recheck_shared(self._shared))
-                else:
-                    await self._renew_locks(held)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one bad turn must not end every renewal for good
-                _LOG.exception("geobus: renewing held locks and leases failed; trying again")
+        """Renew the locks of held copies, so a slow twin does not run them to the DLQ.
 
-    async def _renew_locks(self, copies: list[Copy]) -> None:
-        """Renew the locks close to running out: in turn on each namespace (its settlements
-        go one at a time anyway), the namespaces side by side."""
+        Each namespace renews in a task of its own, started again on a tick only once its
+        last one has ended: a namespace that does not answer delays its own renewals only,
+        never the other's, nor the shared seen-set's leases (``_keep_shared``)."""
+        renewing: dict[str, asyncio.Task[None]] = {}
+        loop = asyncio.get_running_loop()
+        try:
+            while not self._closed:  # a renewal's wait_for may swallow close()'s cancel (see _pump)
+                await asyncio.sleep(_KEEPER_INTERVAL)
+                try:
+                    self._tracker.expire()  # on the loop, so that reading stats never writes
+                    held = list(self._tracker.held_copies())
+                    if self._shared is not None:
+                        held += self._shared.waiting_copies()
+                    for namespace, due in self._due_for_renewal(held).items():
+                        task = renewing.get(namespace)
+                        if task is None or task.done():
+                            renewing[namespace] = loop.create_task(self._renew_on(namespace, due))
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # one bad turn must not end every renewal for good
+                    _LOG.exception("geobus: renewing held locks failed; trying again")
+        finally:
+            for task in renewing.values():
+                task.cancel()
+            await asyncio.gather(*renewing.values(), return_exceptions=True)
+
+    def _due_for_renewal(self, copies: list[Copy]) -> dict[str, list[Copy]]:
+        """Per namespace, the copies whose locks run out within ``_RENEW_AHEAD``, soonest first."""
         now = self._clock()
         due: dict[str, list[Copy]] = {}
-        for copy in copies:
+        for copy in sorted(copies, key=lambda c: c.locked_until or 0.0):
             if copy.locked_until is not None and copy.locked_until - now <= _RENEW_AHEAD:
                 due.setdefault(copy.namespace, []).append(copy)
-        await asyncio.gather(*(self._renew_on(namespace, batch) for namespace, batch in due.items()))
+        return due
 
     async def _renew_on(self, namespace: str, copies: list[Copy]) -> None:
-        """A namespace that does not answer is left until the next turn: a black-holed
-        region costs one attempt deadline per turn, not one per message it holds."""
+        """Renew in turn (settlements on one SDK receiver go one at a time anyway). A
+        namespace that does not answer is left until the next turn: a black-holed region
+        costs one attempt deadline per turn, not one per message it holds."""
         channel = self._channel_of[namespace]
         for copy in copies:
             try:
                 until = await channel.renew_lock(copy.payload, timeout=self.deadlines.attempt)
+            except asyncio.CancelledError:
+                raise
             except MessageLockLostError:
                 continue  # this lock is gone (its copy comes back, or its twin is delivered)
             except Exception as exc:
@@ -530,6 +544,18 @@ class DedupReceiver(AsyncClosing):
                     return
                 continue
             copy.locked_until = until.timestamp() if until is not None else None
+
+    async def _keep_shared(self, shared: SharedKeys) -> None:
+        """Each tick: renew this process's leases in the shared seen-set, and ask again
+        about copies waiting on another worker."""
+        while not self._closed:
+            await asyncio.sleep(_KEEPER_INTERVAL)
+            try:
+                await self._recheck_shared(shared)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # one bad turn must not end every renewal for good
+                _LOG.exception("geobus: renewing shared seen-set leases failed; trying again")
 
     async def _recheck_shared(self, shared: SharedKeys) -> None:
         for key, copy, verdict in await shared.recheck():

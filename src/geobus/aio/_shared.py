@@ -119,10 +119,13 @@ class SharedKeys:
                 break  # still waiting: a held copy is never delivered on a guess
             if claim is Claim.TAKEN:
                 continue
-            del self._waiting[key]
             if claim is Claim.CLAIMED:
                 self._claimed[key] = self._clock()
             resolved.append((key, copy, _VERDICTS[claim]))
+        # Only now, with no await left: a recheck cancelled half-way (close) leaves every
+        # copy in _waiting, to be given back, and its claims in _claimed, to be released.
+        for key, _, _ in resolved:
+            del self._waiting[key]
         return resolved
 
     def waiting_copies(self) -> Iterable[Copy]:
