@@ -148,7 +148,7 @@ _SPECS: tuple[_Spec, ...] = (
     ),
     _Spec(
         "geobus.outbox.oldest_age", GAUGE, "s", "How long the oldest copy in the outbox has waited", SENDER,
-        lambda w, s: _one(w.outbox, w.base, getattr(s, "outbox_oldest_age", None)),
+        lambda w, s: _one(w.outbox, w.base, s.outbox_oldest_age),
     ),
     _Spec(
         "geobus.outbox.buffered", COUNTER, "{message}", "Messages accepted into the outbox", SENDER,
@@ -195,7 +195,7 @@ _SPECS: tuple[_Spec, ...] = (
     _Spec(
         "geobus.receiver.lag", GAUGE, "s",
         "Enqueued-to-received time of the newest message from a namespace", RECEIVER,
-        lambda w, s: _each(w, w.token, getattr(s, "receive_lag", {})),
+        lambda w, s: _each(w, w.token, s.receive_lag),
     ),
 )  # fmt: skip
 INSTRUMENTS = tuple(spec.name for spec in _SPECS)

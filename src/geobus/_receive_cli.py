@@ -146,8 +146,10 @@ def run(args: argparse.Namespace) -> int:
         out.error(entity)
         return 2
     name, subscription = entity
+    target = {"queue": name} if subscription is None else {"topic": name, "subscription": subscription}
+    label = f"queue {name!r}" if subscription is None else f"subscription {name}/{subscription}"
     if args.peek:
-        return _run_peek(args, out, name, subscription)
+        return _run_peek(args, out, target, label)
     rows: list[dict[str, Any]] = []
     try:
         with session(args, out) as (config, client):
@@ -186,7 +188,7 @@ def run(args: argparse.Namespace) -> int:
         return stop.status
     failures = sum(row["settled"].startswith("failed") for row in rows)
     report = {
-        "entity": {"queue": name} if subscription is None else {"topic": name, "subscription": subscription},
+        "entity": target,
         "mode": config.mode.value,
         "messages": rows,
         "stats": {
@@ -202,11 +204,15 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         out.json(report)
     else:
-        label = f"queue {name!r}" if subscription is None else f"subscription {name}/{subscription}"
         _print_receive(out, label, report, args.complete)
     if failures:
         out.error(f"{failures} message(s) could not be settled; they will be delivered again")
     return 1 if failures else 0
+
+
+def _print_body(out: Out, row: dict[str, Any]) -> None:
+    body = row["body"] if len(row["body"]) <= 80 else row["body"][:79] + "…"
+    out.line(f"    {row['body_bytes']} bytes: {body!r}")
 
 
 def _print_receive(out: Out, label: str, report: dict[str, Any], complete: bool) -> None:
@@ -215,8 +221,7 @@ def _print_receive(out: Out, label: str, report: dict[str, Any], complete: bool)
             f"{row['message_id']}  from {row['namespace']}  enqueued {row['enqueued_time_utc']}  "
             f"delivery count {row['delivery_count']}  {row['settled']}"
         )
-        body = row["body"] if len(row["body"]) <= 80 else row["body"][:79] + "…"
-        out.line(f"    {row['body_bytes']} bytes: {body!r}")
+        _print_body(out, row)
     stats = report["stats"]
     copies = ", ".join(f"{ns} {n}" for ns, n in stats["copies_received"].items())
     errors = ", ".join(f"{ns} {n}" for ns, n in stats["receive_errors"].items() if n)
@@ -242,18 +247,16 @@ def _peek_rows(results: list[Peeked]) -> list[dict[str, Any]]:
     rows = []
     for result in results:
         elsewhere: set[str] = set().union(*(seen for name, seen in ids.items() if name != result.namespace))
-        for message in sorted(result.messages, key=lambda m: m.sequence_number or 0):
+        for message in result.messages:  # in sequence-number order already
             row = _received(message, result.namespace)
             row["twin"] = message.message_id is not None and str(row["message_id"]) in elsewhere
             rows.append(row)
     return rows
 
 
-def _run_peek(args: argparse.Namespace, out: Out, name: str, subscription: str | None) -> int:
+def _run_peek(args: argparse.Namespace, out: Out, entity: dict[str, str], label: str) -> int:
     """Browse up to ``--max`` messages of each namespace; print them, and each namespace that
     could not be peeked on stderr. Exit 0, 1 if a namespace failed, 2 on a bad configuration."""
-    entity = {"queue": name} if subscription is None else {"topic": name, "subscription": subscription}
-    label = f"queue {name!r}" if subscription is None else f"subscription {name}/{subscription}"
 
     async def browse(config: ReplicationConfig) -> int:
         async with peeked(config, entity, args.max) as results:
@@ -278,8 +281,7 @@ def _print_peek(out: Out, as_json: bool, label: str, results: list[Peeked]) -> N
             f"enqueued {row['enqueued_time_utc']}  delivery count {row['delivery_count']}"
             + ("  (twin)" if row["twin"] else "")
         )
-        body = row["body"] if len(row["body"]) <= 80 else row["body"][:79] + "…"
-        out.line(f"    {row['body_bytes']} bytes: {body!r}")
+        _print_body(out, row)
     for result in results:
         if result.error is not None:
             shown = f" after {len(result.messages)} message(s)" if result.messages else ""

@@ -11,16 +11,11 @@ import pytest
 from geobus import Deadlines, DedupPolicy
 from geobus._seenset._memory import MemorySeenSet
 from geobus.aio import DedupReceiver
-from geobus.aio import _receiver as receiver_module
 
 from .fakes import FakeClock, FakeReceiveChannel, Script, hang
 from .test_receiver_core import BOUND, eventually, receive
 
-
-@pytest.fixture(autouse=True)
-def quick_loops(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(receiver_module, "_POLL_WAIT", 0.05)
-    monkeypatch.setattr(receiver_module, "_KEEPER_INTERVAL", 0.02)
+pytestmark = pytest.mark.usefixtures("quick_loops")
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from geobus._dedup import Copy, Verdict
 from geobus._seenset import Claim, SeenSetError
 from geobus._seenset._memory import MemorySeenSet
 from geobus.aio import DedupReceiver
-from geobus.aio import _receiver as receiver_module
 from geobus.aio import _shared as shared_module
 
 from .fakes import FakeClock, FakeReceiveChannel
@@ -27,10 +26,7 @@ from .test_receiver_core import BOUND, eventually, receive
 LEASE = 30.0
 
 
-@pytest.fixture(autouse=True)
-def quick_loops(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(receiver_module, "_POLL_WAIT", 0.05)
-    monkeypatch.setattr(receiver_module, "_KEEPER_INTERVAL", 0.02)
+pytestmark = pytest.mark.usefixtures("quick_loops")
 
 
 @pytest.fixture

@@ -8,13 +8,15 @@ are thin scripts that call them.
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import platform
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
@@ -88,18 +90,19 @@ class Comparison:
     def ratio(self) -> float | None:
         return self.geobus / self.plain if self.plain else None
 
-
-@dataclass
-class Metric(Comparison):
-    """A table row with a note; its JSON carries the ratio to four decimals."""
-
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
     def as_json(self) -> dict[str, Any]:
+        """The row's fields and its ratio, to four decimals."""
         data = asdict(self)
         data["ratio"] = None if self.ratio is None else round(self.ratio, 4)
         return data
+
+
+@dataclass
+class Metric(Comparison):
+    """A table row with a note."""
+
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # -- servers ------------------------------------------------------------------------------
@@ -201,6 +204,26 @@ def parse_args(doc: str, argv: list[str] | None, *, quick_help: str, rounds_help
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     return parser, args
+
+
+def report(
+    result: dict[str, Any],
+    rows: Sequence[Comparison],
+    started: float,
+    *,
+    as_json: bool,
+    render: Callable[[dict[str, Any]], str],
+) -> int:
+    """How a comparison benchmark ends: a measurement that is not positive and finite is a
+    broken run, not a result (RuntimeError); else ``result`` gets ``metrics`` and
+    ``elapsed_s`` and is printed as JSON or as ``render``'s table. Returns the exit status."""
+    bad = [row.name for row in rows if not math.isfinite(row.geobus) or row.geobus <= 0]
+    if bad:
+        raise RuntimeError(f"not a positive finite measurement: {bad}")
+    result["metrics"] = [row.as_json() for row in rows]
+    result["elapsed_s"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result, indent=2) if as_json else render(result))
+    return 0
 
 
 def log(line: str) -> None:

@@ -48,6 +48,7 @@ class Metric(bench.Comparison):
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
+        """As ``Comparison.as_json``, the ratio to four significant figures."""
         data = asdict(self)
         data["ratio"] = None if self.ratio is None else float(f"{self.ratio:.4g}")
         return data

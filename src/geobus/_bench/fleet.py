@@ -13,7 +13,6 @@ many reached a handler. One shared 2-core machine: compare ratios, not figures.
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -93,11 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": {"messages": messages, "workers": WORKERS, "handle_time_s": HANDLE_TIME},
         "memory": {"msgs_per_s": memory_rate, "duplicates": memory_duplicates},
         "skipped": skipped,
-        "metrics": [m.as_json() for m in metrics],
-        "elapsed_s": round(time.perf_counter() - started, 1),
     }
-    print(json.dumps(result, indent=2) if args.json else _render(result))
-    return 0
+    return bench.report(result, metrics, started, as_json=args.json, render=_render)
 
 
 def _render(result: dict[str, Any]) -> str:

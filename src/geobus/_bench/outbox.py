@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import math
 import os
 import sqlite3
 import tempfile
@@ -421,9 +419,6 @@ def main(argv: list[str] | None = None) -> int:
             bench.log(f"  two namespaces up in {time.perf_counter() - started:.1f} s")
             done = [run_round(ns, sizes, Path(scratch), n, bench.log) for n in range(rounds)]
     rows = metrics(done, sizes)
-    bad = [row.name for row in rows if not math.isfinite(row.geobus) or row.geobus <= 0]
-    if bad:
-        raise RuntimeError(f"not a positive finite measurement: {bad}")
     result = {
         "machine": _machine(),
         "quick": args.quick,
@@ -431,11 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         "body_bytes": len(bench.BODY),
         "batch_size": BATCH,
         "sizes": {"warm-up": WARM_UP, "single": sizes.single, "lists": sizes.lists, "drained": sizes.drained},
-        "metrics": [row.as_json() for row in rows],
-        "elapsed_s": round(time.perf_counter() - started, 1),
     }
-    print(json.dumps(result, indent=2) if args.json else render(result))
-    return 0
+    return bench.report(result, rows, started, as_json=args.json, render=render)
 
 
 def cli() -> NoReturn:

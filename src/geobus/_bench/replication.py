@@ -40,8 +40,6 @@ share (sizes, the row, clients, closing) in ``_replication_shared``.
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -378,16 +376,8 @@ def main(argv: list[str] | None = None) -> int:
         "body_bytes": len(bench.BODY),
         "sizes": asdict(sizes),
         "attempt_deadline_s": geobus.Deadlines().attempt,
-        "metrics": [metric.as_json() for metric in metrics],
-        "elapsed_s": round(time.perf_counter() - started, 1),
     }
-    bad = [
-        m["name"] for m in result["metrics"] if not math.isfinite(m["geobus"]) or m["geobus"] <= 0
-    ]
-    if bad:
-        raise RuntimeError(f"non-positive measurements: {bad}")
-    print(json.dumps(result, indent=2) if args.json else render(result))
-    return 0
+    return bench.report(result, metrics, started, as_json=args.json, render=render)
 
 
 def cli() -> NoReturn:

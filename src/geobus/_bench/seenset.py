@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
 import os
 import sqlite3
@@ -269,9 +268,6 @@ def main(argv: list[str] | None = None) -> int:
                             ) if redis_url else "no redis"
             done = [run_round(urls, sizes, n, bench.log) for n in range(args.rounds)]
     rows = metrics(done, list(urls), sizes)
-    bad = [row.name for row in rows if not math.isfinite(row.geobus) or row.geobus <= 0]
-    if bad:
-        raise RuntimeError(f"not a positive finite measurement: {bad}")
     result = {
         "machine": _machine(os.path.realpath(tempfile.gettempdir()), redis_source),
         "quick": args.quick,
@@ -279,11 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": {"keys": sizes.keys, "concurrency": CONCURRENCY},
         "stores": list(urls),
         "skipped": skipped,
-        "metrics": [row.as_json() for row in rows],
-        "elapsed_s": round(time.perf_counter() - started, 1),
     }
-    print(json.dumps(result, indent=2) if args.json else render(result))
-    return 0
+    return bench.report(result, rows, started, as_json=args.json, render=render)
 
 
 def cli() -> NoReturn:

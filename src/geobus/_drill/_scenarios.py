@@ -175,28 +175,24 @@ def fleet(run: Run) -> None:
 
     Worker 0 is stopped (SIGSTOP) before the kill, so its event file says exactly what
     it held: it is killed holding at least two unsettled messages (one may be completed
-    on the bus with its log line not yet written), else continued and caught again."""
+    on the bus with its log line not yet written), else continued and caught again. If
+    anything fails meanwhile, the run's teardown continues it (``Agent.terminate``)."""
     deadline = time.monotonic() + 60.0
-    worker, held, killed = run.workers[0], set[str](), False
-    try:
-        while time.monotonic() < deadline:
-            if not run.wait_until(
-                lambda: run.count("deliver") >= run.settings.messages // 3 and len(run.held_by(0)) >= 2,
-                deadline - time.monotonic(),
-                "a third delivered, with two messages held by worker 0",
-            ):
+    worker, held = run.workers[0], set[str]()
+    while time.monotonic() < deadline:
+        if not run.wait_until(
+            lambda: run.count("deliver") >= run.settings.messages // 3 and len(run.held_by(0)) >= 2,
+            deadline - time.monotonic(),
+            "a third delivered, with two messages held by worker 0",
+        ):
+            break
+        if worker.pause():
+            run.log.poll()
+            held = run.held_by(0)
+            if len(held) >= 2:
                 break
-            if worker.pause():
-                run.log.poll()
-                held = run.held_by(0)
-                if len(held) >= 2:
-                    break
-            worker.resume()
-        run.kill_worker(0, held)
-        killed = True
-    finally:
-        if not killed:
-            worker.resume()  # never leave it stopped: its SIGTERM would wait for a SIGCONT
+        worker.resume()
+    run.kill_worker(0, held)
     if len(held) < 2:
         run.violations.append(f"worker 0 was killed holding {len(held)} message(s), not the 2 the scenario needs")
     run.mark(

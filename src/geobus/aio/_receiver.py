@@ -8,7 +8,7 @@ import contextlib
 import logging
 import time
 import weakref
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -199,7 +199,9 @@ class DedupReceiver(AsyncClosing):
             if not self._already_settled:
                 self._pumps.append(loop.create_task(self._keep_held_locks()))
                 if self._shared is not None:
-                    self._pumps.append(loop.create_task(self._keep_shared(self._shared)))
+                    shared = self._shared
+                    leases = self._each_tick(lambda: self._recheck_shared(shared), "renewing shared seen-set leases")
+                    self._pumps.append(loop.create_task(leases))
         return self._inbox
 
     async def _pump(self, channel: ReceiveChannel) -> None:
@@ -489,30 +491,36 @@ class DedupReceiver(AsyncClosing):
             self._settling[copy.namespace] -= 1
             self._settled.set()
 
+    async def _each_tick(self, turn: Callable[[], Awaitable[None]], what: str) -> None:
+        """Run ``turn`` every ``_KEEPER_INTERVAL`` until closed; a failed turn is logged, not fatal."""
+        while not self._closed:  # a renewal's wait_for may swallow close()'s cancel (see _pump)
+            await asyncio.sleep(_KEEPER_INTERVAL)
+            try:
+                await turn()
+            except Exception:  # one bad turn must not end every renewal for good
+                _LOG.exception("geobus: %s failed; trying again", what)
+
     async def _keep_held_locks(self) -> None:
         """Renew the locks of held copies, so a slow twin does not run them to the DLQ.
 
         Each namespace renews in a task of its own, started again on a tick only once its
         last one has ended: a namespace that does not answer delays its own renewals only,
-        never the other's, nor the shared seen-set's leases (``_keep_shared``)."""
+        never the other's, nor the shared seen-set's leases (``_recheck_shared``, on a
+        loop of its own)."""
         renewing: dict[str, asyncio.Task[None]] = {}
-        loop = asyncio.get_running_loop()
+
+        async def turn() -> None:
+            self._tracker.expire()  # on the loop, so that reading stats never writes
+            held = list(self._tracker.held_copies())
+            if self._shared is not None:
+                held += self._shared.waiting_copies()
+            for namespace, due in self._due_for_renewal(held).items():
+                task = renewing.get(namespace)
+                if task is None or task.done():
+                    renewing[namespace] = asyncio.get_running_loop().create_task(self._renew_on(namespace, due))
+
         try:
-            while not self._closed:  # a renewal's wait_for may swallow close()'s cancel (see _pump)
-                await asyncio.sleep(_KEEPER_INTERVAL)
-                try:
-                    self._tracker.expire()  # on the loop, so that reading stats never writes
-                    held = list(self._tracker.held_copies())
-                    if self._shared is not None:
-                        held += self._shared.waiting_copies()
-                    for namespace, due in self._due_for_renewal(held).items():
-                        task = renewing.get(namespace)
-                        if task is None or task.done():
-                            renewing[namespace] = loop.create_task(self._renew_on(namespace, due))
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # one bad turn must not end every renewal for good
-                    _LOG.exception("geobus: renewing held locks failed; trying again")
+            await self._each_tick(turn, "renewing held locks")
         finally:
             for task in renewing.values():
                 task.cancel()
@@ -535,29 +543,14 @@ class DedupReceiver(AsyncClosing):
         for copy in copies:
             try:
                 until = await channel.renew_lock(copy.payload, timeout=self.deadlines.attempt)
-            except asyncio.CancelledError:
-                raise
-            except MessageLockLostError:
-                continue  # this lock is gone (its copy comes back, or its twin is delivered)
             except Exception as exc:
-                if is_availability_error(exc):
+                if is_availability_error(exc) and not isinstance(exc, MessageLockLostError):
                     return
-                continue
+                continue  # this lock is gone (its copy comes back, or its twin is delivered)
             copy.locked_until = until.timestamp() if until is not None else None
 
-    async def _keep_shared(self, shared: SharedKeys) -> None:
-        """Each tick: renew this process's leases in the shared seen-set, and ask again
-        about copies waiting on another worker."""
-        while not self._closed:
-            await asyncio.sleep(_KEEPER_INTERVAL)
-            try:
-                await self._recheck_shared(shared)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # one bad turn must not end every renewal for good
-                _LOG.exception("geobus: renewing shared seen-set leases failed; trying again")
-
     async def _recheck_shared(self, shared: SharedKeys) -> None:
+        """Ask again about copies waiting on another worker; renew the leases of keys held here."""
         for key, copy, verdict in await shared.recheck():
             if verdict is Verdict.DELIVER:
                 self._ready.append(copy)  # the other worker died: its lease ran out
