@@ -233,6 +233,24 @@ class TestOutages:
         assert any(line.startswith("geobus send:   primary: ServiceBusConnectionError") for line in lines)
         assert any(line.startswith("geobus send:   secondary: ServiceBusConnectionError") for line in lines)
 
+    def test_receive_from_two_unreachable_namespaces_exits_1_naming_both(
+        self, regions: tuple[LocalNamespace, LocalNamespace], run: Run
+    ) -> None:
+        for namespace in regions:
+            namespace.refuse()
+        status, out, err = run("receive", "orders", "--max", "1", "--wait", "2")
+        assert status == 1, (out, err)
+        (line,) = [line for line in err.splitlines() if "no namespace could be read" in line]
+        assert "primary:" in line and "secondary:" in line
+
+    def test_receive_with_one_namespace_unreachable_still_exits_0(
+        self, regions: tuple[LocalNamespace, LocalNamespace], run: Run
+    ) -> None:
+        regions[0].refuse()
+        status, out, err = run("receive", "orders", "--max", "1", "--wait", "2")
+        assert status == 0, (out, err)
+        assert "no namespace could be read" not in err
+
     def test_both_refused_in_json_carries_the_causes(
         self, regions: tuple[LocalNamespace, LocalNamespace], run: Run
     ) -> None:

@@ -498,6 +498,8 @@ def _open(path: Path) -> sqlite3.Connection:
         # Message bodies are the application's data: owner-only, like a key file.
         os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    except OSError as exc:
+        raise _unusable(path, exc) from exc
     except (sqlite3.Error, NotOurDatabase) as exc:
         raise OutboxError(f"{path} is not a geobus outbox: {exc}") from exc
     try:
@@ -514,13 +516,22 @@ def _open(path: Path) -> sqlite3.Connection:
     return db
 
 
+def _unusable(path: Path, exc: OSError) -> OutboxError:
+    """The outbox file (or its lock file beside it) cannot be created or opened."""
+    reason = exc.strerror or type(exc).__name__
+    return OutboxError(f"outbox path {str(path)!r} cannot be used: {reason} (check outbox.path and its directory)")
+
+
 def _lock(path: Path) -> IO[bytes] | None:
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no cross-process guard
         return None
     lock_path = path.with_name(path.name + ".lock")
-    handle = open(lock_path, "a+b")  # noqa: SIM115 - held for the outbox's lifetime
+    try:
+        handle = open(lock_path, "a+b")  # noqa: SIM115 - held for the outbox's lifetime
+    except OSError as exc:
+        raise _unusable(path, exc) from exc
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:

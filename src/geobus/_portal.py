@@ -25,6 +25,10 @@ class Portal:
         self._thread.start()
         self._closed = False
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def run(self, coroutine: Coroutine[Any, Any, _T]) -> _T:
         """Run ``coroutine`` on the loop and wait for its result (or exception).
 

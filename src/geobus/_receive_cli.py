@@ -138,8 +138,9 @@ def run(args: argparse.Namespace) -> int:
     """Receive up to ``--max`` messages within ``--wait`` seconds; settle and print each.
     With ``--peek``, browse each namespace instead (``_run_peek``).
 
-    Exit 0 (also when nothing arrived), 1 if a settlement failed (or a namespace could
-    not be peeked), 2 on a bad configuration or command line."""
+    Exit 0 (also when nothing arrived), 1 if a settlement failed, no namespace could be
+    read (or, peeking, a namespace could not be peeked), 2 on a bad configuration or
+    command line."""
     out = Out("receive")
     entity = _receive_entity(args)
     if isinstance(entity, str):
@@ -207,7 +208,17 @@ def run(args: argparse.Namespace) -> int:
         _print_receive(out, label, report, args.complete)
     if failures:
         out.error(f"{failures} message(s) could not be settled; they will be delivered again")
+    unread = _unread(stats.received, stats.receive_errors)
+    if unread and len(unread) == len(stats.received):
+        # An empty answer from two unreachable regions is not "the queue is empty".
+        out.error(f"no namespace could be read ({', '.join(f'{ns}: {n} receive error(s)' for ns, n in unread.items())})")
+        return 1
     return 1 if failures else 0
+
+
+def _unread(received: dict[str, int], errors: dict[str, int]) -> dict[str, int]:
+    """The namespaces that gave nothing but errors: each mapped to its error count."""
+    return {ns: errors[ns] for ns in received if not received[ns] and errors.get(ns)}
 
 
 def _print_body(out: Out, row: dict[str, Any]) -> None:

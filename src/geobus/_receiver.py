@@ -73,4 +73,8 @@ class DedupReceiver(Closing):
         return self._portal.run(self._core.renew_message_lock(message))
 
     def close(self) -> None:
+        """Close this receiver. Safe to call twice, and after its client closed (then a no-op:
+        the client's close closed it)."""
+        if self._portal.closed:
+            return
         self._portal.run(self._core.close())

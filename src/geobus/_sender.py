@@ -57,4 +57,8 @@ class ReplicatedSender(Closing):
         return self._portal.run(self._core.create_message_batch(max_size_in_bytes, timeout=timeout))
 
     def close(self) -> None:
+        """Close this sender. Safe to call twice, and after its client closed (then a no-op:
+        the client's close closed it)."""
+        if self._portal.closed:
+            return
         self._portal.run(self._core.close())

@@ -481,6 +481,27 @@ class TestDamagedFiles:
         make_outbox()
         assert path.exists()
 
+    @pytest.mark.parametrize("where", ["missing directory", "a directory", "under a file", "read-only directory"])
+    def test_unusable_path_is_an_outbox_error_naming_it(self, tmp_path: Path, clock: FakeClock, where: str) -> None:
+        if where == "missing directory":
+            path = tmp_path / "no-such-dir" / "outbox.db"
+        elif where == "a directory":
+            path = tmp_path / "outbox.db"
+            path.mkdir()
+        elif where == "under a file":
+            (tmp_path / "file").write_text("x")
+            path = tmp_path / "file" / "outbox.db"
+        else:
+            if os.geteuid() == 0:
+                pytest.skip("root writes into read-only directories")
+            path = tmp_path / "ro" / "outbox.db"
+            path.parent.mkdir(mode=0o500)
+        with pytest.raises(OutboxError) as caught:
+            Outbox(OutboxPolicy(path=str(path)), clock=clock)
+        assert str(path) in str(caught.value)
+        assert "outbox" in str(caught.value)
+        assert not isinstance(caught.value.__cause__, OutboxError)
+
     def test_no_path_is_a_value_error(self) -> None:
         with pytest.raises(ValueError, match="no path"):
             Outbox(OutboxPolicy())

@@ -54,7 +54,10 @@ class GeoServiceBusClient(AsyncClosing):
             override=config.override,
         )
         self._outbox = AsyncOutbox(Outbox(config.outbox)) if config.outbox.enabled else None
+        # Weak: a sender or receiver the application dropped is not kept alive by the client,
+        # but one it still holds is closed with the client, as the SDK's client does.
         self._senders: weakref.WeakSet[ReplicatedSender] = weakref.WeakSet()
+        self._receivers: weakref.WeakSet[DedupReceiver] = weakref.WeakSet()
         self._probe: SdkSendChannel | None = None
         self._probing: asyncio.Task[None] | None = None
         self._closed = False
@@ -202,6 +205,7 @@ class GeoServiceBusClient(AsyncClosing):
             prefetch=prefetch,
             on_close=forget,
         )
+        self._receivers.add(receiver)
         destination = entity.get("queue") or entity["topic"]
         _metrics.watch_receiver(receiver, destination=destination, subscription=entity.get("subscription"))
         return receiver
@@ -209,10 +213,13 @@ class GeoServiceBusClient(AsyncClosing):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close both namespaces' clients (and every sender and receiver they carry)."""
+        """Close every sender and receiver this client handed out, then both namespaces'
+        clients and the outbox. Safe to call twice; leaves no task running."""
         self._closed = True
-        # Senders first: their drainers use the clients and the outbox closed below.
-        await asyncio.gather(*(sender.close() for sender in list(self._senders)), return_exceptions=True)
+        # Senders and receivers first: their drainers, pumps and keepers use the clients and
+        # the outbox closed below.
+        handles = [*self._senders, *self._receivers]
+        await asyncio.gather(*(handle.close() for handle in handles), return_exceptions=True)
         if self._probing is not None:
             self._probing.cancel()
             await asyncio.gather(self._probing, return_exceptions=True)
