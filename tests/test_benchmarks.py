@@ -163,7 +163,7 @@ class TestReplicationQuickRun:
             assert row["unit"] == "s"
             geobus_run = row["extra"]["geobus"]
             assert geobus_run["failovers"] == 1 and geobus_run["sends_after_fault"] >= 1
-            # --quick does not wait on the plain SDK: SDK_FACTS.md's figures stand in.
+            # --quick does not wait on the plain SDK: docs/sdk-behaviour.md's figures stand in.
             assert row["plain_source"] == "documented"
         refused, black_hole = rows
         assert refused["plain"] == pytest.approx(11.2)
@@ -381,3 +381,25 @@ class TestGeobusBenchErrors:
             ("replication", "its output is not JSON"), ("outbox", "exit status 3 (its error is above)")]
         assert report["rows"] == [] and report["results"] == {}
         assert "geobus bench: outbox failed: exit status 3" in captured.err
+
+
+class TestDocumentedFigures:
+    """A plain figure the bench did not measure names its source: a page shipped in this repository."""
+
+    def test_the_note_and_footnote_name_the_page_that_holds_the_figure(self) -> None:
+        from geobus._bench._replication_failover import DOCUMENTED_REFUSED_S
+
+        black_hole = {"name": "failover, black-holed primary -> on secondary", "unit": "s", "geobus": 5.0,
+                      "plain": None, "better": "lower", "plain_source": "documented", "plain_note": "unbounded"}
+        refused = {**black_hole, "name": "failover, refused primary -> on secondary",
+                   "plain": DOCUMENTED_REFUSED_S, "plain_note": ""}
+        rows = _bench.table_rows("replication", {"metrics": [refused, black_hole]})
+        assert rows[1]["note"] == "unbounded (docs/sdk-behaviour.md, not measured)"
+        machine = {"platform": "test", "implementation": "CPython", "python": "3", "cores": 2, "usable_cores": 2,
+                   "azure-servicebus": "7.15.0", "python-qpid-proton": "0.40.0", "geobus": geobus.__version__}
+        text = _bench.render({"machine": machine, "quick": True, "rows": rows, "elapsed_s": 1.0,
+                              "benchmarks": [{"name": "replication", "status": "ok", "elapsed_s": 1.0}]})
+        assert f"{DOCUMENTED_REFUSED_S:.2f}*" in text
+        assert "* plain figure from docs/sdk-behaviour.md, not measured in this run" in text
+        page = (BENCHMARKS.parent / "docs" / "sdk-behaviour.md").read_text(encoding="utf-8")
+        assert f"| fresh, refused | defaults | {DOCUMENTED_REFUSED_S:g} |" in page

@@ -95,7 +95,7 @@ def _text(value: Any) -> Any:
 
 def properties(message: ServiceBusReceivedMessage) -> dict[str, Any]:
     """Application properties with text keys and values (the pure-Python transport
-    hands them over as bytes; SDK_FACTS.md)."""
+    hands them over as bytes; docs/sdk-behaviour.md)."""
     return {_text(k): _text(v) for k, v in (message.application_properties or {}).items()}
 
 

@@ -1,6 +1,6 @@
 """The local namespace's faults as the real azure-servicebus client meets them.
 
-Expectations follow SDK_FACTS.md's fault table. Time bounds are generous: an upper
+Expectations follow the fault table in docs/sdk-behaviour.md. Time bounds are generous: an upper
 bound proves that a call did not hang, never how fast it was. A client that talked
 to a faulted namespace is closed only after ``heal()``: closing waits on a black
 hole otherwise.
@@ -29,7 +29,7 @@ QUEUE = "q"
 LOOPBACK = "127.0.0.1"
 AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
 TRY_TIMEOUT = 2.0
-# "It did not hang": far above SDK_FACTS's 2.0-2.2 s for a 2 s try_timeout, and
+# "It did not hang": far above the documented 2.0-2.2 s for a 2 s try_timeout, and
 # 0.0-0.5 s for a refused connection with retries off.
 TIMED_OUT_WITHIN = 8.0
 REFUSED_WITHIN = 5.0
@@ -178,7 +178,7 @@ class TestBlackHole:
     """A black hole accepts TCP and never answers; try_timeout bounds the SDK where it can."""
 
     async def test_async_fresh_sender_times_out(self, namespace: LocalNamespace) -> None:
-        # The sync fresh sender hangs in SASL by SDK design (SDK_FACTS): not tried here.
+        # The sync fresh sender hangs in SASL by SDK design (docs/sdk-behaviour.md): not tried here.
         namespace.black_hole()
         async with _async_client(namespace, retry_total=0, try_timeout=TRY_TIMEOUT) as client:
             sender = client.get_queue_sender(QUEUE)

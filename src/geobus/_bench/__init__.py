@@ -174,7 +174,7 @@ def table_rows(name: str, result: dict[str, Any]) -> list[dict[str, Any]]:
         source = m.get("plain_source", "measured" if m["plain"] is not None else None)
         note = m.get("plain_note") or m.get("note") or ""
         if source == "documented" and m["plain"] is None:
-            note += " (SDK_FACTS.md, not measured)"
+            note += " (docs/sdk-behaviour.md, not measured)"
         rows.append(_row(name, m["name"], m["unit"], m["geobus"], m["plain"], m["better"], source, note))
     return rows
 
@@ -228,7 +228,7 @@ def render(report: dict[str, Any]) -> str:
         lines += ["fleet: three worker processes draining both namespaces with a shared seen-set,",
                   "  against the same fleet on in-memory seen-sets (which lets duplicates through)."]
     if any(row["plain_source"] == "documented" for row in report["rows"]):
-        lines.append("* plain figure from SDK_FACTS.md, not measured in this run (--quick skips the "
+        lines.append("* plain figure from docs/sdk-behaviour.md, not measured in this run (--quick skips the "
                      "plain SDK's failover waits).")
     lines += [f"FAILED {r['name']}: {r['status']}" for r in report["benchmarks"] if r["status"] != "ok"]
     return "\n".join(lines)

@@ -5,7 +5,7 @@ primary, refused and then black-holed; the time runs until a send is stored on
 the secondary. The plain side is an application doing the same by hand with
 the SDK's default retry settings: send to the primary, and on an error to the
 secondary. In full mode it is measured (a black hole has no bound, so it is cut
-off after ``BLACK_HOLE_CUTOFF``); with ``--quick`` SDK_FACTS.md's figures stand in.
+off after ``BLACK_HOLE_CUTOFF``); with ``--quick`` the figures of docs/sdk-behaviour.md stand in.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from ._replication_shared import (
 
 FAILOVER_LIMIT = 60.0  # a failover that has not happened by then is a bug
 BLACK_HOLE_CUTOFF = 20.0  # the plain SDK hung this long on a black hole: called unbounded
-DOCUMENTED_REFUSED_S = 11.2  # SDK_FACTS.md: fresh sender, defaults, connection refused
+DOCUMENTED_REFUSED_S = 11.2  # docs/sdk-behaviour.md: fresh sender, defaults, connection refused
 
 
 def _inject(ns: bench.Namespaces, fault: str) -> float:
@@ -120,7 +120,7 @@ def plain_failover(
 
 
 def run_failover(ns: bench.Namespaces, sizes: Sizes, log: Callable[[str], None]) -> list[Metric]:
-    """One row per fault (refused, black-holed), geobus against plain (or SDK_FACTS.md's figure)."""
+    """One row per fault (refused, black-holed), geobus against plain (or docs/sdk-behaviour.md's figure)."""
     metrics = []
     closing: list[threading.Thread] = []
     for fault, label in (("refuse", "refused"), ("black_hole", "black-holed")):

@@ -29,7 +29,7 @@ class Sizes:
     lists: int  # messages sent as lists of LIST_SIZE per sender
     receive: int  # messages per receive scenario; each is on both namespaces
     seen_ids: int  # ids in the seen-set
-    measure_plain_faults: bool  # else SDK_FACTS.md's figures stand in for the plain SDK's
+    measure_plain_faults: bool  # else docs/sdk-behaviour.md's figures stand in for the plain SDK's
 
 
 QUICK = Sizes(single=100, lists=200, receive=100, seen_ids=100_000, measure_plain_faults=False)
@@ -40,7 +40,7 @@ FULL = Sizes(single=1000, lists=4000, receive=1000, seen_ids=1_000_000, measure_
 class Metric(bench.Comparison):
     """One table row. ``ratio`` is geobus / plain; ``plain`` is None when it never finished.
 
-    ``plain_source``: ``measured`` in this run, ``documented`` (SDK_FACTS.md, not
+    ``plain_source``: ``measured`` in this run, ``documented`` (docs/sdk-behaviour.md, not
     measured), or ``cut-off`` (still running when the benchmark gave up on it)."""
 
     plain_source: str = "measured"

@@ -51,7 +51,7 @@ SCENARIOS = (SEND_ONE, SEND_LIST, PEEK_LOCK, RECEIVE_DELETE)
 APIS = ("sync", "async")
 CONFIGS = (("out-of-process", "memory"), ("out-of-process", "sqlite"),
            ("in-process", "memory"), ("in-process", "sqlite"))
-# SDK_FACTS.md, "Throughput seen": other runs on this kind of machine, not measured here.
+# docs/sdk-behaviour.md, "Throughput seen": other runs on this kind of machine, not measured here.
 REFERENCE = {
     ("sync", "send 1/call"): "~1,700", ("async", "send 1/call"): "~1,500",
     ("sync", "send lists of 100"): "~8,000", ("async", "send lists of 100"): "~6,500",
@@ -378,7 +378,7 @@ def render(result: dict[str, Any], best: dict[tuple[str, str, str, str], Row]) -
     for scenario in SCENARIOS:
         cells = "".join(f"{ratio[f'async/sync, {p} {s}'][scenario]:>12.2f}" for p, s in CONFIGS)
         lines.append(f"      {scenario:<21}{cells}")
-    lines += ["", "* reference: SDK_FACTS.md \"Throughput seen\", figures from earlier runs on this kind of",
+    lines += ["", "* reference: docs/sdk-behaviour.md \"Throughput seen\", figures from earlier runs on this kind of",
               "  machine (server and client sharing 2 cores); context only, not measured by this run."]
     return "\n".join(lines)
 

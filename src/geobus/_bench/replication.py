@@ -26,7 +26,7 @@ every comparison in the same run:
 1-3 run for the sync API and ``geobus.aio``; configurations alternate between
 rounds and the best round of each row is kept (noise only ever slows a run).
 ``--quick`` is a smoke run: fewer messages, one round, 100,000 ids, and
-SDK_FACTS.md's figures (11.2 s refused, unbounded black hole) stand in for the
+docs/sdk-behaviour.md's figures (11.2 s refused, unbounded black hole) stand in for the
 plain SDK's failover instead of waiting on it.
 Ratios are geobus / plain, from one run: the machine is small and shared, so
 absolute figures drift from run to run.
@@ -332,7 +332,7 @@ def render(result: dict[str, Any]) -> str:
         "failover: fault injected on the primary of a passive sender whose standby link is open; plain",
         "  = catch the error, send to the secondary, with the SDK's default retry settings.",
         f"  geobus uses its default deadlines (attempt {result['attempt_deadline_s']:g} s), which is what bounds",
-        "  the black hole. (documented) = SDK_FACTS.md's fault table, not measured in --quick.",
+        "  the black hole. (documented) = docs/sdk-behaviour.md's fault table, not measured in --quick.",
         "seen-set: DuplicateTracker (TTLCache, default clock) against a plain Python set of the same ids.",
     ]
     return "\n".join(lines)
@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         argv,
         rounds_help="rounds of 1-3",
         quick_help="a smoke run: fewer messages, one round, the plain SDK's refused "
-        "time and black-hole hang taken from SDK_FACTS.md instead of measured",
+        "time and black-hole hang taken from docs/sdk-behaviour.md instead of measured",
     )
     sizes = QUICK if args.quick else FULL
     rounds = args.rounds

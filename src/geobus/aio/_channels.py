@@ -4,7 +4,7 @@ This is geobus's seam with azure-servicebus: ``SendChannel`` and
 ``ReceiveChannel`` are what the replicated sender and the dedup receiver call,
 and what unit tests replace with fakes. Every call takes a timeout and is cut
 off by ``asyncio.wait_for`` when it passes — the SDK's own knobs cannot bound a
-black-holed connection (see SDK_FACTS). A handler that timed out may be wedged
+black-holed connection (see docs/sdk-behaviour.md). A handler that timed out may be wedged
 mid-frame, so it is dropped (closed in the background, itself bounded) and the
 next call opens a fresh one.
 """
