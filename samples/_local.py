@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 
 from geobus import ReplicationConfig
-from geobus.local import LocalNamespace
+from geobus.local import LocalNamespace, development_key
 
 _NAMESPACE_VARIABLES = tuple(
     f"GEOBUS_{role}_{suffix}"
@@ -82,8 +82,11 @@ def namespaces(
         )
     with ExitStack() as stack:
         local = [
-            stack.enter_context(LocalNamespace(lock_duration=LOCAL_LOCK_DURATION, topics=topics))
-            for _ in range(2)
+            # Each its own key, as two Azure namespaces have.
+            stack.enter_context(
+                LocalNamespace(lock_duration=LOCAL_LOCK_DURATION, topics=topics, key=development_key(n))
+            )
+            for n in (1, 2)
         ]
         environ = {name: value for name, value in os.environ.items() if name not in _NAMESPACE_VARIABLES}
         environ["GEOBUS_PRIMARY_CONNECTION_STRING"] = local[0].connection_string

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.timeout(180)
 
 KEY = base64.b64encode(secrets.token_bytes(32)).decode()
 WRONG_KEY = base64.b64encode(secrets.token_bytes(32)).decode()
+PASSWORD = base64.b64encode(secrets.token_bytes(32)).decode()  # an Azure Cache for Redis key's shape
 
 
 def _connection_string(namespace: LocalNamespace, key: str = KEY) -> str:
@@ -53,7 +54,7 @@ def _geobus(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
 
 
 def _assert_clean(printed: str) -> None:
-    for secret in (KEY, WRONG_KEY, DEV_KEY, KEY[:12], "SharedAccessKey=", "SharedAccessSignature", "sig="):
+    for secret in (KEY, WRONG_KEY, DEV_KEY, KEY[:12], PASSWORD, PASSWORD[:8], "SharedAccessKey=", "SharedAccessSignature", "sig="):
         assert secret not in printed, f"{secret[:16]!r} was printed"
 
 
@@ -104,6 +105,56 @@ def test_bad_configuration_is_reported_without_the_key(
         code, printed = _geobus(*command, env=_env(pair, **{variable: value}))
         assert code == 2, printed
         _assert_clean(printed)
+
+
+def _without(env: dict[str, str], *variables: str) -> dict[str, str]:
+    return {name: value for name, value in env.items() if name not in variables}
+
+
+@pytest.mark.parametrize(
+    ("case", "hint"),
+    [
+        ({"GEOBUS_DEDUP_STORE": f"contoso.redis.cache.windows.net:6380,password={PASSWORD},ssl=True,abortConnect=False"},
+         "then :PASSWORD@, then contoso.redis.cache.windows.net:6380/0"),
+        ({"GEOBUS_DEDUP_STORE": f"rediz://default:{PASSWORD}@127.0.0.1:1/0"}, "dedup.store"),
+        ({"GEOBUS_DEADLINE_ATTEMPT": KEY}, "deadlines.attempt"),
+        ({"GEOBUS_RETRY_MODE": KEY}, "retry.mode"),
+        ({"GEOBUS_PRIMARY_NAMESPACE": f"Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey={KEY}"},
+         "put it in primary.connection_string"),
+        ({"GEOBUS_PRIMARY_NAMESPACE": "orders.servicebus.windows.net", "GEOBUS_PRIMARY_CREDENTIAL": KEY},
+         "primary.credential"),
+    ],
+    ids=["portal-redis-store", "store-with-password", "key-as-deadline", "key-as-retry-mode",
+         "connection-string-as-namespace", "key-as-credential"],
+)  # fmt: skip
+def test_a_secret_in_the_wrong_setting_is_never_printed(
+    pair: tuple[LocalNamespace, LocalNamespace], case: dict[str, str], hint: str
+) -> None:
+    env = _env(pair, **case)
+    if "GEOBUS_PRIMARY_NAMESPACE" in case:
+        env = _without(env, "GEOBUS_PRIMARY_CONNECTION_STRING")
+    for command in (["send", "secrets", "--body", "x"], ["receive", "secrets", "--wait", "1"]):
+        code, printed = _geobus(*command, env=env)
+        assert code == 2 and hint in printed, printed
+        _assert_clean(printed)
+
+
+def test_a_store_password_in_the_query_is_never_printed(pair: tuple[LocalNamespace, LocalNamespace]) -> None:
+    """Accepted as a redis:// URL, refused when the store opens: a configuration error (not
+    a traceback) naming the URL, redacted."""
+    env = _env(pair, GEOBUS_DEDUP_STORE=f"redis://127.0.0.1:1/0?password={PASSWORD}")
+    code, printed = _geobus("receive", "secrets", "--wait", "1", env=env)
+    assert code == 2 and "dedup.store" in printed and "password=***" in printed, printed
+    assert "Traceback" not in printed
+    _assert_clean(printed)
+
+
+def test_a_remote_host_without_tls_is_refused(pair: tuple[LocalNamespace, LocalNamespace]) -> None:
+    """UseDevelopmentEmulator=true to another machine: refused before anything is sent."""
+    remote = f"Endpoint=sb://192.0.2.1:5672;SharedAccessKeyName=RootManageSharedAccessKey;SharedAccessKey={KEY};UseDevelopmentEmulator=true"
+    code, printed = _geobus("send", "secrets", "--body", "x", env=_env(pair, GEOBUS_SECONDARY_CONNECTION_STRING=remote))
+    assert code == 2 and "plaintext" in printed and "secondary.allow_remote_emulator" in printed, printed
+    _assert_clean(printed)
 
 
 def test_a_bad_toml_file_is_reported_without_the_key(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,8 @@ Run = Callable[..., tuple[int, str, str]]
 
 def _assert_no_secret(printed: str) -> None:
     assert DEV_KEY not in printed
-    assert "SharedAccessKey=" not in printed
-    assert "sig=" not in printed
+    # A masked part may show its name ("SharedAccessKey=***"), never a value.
+    assert not re.search(r"(?i)(SharedAccessKey|sig)=(?!\*\*\*)", printed), printed
 
 
 @pytest.fixture
@@ -309,7 +310,7 @@ class TestBadInput:
     def test_a_bad_value_is_named(self, regions: Any, run: Run, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv("GEOBUS_DEADLINE_ATTEMPT", "-1")
         status, _, err = run("receive", "orders")
-        assert status == 2 and "deadlines.attempt: must be > 0, got '-1'" in err
+        assert status == 2 and "deadlines.attempt: must be > 0, got -1" in err
 
     def test_a_malformed_connection_string_does_not_echo_its_key(
         self, regions: Any, run: Run, monkeypatch: pytest.MonkeyPatch
@@ -523,5 +524,5 @@ class TestScrubber:
         )
         scrub = Scrubber(config)
         text = scrub(f"bare {DEV_KEY}; c2Vjb25kLWtleQ== SharedAccessKey=other;x sr=a&sig=abc%2B&se=1")
-        assert text == "bare ***; *** <redacted>;x sr=a&<redacted>&se=1"
+        assert text == "bare ***; *** SharedAccessKey=***;x sr=a&sig=***&se=1"
         _assert_no_secret(text)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
+from ._redact import redact
 from ._version import __version__
 
 # name -> (module, one-line help, description). Each module exposes
@@ -77,7 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     module = importlib.import_module(COMMANDS[args.command][0], __package__)
-    return int(module.run(args))
+    try:
+        return int(module.run(args))
+    except Exception:
+        # What no command caught still goes through the redactor: a traceback's lines
+        # quote the values in play, configuration included.
+        print(redact(traceback.format_exc()).rstrip(), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,6 +19,7 @@ from ._config import (
 from ._errors import (
     ConfigurationError,
     GeobusError,
+    NamespaceError,
     NamespaceTimeoutError,
     NamespaceUnavailableError,
     OutboxError,
@@ -38,6 +39,7 @@ __all__ = [
     "FailbackPolicy",
     "GeobusError",
     "NamespaceConfig",
+    "NamespaceError",
     "NamespaceTimeoutError",
     "NamespaceUnavailableError",
     "OutboxError",

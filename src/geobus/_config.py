@@ -14,15 +14,18 @@ from __future__ import annotations
 import enum
 import math
 import os
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError
-from ._sas import ConnectionString, SasTokenError
+from ._redact import describe, looks_like, redact
+from ._sas import ConnectionString, SasTokenError, is_loopback, namespace_identity
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -84,19 +87,34 @@ def _enum(cls: type[enum.Enum], field_name: str, value: Any) -> Any:
         return cls(str(value).strip().lower())
     except ValueError:
         choices = " | ".join(str(m.value) for m in cls)
-        raise ConfigurationError(field_name, f"{value!r} is not one of {choices}") from None
+        raise ConfigurationError(field_name, f"must be one of {choices}, got {describe(value)}") from None
+
+
+# Errors below never quote a value that did not parse: it may be a key pasted into the
+# wrong field. ``describe`` says what it looks like instead; a parsed number is shown.
 
 
 def _positive(field_name: str, value: Any, *, allow_zero: bool = False) -> float:
     if isinstance(value, bool):  # float(True) is 1.0: "attempt = true" must not mean one second
-        raise ConfigurationError(field_name, f"{value!r} is not a number")
+        raise ConfigurationError(field_name, f"must be a number of seconds, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ConfigurationError(field_name, f"{value!r} is not a number") from None
+        raise ConfigurationError(field_name, f"must be a number, got {describe(value)}") from None
     if math.isnan(number) or number < 0 or (number == 0 and not allow_zero) or math.isinf(number):
-        raise ConfigurationError(field_name, f"must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+        raise ConfigurationError(field_name, f"must be {'>= 0' if allow_zero else '> 0'}, got {number:g}")
     return number
+
+
+def _flag(field_name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ConfigurationError(field_name, f"must be true or false, got {describe(value)}")
 
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -115,20 +133,40 @@ def _optional_path(field_name: str, value: Any) -> str | None:
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(field_name, f"{value!r} is not a file path")
+        raise ConfigurationError(field_name, f"must be a file path, got {describe(value)}")
     return value
 
 
 def _count(field_name: str, value: Any, *, minimum: int) -> int:
     if isinstance(value, bool):
-        raise ConfigurationError(field_name, f"{value!r} is not a whole number")
+        raise ConfigurationError(field_name, f"must be a whole number, got {value!r}")
     try:
         number = int(value)
     except (TypeError, ValueError):
-        raise ConfigurationError(field_name, f"{value!r} is not a whole number") from None
+        raise ConfigurationError(field_name, f"must be a whole number, got {describe(value)}") from None
     if number != float(value) or number < minimum:
-        raise ConfigurationError(field_name, f"must be a whole number >= {minimum}, got {value!r}")
+        raise ConfigurationError(field_name, f"must be a whole number >= {minimum}, got {float(value):g}")
     return number
+
+
+# -- where a namespace is ----------------------------------------------------------------
+
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9.])?)(?::\d{1,5})?")
+
+
+def _not_a_host(prefix: str, value: object) -> str:
+    """Why ``value`` is not a fully qualified namespace, and where it belongs: never the value."""
+    looks = describe(value)
+    if looks_like(value) == "connection_string":
+        return f"got {looks}: put it in {prefix}.connection_string"
+    if isinstance(value, str) and "://" in value:
+        try:
+            host = urlsplit(value.strip()).hostname or ""
+        except ValueError:
+            host = ""
+        if _HOST.fullmatch(host) and "@" not in value:
+            return f"got {looks}: give its host name only, {host!r}"
+    return f"must be a host name like 'contoso.servicebus.windows.net', got {looks}"
 
 
 # ServiceBusClient options geobus sets from its own policies (``build_client``).
@@ -160,6 +198,10 @@ class NamespaceConfig:
     ``CREDENTIAL_NAMES`` (``"default"`` is ``DefaultAzureCredential``), which
     geobus builds as the sync or async class as needed. The repr never shows a key.
 
+    A connection string with ``UseDevelopmentEmulator=true`` (no TLS: SAS tokens and
+    messages in plaintext) is accepted for a loopback host only (127.0.0.0/8, ::1,
+    ``localhost``) unless ``allow_remote_emulator`` is true.
+
     ``client_options`` (in code only) go to this namespace's ``ServiceBusClient``
     as they are: ``transport_type``, ``http_proxy``, ``custom_endpoint_address``,
     ``ssl_context`` (``geobus.testing.sdk_proxy_options`` builds the last ones for a
@@ -167,7 +209,8 @@ class NamespaceConfig:
 
     Raises:
         ConfigurationError: neither or both forms given, a malformed connection
-            string, or ``client_options`` naming an option geobus sets itself.
+            string, a remote host without TLS, or ``client_options`` naming an option
+            geobus sets itself. The message never quotes a value that did not parse.
     """
 
     name: str | None = None
@@ -175,6 +218,7 @@ class NamespaceConfig:
     fully_qualified_namespace: str | None = None
     credential: Any = field(default=None, repr=False)
     client_options: Mapping[str, Any] = field(default_factory=dict, repr=False, hash=False)
+    allow_remote_emulator: bool = False
 
     def __post_init__(self) -> None:
         if self.name is not None and (not isinstance(self.name, str) or not self.name.strip()):
@@ -196,40 +240,82 @@ class NamespaceConfig:
             )
         # A copy, read-only: changing the caller's dict later does not reach the SDK client.
         object.__setattr__(self, "client_options", MappingProxyType(dict(self.client_options)))
+        object.__setattr__(
+            self, "allow_remote_emulator", _flag(f"{prefix}.allow_remote_emulator", self.allow_remote_emulator)
+        )
         if self.connection_string is not None:
+            if not isinstance(self.connection_string, str):
+                raise ConfigurationError(f"{prefix}.connection_string", f"must be a string, got {describe(self.connection_string)}")
             try:
                 parsed = ConnectionString.parse(self.connection_string)
             except SasTokenError as exc:
                 raise ConfigurationError(f"{prefix}.connection_string", str(exc)) from None
             given = self.fully_qualified_namespace
-            if self.credential is not None or (given and given != parsed.fully_qualified_namespace):
+            tls = not parsed.use_development_emulator
+            if self.credential is not None or (
+                given
+                and namespace_identity(str(given), tls=tls)
+                != namespace_identity(parsed.fully_qualified_namespace, tls=tls)
+            ):
                 raise ConfigurationError(
                     prefix,
                     "give a connection_string, or fully_qualified_namespace with a credential, not both",
                 )
             object.__setattr__(self, "fully_qualified_namespace", parsed.fully_qualified_namespace)
+            if not tls:
+                self._check_plaintext(prefix, parsed.fully_qualified_namespace)
             return
         if not self.fully_qualified_namespace:
             raise ConfigurationError(
                 prefix, "needs a connection_string, or fully_qualified_namespace with a credential"
             )
-        if "://" in self.fully_qualified_namespace or "/" in self.fully_qualified_namespace:
+        if not isinstance(self.fully_qualified_namespace, str) or not _HOST.fullmatch(self.fully_qualified_namespace):
             raise ConfigurationError(
-                f"{prefix}.fully_qualified_namespace",
-                f"{self.fully_qualified_namespace!r} should be a host name like "
-                "'contoso.servicebus.windows.net'",
+                f"{prefix}.fully_qualified_namespace", _not_a_host(prefix, self.fully_qualified_namespace)
             )
         if self.credential is None:
             raise ConfigurationError(f"{prefix}.credential", "a fully_qualified_namespace needs a credential")
         if isinstance(self.credential, str) and self.credential not in CREDENTIAL_NAMES:
+            looks = describe(self.credential)
+            where = f"; a key belongs in {prefix}.connection_string" if looks_like(self.credential) else ""
             raise ConfigurationError(
                 f"{prefix}.credential",
-                f"{self.credential!r} is not one of {' | '.join(CREDENTIAL_NAMES)}",
+                f"must be an azure-identity credential or one of {' | '.join(CREDENTIAL_NAMES)}, got {looks}{where}",
+            )
+
+    def _check_plaintext(self, prefix: str, namespace: str) -> None:
+        """Refuse a remote host for a connection without TLS, unless allowed.
+
+        Where the SDK connects: the Endpoint's host, or ``custom_endpoint_address``'s."""
+        if self.allow_remote_emulator:
+            return
+        hosts = [namespace_identity(namespace, tls=True)[0]]
+        custom = self.client_options.get("custom_endpoint_address")
+        if custom is not None:
+            hosts.append(namespace_identity(str(custom), tls=True)[0])
+        remote = [host for host in hosts if not is_loopback(host)]
+        if remote:
+            raise ConfigurationError(
+                f"{prefix}.connection_string",
+                f"UseDevelopmentEmulator=true turns TLS off: SAS tokens and every message would cross the "
+                f"network in plaintext to {remote[0]!r}. It is accepted for a loopback host only "
+                f"(127.0.0.0/8, ::1, localhost); set {prefix}.allow_remote_emulator = true to accept the risk",
             )
 
     def __repr__(self) -> str:
         how = "connection_string=***" if self.connection_string else f"credential={_credential_label(self.credential)}"
-        return f"NamespaceConfig(name={self.name!r}, namespace={self.fully_qualified_namespace!r}, {how})"
+        remote = ", allow_remote_emulator=True" if self.allow_remote_emulator else ""
+        return f"NamespaceConfig(name={self.name!r}, namespace={self.fully_qualified_namespace!r}, {how}{remote})"
+
+
+def _identity(namespace: NamespaceConfig) -> tuple[str, int | None]:
+    """Which namespace ``namespace`` reaches (``namespace_identity``): two configs with one
+    identity are the same namespace, however their addresses are written."""
+    assert namespace.fully_qualified_namespace is not None  # checked in __post_init__
+    tls = True
+    if namespace.connection_string is not None:
+        tls = not ConnectionString.parse(namespace.connection_string).use_development_emulator
+    return namespace_identity(namespace.fully_qualified_namespace, tls=tls)
 
 
 def _credential_label(credential: Any) -> str:
@@ -279,7 +365,7 @@ class SdkRetryPolicy:
         )
         object.__setattr__(self, "backoff_max", _positive("retry.backoff_max", self.backoff_max, allow_zero=True))
         if self.mode not in ("fixed", "exponential"):
-            raise ConfigurationError("retry.mode", f"{self.mode!r} is not one of fixed | exponential")
+            raise ConfigurationError("retry.mode", f"must be one of fixed | exponential, got {describe(self.mode)}")
 
 
 @dataclass(frozen=True)
@@ -326,9 +412,7 @@ class DedupPolicy:
             or (self.store.startswith("sqlite:") and len(self.store) > len("sqlite:"))
             or self.store.startswith(("redis://", "rediss://"))
         ):
-            raise ConfigurationError(
-                "dedup.store", f"must be memory, sqlite:PATH or redis://host:port/db, got {store_label(self.store)!r}"
-            )
+            raise ConfigurationError("dedup.store", _not_a_store(self.store))
 
     def __repr__(self) -> str:
         return (
@@ -340,9 +424,18 @@ class DedupPolicy:
 
 def store_label(store: object) -> str:
     """A store URL fit to print: any user and password replaced by ``***``."""
-    from ._seenset._open import redact
+    return redact(store)
 
-    return redact(str(store))
+
+def _not_a_store(store: object) -> str:
+    looks = describe(store)
+    problem = f"must be memory, sqlite:PATH or redis://host:port/db, got {looks}"
+    if looks_like(store) == "redis_portal":
+        host = str(store).split(",", 1)[0].strip()
+        host = host if _HOST.fullmatch(host) else "HOST:PORT"
+        # Said in pieces: a whole URL with ":PASSWORD@" in it is masked on its way out.
+        problem += f"; write it as a URL: rediss:// (ssl=True), then :PASSWORD@, then {host}/0"
+    return problem
 
 
 @dataclass(frozen=True)
@@ -474,9 +567,11 @@ class ReplicationConfig:
                 object.__setattr__(self, role, replace(namespace, name=role))
         if self.primary.name == self.secondary.name:
             raise ConfigurationError("secondary.name", f"both namespaces are named {self.primary.name!r}")
-        if self.primary.fully_qualified_namespace == self.secondary.fully_qualified_namespace:
+        if _identity(self.primary) == _identity(self.secondary):
             raise ConfigurationError(
-                "secondary", "primary and secondary are the same namespace; geobus needs two"
+                "secondary",
+                f"primary and secondary are the same namespace ({self.secondary.fully_qualified_namespace}); "
+                "geobus needs two",
             )
 
     @property
@@ -520,7 +615,7 @@ class ReplicationConfig:
             section = data.get(role)
             if not isinstance(section, Mapping):
                 raise ConfigurationError(role, "is missing (a table with connection_string, or fully_qualified_namespace and credential)")
-            _reject_unknown(role, section, {"name", "connection_string", "fully_qualified_namespace", "credential"})
+            _reject_unknown(role, section, {"name", *_NAMESPACE_KEYS})
             namespaces.append(NamespaceConfig(**{"name": role, **section}))
         options: dict[str, Any] = {}
         for name in ("mode", "write_quorum"):
@@ -561,32 +656,42 @@ class ReplicationConfig:
         env = os.environ if environ is None else environ
         known = _known_env_names()
         for variable in env:
-            if variable.startswith("GEOBUS_") and not variable.startswith("GEOBUS_LOCAL_") and variable not in known:
-                # A misspelt GEOBUS_OUTBOX_PTH must not quietly mean "no outbox".
+            if not variable.startswith("GEOBUS_") or variable.startswith("GEOBUS_LOCAL_"):
+                continue
+            # A misspelt GEOBUS_OUTBOX_PTH, or GEOBUS_OUTBOX_PATH='', must not quietly mean "no outbox".
+            if variable not in known:
                 raise ConfigurationError(variable, "unknown geobus environment variable (see the README's configuration reference)")
+            if not env[variable].strip():
+                raise ConfigurationError(variable, "is set but empty: unset it to use the default")
         data: dict[str, Any] = {}
         for key, variable in (("mode", "GEOBUS_MODE"), ("write_quorum", "GEOBUS_WRITE_QUORUM")):
-            if env.get(variable):
+            if variable in env:
                 data[key] = env[variable]
         for role in ("primary", "secondary"):
             upper = role.upper()
             section = {
                 key: env[f"GEOBUS_{upper}_{suffix}"]
-                for key, suffix in (
-                    ("connection_string", "CONNECTION_STRING"),
-                    ("fully_qualified_namespace", "NAMESPACE"),
-                    ("credential", "CREDENTIAL"),
-                )
-                if env.get(f"GEOBUS_{upper}_{suffix}")
+                for key, suffix in _NAMESPACE_KEYS.items()
+                if f"GEOBUS_{upper}_{suffix}" in env
             }
             if "fully_qualified_namespace" in section:
                 section.setdefault("credential", "default")
             data[role] = section
         for section_name, prefix, keys in _ENV_POLICIES:
-            section = {key: env[f"{prefix}{key.upper()}"] for key in keys if env.get(f"{prefix}{key.upper()}")}
+            section = {key: env[f"{prefix}{key.upper()}"] for key in keys if f"{prefix}{key.upper()}" in env}
             if section:
                 data[section_name] = section
         return cls.from_mapping(data)
+
+
+# A namespace's settings in files and mappings, and the suffix of their GEOBUS_PRIMARY_* /
+# GEOBUS_SECONDARY_* variables.
+_NAMESPACE_KEYS = {
+    "connection_string": "CONNECTION_STRING",
+    "fully_qualified_namespace": "NAMESPACE",
+    "credential": "CREDENTIAL",
+    "allow_remote_emulator": "ALLOW_REMOTE_EMULATOR",
+}
 
 
 _ENV_POLICIES = (
@@ -613,7 +718,7 @@ _POLICIES: dict[str, type] = {
 def _known_env_names() -> set[str]:
     names = {"GEOBUS_MODE", "GEOBUS_WRITE_QUORUM"}
     for role in ("PRIMARY", "SECONDARY"):
-        names |= {f"GEOBUS_{role}_{suffix}" for suffix in ("CONNECTION_STRING", "NAMESPACE", "CREDENTIAL")}
+        names |= {f"GEOBUS_{role}_{suffix}" for suffix in _NAMESPACE_KEYS.values()}
     for _, prefix, keys in _ENV_POLICIES:
         names |= {f"{prefix}{key.upper()}" for key in keys}
     return names

@@ -13,17 +13,55 @@ Every message reaches the worker twice (once per namespace), sometimes more
 A duplicate never costs a message: a copy is only settled after its twin was
 settled by the application, and an in-flight key is never evicted. The set of
 processed keys is bounded by count and age (cachetools), with an injected clock.
+
+What a key *is* lives here too: ``key_of`` spells a message's key with its type,
+once, and the tracker and every seen-set store keep that spelling as it is, so the
+two always agree on what a duplicate is.
 """
 
 from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Callable, Hashable
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NewType
 
 from cachetools import TTLCache
+
+Key = NewType("Key", str)  # a message's duplicate key, spelt with its type by ``key_of``
+
+# How each type a key can have is spelt: a one-letter tag, ":", the value. Exact types
+# only (``type(value)``): bool is not int here, and True, 1 and 1.0 are three keys.
+_SPELLINGS: dict[type, Callable[[Any], str]] = {
+    str: lambda value: "s:" + value,
+    int: lambda value: f"i:{value}",
+    uuid.UUID: lambda value: f"u:{value}",
+    bytes: lambda value: "b:" + value.hex(),
+    float: lambda value: f"f:{value!r}",
+    bool: lambda value: f"t:{value}",
+}
+
+
+def key_of(value: object) -> Key:
+    """``value``'s duplicate key: the value spelt with its type, so that ``42``, ``"42"``,
+    ``b"42"`` and ``UUID(int=42)`` are four different messages.
+
+    The one spelling, read once per received copy and used as it is by the
+    ``DuplicateTracker`` and by every seen-set store (memory, SQLite, Redis):
+    ``s:42`` (str), ``i:42`` (int), ``u:00000000-0000-0000-0000-00000000002a``
+    (UUID), ``b:3432`` (bytes, in hex), ``f:42.0`` (float), ``t:True`` (bool); any
+    other value ``r:<type>:<repr>``. A plain ``str``, so it costs what the id does.
+
+    What the SDK hands back decides the type: its pure-Python transport decodes an
+    AMQP string and an AMQP binary alike (``message_id`` is "42" whether ``"42"`` or
+    ``b"42"`` was sent), so those two cannot be told apart on receipt, while ``42``
+    (ulong) and ``UUID`` ids come back with their type. Never raises: any value a
+    message can carry has a key.
+    """
+    spell = _SPELLINGS.get(type(value))
+    return Key(spell(value) if spell is not None else f"r:{type(value).__qualname__}:{value!r}")
 
 
 class Verdict(enum.Enum):
@@ -62,26 +100,29 @@ class _InFlight:
     held: list[Copy] = field(default_factory=list)
 
 
-class _ProcessedKeys(TTLCache[Hashable, Outcome]):
+class _ProcessedKeys(TTLCache[Key, Outcome]):
     """A TTLCache that counts what it evicts (by size or by age)."""
 
     def __init__(self, maxsize: int, ttl: float, timer: Callable[[], float]) -> None:
         super().__init__(maxsize=maxsize, ttl=ttl, timer=timer)
         self.evictions = 0
 
-    def popitem(self) -> tuple[Hashable, Outcome]:
+    def popitem(self) -> tuple[Key, Outcome]:
         item = super().popitem()
         self.evictions += 1
         return item
 
-    def expire(self, time: float | None = None) -> list[tuple[Hashable, Outcome]]:
+    def expire(self, time: float | None = None) -> list[tuple[Key, Outcome]]:
         expired = list(super().expire(time))
         self.evictions += len(expired)
         return expired
 
 
 class DuplicateTracker:
-    """The duplicate state machine of one receiver. Not thread-safe: one event loop owns it."""
+    """The duplicate state machine of one receiver. Not thread-safe: one event loop owns it.
+
+    Keys are ``key_of``'s spellings (the receiver reads each copy's once); None is no key.
+    """
 
     def __init__(
         self,
@@ -92,11 +133,11 @@ class DuplicateTracker:
     ) -> None:
         self.clock = clock
         self._processed = _ProcessedKeys(max_entries, max_age, clock)
-        self._in_flight: dict[Hashable, _InFlight] = {}
+        self._in_flight: dict[Key, _InFlight] = {}
 
     # -- arrivals --------------------------------------------------------------------
 
-    def arrived(self, key: Hashable | None, copy: Copy, *, already_settled: bool = False) -> Verdict:
+    def arrived(self, key: Key | None, copy: Copy, *, already_settled: bool = False) -> Verdict:
         """Decide what to do with ``copy``. ``already_settled`` is receive-and-delete mode,
         where a copy is gone from its namespace the moment it arrives."""
         if key is None:
@@ -128,22 +169,22 @@ class DuplicateTracker:
 
     # -- the application's outcomes ------------------------------------------------
 
-    def completed(self, key: Hashable | None, copy: Copy) -> list[tuple[Copy, Verdict]]:
+    def completed(self, key: Key | None, copy: Copy) -> list[tuple[Copy, Verdict]]:
         """The application completed ``copy``: its held twins are completed too."""
         return self._settled(key, Outcome.COMPLETED, Verdict.COMPLETE)
 
-    def dead_lettered(self, key: Hashable | None, copy: Copy) -> list[tuple[Copy, Verdict]]:
+    def dead_lettered(self, key: Key | None, copy: Copy) -> list[tuple[Copy, Verdict]]:
         """The application dead-lettered ``copy``: its held twins are dead-lettered too."""
         return self._settled(key, Outcome.DEAD_LETTERED, Verdict.DEAD_LETTER)
 
-    def _settled(self, key: Hashable | None, outcome: Outcome, verdict: Verdict) -> list[tuple[Copy, Verdict]]:
+    def _settled(self, key: Key | None, outcome: Outcome, verdict: Verdict) -> list[tuple[Copy, Verdict]]:
         if key is None:
             return []
         flight = self._in_flight.pop(key, None)
         self._processed[key] = outcome
         return [(held, verdict) for held in flight.held] if flight else []
 
-    def released(self, key: Hashable | None, copy: Copy) -> Copy | None:
+    def released(self, key: Key | None, copy: Copy) -> Copy | None:
         """The application abandoned ``copy`` or lost its lock.
 
         Returns the held twin that now goes to the application, if there is one;
@@ -181,7 +222,7 @@ class DuplicateTracker:
         # list(): read from another thread (metrics), the dict may change meanwhile.
         return sum(len(flight.held) for flight in list(self._in_flight.values()))
 
-    def is_in_flight(self, key: Hashable | None) -> bool:
+    def is_in_flight(self, key: Key | None) -> bool:
         return key is not None and key in self._in_flight
 
     @property

@@ -33,7 +33,7 @@ from ._config import (
     SdkRetryPolicy,
 )
 from ._errors import GeobusError
-from .local import LocalNamespace
+from .local import LocalNamespace, development_key
 
 QUEUE = "orders"
 LOCK_DURATION = 5.0
@@ -106,7 +106,10 @@ def run_demo(*, messages: int = 300, mode: str = "passive", rate: float = 60.0) 
     scratch = tempfile.TemporaryDirectory(prefix="geobus-demo-")
     # Messages locked to a connection the outage cut come back when their lock expires,
     # as in Service Bus; a short lock keeps the demo short.
-    with LocalNamespace(lock_duration=LOCK_DURATION) as primary, LocalNamespace(lock_duration=LOCK_DURATION) as secondary:
+    with (
+        LocalNamespace(lock_duration=LOCK_DURATION, key=development_key(1)) as primary,
+        LocalNamespace(lock_duration=LOCK_DURATION, key=development_key(2)) as secondary,
+    ):
         config = ReplicationConfig.from_connection_strings(
             primary.connection_string,
             secondary.connection_string,

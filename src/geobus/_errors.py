@@ -11,24 +11,51 @@
     │                           OperationTimeoutError (a ServiceBusError) and a TimeoutError
     ├── NamespaceUnavailableError  geobus did not try a namespace: its circuit breaker is open,
     │                           or an operator paused it (only ever a cause in ReplicationError)
+    ├── NamespaceError          a namespace answered with an error geobus cannot classify; also a
+    │                           ServiceBusError; .namespace names it, the original is __cause__
     └── OutboxError             the outbox file is damaged, not an outbox, or in use by another process
 
-Errors that say the *message or the caller* is wrong — bad input
-(``ValueError``/``TypeError``), ``MessageSizeExceededError``,
-``ServiceBusAuthenticationError``/``ServiceBusAuthorizationError``,
-``MessagingEntityNotFoundError`` — are raised unchanged, as azure-servicebus
-raises them: another namespace would refuse the message the same way, so
-geobus neither fails over nor swaps roles on them. Errors from the SDK are
-chained with ``from`` where geobus wraps them.
+What an error from a namespace means is decided once, by the table in
+``_faults.py``:
 
-No message here contains a key or a SAS signature.
+- **The message's fault** — raised unchanged, before or instead of anything
+  else: ``TypeError``/``ValueError`` naming the field, raised by geobus's
+  validation before anything is sent or buffered; ``MessageSizeExceededError``;
+  the SDK's plain ``ServiceBusError("Handler failed: ...")`` whose cause is an
+  encoding error (``TypeError``, ``ValueError``, ``OverflowError``,
+  ``struct.error``); a service condition that blames the message
+  (``amqp:decode-error``, ``com.microsoft:argument-error``...). Another
+  namespace would refuse it the same way: no failover, breakers untouched,
+  never buffered in place of a send.
+- **A namespace's refusal** — ``ServiceBusAuthenticationError``,
+  ``ServiceBusAuthorizationError``, ``MessagingEntityNotFoundError``,
+  ``MessagingEntityDisabledError``: raised unchanged by a send (the caller's
+  setup is wrong), without failover; the outbox's drainer takes a buffered
+  message to the other namespace instead.
+- **Availability** — connection, communication, timeout, server-busy and
+  quota errors (after the SDK's own retries), geobus's own deadline, a skipped
+  namespace: only these fail over, become a ``ReplicationError`` (or wait in
+  the outbox) and count toward a circuit breaker.
+- **Unknown** — anything else: raised as ``NamespaceError`` naming the
+  namespace (an ``except ServiceBusError`` still catches it), without
+  failover and without buffering; it opens no breaker.
+
+In active mode, once one namespace took the message, the other's missed copy
+is not the caller's error: it is reported in ``SendResult.missed`` and, with
+an outbox, waits in that namespace's lane, where an outage is waited out and a
+refusal for good is dead-lettered with the reason. A copy missed for the
+message's fault or an unknown error never meets a write quorum of ``all``.
+
+Errors from the SDK are chained with ``from`` where geobus wraps them. No
+message geobus writes contains a key or a SAS signature, and a refused field
+is described by its type and size, never quoted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from azure.servicebus.exceptions import OperationTimeoutError
+from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
 
 
 class GeobusError(Exception):
@@ -96,6 +123,27 @@ class NamespaceUnavailableError(GeobusError):
         super().__init__(f"namespace {namespace!r} skipped: {reason}")
         self.namespace = namespace
         self.reason = reason
+
+
+class NamespaceError(GeobusError, ServiceBusError):
+    """A namespace answered with an error geobus cannot classify as an outage, a refusal or
+    the message's fault.
+
+    Raised instead of that error, chained ``from`` it (``__cause__``), and a
+    ``ServiceBusError`` like it. geobus did not fail over, did not buffer the
+    message and counted nothing against the namespace's circuit breaker.
+
+    Attributes:
+        namespace: the namespace that answered so.
+        error: the error it answered with (also ``__cause__``).
+    """
+
+    def __init__(self, namespace: str, error: BaseException) -> None:
+        ServiceBusError.__init__(
+            self, f"namespace {namespace!r} failed with an error geobus cannot classify ({_describe(error)})"
+        )
+        self.namespace = namespace
+        self.error = error
 
 
 class OutboxError(GeobusError):

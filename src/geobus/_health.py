@@ -239,6 +239,10 @@ class Health:
     # -- what happened ---------------------------------------------------------------------
 
     def record(self, name: str, error: BaseException | None, *, availability: bool = True) -> None:
+        """Tell ``name``'s breaker how a call went: a success closes it; an error counts
+        toward opening it only when ``availability`` (the sender passes
+        ``SendJudge.counts_against``: an outage, never the message's fault or an
+        unknown error); any other error just gives back a half-open probe slot."""
         breaker = self.breakers[name]
         if error is None:
             breaker.record_success()

@@ -8,9 +8,9 @@ geobus's own client factory, every request under geobus's deadlines (``peeked``)
 
 Exit status: 0 done; 1 the send (or a settlement, or a ``receive --peek`` of one
 namespace) failed, with each namespace's cause; 2 the configuration or the command
-line is wrong. Nothing printed, on either stream, contains a key or a SAS
-signature: every line goes through ``Scrubber``, which masks the configured keys
-and anything shaped like ``SharedAccessKey=...`` or ``sig=...``.
+line is wrong. Nothing printed, on either stream, contains a key, a SAS signature
+or a password: every line goes through ``Scrubber``, which masks the configured
+secrets wherever they stand and everything ``geobus._redact`` knows the shape of.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import asyncio
 import contextlib
 import json
 import logging
-import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
@@ -33,6 +33,7 @@ from azure.servicebus.exceptions import ServiceBusError
 from ._client import GeoServiceBusClient
 from ._config import NamespaceConfig, ReplicationConfig
 from ._errors import ConfigurationError, GeobusError, NamespaceTimeoutError, _describe
+from ._redact import redact
 from ._sas import ConnectionString, SasTokenError
 from .aio._channels import _Bounded, build_client, close_quietly
 
@@ -41,14 +42,13 @@ BODY_CHARS = 200  # a received body is shown up to this many characters (80 in t
 # the command stops is abandoned by the receiver's close (delivery count + 1): fetch few.
 PREFETCH = 1
 
-_SECRET_SHAPES = re.compile(r"(?i)\b(?:SharedAccessKey|SharedAccessSignature|sig)=[^;&\s\"']*")
-
 
 # -- shared: output, configuration, the client -----------------------------------------------
 
 
 class Scrubber:
-    """Masks the configured keys and anything shaped like a key or a signature."""
+    """Masks the configured secrets (keys, signatures, the seen-set store's password)
+    wherever they stand, and anything shaped like a secret (``redact``)."""
 
     def __init__(self, config: ReplicationConfig | None = None) -> None:
         self._secrets: list[str] = []
@@ -57,11 +57,13 @@ class Scrubber:
                 with contextlib.suppress(SasTokenError):
                     parsed = ConnectionString.parse(namespace.connection_string)
                     self._secrets += [s for s in (parsed.shared_access_key, parsed.shared_access_signature) if s]
+        if config is not None:
+            with contextlib.suppress(ValueError):  # a store URL that does not parse has no password
+                password = urlsplit(config.dedup.store).password
+                self._secrets += [password, unquote(password)] if password else []
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return _SECRET_SHAPES.sub("<redacted>", text)  # not "SharedAccessKey=***": no key name either
+        return redact(text, self._secrets)
 
 
 class Exit(Exception):

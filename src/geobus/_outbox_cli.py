@@ -7,11 +7,12 @@ import datetime
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ._config import OutboxPolicy
 from ._errors import OutboxError
 from ._outbox import Outbox
+from ._redact import redact
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +34,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the outbox's state; retry or purge dead letters if asked. Exit 1 on a bad file."""
     if not Path(args.path).is_file():
-        print(f"geobus outbox: {args.path} does not exist", file=sys.stderr)
+        _say(f"geobus outbox: {args.path} does not exist", sys.stderr)
         return 1
     try:
         # Read and edit beside a running producer: SQLite serialises the writes, and
         # the producer re-reads its lanes (a retried message is sent within seconds).
         outbox = Outbox(OutboxPolicy(path=args.path), lock=False)
     except OutboxError as exc:
-        print(f"geobus outbox: {exc}", file=sys.stderr)
+        _say(f"geobus outbox: {exc}", sys.stderr)
         return 1
     try:
         changed = None
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if changed is not None:
         report.update(changed)
     if args.json:
-        print(json.dumps(report, indent=2))
+        _say(json.dumps(report, indent=2))
     else:
         _print(report)
     return 0
@@ -89,15 +90,20 @@ def _when(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
+def _say(text: str, stream: TextIO | None = None) -> None:
+    """Print ``text`` redacted: a dead letter's reason is an error's text, which may hold anything."""
+    print(redact(text), file=stream or sys.stdout)
+
+
 def _print(report: dict[str, Any]) -> None:
     for action in ("retried", "purged"):
         if action in report:
-            print(f"{action} {report[action]} dead letter(s)")
+            _say(f"{action} {report[action]} dead letter(s)")
     age = report["oldest_age_seconds"]
-    print(f"outbox {report['path']}: {report['depth']} message(s) waiting" + (f", oldest {age:.1f} s" if age else ""))
+    _say(f"outbox {report['path']}: {report['depth']} message(s) waiting" + (f", oldest {age:.1f} s" if age else ""))
     for lane in report["lanes"]:
-        print(f"  {lane['entity']:<30} lane {lane['lane']:<12} {lane['depth']:>8}  since {lane['oldest']}")
+        _say(f"  {lane['entity']:<30} lane {lane['lane']:<12} {lane['depth']:>8}  since {lane['oldest']}")
     dead = report["dead_letters"]
-    print(f"{len(dead)} dead letter(s)" + (":" if dead else ""))
+    _say(f"{len(dead)} dead letter(s)" + (":" if dead else ""))
     for row in dead:
-        print(f"  #{row['id']:<6} {row['entity']} lane {row['lane']} message {row['message_id']}: {row['reason']}")
+        _say(f"  #{row['id']:<6} {row['entity']} lane {row['lane']} message {row['message_id']}: {row['reason']}")

@@ -1,87 +1,18 @@
-"""Replication decisions, without I/O: which namespace, when to swap, what a result means.
+"""Replication decisions, without I/O: which namespace, and what a send's results mean.
 
-The async sender carries these out; unit tests drive them directly.
+``SendJudge`` is the one judge of a send's outcome: the async sender's passive
+and active modes and the outbox's drainer all ask it, and unit tests drive it
+directly. Whose fault each error is comes from the table in ``_faults.py``.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from azure.servicebus.exceptions import (
-    MessageSizeExceededError,
-    MessagingEntityDisabledError,
-    MessagingEntityNotFoundError,
-    ServiceBusAuthenticationError,
-    ServiceBusAuthorizationError,
-    ServiceBusError,
-)
-
 from ._config import WriteQuorum
-from ._errors import NamespaceTimeoutError, NamespaceUnavailableError, ReplicationError
-
-# The message or the caller is wrong: another namespace would refuse it the same way.
-_REJECTIONS: tuple[type[BaseException], ...] = (
-    MessageSizeExceededError,
-    ServiceBusAuthenticationError,
-    ServiceBusAuthorizationError,
-    MessagingEntityNotFoundError,
-    MessagingEntityDisabledError,
-    ValueError,
-    TypeError,
-)
-
-
-# Conditions the SDK raises as a plain ServiceBusError although the message, not the
-# namespace, is at fault: another namespace would refuse it the same way.
-_MESSAGE_FAULT_CONDITIONS = frozenset(
-    {
-        "amqp:not-allowed",
-        "amqp:not-implemented",
-        "amqp:decode-error",
-        "amqp:invalid-field",
-        "com.microsoft:argument-error",
-        "com.microsoft:argument-out-of-range",
-    }
-)
-
-
-def _faulted_by_condition(exc: BaseException) -> bool:
-    """A plain ServiceBusError whose AMQP condition blames the message."""
-    if type(exc) is not ServiceBusError:
-        return False
-    condition = getattr(exc, "_condition", None)
-    if isinstance(condition, bytes):
-        condition = condition.decode("utf-8", "replace")
-    return str(condition) in _MESSAGE_FAULT_CONDITIONS
-
-
-def is_availability_error(exc: BaseException) -> bool:
-    """True when ``exc`` says the namespace may be unavailable, so another may take the message.
-
-    Connection, communication, timeout and server-busy errors (after the SDK's own
-    retries), quota exceeded, geobus's own deadline, and any other Service Bus
-    error the SDK could not name are availability errors. Bad input, a message
-    too large, authentication/authorization and a missing or disabled entity are
-    not: they are the caller's to fix, and failing over would not help.
-    """
-    if isinstance(exc, _REJECTIONS):
-        return False
-    if _faulted_by_condition(exc):
-        return False
-    return isinstance(
-        exc,
-        (
-            ServiceBusError,
-            NamespaceTimeoutError,
-            NamespaceUnavailableError,
-            asyncio.TimeoutError,
-            TimeoutError,
-            ConnectionError,
-            OSError,
-        ),
-    )
+from ._errors import NamespaceError, ReplicationError
+from ._faults import Fault, classify
 
 
 class PassiveRoles:
@@ -132,55 +63,117 @@ class SendResult:
         return bool(self.missed) and bool(self.landed)
 
 
-# Refused because of one namespace's setup (a rotated key, a missing entity): the other
-# namespace may well take the message.
-NAMESPACE_REFUSALS: tuple[type[BaseException], ...] = (
-    ServiceBusAuthenticationError,
-    ServiceBusAuthorizationError,
-    MessagingEntityNotFoundError,
-    MessagingEntityDisabledError,
-)
-
-# Refused because of the message itself: no namespace will take it, now or later.
-MESSAGE_FAULTS: tuple[type[BaseException], ...] = (MessageSizeExceededError, ValueError, TypeError)
+# A namespace that missed its copy for these may take it later; for the others (the
+# message's fault, an unknown error) a copy waiting for it does not meet a quorum of all.
+_MAY_TAKE_IT_LATER = frozenset({Fault.AVAILABILITY, Fault.NAMESPACE_REFUSAL})
 
 
-def message_fault(errors: Mapping[str, BaseException]) -> BaseException | None:
-    """The first error that blames the message itself (too large, malformed), if any."""
-    for error in errors.values():
-        if isinstance(error, MESSAGE_FAULTS) or _faulted_by_condition(error):
-            return error
-    return None
+@dataclass(frozen=True)
+class SendJudge:
+    """The one judge of a send's outcome, for passive mode, active mode and the outbox's drainer.
 
+    ``quorum``: active mode's write quorum. ``draining``: the outbox's drainer is
+    resending a buffered message, so a namespace's refusal (a rotated key, a
+    missing entity) sends it to the other namespace rather than to the caller.
 
-def common_rejection(missed: Mapping[str, BaseException]) -> BaseException | None:
-    """The error to raise as it is when every namespace refused a message for the same
-    non-availability reason (the caller's mistake, not an outage), else None."""
-    rejections = [e for e in missed.values() if not is_availability_error(e)]
-    if rejections and len(rejections) == len(missed) and len({type(e) for e in rejections}) == 1:
-        return rejections[0]
-    return None
+    The rules, for every mode:
 
+    - Only an availability error fails over (passive) and counts toward a
+      circuit breaker; a refusal fails over only when draining.
+    - When no namespace took the message, a message fault is raised unchanged
+      and an unknown error as ``NamespaceError`` naming the namespace: the
+      caller is told, and nothing is buffered.
+    - In active mode, once one namespace took the message, every copy the
+      other missed goes to that namespace's outbox lane (with an outbox): an
+      outage is waited out there, and a refusal for good (a smaller message
+      size limit on one tier, an error geobus cannot classify) is dead-lettered
+      with the reason, so the missing copy is on record. A copy missed for the
+      message's fault or an unknown error never meets a quorum of ``all``
+      (``ReplicationError`` naming what landed; nothing is buffered).
 
-def active_outcome(
-    quorum: WriteQuorum, results: Mapping[str, BaseException | None]
-) -> SendResult:
-    """Judge the concurrent sends of active mode.
-
-    Raises:
-        BaseException: the error itself when every namespace rejected the message for the
-            same non-availability reason (the caller's mistake, not an outage).
-        ReplicationError: the quorum was not met.
+    Immutable and I/O-free: safe to share.
     """
-    landed = tuple(name for name, error in results.items() if error is None)
-    missed = {name: error for name, error in results.items() if error is not None}
-    if not landed:
-        rejection = common_rejection(missed)
-        if rejection is not None:
-            raise rejection
-        raise ReplicationError("no namespace took the message", causes=missed)
-    if missed and quorum == WriteQuorum.ALL:
-        raise ReplicationError(
-            "write quorum 'all' not met", causes=missed, landed=landed
-        )
-    return SendResult(landed=landed, missed=missed)
+
+    quorum: WriteQuorum = WriteQuorum.ANY
+    draining: bool = False
+
+    @staticmethod
+    def counts_against(error: BaseException) -> bool:
+        """Does ``error`` count toward its namespace's circuit breaker? Only an outage does."""
+        return classify(error) is Fault.AVAILABILITY
+
+    @staticmethod
+    def worth_waiting(error: BaseException) -> bool:
+        """The drainer: keep the message and try again later (else it is refused for good)."""
+        return isinstance(error, ReplicationError) or classify(error) is Fault.AVAILABILITY
+
+    def tries_next(self, error: BaseException) -> bool:
+        """Passive mode: after ``error``, may the other namespace take the message?"""
+        fault = classify(error)
+        return fault is Fault.AVAILABILITY or (self.draining and fault is Fault.NAMESPACE_REFUSAL)
+
+    def passive(self, missed: Mapping[str, BaseException], landed: str | None) -> SendResult:
+        """Judge passive mode's tries, made in order until one landed or ``tries_next`` said stop.
+
+        Raises:
+            Exception: the error that stopped the failover (a message fault, a
+                refusal), unchanged; when draining, the last refusal when every
+                namespace refused.
+            NamespaceError: ...an unknown error, naming the namespace.
+            ReplicationError: no namespace took the message (every one unavailable).
+        """
+        if landed is not None:
+            return SendResult(landed=(landed,), missed=dict(missed), failed_over=bool(missed))
+        name, last = list(missed.items())[-1]
+        if not self.tries_next(last):
+            raise _as_raised(name, last)
+        if self.draining and all(classify(e) is Fault.NAMESPACE_REFUSAL for e in missed.values()):
+            raise last
+        raise ReplicationError("no namespace took the message", causes=missed) from last
+
+    def active(self, results: Mapping[str, BaseException | None], *, buffering: bool = False) -> SendResult:
+        """Judge active mode's concurrent tries (``None``: that namespace took it).
+
+        ``buffering``: there is an outbox. It keeps every copy missed while another
+        namespace took the message, and both copies when an outage or refusals
+        kept the message from both; ``SendResult.buffered`` names the namespaces
+        whose copy it keeps.
+
+        Raises:
+            Exception: a message fault, when no namespace took the message; or the
+                same refusal from every namespace (the caller's setup), unchanged.
+            NamespaceError: an unknown error, when no namespace took the message.
+            ReplicationError: no namespace took it (and nothing is buffering it),
+                or quorum ``all`` was not met.
+        """
+        landed = tuple(name for name, error in results.items() if error is None)
+        missed = {name: error for name, error in results.items() if error is not None}
+        faults = {name: classify(error) for name, error in missed.items()}
+        if not landed:
+            for first in (Fault.MESSAGE, Fault.UNKNOWN):
+                for name, fault in faults.items():
+                    if fault is first:
+                        raise _as_raised(name, missed[name])
+            refusals = [e for n, e in missed.items() if faults[n] is Fault.NAMESPACE_REFUSAL]
+            if len(refusals) == len(missed) and len({type(e) for e in refusals}) == 1:
+                raise refusals[0]  # the same refusal everywhere: the caller's setup, not an outage
+            if buffering:
+                return SendResult(landed=(), missed=missed, buffered=tuple(missed))
+            raise ReplicationError("no namespace took the message", causes=missed)
+        if self.quorum == WriteQuorum.ALL:
+            doomed = [e for n, e in missed.items() if faults[n] not in _MAY_TAKE_IT_LATER]
+            unkept = doomed or ([] if buffering else list(missed.values()))
+            if unkept:
+                raise ReplicationError(
+                    "write quorum 'all' not met", causes=missed, landed=landed
+                ) from unkept[0]
+        return SendResult(landed=landed, missed=missed, buffered=tuple(missed) if buffering else ())
+
+
+def _as_raised(namespace: str, error: BaseException) -> BaseException:
+    """``error`` as the caller gets it: unchanged, or wrapped naming its namespace when unknown."""
+    if classify(error) is Fault.UNKNOWN:
+        wrapped = NamespaceError(namespace, error)
+        wrapped.__cause__ = error
+        return wrapped
+    return error

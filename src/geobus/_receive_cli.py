@@ -155,11 +155,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         with session(args, out) as (config, client):
             options: dict[str, Any] = {"max_wait_time": args.wait, "prefetch": PREFETCH}
-            receiver = (
-                client.get_queue_receiver(name, **options)
-                if subscription is None
-                else client.get_subscription_receiver(name, subscription, **options)
-            )
+            try:
+                receiver = (
+                    client.get_queue_receiver(name, **options)
+                    if subscription is None
+                    else client.get_subscription_receiver(name, subscription, **options)
+                )
+            except (ValueError, ImportError) as exc:  # the seen-set named by dedup.store cannot be opened
+                raise out.fail(f"configuration: dedup.store: {exc}", 2) from None
             with receiver:
                 deadline = time.monotonic() + args.wait
                 shown: set[str] = set()

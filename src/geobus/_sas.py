@@ -1,7 +1,7 @@
 """Service Bus shared-access-signature helpers: connection strings and SAS tokens.
 
-Used by the client configuration (to parse and redact connection strings) and by
-the local namespace (to validate the tokens the SDK puts on ``$cbs``). A key or a
+Used by the client configuration (to parse connection strings and tell namespaces
+apart) and by the local namespace (to validate the tokens the SDK puts on ``$cbs``). A key or a
 signature never appears in a repr, a log line or an exception raised here.
 """
 
@@ -10,20 +10,22 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import time
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, quote_plus, urlencode, urlsplit
+
+from ._redact import redact
 
 __all__ = [
     "ConnectionString",
     "SasTokenError",
     "generate_sas_token",
+    "is_loopback",
+    "namespace_identity",
     "parse_sas_token",
-    "redact",
     "validate_sas_token",
 ]
-
-_SECRET_KEYS = ("sharedaccesskey", "sharedaccesssignature")
 
 
 class SasTokenError(ValueError):
@@ -31,18 +33,6 @@ class SasTokenError(ValueError):
 
     The message names what is wrong and never contains the key or signature.
     """
-
-
-def redact(text: str) -> str:
-    """Return ``text`` with the values of secret connection-string parts masked."""
-    parts = []
-    for part in text.split(";"):
-        name, sep, _value = part.partition("=")
-        if sep and name.strip().lower() in _SECRET_KEYS:
-            parts.append(f"{name}=***")
-        else:
-            parts.append(part)
-    return ";".join(parts)
 
 
 @dataclass(frozen=True)
@@ -81,21 +71,31 @@ class ConnectionString:
                 raise SasTokenError(
                     "connection string has a part with no '=' (expected Name=value pairs separated by ';')"
                 )
-            values[name.strip().lower()] = value.strip()
-        endpoint = values.get("endpoint")
+            name = name.strip().lower()
+            if name in values or (name in _SAME_AS and _SAME_AS[name] in values):
+                # The SDK and this parser could each keep a different one of the two (the
+                # SDK also reads HostName as the Endpoint): refuse rather than guess.
+                raise SasTokenError(f"connection string names {_PART_NAMES.get(name, 'a part')} twice")
+            values[name] = value.strip()
+        endpoint = values.get("endpoint", values.get("hostname"))
         if not endpoint:
             raise SasTokenError("connection string has no Endpoint")
-        parsed = urlsplit(endpoint)
         try:
+            parsed = urlsplit(endpoint)
             port = parsed.port
-        except ValueError:  # a port that is not a number: report it as a bad Endpoint
-            port = -1
+        except ValueError:  # a port that is not a number, a broken [IPv6]: a bad Endpoint
+            parsed, port = urlsplit(""), -1
         if parsed.scheme not in ("sb", "amqps", "amqp", "https") or not parsed.hostname or port == -1:
-            # A URL has no '='; an Endpoint with one has swallowed other parts (',' typed for
-            # ';'), the key among them, so it is not echoed.
-            shown = repr(endpoint) if "=" not in endpoint else "(not shown: it holds other parts)"
-            raise SasTokenError(f"connection string Endpoint {shown} is not an sb:// URL")
-        fqdn = parsed.hostname + (f":{port}" if port else "")
+            # Never echoed: an Endpoint may have swallowed other parts (',' typed for ';'),
+            # the key among them. What is wrong with it is said instead.
+            raise SasTokenError(f"connection string Endpoint is not an sb://host URL: {_endpoint_problem(endpoint)}")
+        if "@" in parsed.netloc:
+            raise SasTokenError(
+                "connection string Endpoint holds a user or password (user:password@): "
+                "the key belongs in SharedAccessKey"
+            )
+        host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname  # IPv6 keeps its brackets
+        fqdn = host + (f":{port}" if port else "")
         key_name = values.get("sharedaccesskeyname")
         key = values.get("sharedaccesskey")
         signature = values.get("sharedaccesssignature")
@@ -132,6 +132,72 @@ class ConnectionString:
         if self.use_development_emulator:
             parts.append("UseDevelopmentEmulator=true")
         return ";".join(parts)
+
+
+# Names the SDK reads as the same part (it takes the last of Endpoint and HostName).
+_SAME_AS = {"endpoint": "hostname", "hostname": "endpoint"}
+_PART_NAMES = {
+    "endpoint": "Endpoint (or HostName)",
+    "hostname": "Endpoint (or HostName)",
+    "sharedaccesskeyname": "SharedAccessKeyName",
+    "sharedaccesskey": "SharedAccessKey",
+    "sharedaccesssignature": "SharedAccessSignature",
+    "entitypath": "EntityPath",
+    "usedevelopmentemulator": "UseDevelopmentEmulator",
+}
+
+
+def _endpoint_problem(endpoint: str) -> str:
+    """What is wrong with an Endpoint, without quoting it."""
+    scheme, sep, rest = endpoint.partition("://")
+    if not sep:
+        return "it has no scheme (sb://)"
+    if scheme.lower() not in ("sb", "amqps", "amqp", "https"):
+        # A short word (ftp, http) is named; anything longer may be a pasted secret.
+        return f"its scheme is {scheme!r}, not sb://" if scheme.isalpha() and len(scheme) <= 5 else "its scheme is not sb://"
+    host = rest.split("/", 1)[0].rpartition("@")[2]
+    if not host or host.startswith(":"):
+        return "it has no host"
+    if host.startswith("[") and "]" not in host:
+        return "its [IPv6 address] is not closed"
+    return "its port is not a number from 0 to 65535"
+
+
+# -- where a namespace is ----------------------------------------------------------------
+
+AMQP_PORT = 5672  # the SDK's port for a namespace without TLS (UseDevelopmentEmulator=true)
+
+
+def namespace_identity(address: str, *, tls: bool) -> tuple[str, int | None]:
+    """Which namespace ``address`` (``host``, ``host:port``, ``sb://host:port/``...) reaches:
+    its host in lower case without a trailing dot, and its port where the port matters.
+
+    Over TLS the SDK connects to the host's own port whatever the address says (it strips
+    the port), so ``a.sb.net``, ``a.sb.net:5671`` and ``sb://A.SB.NET./`` are one namespace.
+    Without TLS (a local namespace) the port is kept, 5672 when none is given: two local
+    namespaces on 127.0.0.1 differ by their ports.
+    """
+    text = address.strip()
+    rest = text.partition("://")[2] or text
+    try:
+        parts = urlsplit("//" + rest.split("/", 1)[0])
+        host, port = (parts.hostname or "").rstrip("."), parts.port
+    except ValueError:  # not host[:port]: compared as written
+        return text.lower(), None
+    return host, (None if tls else port or AMQP_PORT)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost``, 127.0.0.0/8 or ::1 (also written ``[::1]`` or IPv4-mapped)."""
+    host = host.strip().strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def _signature(audience: str, expiry: int, key: str) -> str:

@@ -7,6 +7,7 @@ start afresh over it; a store that acknowledged messages must say so instead.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Set
 from pathlib import Path
@@ -55,3 +56,15 @@ def check_tables(db: sqlite3.Connection, ours: Set[str]) -> None:
     problems = [row[0] for row in db.execute("PRAGMA quick_check")]
     if problems != ["ok"]:
         raise NotOurDatabase(f"it is damaged ({'; '.join(problems[:3])})")
+
+
+def create_owner_only(path: Path) -> None:
+    """Create ``path`` readable and writable by its owner only (0600) if it is missing.
+
+    SQLite gives the ``-wal`` and ``-shm`` files it creates beside a database the
+    database file's mode, so they are owner-only too. An existing file keeps its mode.
+
+    Raises:
+        OSError: the file cannot be created (a missing or read-only directory).
+    """
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))

@@ -464,3 +464,185 @@ class TestSharedSeenSet:
         with pytest.raises(ConfigurationError) as caught:
             DedupPolicy(**{field: value})
         assert caught.value.field == f"dedup.{field}"
+
+
+PORTAL_PASSWORD = "UG9ydGFsUGFzc3dvcmQtbm90LWEtcmVhbC1vbmUtMTIzNA=="
+PORTAL_REDIS = f"contoso.redis.cache.windows.net:6380,password={PORTAL_PASSWORD},ssl=True,abortConnect=False"
+LOCAL = "Endpoint=sb://{host}/;SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0;UseDevelopmentEmulator=true"
+
+
+def _error(mapping: dict[str, Any]) -> ConfigurationError:
+    with pytest.raises(ConfigurationError) as caught:
+        ReplicationConfig.from_mapping(mapping)
+    return caught.value
+
+
+class TestNoValueEchoed:
+    """A value that does not parse is never quoted: it may be a key in the wrong field."""
+
+    @pytest.mark.parametrize(
+        ("path", "value", "secret", "field", "hint"),
+        [
+            ("primary", {"fully_qualified_namespace": WEU, "credential": "default"}, WEU_KEY,
+             "primary.fully_qualified_namespace", "put it in primary.connection_string"),
+            ("primary", {"fully_qualified_namespace": "orders.servicebus.windows.net", "credential": WEU_KEY}, WEU_KEY,
+             "primary.credential", "a key belongs in primary.connection_string"),
+            ("primary", {"fully_qualified_namespace": WEU_KEY, "credential": "default"}, WEU_KEY,
+             "primary.fully_qualified_namespace", "looks like a key"),
+            ("primary", {"fully_qualified_namespace": f"sb://u:{WEU_KEY}@orders.servicebus.windows.net/", "credential": "cli"},
+             WEU_KEY, "primary.fully_qualified_namespace", "user or password"),
+            ("dedup.store", PORTAL_REDIS, PORTAL_PASSWORD, "dedup.store",
+             "then :PASSWORD@, then contoso.redis.cache.windows.net:6380/0"),
+            ("deadlines.attempt", WEU_KEY, WEU_KEY, "deadlines.attempt", "looks like a key"),
+            ("retry.backoff_max", WEU, WEU_KEY, "retry.backoff_max", "connection string"),
+            ("retry.total", WEU_KEY, WEU_KEY, "retry.total", "looks like a key"),
+            ("retry.mode", WEU_KEY, WEU_KEY, "retry.mode", "looks like a key"),
+            ("mode", WEU, WEU_KEY, "mode", "connection string"),
+            ("dedup.store_unavailable", f"password={PORTAL_PASSWORD}", PORTAL_PASSWORD, "dedup.store_unavailable", "secret"),
+            ("failback.mode", "sometimes-maybe", "sometimes-maybe", "failback.mode", "'some'"),
+        ],
+    )  # fmt: skip
+    def test_the_value_is_described_not_quoted(self, path: str, value: Any, secret: str, field: str, hint: str) -> None:
+        error = _error(with_changes(MAPPING, path, value))
+        assert error.field == field
+        assert hint in str(error)
+        for text in (str(error), repr(error)):
+            assert secret not in text and secret[:6] not in text
+
+    def test_an_endpoint_with_a_password_is_not_quoted(self) -> None:
+        error = _error(with_changes(MAPPING, "primary.connection_string", f"Endpoint=sb://user:{WEU_KEY}@ns/;SharedAccessKeyName=k;SharedAccessKey=x"))
+        assert error.field == "primary.connection_string" and WEU_KEY[:6] not in str(error)
+
+    @pytest.mark.parametrize(
+        "store",
+        [f"redis://cache:6379/0?password={PORTAL_PASSWORD}", f"rediss://default:{PORTAL_PASSWORD}@cache:6380/0"],
+    )
+    def test_a_store_password_never_shows_in_the_repr(self, store: str) -> None:
+        config = ReplicationConfig.from_mapping(with_changes(MAPPING, "dedup.store", store))
+        for text in (repr(config), repr(config.dedup)):
+            assert PORTAL_PASSWORD not in text and "cache:63" in text
+
+
+class TestEmulatorOnlyOnLoopback:
+    """UseDevelopmentEmulator=true is plaintext AMQP: loopback hosts only, unless allowed."""
+
+    @pytest.mark.parametrize("host", ["10.0.0.5:5672", "orders.servicebus.windows.net", "0.0.0.0:5672", "127.0.0.1.example.com"])
+    def test_a_remote_host_is_refused(self, host: str) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            NamespaceConfig(name="primary", connection_string=LOCAL.format(host=host))
+        assert caught.value.field == "primary.connection_string"
+        assert "plaintext" in caught.value.problem and "allow_remote_emulator" in caught.value.problem
+
+    @pytest.mark.parametrize("host", ["127.0.0.1:5672", "127.9.8.7:6000", "localhost:5672", "LOCALHOST.", "[::1]:5672"])
+    def test_loopback_hosts_are_accepted(self, host: str) -> None:
+        assert NamespaceConfig(name="primary", connection_string=LOCAL.format(host=host)).fully_qualified_namespace
+
+    def test_a_remote_custom_endpoint_is_refused_too(self) -> None:
+        """Where the SDK connects is the custom endpoint, when there is one."""
+        with pytest.raises(ConfigurationError, match=r"'proxy\.example\.com'"):
+            NamespaceConfig(
+                name="primary",
+                connection_string=LOCAL.format(host="127.0.0.1:5672"),
+                client_options={"custom_endpoint_address": "sb://proxy.example.com:5672"},
+            )
+
+    def test_allowed_in_code_in_toml_and_in_the_environment(self, tmp_path: Path) -> None:
+        remote = LOCAL.format(host="10.0.0.5:5672")
+        assert NamespaceConfig(connection_string=remote, allow_remote_emulator=True).allow_remote_emulator is True
+        path = tmp_path / "geobus.toml"
+        path.write_text(
+            f'[primary]\nconnection_string = "{remote}"\nallow_remote_emulator = true\n'
+            f'[secondary]\nconnection_string = "{LOCAL.format(host="127.0.0.1:5673")}"\n'
+        )
+        assert ReplicationConfig.from_file(path).primary.allow_remote_emulator is True
+        env = {
+            "GEOBUS_PRIMARY_CONNECTION_STRING": LOCAL.format(host="127.0.0.1:5672"),
+            "GEOBUS_SECONDARY_CONNECTION_STRING": remote,
+            "GEOBUS_SECONDARY_ALLOW_REMOTE_EMULATOR": "true",
+        }
+        config = ReplicationConfig.from_env(env)
+        assert (config.primary.allow_remote_emulator, config.secondary.allow_remote_emulator) == (False, True)
+        assert "allow_remote_emulator=True" in repr(config.secondary)
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_env({**env, "GEOBUS_SECONDARY_ALLOW_REMOTE_EMULATOR": "perhaps"})
+        assert caught.value.field == "secondary.allow_remote_emulator"
+
+    def test_tls_namespaces_need_no_permission(self) -> None:
+        assert NamespaceConfig(connection_string=WEU).allow_remote_emulator is False
+
+    def test_a_hostname_part_cannot_move_the_endpoint(self) -> None:
+        """The SDK also reads HostName as the Endpoint: two of them are refused, not guessed."""
+        text = LOCAL.format(host="127.0.0.1:5672") + ";HostName=sb://evil.example.com/"
+        with pytest.raises(ConfigurationError, match="twice"):
+            NamespaceConfig(connection_string=text)
+
+
+class TestSameNamespace:
+    """The two namespaces must differ, however their addresses are written."""
+
+    @pytest.mark.parametrize(
+        ("primary", "secondary"),
+        [
+            ("sb://orders.servicebus.windows.net", "sb://orders.servicebus.windows.net:5671"),
+            ("sb://orders.servicebus.windows.net/", "amqps://ORDERS.servicebus.windows.net."),
+            ("https://orders.servicebus.windows.net:443/", "sb://orders.servicebus.windows.net:5671/"),
+            ("sb://orders.servicebus.windows.net:9350", "sb://orders.servicebus.windows.net"),  # TLS: the SDK drops any port
+        ],
+    )
+    def test_connection_strings(self, primary: str, secondary: str) -> None:
+        key = "SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0"
+        with pytest.raises(ConfigurationError, match="same namespace") as caught:
+            ReplicationConfig.from_connection_strings(f"Endpoint={primary};{key}", f"Endpoint={secondary};{key}")
+        assert caught.value.field == "secondary"
+
+    @pytest.mark.parametrize("secondary", ["ORDERS.SERVICEBUS.WINDOWS.NET.", "orders.servicebus.windows.net:5671"])
+    def test_a_connection_string_and_a_namespace(self, secondary: str) -> None:
+        with pytest.raises(ConfigurationError, match="same namespace"):
+            ReplicationConfig(
+                primary=NamespaceConfig(connection_string="Endpoint=sb://orders.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=eA=="),
+                secondary=NamespaceConfig(fully_qualified_namespace=secondary, credential="default"),
+            )
+
+    @pytest.mark.parametrize(
+        ("primary", "secondary", "same"),
+        [
+            ("127.0.0.1:5672", "127.0.0.1:5673", False),  # the local pair
+            ("127.0.0.1", "127.0.0.1:5672", True),  # no TLS: 5672 when no port is given
+            ("127.0.0.1:5671", "127.0.0.1", False),
+            ("LOCALHOST.:5672", "localhost:5672", True),
+        ],
+    )
+    def test_local_namespaces_differ_by_port(self, primary: str, secondary: str, same: bool) -> None:
+        def build() -> ReplicationConfig:
+            return ReplicationConfig.from_connection_strings(LOCAL.format(host=primary), LOCAL.format(host=secondary))
+
+        if same:
+            with pytest.raises(ConfigurationError, match="same namespace"):
+                build()
+        else:
+            assert build().secondary.fully_qualified_namespace
+
+    def test_the_sdk_drops_the_port_over_tls_and_keeps_it_without(self) -> None:
+        """Why a TLS namespace's port is ignored and a local one's is not."""
+        from azure.servicebus import ServiceBusClient
+
+        key = "SharedAccessKeyName=k;SharedAccessKey=c2VjcmV0"
+        tls = ServiceBusClient.from_connection_string(f"Endpoint=sb://a.example:9350/;{key}")
+        plain = ServiceBusClient.from_connection_string(f"Endpoint=sb://127.0.0.1:5673/;{key};UseDevelopmentEmulator=true")
+        assert (tls.fully_qualified_namespace, plain.fully_qualified_namespace) == ("a.example", "127.0.0.1:5673")
+
+
+class TestEmptyVariables:
+    """A GEOBUS_ variable set to nothing is an error, not a quietly missing setting."""
+
+    @pytest.mark.parametrize(
+        "variable", ["GEOBUS_OUTBOX_PATH", "GEOBUS_MODE", "GEOBUS_DEDUP_STORE", "GEOBUS_SECONDARY_CREDENTIAL", "GEOBUS_DEADLINE_SEND"]
+    )
+    @pytest.mark.parametrize("value", ["", "  "])
+    def test_empty_is_named(self, variable: str, value: str) -> None:
+        with pytest.raises(ConfigurationError) as caught:
+            ReplicationConfig.from_env({**ENVIRON, variable: value})
+        assert caught.value.field == variable and "empty" in caught.value.problem
+
+    def test_geobus_local_variables_are_not_ours(self) -> None:
+        assert ReplicationConfig.from_env({**ENVIRON, "GEOBUS_LOCAL_KEY": ""}) == ReplicationConfig.from_env(ENVIRON)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from geobus._dedup import Copy, DuplicateTracker, Verdict
+from geobus._dedup import Copy, DuplicateTracker, Verdict, key_of
 
 from .fakes import FakeClock
 
 LOCK = 60.0
+UUID_42 = uuid.UUID(int=42)
 
 
 @pytest.fixture
@@ -41,6 +44,34 @@ class TestFirstCopy:
         assert tracker.arrived(None, copy(clock, "weu", 1)) is Verdict.DELIVER
         assert tracker.arrived(None, copy(clock, "neu", 1)) is Verdict.DELIVER
         assert tracker.in_flight == 0
+
+
+class TestTypedKeys:
+    """A key keeps its type: values equal in Python, or printed alike, are different messages."""
+
+    @pytest.mark.parametrize("values", [(1, True, 1.0), (42, "42", b"42"), (UUID_42, str(UUID_42), UUID_42.bytes)],
+                             ids=repr)
+    def test_look_alikes_are_different_keys(
+        self, tracker: DuplicateTracker, clock: FakeClock, values: tuple[object, ...]
+    ) -> None:
+        keys = [key_of(value) for value in values]
+        assert [tracker.arrived(key, copy(clock, "weu", n)) for n, key in enumerate(keys)] == [Verdict.DELIVER] * 3
+        assert tracker.completed(keys[0], copy(clock, "weu", 0)) == []
+        assert [tracker.arrived(key, copy(clock, "neu", n)) for n, key in enumerate(keys)] == [
+            Verdict.COMPLETE, Verdict.HOLD, Verdict.HOLD]
+
+
+class TestKeySpelling:
+    """key_of: one spelling per value, with its type, as the tracker and every store keep it."""
+
+    def test_spellings(self) -> None:
+        assert [key_of(v) for v in ("42", 42, UUID_42, b"42", 4.2, True, ["a"], "")] == [
+            "s:42", "i:42", "u:00000000-0000-0000-0000-00000000002a", "b:3432", "f:4.2", "t:True", "r:list:['a']",
+            "s:"]
+
+    def test_a_plain_str_key(self) -> None:
+        key = key_of("x" * 128)
+        assert type(key) is str and len(key) == 130  # a MessageId's 128 characters and the tag
 
 
 class TestTwinHeld:

@@ -28,6 +28,7 @@ from azure.servicebus.exceptions import (
 from geobus import (
     BreakerPolicy,
     Deadlines,
+    NamespaceError,
     NamespaceUnavailableError,
     OutboxFullError,
     OutboxPolicy,
@@ -805,3 +806,78 @@ class TestReviewFindings:
         with pytest.raises(asyncio.CancelledError):
             await send
         assert health.breakers["weu"].allow()
+
+
+def _handler_failed() -> BaseException:
+    """What the SDK raises for a message its encoder refuses, made by the SDK itself."""
+    from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+
+    try:
+        raise TypeError("Unsupported Message ID type.")
+    except TypeError as exc:
+        return PyamqpTransport.create_servicebus_exception(logging.getLogger("test"), exc)
+
+
+class TestBadInput:
+    """A message no namespace will take is never buffered: the caller is told at once."""
+
+    @pytest.mark.parametrize("mode", [PASSIVE, ACTIVE])
+    @pytest.mark.parametrize(
+        "fields",
+        [{"message_id": 3.5}, {"correlation_id": 2.5}, {"application_properties": {"colours": {"red"}}}],
+        ids=["float-id", "float-correlation-id", "set-property"],
+    )
+    async def test_refused_before_the_outbox_even_when_both_are_down(
+        self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel, mode: ReplicationMode, fields: dict[str, Any]
+    ) -> None:
+        both_down(weu, neu)
+        sender = rig.sender(mode=mode)
+        with pytest.raises(TypeError):
+            await sender.send_messages(ServiceBusMessage(b"x", **{"message_id": "bad", **fields}))
+        assert (sender.stats.buffered, sender.stats.outbox_depth) == (0, 0)
+        assert weu.calls == [] and neu.calls == []
+
+    @pytest.mark.parametrize("mode", [PASSIVE, ACTIVE])
+    async def test_what_the_sdk_refuses_to_encode_is_raised_not_buffered(
+        self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel, mode: ReplicationMode
+    ) -> None:
+        refused = _handler_failed()
+        weu.behave(fail(refused))
+        neu.behave(fail(NEU_DOWN) if mode == ACTIVE else fail(refused))
+        sender = rig.sender(mode=mode, health=rig.make_health(threshold=1))
+        with pytest.raises(type(refused)) as caught:
+            await sender.send_messages(message("m1"))
+        assert caught.value is refused
+        assert (sender.stats.buffered, sender.stats.outbox_depth) == (0, 0)
+        assert sender.stats.breakers["weu"] == "closed"  # threshold 1: one count would have opened it
+
+    async def test_an_unknown_error_is_raised_not_buffered(
+        self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        odd = RuntimeError("an error geobus cannot classify")
+        weu.behave(fail(odd))
+        sender = rig.sender()
+        with pytest.raises(NamespaceError) as caught:
+            await sender.send_messages(message("m1"))
+        assert caught.value.namespace == "weu" and caught.value.__cause__ is odd
+        assert (sender.stats.buffered, sender.stats.outbox_depth) == (0, 0) and neu.calls == []
+
+    @pytest.mark.parametrize(
+        ("error", "reason"),
+        [(_handler_failed(), "ServiceBusError: Handler failed"), (RuntimeError("odd"), "NamespaceError: namespace 'weu'")],
+        ids=["handler-failed", "unknown"],
+    )
+    async def test_a_buffered_message_that_fails_so_is_dead_lettered_not_retried(
+        self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel, error: BaseException, reason: str
+    ) -> None:
+        both_down(weu, neu)
+        sender = rig.sender()
+        await sender.send_messages([message("m1"), message("m2")])
+        await parked(rig)
+        weu.behave(fail(error), fail(error), ok())  # the batch, then m1 alone; m2 goes through
+        rig.sleep.release()
+        await eventually(lambda: sender.stats.outbox_dead_lettered == 1 and sender.stats.drained == 1, "drained")
+        (dead,) = await rig.dead_letters()
+        assert dead.message_id == "m1" and reason in dead.reason, dead.reason
+        assert weu.stored == ["m2"] and neu.calls[-1].error is NEU_DOWN
+        assert sender.stats.breakers["weu"] == "closed"

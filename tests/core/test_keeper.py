@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from geobus import Deadlines, DedupPolicy
+from geobus._dedup import key_of
 from geobus._seenset._memory import MemorySeenSet
 from geobus.aio import DedupReceiver
 
@@ -148,7 +149,7 @@ async def test_leases_are_renewed_on_time_while_lock_renewals_hang(
     receivers.append(receiver)
     await _hold_twins(receiver, neu, weu, "m")
     for _ in range(4):  # well past the lease, a third of it at a time: renewed each time, promptly
-        expires = store._in_flight["m"].expires_at
+        expires = store._in_flight[key_of("m")].expires_at
         clock.advance(lease / 3 + 0.1)
-        await eventually(lambda expires=expires: store._in_flight["m"].expires_at > expires)  # type: ignore[misc]
+        await eventually(lambda expires=expires: store._in_flight[key_of("m")].expires_at > expires)  # type: ignore[misc]
     assert weu.renew_attempts >= 1 and weu.renewals == []  # the lock renewals hung all along

@@ -21,6 +21,7 @@ from azure.servicebus.exceptions import (
     ServiceBusAuthorizationError,
     ServiceBusCommunicationError,
     ServiceBusConnectionError,
+    ServiceBusError,
     ServiceBusServerBusyError,
 )
 
@@ -479,3 +480,115 @@ class TestSyncShell:
             sender.send_messages(message())
         assert caught.value is error
         sender.close()
+
+
+# -- bad input is never an outage -------------------------------------------------------------
+
+
+def _bad(**fields: Any) -> Callable[[], ServiceBusMessage]:
+    return lambda: ServiceBusMessage(b"order", **{"message_id": "bad", **fields})
+
+
+BAD_MESSAGES = {
+    "float-id": (_bad(message_id=3.5), TypeError, "message_id"),
+    "object-id": (_bad(message_id=object()), TypeError, "message_id"),
+    "float-correlation-id": (_bad(correlation_id=2.5), TypeError, "correlation_id"),
+    "ulong-overflow-id": (_bad(message_id=2**64), ValueError, "message_id"),
+    "set-property": (_bad(application_properties={"colours": {"red"}}), TypeError, "application_properties"),
+    "int32-overflow-property": (_bad(application_properties={"n": 2**40}), ValueError, "application_properties"),
+}
+MODES = {
+    "passive": {"mode": "passive"},
+    "active-any": {"mode": "active", "write_quorum": "any"},
+    "active-all": {"mode": "active", "write_quorum": "all"},
+}
+
+
+def sdk_handler_failed() -> BaseException:
+    """What the SDK raises for a message its encoder refuses, made by the SDK itself."""
+    from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+
+    try:
+        raise TypeError("Unsupported Message ID type.")
+    except TypeError as exc:
+        return PyamqpTransport.create_servicebus_exception(logging.getLogger("test"), exc)
+
+
+def closed(sender: ReplicatedSender) -> bool:
+    return sender.stats.breakers == {"weu": "closed", "neu": "closed"}
+
+
+class TestBadInput:
+    """A message the SDK cannot encode is the message's fault: no failover, no breaker, and the
+    next good message is sent."""
+
+    @pytest.mark.parametrize("mode", list(MODES))
+    @pytest.mark.parametrize("bad", list(BAD_MESSAGES))
+    async def test_refused_naming_the_field_before_any_namespace(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, mode: str, bad: str
+    ) -> None:
+        make, error, field = BAD_MESSAGES[bad]
+        sender = make_sender(**MODES[mode])
+        for _ in range(4):  # more than the breaker's threshold of 3
+            with pytest.raises(error, match=f"^{field}"):
+                await sender.send_messages(make())
+            with pytest.raises(error, match=rf"^messages\[1\]\.{field}"):
+                await sender.send_messages([message("good"), make()])
+        assert weu.calls == [] and neu.calls == []
+        assert closed(sender) and sender.stats.failovers == 0
+        result = await sender.send_messages(message("next"))
+        assert "weu" in result.landed and weu.stored == ["next"]
+
+    async def test_a_bad_batch_member_is_refused_when_added(self, make_sender: MakeSender, weu: FakeSendChannel) -> None:
+        batch = await make_sender().create_message_batch()
+        with pytest.raises(TypeError, match=r"^message_id"):
+            batch.add_message(ServiceBusMessage(b"x", message_id=3.5))
+        assert len(batch) == 0
+
+    async def test_a_bad_schedule_is_refused(self, make_sender: MakeSender, weu: FakeSendChannel) -> None:
+        when = datetime.datetime.now(datetime.timezone.utc)
+        with pytest.raises(TypeError, match=r"^messages\[0\]\.message_id"):
+            await make_sender().schedule_messages([ServiceBusMessage(b"x", message_id=3.5)], when)
+        with pytest.raises(TypeError, match=r"^schedule_time_utc"):
+            await make_sender().schedule_messages(message(), 1_700_000_000)  # type: ignore[arg-type]
+        assert [c.method for c in weu.calls] == []
+
+    @pytest.mark.parametrize("mode", list(MODES))
+    async def test_what_the_sdk_refuses_to_encode_is_raised_unchanged(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, mode: str
+    ) -> None:
+        # A field geobus's validation let through and the SDK's encoder refused.
+        refusals = [sdk_handler_failed() for _ in range(4)]
+        weu.behave(*(fail(e) for e in refusals), ok())
+        neu.behave(*(fail(e) for e in refusals), ok())
+        sender = make_sender(**MODES[mode])
+        for expected in refusals:
+            with pytest.raises(ServiceBusError, match="Handler failed") as caught:
+                await sender.send_messages(message())
+            assert caught.value is expected
+        assert closed(sender) and sender.stats.failovers == 0 and sender.active_namespace == "weu"
+        if mode == "passive":
+            assert len(neu.calls) == 0  # never failed over
+        result = await sender.send_messages(message("next"))
+        assert "weu" in result.landed and weu.stored == ["next"]
+
+    async def test_an_unknown_error_names_its_namespace_without_failover(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        odd = RuntimeError("something geobus cannot classify")
+        weu.behave(fail(odd), fail(odd), fail(odd), fail(odd), ok())
+        sender = make_sender()
+        for _ in range(4):
+            with pytest.raises(geobus.NamespaceError) as caught:
+                await sender.send_messages(message())
+            assert caught.value.namespace == "weu" and caught.value.__cause__ is odd
+        assert neu.calls == [] and closed(sender) and sender.stats.failovers == 0
+        assert (await sender.send_messages(message("next"))).landed == ("weu",)
+
+    def test_sync_bad_input(self, portal: Portal, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
+        with geobus.ReplicatedSender(portal, ReplicatedSender([weu, neu])) as sender:
+            for _ in range(4):
+                with pytest.raises(TypeError, match=r"^message_id: float"):
+                    sender.send_messages(ServiceBusMessage(b"x", message_id=3.5))
+            assert weu.calls == [] and sender.stats.breakers == {"weu": "closed", "neu": "closed"}
+            assert sender.send_messages(message("next")).landed == ("weu",)

@@ -8,13 +8,14 @@ compete for the same queues: one copy of a message reaches each. They share one
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
 
 from geobus import Deadlines, DedupPolicy, StoreUnavailable
-from geobus._dedup import Copy, Verdict
+from geobus._dedup import Copy, Key, Verdict, key_of
 from geobus._seenset import Claim, SeenSetError
 from geobus._seenset._memory import MemorySeenSet
 from geobus.aio import DedupReceiver
@@ -110,10 +111,10 @@ class TestAcrossWorkers:
         neu2.publish("m")
         await receive(first, 1)
         for _ in range(4):  # well past the lease, a third of it at a time: renewed each time
-            expires = store._in_flight["m"].expires_at
+            expires = store._in_flight[key_of("m")].expires_at
             store_clock.advance(LEASE / 3 + 0.1)
             worker_clock.advance(LEASE / 3 + 0.1)
-            await eventually(lambda expires=expires: store._in_flight["m"].expires_at > expires)  # type: ignore[misc]
+            await eventually(lambda expires=expires: store._in_flight[key_of("m")].expires_at > expires)  # type: ignore[misc]
             await _nothing_within(second, 0.05)
         assert second.stats.delivered == 0
 
@@ -145,11 +146,73 @@ class TestAcrossWorkers:
         weu1.publish("poison")
         [message] = await receive(first, 1)
         await first.dead_letter_message(message, reason="bad")
-        assert await store.claim("poison", "someone", LEASE) is Claim.DEAD_LETTERED
+        assert await store.claim(key_of("poison"), "someone", LEASE) is Claim.DEAD_LETTERED
         second, _, neu2 = worker()
         neu2.publish("poison")
         await _nothing_within(second)
         await eventually(lambda: [s.action for s in neu2.settlements] == ["dead_letter"])
+
+
+UUID_42 = uuid.UUID(int=42)
+LOOK_ALIKE_IDS = pytest.mark.parametrize(("first_id", "second_id"), [(42, "42"), (UUID_42, str(UUID_42))], ids=repr)
+
+
+class TestTypedKeys:
+    """Ids that print alike are different messages, across workers as within one (fakes hand the
+    receiver what the SDK's transport does: an int id for a ulong, a UUID for a uuid)."""
+
+    @LOOK_ALIKE_IDS
+    async def test_a_look_alike_after_the_first_was_completed_is_delivered(
+        self, worker: Any, first_id: object, second_id: object
+    ) -> None:
+        receiver, weu, neu = worker()
+        weu.publish(weu.message(first_id))
+        [first] = await receive(receiver, 1)
+        await receiver.complete_message(first)
+        neu.publish(neu.message(second_id))
+        [second] = await receive(receiver, 1)  # not taken for first's twin and completed unseen
+        assert (first.message_id, second.message_id) == (first_id, second_id)
+        assert receiver.stats.duplicates_absorbed == 0 and neu.settlements == []
+
+    @LOOK_ALIKE_IDS
+    async def test_a_look_alike_on_another_worker_does_not_wait(
+        self, worker: Any, first_id: object, second_id: object
+    ) -> None:
+        first, weu1, _ = worker()
+        second, _, neu2 = worker()
+        weu1.publish(weu1.message(first_id))
+        await receive(first, 1)  # in flight on the first worker
+        neu2.publish(neu2.message(second_id))
+        [message] = await receive(second, 1)
+        assert message.message_id == second_id and second.stats.held == 0
+
+    async def test_the_twins_of_each_are_absorbed(self, worker: Any, store: MemorySeenSet) -> None:
+        receiver, weu, neu = worker()
+        ids = [42, "42", UUID_42, str(UUID_42)]
+        for message_id in ids:
+            weu.publish(weu.message(message_id))
+            neu.publish(neu.message(message_id))
+        delivered = await receive(receiver, 4)
+        for message in delivered:
+            await receiver.complete_message(message)
+        assert await receiver.receive_messages(10, max_wait_time=0.1) == []  # the twins come in, absorbed
+        await eventually(lambda: receiver.stats.duplicates_absorbed == 4)
+        assert sorted(map(repr, (m.message_id for m in delivered))) == sorted(map(repr, ids))
+        assert [await store.claim(key_of(message_id), "someone", LEASE) for message_id in ids] == [Claim.COMPLETED] * 4
+
+    @pytest.mark.parametrize("values", [(1, True, 1.0), (b"\xff\x00", "\xff\x00")], ids=repr)
+    async def test_property_keys_keep_their_type(self, worker: Any, values: tuple[object, ...]) -> None:
+        """1, True and 1.0 are equal in Python and three keys here; binary that is not UTF-8 is a key."""
+        receiver, weu, neu = worker(key="application_property", property_name="order")
+        for n, value in enumerate(values):
+            properties = {b"order": value}
+            weu.publish(weu.message(f"w{n}", application_properties=properties))
+            neu.publish(neu.message(f"n{n}", application_properties=properties))
+        delivered = await receive(receiver, len(values))
+        for message in delivered:
+            await receiver.complete_message(message)
+        assert await receiver.receive_messages(10, max_wait_time=0.1) == []  # the twins come in, absorbed
+        await eventually(lambda: receiver.stats.duplicates_absorbed == len(values))
 
 
 class _Flaky:
@@ -203,11 +266,11 @@ class TestStoreUnavailable:
         down.up = False
         await receiver.complete_message(message)  # settled on the bus; the store missed it
         assert [s.action for s in weu.settlements] == ["complete"]
-        assert await store.claim("m", "other", LEASE) is Claim.TAKEN  # still ours, not free
+        assert await store.claim(key_of("m"), "other", LEASE) is Claim.TAKEN  # still ours, not free
         down.up = True
         worker_clock.advance(shared_module._STORE_BACKOFF)
-        await eventually(lambda: "m" in store._processed)
-        assert await store.claim("m", "other", LEASE) is Claim.COMPLETED
+        await eventually(lambda: key_of("m") in store._processed)
+        assert await store.claim(key_of("m"), "other", LEASE) is Claim.COMPLETED
 
     async def test_receive_and_delete_never_drops_a_copy_while_the_store_is_down(
         self, worker: Any, store: MemorySeenSet
@@ -243,7 +306,7 @@ class TestOwnership:
         await receive(first, 1)
         await first.close()
         assert store._in_flight == {}  # nothing left claimed by the closed receiver
-        assert await store.claim("a", "other", LEASE) is Claim.CLAIMED  # the store still answers
+        assert await store.claim(key_of("a"), "other", LEASE) is Claim.CLAIMED  # the store still answers
 
     async def test_a_cancelled_receive_puts_the_copy_back_in_line(self, worker: Any, store: MemorySeenSet) -> None:
         slow = _Flaky(store, up=True, fast=False)
@@ -263,15 +326,15 @@ class TestRecheck:
         store = MemorySeenSet(max_entries=100, clock=store_clock)
         other = shared_module.SharedKeys(store, DedupPolicy(lease=LEASE))
         mine = shared_module.SharedKeys(store, DedupPolicy(lease=LEASE))
-        for key in ("a", "b"):
+        for key in (key_of("a"), key_of("b")):
             assert await other.store.claim(key, other.owner, LEASE) is Claim.CLAIMED
             assert await mine.admit(key, Copy("weu", 1), already_settled=False) is Verdict.HOLD
         store_clock.advance(LEASE + 1)  # the other worker died: both keys are free again
         answered = asyncio.Event()
         claim = store.claim
 
-        async def second_claim_hangs(key: str, owner: str, lease: float) -> Claim:
-            if key == "b":
+        async def second_claim_hangs(key: Key, owner: str, lease: float) -> Claim:
+            if key == key_of("b"):
                 answered.set()
                 await asyncio.Event().wait()
             return await claim(key, owner, lease)
@@ -282,4 +345,4 @@ class TestRecheck:
         recheck.cancel()
         with pytest.raises(asyncio.CancelledError):
             await recheck
-        assert mine.waiting == 2 and mine.claimed == {"a"}
+        assert mine.waiting == 2 and mine.claimed == {key_of("a")}

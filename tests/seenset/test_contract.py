@@ -13,10 +13,12 @@ import asyncio
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
+from geobus._dedup import key_of
 from geobus._seenset import Claim
 
 from .conftest import LONG, MAX_ENTRIES, Harness
@@ -25,6 +27,15 @@ CLAIMER = Path(__file__).with_name("claimer.py")
 CLAIMED, TAKEN, COMPLETED, DEAD_LETTERED = Claim.CLAIMED, Claim.TAKEN, Claim.COMPLETED, Claim.DEAD_LETTERED
 # The stores whose clock a test can stop at a boundary (Redis keeps time on its server).
 FAKE_CLOCK_STORES = pytest.mark.parametrize("harness", ["memory", "sqlite"], indirect=True)
+UUID_42 = uuid.UUID(int=42)
+# Values that print alike and are different messages.
+LOOK_ALIKES = pytest.mark.parametrize(
+    ("value", "look_alike"),
+    [(42, "42"), (UUID_42, str(UUID_42)), (b"42", "42"), (42, b"42"), (42, 42.0), (True, 1)],
+    ids=repr,
+)
+TYPED_VALUES = pytest.mark.parametrize(
+    "value", ["42", 42, 2**64 - 1, UUID_42, b"42", b"\xff\x00", 4.2, True, "ünï/🚀 " + "x" * 120], ids=repr)
 
 
 async def free_again(h: Harness, key: str, by: str = "control-checker") -> None:
@@ -81,6 +92,33 @@ class TestClaim:
         for key in ("", "with space", "ünïcödé/🚀", "a:b:c", "x" * 500, "'; DROP TABLE x; --"):
             assert await store.claim(key, "a", LONG) is CLAIMED, key
             assert await store.claim(key, "b", LONG) is TAKEN, key
+
+
+class TestTypedKeys:
+    """A key keeps its type: 42, "42", b"42" and UUID(int=42) are four keys in every store."""
+
+    @LOOK_ALIKES
+    async def test_a_look_alike_is_another_key(self, harness: Harness, value: object, look_alike: object) -> None:
+        store, key, other_key = harness.store, key_of(value), key_of(look_alike)
+        assert await store.claim(key, "a", LONG) is CLAIMED
+        assert await store.claim(other_key, "b", LONG) is CLAIMED  # new, not TAKEN by a
+        await store.complete(key, "a", COMPLETED, LONG)
+        assert await store.claim(other_key, "c", LONG) is TAKEN  # still b's
+        await store.complete(other_key, "b", DEAD_LETTERED, LONG)
+        assert await store.claim(key, "c", LONG) is COMPLETED
+        assert await store.claim(other_key, "c", LONG) is DEAD_LETTERED
+
+    @TYPED_VALUES
+    async def test_a_typed_key_round_trips(self, harness: Harness, value: object) -> None:
+        """Claimed, renewed, completed, and seen so by another instance (another process)."""
+        store, other, key = harness.store, harness.another(), key_of(value)
+        assert await store.claim(key, "a", LONG) is CLAIMED
+        assert await other.claim(key, "b", LONG) is TAKEN
+        assert await store.renew(key, "a", LONG) is True
+        await other.release(key, "b")  # not b's: changes nothing
+        assert await other.claim(key, "b", LONG) is TAKEN
+        await store.complete(key, "a", COMPLETED, LONG)
+        assert await other.claim(key, "b", LONG) is COMPLETED
 
 
 class TestRenew:

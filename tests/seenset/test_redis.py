@@ -8,12 +8,14 @@ the ``RedisServer`` test helper itself.
 from __future__ import annotations
 
 import socket
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis.asyncio
 
 import redis_server as helper
+from geobus._dedup import key_of
 from geobus._seenset import Claim, SeenSet, SeenSetError
 from geobus._seenset._redis import PREFIX, RedisSeenSet, _parse
 from geobus.testing._redis import free_port
@@ -41,24 +43,53 @@ async def raw(redis_server: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
 
 
 class TestOnTheServer:
-    """One string per key under the prefix: ``f:<owner>`` with the lease as expiry, ``c``/``d`` with the ttl."""
+    """One string per typed key under the prefix: ``f2:<owner>`` with the lease as expiry, ``c2``/``d2``
+    with the ttl."""
 
     async def test_values_and_expiries(self, redis_server: RedisServer, raw: redis.asyncio.Redis) -> None:
         store = RedisSeenSet(redis_server.url)
         try:
-            key = f"test-values-{free_port()}"
+            key = key_of(f"test-values-{free_port()}")
+            name = PREFIX + key
             assert store.prefix == PREFIX
             await store.claim(key, "worker-1", 30.0)
-            assert await raw.get(PREFIX + key) == "f:worker-1"
-            assert 29_000 < await raw.pttl(PREFIX + key) <= 30_000
+            assert await raw.get(name) == "f2:worker-1"
+            assert 29_000 < await raw.pttl(name) <= 30_000
             await store.renew(key, "worker-1", 90.0)
-            assert 89_000 < await raw.pttl(PREFIX + key) <= 90_000
+            assert 89_000 < await raw.pttl(name) <= 90_000
             await store.complete(key, "worker-1", Claim.DEAD_LETTERED, 3600.0)
-            assert await raw.get(PREFIX + key) == "d"
-            assert 3_599_000 < await raw.pttl(PREFIX + key) <= 3_600_000
+            assert await raw.get(name) == "d2"
+            assert 3_599_000 < await raw.pttl(name) <= 3_600_000
             await store.complete(key, "worker-1", Claim.COMPLETED, 3600.0)
-            assert await raw.get(PREFIX + key) == "c"
-            await raw.delete(PREFIX + key)
+            assert await raw.get(name) == "c2"
+            await raw.delete(name)
+        finally:
+            await store.close()
+
+    async def test_keys_are_spelt_with_their_type(self, redis_server: RedisServer, raw: redis.asyncio.Redis) -> None:
+        store = RedisSeenSet(redis_url(redis_server))
+        try:
+            for value in (42, "42", b"42", uuid.UUID(int=42)):
+                await store.complete(key_of(value), "worker-1", Claim.COMPLETED, LONG)
+            names = sorted(await raw.keys(store.prefix + "*"))
+            assert names == sorted(store.prefix + name for name in
+                                   ("i:42", "s:42", "b:3432", "u:00000000-0000-0000-0000-00000000002a"))
+        finally:
+            await store.close()
+
+    @pytest.mark.parametrize("old_value", ["c", "d", "f:an-old-worker"])
+    async def test_a_value_of_0_1_0_dev0_is_another_messages(
+        self, redis_server: RedisServer, raw: redis.asyncio.Redis, old_value: str
+    ) -> None:
+        """geobus 0.1.0.dev0 kept the id "i:42" as ``<prefix>i:42``, the name of 42 now: not 42's state."""
+        store = RedisSeenSet(redis_url(redis_server))
+        try:
+            key = key_of(42)
+            await raw.set(store.prefix + key, old_value)
+            assert await store.renew(key, "an-old-worker", LONG) is False
+            assert await store.claim(key, "worker-1", LONG) is Claim.CLAIMED
+            assert await raw.get(store.prefix + key) == "f2:worker-1"  # overwritten
+            assert await store.claim(key, "worker-2", LONG) is Claim.TAKEN
         finally:
             await store.close()
 

@@ -12,10 +12,12 @@ import stat
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 
+from geobus._dedup import key_of
 from geobus._seenset import Claim, SeenSet, SeenSetError, open_seen_set
 from geobus._seenset._memory import MemorySeenSet
 from geobus._seenset._open import redact
@@ -25,6 +27,19 @@ from geobus._seenset._sqlite import TABLE, SqliteSeenSet, sqlite_path
 from .conftest import LONG, FakeClock
 
 COMPLETED, CLAIMED, TAKEN = Claim.COMPLETED, Claim.CLAIMED, Claim.TAKEN
+UUID_42 = uuid.UUID(int=42)
+# The seen-set table as geobus 0.1.0.dev0 created it: keys without their type.
+_SCHEMA_0_1_0_DEV0 = """
+CREATE TABLE geobus_seen (
+    key TEXT PRIMARY KEY,
+    state TEXT NOT NULL CHECK (state IN ('f', 'c', 'd')),
+    owner TEXT,
+    expires_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX geobus_seen_expiry ON geobus_seen (expires_at);
+CREATE INDEX geobus_seen_processed ON geobus_seen (updated_at) WHERE state <> 'f';
+"""
 
 
 class TestMemory:
@@ -104,6 +119,42 @@ class TestSqliteFile:
             assert await again.claim("held", "worker-1", LONG) is CLAIMED  # the same owner, restarted
         finally:
             await again.close()
+
+    async def test_typed_keys_survive_a_restart(self, tmp_path: Path) -> None:
+        """Each key is kept with its type (its row says which), and read back so after a restart."""
+        path = tmp_path / "seen.sqlite"
+        keys = [key_of(value) for value in (42, UUID_42, b"42", "x")]
+        store = SqliteSeenSet(path, max_entries=10)
+        for key in keys:
+            await store.complete(key, "worker-1", COMPLETED, LONG)
+        await store.close()
+        assert _keys(path) == {"i:42", "u:00000000-0000-0000-0000-00000000002a", "b:3432", "s:x"}
+        again = SqliteSeenSet(path, max_entries=10)
+        try:
+            assert [await again.claim(key, "worker-2", LONG) for key in keys] == [COMPLETED] * 4
+            for look_alike in ("42", str(UUID_42), "42", b"x"):  # of 42, the UUID, b"42" and "x"
+                assert await again.claim(key_of(look_alike), "worker-2", LONG) is CLAIMED, look_alike
+        finally:
+            await again.close()
+
+    def test_a_file_of_0_1_0_dev0_is_refused_and_left_as_it_was(self, tmp_path: Path) -> None:
+        """Its keys lost their type ("42" may have been 42): refused, never read as typed keys."""
+        path = tmp_path / "seen.sqlite"
+        db = sqlite3.connect(path)
+        db.executescript(_SCHEMA_0_1_0_DEV0)
+        db.execute("INSERT INTO geobus_seen VALUES ('42', 'c', NULL, 1e12, 0)")
+        db.commit()
+        db.close()
+        with pytest.raises(ValueError, match=r"0\.1\.0\.dev0.*lost their type.*delete it") as caught:
+            SqliteSeenSet(path, max_entries=10)
+        assert str(path) in str(caught.value)
+        db = sqlite3.connect(path)
+        try:
+            assert db.execute("SELECT key, state FROM geobus_seen").fetchall() == [("42", "c")]
+            assert {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {
+                "geobus_seen"}
+        finally:
+            db.close()
 
     def test_not_sqlite(self, tmp_path: Path) -> None:
         path = tmp_path / "notes.txt"
@@ -221,6 +272,14 @@ class TestSqliteCalls:
             assert _rows(path, "key LIKE 'live%'") == 16
         finally:
             await store.close()
+
+
+def _keys(path: Path) -> set[str]:
+    db = sqlite3.connect(path)
+    try:
+        return {row[0] for row in db.execute(f"SELECT key FROM {TABLE}")}
+    finally:
+        db.close()
 
 
 def _rows(path: Path, where: str) -> int:

@@ -8,12 +8,14 @@ from urllib.parse import parse_qs
 import pytest
 from azure.servicebus._pyamqp.utils import generate_sas_token as sdk_generate_sas_token
 
+from geobus._redact import redact
 from geobus._sas import (
     ConnectionString,
     SasTokenError,
     generate_sas_token,
+    is_loopback,
+    namespace_identity,
     parse_sas_token,
-    redact,
     validate_sas_token,
 )
 
@@ -92,6 +94,22 @@ class TestConnectionStringParse:
     def test_malformed_strings_say_what_is_wrong(self, text: str, names: str) -> None:
         assert names in str(sas_error(ConnectionString.parse, text))
 
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "Endpoint=sb://127.0.0.1:5672/;Endpoint=sb://evil.example/;SharedAccessKeyName=n;SharedAccessKey=x",
+            "Endpoint=sb://127.0.0.1:5672/;HostName=sb://evil.example/;SharedAccessKeyName=n;SharedAccessKey=x",
+            "Endpoint=sb://ns/;SharedAccessKeyName=n;SharedAccessKey=x; usedevelopmentemulator =false;UseDevelopmentEmulator=true",
+        ],
+    )
+    def test_a_part_given_twice_is_refused(self, text: str) -> None:
+        """The SDK could keep the other one of the two: refused, not guessed."""
+        assert "twice" in str(sas_error(ConnectionString.parse, text))
+
+    def test_an_ipv6_host_keeps_its_brackets(self) -> None:
+        text = "Endpoint=sb://[::1]:5672/;SharedAccessKeyName=n;SharedAccessKey=x"
+        assert ConnectionString.parse(text).fully_qualified_namespace == "[::1]:5672"
+
     def test_a_non_string_is_refused(self) -> None:
         sas_error(ConnectionString.parse, None)
 
@@ -136,6 +154,10 @@ class TestSecretsStayHidden:
             f"Endpoint=sb://ns/;SharedAccessKey={KEY}",
             f"SharedAccessKeyName=n;SharedAccessKey={KEY}",
             f"Endpoint=ftp://ns/;SharedAccessKeyName=n;SharedAccessKey={KEY}",
+            f"Endpoint=sb://ns:{KEY.rstrip('=')}/;SharedAccessKeyName=n;SharedAccessKey=x",  # key typed as a port
+            f"Endpoint=sb://user:{KEY}@ns/;SharedAccessKeyName=n;SharedAccessKey=x",  # ... as a password
+            f"Endpoint=sb://[{KEY.rstrip('=')}/;SharedAccessKeyName=n;SharedAccessKey=x",  # a broken [IPv6]
+            f"Endpoint={KEY.rstrip('=')};SharedAccessKeyName=n;SharedAccessKey=x",  # ... as the endpoint
         ],
     )
     def test_parse_errors_never_echo_the_key(self, text: str) -> None:
@@ -244,3 +266,44 @@ class TestGenerateAndValidate:
         assert (parsed.audience, parsed.signature, parsed.expiry) == ("a/b", "c+d", 42)
         assert parsed.key_name == KEY_NAME
         assert parse_sas_token("SharedAccessSignature sr=a&sig=b&se=1").key_name == ""
+
+
+class TestWhereANamespaceIs:
+    """``namespace_identity`` (one namespace, however written) and ``is_loopback``."""
+
+    @pytest.mark.parametrize(
+        ("address", "tls", "identity"),
+        [
+            ("a.sb.net", True, ("a.sb.net", None)),
+            ("sb://a.sb.net:5671/", True, ("a.sb.net", None)),
+            ("amqps://A.SB.NET./", True, ("a.sb.net", None)),
+            ("https://a.sb.net:443/path", True, ("a.sb.net", None)),
+            ("a.sb.net:9350", True, ("a.sb.net", None)),  # the SDK drops the port over TLS
+            ("127.0.0.1:5673", False, ("127.0.0.1", 5673)),
+            ("sb://127.0.0.1", False, ("127.0.0.1", 5672)),  # no TLS: the SDK's port 5672
+            ("[::1]:5672", False, ("::1", 5672)),
+        ],
+    )
+    def test_identity(self, address: str, tls: bool, identity: tuple[str, int | None]) -> None:
+        assert namespace_identity(address, tls=tls) == identity
+
+    @pytest.mark.parametrize(
+        ("host", "loopback"),
+        [
+            ("127.0.0.1", True),
+            ("127.255.0.9", True),
+            ("localhost", True),
+            ("LocalHost.", True),
+            ("::1", True),
+            ("[::1]", True),
+            ("::ffff:127.0.0.1", True),
+            ("10.0.0.1", False),
+            ("0.0.0.0", False),
+            ("::", False),
+            ("localhost.example.com", False),
+            ("127.0.0.1.nip.io", False),
+            ("", False),
+        ],
+    )
+    def test_loopback(self, host: str, loopback: bool) -> None:
+        assert is_loopback(host) is loopback

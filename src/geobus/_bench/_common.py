@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 
 from azure.servicebus import ServiceBusMessage
 
-from geobus.local import LocalNamespaceProcess
+from geobus.local import LocalNamespaceProcess, development_key
 
 from .._signals import sigterm_as_interrupt as sigterm_as_interrupt
 
@@ -112,7 +112,9 @@ class Namespaces:
     """Two local namespaces, each in its own child process; only ever stops what it started."""
 
     def __init__(self) -> None:
-        self._processes = [LocalNamespaceProcess(args=["--host", "127.0.0.1"]) for _ in range(2)]
+        self._processes = [
+            LocalNamespaceProcess(args=["--host", "127.0.0.1"], key=development_key(n)) for n in (1, 2)
+        ]
 
     def __enter__(self) -> Namespaces:
         try:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import geobus
-from geobus._dedup import Copy, DuplicateTracker, Verdict
+from geobus._dedup import Copy, DuplicateTracker, Key, Verdict, key_of
 from geobus._seenset import Claim, SeenSet, open_seen_set
 
 from . import _common as bench
@@ -74,7 +74,7 @@ Metric = bench.Metric  # ``plain``: the in-memory DuplicateTracker's figure for 
 # -- the stores -------------------------------------------------------------------------------
 
 
-async def _timed(call: Callable[[str], Awaitable[object]], keys: list[str], expect: object) -> Step:
+async def _timed(call: Callable[[Key], Awaitable[object]], keys: list[Key], expect: object) -> Step:
     latencies = []
     started = time.perf_counter()
     for key in keys:
@@ -86,7 +86,7 @@ async def _timed(call: Callable[[str], Awaitable[object]], keys: list[str], expe
     return Step(time.perf_counter() - started, latencies)
 
 
-async def _concurrent(store: SeenSet, keys: list[str]) -> Step:
+async def _concurrent(store: SeenSet, keys: list[Key]) -> Step:
     queue = iter(keys)
 
     async def worker(n: int) -> None:
@@ -99,7 +99,12 @@ async def _concurrent(store: SeenSet, keys: list[str]) -> Step:
     return Step(time.perf_counter() - started)
 
 
-async def store_steps(store: SeenSet, keys: list[str]) -> dict[str, Step]:
+def new_keys(count: int) -> list[Key]:
+    """``count`` fresh keys, spelt as a receiver hands them to its tracker and its store."""
+    return [key_of(uuid.uuid4().hex) for _ in range(count)]
+
+
+async def store_steps(store: SeenSet, keys: list[Key]) -> dict[str, Step]:
     """The five steps on ``store``, each over every key (fresh ones for step 5)."""
     steps = {
         STEPS[0]: await _timed(lambda k: store.claim(k, "bench-a", LEASE), keys, Claim.CLAIMED),
@@ -107,16 +112,16 @@ async def store_steps(store: SeenSet, keys: list[str]) -> dict[str, Step]:
         STEPS[2]: await _timed(lambda k: store.complete(k, "bench-a", Claim.COMPLETED, TTL), keys, None),
         STEPS[3]: await _timed(lambda k: store.claim(k, "bench-b", LEASE), keys, Claim.COMPLETED),
     }
-    steps[STEPS[4]] = await _concurrent(store, [f"{key}-c" for key in keys])
+    steps[STEPS[4]] = await _concurrent(store, new_keys(len(keys)))
     return steps
 
 
-def tracker_steps(keys: list[str]) -> dict[str, Step]:
+def tracker_steps(keys: list[Key]) -> dict[str, Step]:
     """The same steps on one receiver's DuplicateTracker: no loop, no I/O."""
     tracker = DuplicateTracker(max_entries=2 * len(keys), max_age=TTL)
     first, twin = Copy("primary", 1, locked_until=math.inf), Copy("secondary", 1)
 
-    def timed(call: Callable[[str], object], expect: object) -> Step:
+    def timed(call: Callable[[Key], object], expect: object) -> Step:
         latencies = []
         started = time.perf_counter()
         for key in keys:
@@ -162,12 +167,12 @@ def run_round(urls: dict[str, str], sizes: Sizes, round_no: int,
     names = names[round_no % len(names):] + names[:round_no % len(names)]
     out = {}
     for name in names:
-        keys = [f"{uuid.uuid4().hex}" for _ in range(sizes.keys)]
+        keys = new_keys(sizes.keys)
         url = urls[name]
         if name == "redis":
             url += ("&" if "?" in url else "?") + f"prefix=geobus:bench:{uuid.uuid4().hex[:8]}:"
 
-        async def one(url: str = url, keys: list[str] = keys) -> dict[str, Step]:
+        async def one(url: str = url, keys: list[Key] = keys) -> dict[str, Step]:
             store = open_seen_set(url, max_entries=4 * sizes.keys)
             try:
                 return await store_steps(store, keys)
@@ -175,7 +180,7 @@ def run_round(urls: dict[str, str], sizes: Sizes, round_no: int,
                 await store.close()
 
         out[name] = asyncio.run(one())
-    out["tracker"] = tracker_steps([uuid.uuid4().hex for _ in range(sizes.keys)])
+    out["tracker"] = tracker_steps(new_keys(sizes.keys))
     log(f"  round {round_no + 1}: {time.perf_counter() - started:.1f} s")
     return out
 

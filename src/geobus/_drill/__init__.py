@@ -21,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from .._redact import redact
 from .._signals import sigterm_as_interrupt
 from .._version import __version__
-from ._harness import Run, Settings, agent_tail, redact
+from ._harness import Run, Settings, agent_tail
 from ._report import Row, header, line, tally
 from ._scenarios import SCENARIOS, Scenario
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import signal
 import sqlite3
@@ -24,19 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..local import LocalNamespaceProcess
+from .._redact import redact
+from ..local import LocalNamespaceProcess, development_key
 from ..local._broker import DEAD_LETTER_SUFFIX
 from ..local._codec import parse_message
 
 QUEUE = "drill"
 LOCK_DURATION = 4.0  # seconds: a killed worker's messages come back this soon
 SETTLE_TIMEOUT = 30.0  # after the scenario: how long the worker gets to catch up
-_SECRETS = re.compile(r"(SharedAccessKey=|sig=|SharedAccessSignature )[^;&\s\"]*")
-
-
-def redact(text: str) -> str:
-    """``text`` with every key and SAS signature replaced by ``***``."""
-    return _SECRETS.sub(r"\1***", text)
 
 
 @dataclass
@@ -171,8 +165,9 @@ class Run:
             "--max-delivery-count",
             "100",
         ]
-        self.primary = LocalNamespaceProcess(store=self.dir / "primary.db", args=args)
-        self.secondary = LocalNamespaceProcess(store=self.dir / "secondary.db", args=args)
+        # Two regions, two keys: a connection string mixed up between them is refused.
+        self.primary = LocalNamespaceProcess(store=self.dir / "primary.db", args=args, key=development_key(1))
+        self.secondary = LocalNamespaceProcess(store=self.dir / "secondary.db", args=args, key=development_key(2))
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -19,6 +19,11 @@ it after the namespace accepted the settlement, and ``release``s it when the
 message was abandoned or its lock was lost (so a twin or the redelivery is
 processed). ``release`` and ``renew`` act only for the current owner.
 
+Keys keep their type: the receiver spells each message's key once
+(``geobus._dedup.key_of``: ``i:42``, ``s:42``...) and every store keeps that
+spelling as it is, so ``42``, ``"42"``, ``b"42"`` and ``UUID(int=42)`` are four
+keys in every store, as in the receiver's own ``DuplicateTracker``.
+
 Stores: ``memory`` (one process; the default, and the contract's reference),
 ``sqlite:PATH`` (processes on one host; survives a restart), ``redis://...``
 (a fleet; ``geobus[redis]``). ``open_seen_set`` builds one from its URL.
@@ -29,6 +34,8 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
+
+from .._dedup import Key
 
 
 class Claim(enum.Enum):
@@ -46,7 +53,7 @@ class SeenSetError(Exception):
 
 @runtime_checkable
 class SeenSet(Protocol):
-    """The shared duplicate state. Keys are strings; times are seconds.
+    """The shared duplicate state. Keys are ``key_of``'s spellings, kept as they are; times are seconds.
 
     ``owner`` names one holder (a receiver instance): it must be unique across
     every process sharing the store, since the stores tell owners apart by it
@@ -58,23 +65,23 @@ class SeenSet(Protocol):
     ``DEAD_LETTERED``, an empty owner) raise ``ValueError``.
     """
 
-    async def claim(self, key: str, owner: str, lease: float) -> Claim:
+    async def claim(self, key: Key, owner: str, lease: float) -> Claim:
         """Take ``key`` for ``owner`` for ``lease`` seconds if it is absent or its
         lease expired (``CLAIMED``, also when ``owner`` already holds it: the lease
         is extended); otherwise say what it is."""
         ...
 
-    async def renew(self, key: str, owner: str, lease: float) -> bool:
+    async def renew(self, key: Key, owner: str, lease: float) -> bool:
         """Extend ``owner``'s lease on ``key`` to ``lease`` seconds from now; False if
         ``owner`` no longer holds it (also once the lease ran out, even if nobody took it)."""
         ...
 
-    async def complete(self, key: str, owner: str, outcome: Claim, ttl: float) -> None:
+    async def complete(self, key: Key, owner: str, outcome: Claim, ttl: float) -> None:
         """Record ``key`` as processed (``outcome``: ``COMPLETED`` or ``DEAD_LETTERED``)
         for ``ttl`` seconds, whoever holds it now."""
         ...
 
-    async def release(self, key: str, owner: str) -> None:
+    async def release(self, key: Key, owner: str) -> None:
         """Forget ``key`` if ``owner`` holds it in flight (abandoned, lock lost)."""
         ...
 

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import NamedTuple
 
+from .._dedup import Key
 from . import Claim
 from ._open import check_key, check_max_entries, check_outcome, check_seconds
 
@@ -51,7 +52,7 @@ class MemorySeenSet:
         return (f"MemorySeenSet(max_entries={self.max_entries}, in_flight={len(self._in_flight)}, "
                 f"processed={len(self._processed)})")
 
-    async def claim(self, key: str, owner: str, lease: float) -> Claim:
+    async def claim(self, key: Key, owner: str, lease: float) -> Claim:
         """See ``SeenSet.claim``."""
         check_key(key, owner)
         lease = check_seconds("lease", lease)
@@ -68,7 +69,7 @@ class MemorySeenSet:
         self._wrote(now)
         return Claim.CLAIMED
 
-    async def renew(self, key: str, owner: str, lease: float) -> bool:
+    async def renew(self, key: Key, owner: str, lease: float) -> bool:
         """See ``SeenSet.renew``; False too once the lease has run out, even if nobody took the key."""
         check_key(key, owner)
         lease = check_seconds("lease", lease)
@@ -79,7 +80,7 @@ class MemorySeenSet:
         self._in_flight[key] = _Lease(owner, now + lease)
         return True
 
-    async def complete(self, key: str, owner: str, outcome: Claim, ttl: float) -> None:
+    async def complete(self, key: Key, owner: str, outcome: Claim, ttl: float) -> None:
         """See ``SeenSet.complete``."""
         check_key(key, owner)
         outcome = check_outcome(outcome)
@@ -94,7 +95,7 @@ class MemorySeenSet:
                 self.evictions += 1
         self._wrote(now)
 
-    async def release(self, key: str, owner: str) -> None:
+    async def release(self, key: Key, owner: str) -> None:
         """See ``SeenSet.release``."""
         check_key(key, owner)
         held = self._in_flight.get(key)

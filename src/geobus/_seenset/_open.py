@@ -3,16 +3,16 @@
 ``memory``, ``sqlite:PATH`` (also ``sqlite:///ABSOLUTE/PATH``) and
 ``redis://[[user]:password@]host[:port][/db][?prefix=...&timeout=...]`` (or
 ``rediss://`` for TLS). A URL is never echoed with its password: errors name
-it through ``redact``.
+it through ``geobus._redact``.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .._redact import describe, redact
 from . import Claim
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def open_store(url: str, *, max_entries: int, clock: Callable[[], float] | None 
         ImportError: ``redis://`` without redis-py (the ``redis`` extra).
     """
     if not isinstance(url, str):
-        raise ValueError(f"a seen-set store is a URL string ({SCHEMES}), got {type(url).__name__}")
+        raise ValueError(f"a seen-set store is a URL string ({SCHEMES}), got {describe(url)}")
     check_max_entries(max_entries)
     scheme = url.partition(":")[0].lower()
     if url in ("memory", "memory:", "memory://"):
@@ -51,22 +51,7 @@ def open_store(url: str, *, max_entries: int, clock: Callable[[], float] | None 
         from ._redis import RedisSeenSet
 
         return RedisSeenSet(url)
-    shown = scheme if ":" in url and re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme) else redact(url)
-    raise ValueError(f"unknown seen-set store {shown!r}: expected {SCHEMES}")
-
-
-def redact(url: str) -> str:
-    """``url`` fit to print: whatever stands before the last ``@`` of its authority (the
-    user and password) becomes ``***``, even when the password holds ``@``, ``/`` or ``?``.
-
-    Anything before an ``@`` in a URL without ``//`` is hidden too (a mistyped one)."""
-    text = str(url)
-    if "@" not in text:
-        return text
-    scheme, sep, rest = text.partition("://")
-    if not sep:
-        return f"{text.partition(':')[0]}:***@{text.rpartition('@')[2]}"
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    raise ValueError(f"unknown seen-set store, got {describe(url)}: expected {SCHEMES}")
 
 
 # -- argument checks shared by the stores ------------------------------------------------

@@ -1,11 +1,20 @@
 """The ``redis://`` seen-set: a fleet of workers on any hosts (``geobus[redis]``).
 
-One string per key, ``<prefix><key>``, whose value is the state: ``f:<owner>``
-(in flight; the key's expiry is the lease), ``c`` (completed) or ``d``
+One string per key, ``<prefix><key>`` (the key spelt with its type: ``s:order-1``,
+``i:42``; see ``geobus._dedup.key_of``), whose value is the state: ``f2:<owner>``
+(in flight; the key's expiry is the lease), ``c2`` (completed) or ``d2``
 (dead-lettered; the expiry is the ttl). An absent key is absent. Redis keeps
 the time, so the workers' clocks do not matter, and a dead worker's leases
 simply expire. ``claim``, ``renew`` and ``release`` are small Lua scripts, so
 each is atomic on the server; ``complete`` is one ``SET ... PX``.
+
+The ``2`` is the format. geobus 0.1.0.dev0 wrote ``f:<owner>``, ``c`` and ``d``
+under untyped keys (``42`` and ``"42"`` were both ``<prefix>42``). Its keys do
+not meet these, but one can spell a typed key (the id ``"i:42"`` wrote
+``<prefix>i:42``, the key of ``42`` now): such a value is another message's, so
+``claim`` takes the key as absent and overwrites it; an old value is never read
+as this key's state. Workers of both versions must not share a prefix: their
+keys do not meet, so a message could be processed by one of each.
 
 ``max_entries`` is not enforced here: every key expires (a lease, or the ttl,
 the dedup window), so memory is bounded by the rate of keys times the window.
@@ -31,23 +40,28 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .._dedup import Key
+from .._redact import redact
 from . import Claim, SeenSetError
-from ._open import check_key, check_outcome, check_seconds, redact
+from ._open import check_key, check_outcome, check_seconds
 
 PREFIX = "geobus:seen:"
 TIMEOUT = 1.0
 
-# KEYS[1] the key; ARGV[1] "f:<owner>", ARGV[2] the lease in ms.
+# KEYS[1] the key; ARGV[1] "f2:<owner>", ARGV[2] the lease in ms.
 _CLAIM = """
 local value = redis.call('GET', KEYS[1])
-if not value or value == ARGV[1] then
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-    return 'claimed'
+if value == 'c2' then return 'completed' end
+if value == 'd2' then return 'dead_lettered' end
+if value and value ~= ARGV[1] then
+    if string.sub(value, 1, 3) == 'f2:' then return 'taken' end
+    -- geobus 0.1.0.dev0's c, d, f:<owner>: another message's (see the module's docstring)
+    if value ~= 'c' and value ~= 'd' and string.sub(value, 1, 2) ~= 'f:' then
+        return redis.error_reply('not a geobus seen-set value')
+    end
 end
-if value == 'c' then return 'completed' end
-if value == 'd' then return 'dead_lettered' end
-if string.sub(value, 1, 2) == 'f:' then return 'taken' end
-return redis.error_reply('not a geobus seen-set value')
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 'claimed'
 """
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -63,7 +77,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-_CODE = {Claim.COMPLETED: "c", Claim.DEAD_LETTERED: "d"}
+_CODE = {Claim.COMPLETED: "c2", Claim.DEAD_LETTERED: "d2"}
 
 
 class RedisSeenSet:
@@ -96,18 +110,18 @@ class RedisSeenSet:
     def __repr__(self) -> str:
         return f"RedisSeenSet({self._label!r}, prefix={self.prefix!r})"
 
-    async def claim(self, key: str, owner: str, lease: float) -> Claim:
+    async def claim(self, key: Key, owner: str, lease: float) -> Claim:
         """See ``SeenSet.claim``."""
         check_key(key, owner)
-        answer = await self._call(self._claim, key, f"f:{owner}", _ms(check_seconds("lease", lease)))
+        answer = await self._call(self._claim, key, _holder(owner), _ms(check_seconds("lease", lease)))
         return Claim(answer)
 
-    async def renew(self, key: str, owner: str, lease: float) -> bool:
+    async def renew(self, key: Key, owner: str, lease: float) -> bool:
         """See ``SeenSet.renew``; False too once the lease has run out, even if nobody took the key."""
         check_key(key, owner)
-        return bool(await self._call(self._renew, key, f"f:{owner}", _ms(check_seconds("lease", lease))))
+        return bool(await self._call(self._renew, key, _holder(owner), _ms(check_seconds("lease", lease))))
 
-    async def complete(self, key: str, owner: str, outcome: Claim, ttl: float) -> None:
+    async def complete(self, key: Key, owner: str, outcome: Claim, ttl: float) -> None:
         """See ``SeenSet.complete``."""
         check_key(key, owner)
         code = _CODE[check_outcome(outcome)]
@@ -117,10 +131,10 @@ class RedisSeenSet:
         except (RedisError, OSError) as exc:
             raise self._error(exc) from exc
 
-    async def release(self, key: str, owner: str) -> None:
+    async def release(self, key: Key, owner: str) -> None:
         """See ``SeenSet.release``."""
         check_key(key, owner)
-        await self._call(self._release, key, f"f:{owner}")
+        await self._call(self._release, key, _holder(owner))
 
     async def close(self) -> None:
         """Closes the connections; a later call would open new ones."""
@@ -140,6 +154,11 @@ class RedisSeenSet:
         if self._password:
             text = text.replace(self._password, "***")
         return SeenSetError(f"the seen-set at {self._label} failed: {text}")
+
+
+def _holder(owner: str) -> str:
+    """The value of a key ``owner`` has in flight."""
+    return f"f2:{owner}"
 
 
 def _ms(seconds: float) -> int:

@@ -1,6 +1,7 @@
 """The ``sqlite:PATH`` seen-set: processes on one host, surviving a restart.
 
-One table, one row per key: its state (``f`` in flight, ``c`` completed, ``d``
+One table, one row per key (spelt with its type: ``s:order-1``, ``i:42``; see
+``geobus._dedup.key_of``): its state (``f`` in flight, ``c`` completed, ``d``
 dead-lettered), the owner of an in-flight key, when the lease or the ttl runs
 out, and when the row was written. Every call is one short transaction on one
 worker thread, so the event loop never waits on the file; ``claim`` is a
@@ -13,6 +14,11 @@ same wall clock everywhere (a clock step shortens or stretches current leases).
 Every ``prune_every`` writes a process drops the expired rows and the oldest
 processed rows beyond ``max_entries`` (never in-flight ones), so the table holds
 at most ``max_entries`` processed keys plus the writes since the last prune.
+
+The table is ``geobus_seen_v2``. geobus 0.1.0.dev0 kept untyped keys (``42``
+and ``"42"`` one row) in ``geobus_seen``: a file holding that table is refused,
+since its rows cannot be read as typed keys and its workers may still be
+writing it; each version refuses the other's file.
 
 The WAL runs with ``synchronous=NORMAL``: a process that crashes loses nothing;
 a power cut may lose the last few keys recorded, which can only let a duplicate
@@ -30,13 +36,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
+from .._dedup import Key
 from .._sqlite import NotOurDatabase, check_file, check_tables
 from . import Claim, SeenSetError
 from ._open import check_key, check_max_entries, check_outcome, check_seconds
 
 _T = TypeVar("_T")
 
-TABLE = "geobus_seen"
+TABLE = "geobus_seen_v2"
+UNTYPED_TABLE = "geobus_seen"  # geobus 0.1.0.dev0's: keys without their type
 _COLUMNS = ("key", "state", "owner", "expires_at", "updated_at")
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS {TABLE} (
@@ -103,26 +111,26 @@ class SqliteSeenSet:
     def __repr__(self) -> str:
         return f"SqliteSeenSet({str(self.path)!r}, max_entries={self.max_entries})"
 
-    async def claim(self, key: str, owner: str, lease: float) -> Claim:
+    async def claim(self, key: Key, owner: str, lease: float) -> Claim:
         """See ``SeenSet.claim``."""
         check_key(key, owner)
         lease = check_seconds("lease", lease)
         return await self._run(self._claim, key, owner, lease)
 
-    async def renew(self, key: str, owner: str, lease: float) -> bool:
+    async def renew(self, key: Key, owner: str, lease: float) -> bool:
         """See ``SeenSet.renew``; False too once the lease has run out, even if nobody took the key."""
         check_key(key, owner)
         lease = check_seconds("lease", lease)
         return await self._run(self._renew, key, owner, lease)
 
-    async def complete(self, key: str, owner: str, outcome: Claim, ttl: float) -> None:
+    async def complete(self, key: Key, owner: str, outcome: Claim, ttl: float) -> None:
         """See ``SeenSet.complete``."""
         check_key(key, owner)
         code = _CODE[check_outcome(outcome)]
         ttl = check_seconds("ttl", ttl)
         await self._run(self._complete, key, code, ttl)
 
-    async def release(self, key: str, owner: str) -> None:
+    async def release(self, key: Key, owner: str) -> None:
         """See ``SeenSet.release``."""
         check_key(key, owner)
         await self._run(self._release, key, owner)
@@ -225,14 +233,23 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
     except (sqlite3.Error, NotOurDatabase) as exc:
         raise ValueError(f"{path} is not a geobus seen-set: {exc}") from exc
     try:
-        check_tables(db, {TABLE})
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        columns = tuple(row[1] for row in db.execute(f"PRAGMA table_info({TABLE})"))
-        if columns and columns != _COLUMNS:
-            raise NotOurDatabase(f"its {TABLE} table has the columns {list(columns)}, not {list(_COLUMNS)}")
-        db.executescript(_SCHEMA)
+        untyped = db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (UNTYPED_TABLE,)).fetchone()
+        if not untyped:
+            check_tables(db, {TABLE})
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            columns = tuple(row[1] for row in db.execute(f"PRAGMA table_info({TABLE})"))
+            if columns and columns != _COLUMNS:
+                raise NotOurDatabase(f"its {TABLE} table has the columns {list(columns)}, not {list(_COLUMNS)}")
+            db.executescript(_SCHEMA)
     except (sqlite3.Error, NotOurDatabase) as exc:
         db.close()
         raise ValueError(f"{path} is not a geobus seen-set: {exc}") from exc
+    if untyped:
+        db.close()
+        raise ValueError(
+            f"{path} is a seen-set of geobus 0.1.0.dev0, whose keys lost their type (42 and '42' were one "
+            "key): its rows cannot be read safely. Stop the workers using it, then delete it (it only "
+            "remembers the dedup window's keys) or name a new file")
     return db

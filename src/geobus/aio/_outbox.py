@@ -19,9 +19,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from tenacity import AsyncRetrying, retry_if_exception, wait_exponential, wait_random
 
 from .._config import OutboxPolicy, ReplicationMode
-from .._errors import ReplicationError
 from .._outbox import ANY_LANE, Entry, Outbox
-from .._policy import NAMESPACE_REFUSALS, common_rejection, is_availability_error
+from .._policy import SendJudge
 
 if TYPE_CHECKING:
     from ._channels import SendChannel
@@ -76,17 +75,20 @@ class AsyncOutbox:
         self.sync.close()
 
 
-def _transient(exc: BaseException) -> bool:
-    """Worth another try later: the namespace (or both) may come back."""
-    return isinstance(exc, ReplicationError) or is_availability_error(exc)
+# The drainer's judge: a buffered message goes wherever a namespace will take it, so a
+# namespace's refusal (a rotated key, a missing entity) sends it to the other one.
+_JUDGE = SendJudge(draining=True)
 
 
 class Drainer:
     """Sends one entity's buffered messages when their namespace can take them.
 
     Lanes are independent: a namespace that stays down holds back only its own
-    lane. A batch refused for a non-transient reason is retried one message at a
-    time, so only the message at fault is dead-lettered, with the reason.
+    lane. What an error means is the sender's judge's call (``SendJudge``): an
+    outage is waited out with backoff; anything else (the message's fault, every
+    namespace refusing, an error geobus cannot classify) refuses the batch for
+    good, which is then retried one message at a time, so only the message at
+    fault is dead-lettered, with the reason.
     """
 
     def __init__(
@@ -156,7 +158,7 @@ class Drainer:
         retrying = AsyncRetrying(
             # first, 2*first, 4*first ... up to cap, each plus up to `first` of jitter
             wait=wait_exponential(multiplier=first, max=cap) + wait_random(0, first),
-            retry=retry_if_exception(_transient),
+            retry=retry_if_exception(_JUDGE.worth_waiting),
             sleep=self._sleep,
             reraise=True,
         )
@@ -193,7 +195,7 @@ class Drainer:
             try:
                 await self._send(lane, entries)
             except Exception as exc:
-                if _transient(exc):
+                if _JUDGE.worth_waiting(exc):
                     await outbox.run(outbox.sync.record_failure, ids, f"{type(exc).__name__}: {exc}"[:500])
                     raise
                 if len(entries) > 1:
@@ -227,22 +229,15 @@ class Drainer:
         sender._health.refresh()  # an operator may un-pause a namespace while nothing is sent
         if lane == ANY_LANE:
             if sender.mode == ReplicationMode.PASSIVE:
-                await sender._passive(attempt, deadline, len(messages), fail_over_on=NAMESPACE_REFUSALS)
+                await sender._passive(attempt, deadline, len(messages), judge=_JUDGE)
                 return
             # Written in passive mode, drained in active: every namespace must get it.
             results = await sender._concurrently(attempt, deadline, list(sender._channels), len(messages))
-            missed = {name: error for name, error in results.items() if error is not None}
-            if len(missed) == len(results):
-                # Both refuse it for the same reason: not transient. Otherwise: retry.
-                raise common_rejection(missed) or ReplicationError(
-                    "no namespace took the buffered message", causes=missed
-                )
+            missed = list(_JUDGE.active(results).missed)  # raises when it landed nowhere
             if missed:
                 # Landed on one: the other's copy waits in that namespace's own lane, where
                 # a refusal for good is dead-lettered and an outage is waited out.
-                await self._outbox.append(self.entity, list(missed), messages)
-                self._outbox.wake(self.entity, list(missed))
+                await self._outbox.append(self.entity, missed, messages)
+                self._outbox.wake(self.entity, missed)
             return
-        error = (await sender._concurrently(attempt, deadline, [lane], len(messages)))[lane]
-        if error is not None:
-            raise error
+        _JUDGE.active(await sender._concurrently(attempt, deadline, [lane], len(messages)))

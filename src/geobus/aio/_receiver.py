@@ -6,19 +6,19 @@ import asyncio
 import collections
 import contextlib
 import logging
+import operator
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Hashable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
-from azure.servicebus.exceptions import MessageLockLostError
 
 from .._closing import AsyncClosing
 from .._config import Deadlines, DedupKey, DedupPolicy
-from .._dedup import Copy, DuplicateTracker, Verdict
-from .._policy import is_availability_error
+from .._dedup import Copy, DuplicateTracker, Key, Verdict, key_of
+from .._faults import Fault, classify
 from .._seenset import Claim, SeenSet, open_seen_set
 from ._channels import ReceiveChannel
 from ._shared import SharedKeys
@@ -47,7 +47,7 @@ class ReceiverStats:
 
 @dataclass(eq=False)
 class _Delivered:
-    key: Hashable | None
+    key: Key | None
     copy: Copy
     channel: ReceiveChannel
 
@@ -60,22 +60,37 @@ def _timestamp(message: ServiceBusReceivedMessage) -> float | None:
     return locked_until.timestamp() if locked_until is not None else None
 
 
-def key_function(policy: DedupPolicy) -> Callable[[ServiceBusReceivedMessage], Hashable | None]:
-    """How a received message's dedup key is read, per the policy."""
-    if policy.key == DedupKey.MESSAGE_ID:
-        return lambda message: message.message_id
-    if policy.key == DedupKey.SUBJECT:
-        return lambda message: message.subject
-    name = policy.property_name or ""
+def key_function(policy: DedupPolicy) -> Callable[[ServiceBusReceivedMessage], Key | None]:
+    """How a received message's dedup key is read, per the policy: its value spelt with its
+    type (``key_of``), None when the message has none. Never raises, whatever it holds."""
+    read: Callable[[ServiceBusReceivedMessage], object]
+    if policy.key == DedupKey.APPLICATION_PROPERTY:
+        read = _property_reader(policy.property_name or "")
+    else:
+        read = operator.attrgetter("message_id" if policy.key == DedupKey.MESSAGE_ID else "subject")
+
+    def key(message: ServiceBusReceivedMessage) -> Key | None:
+        value = read(message)
+        return None if value is None else key_of(value)
+
+    return key
+
+
+def _property_reader(name: str) -> Callable[[ServiceBusReceivedMessage], object]:
     encoded = name.encode()
 
-    def from_property(message: ServiceBusReceivedMessage) -> Hashable | None:
+    def read(message: ServiceBusReceivedMessage) -> object:
         properties = message.application_properties or {}
-        # The SDK's pure-Python transport hands keys and string values back as bytes.
+        # The SDK's pure-Python transport hands names and string values back as bytes (binary
+        # values too: it cannot tell them apart). Read a value as the SDK reads a message_id:
+        # text when it is UTF-8, bytes otherwise.
         value = properties.get(encoded, properties.get(name))
-        return value.decode() if isinstance(value, bytes) else value
+        if isinstance(value, bytes):
+            with contextlib.suppress(UnicodeDecodeError):
+                return value.decode()
+        return value
 
-    return from_property
+    return read
 
 
 class DedupReceiver(AsyncClosing):
@@ -316,7 +331,7 @@ class DedupReceiver(AsyncClosing):
         if verdict is Verdict.DELIVER and self._shared is not None and key is not None:
             # New to this process: the fleet may have it in flight, or processed.
             try:
-                verdict = await self._shared.admit(str(key), copy, already_settled=self._already_settled)
+                verdict = await self._shared.admit(key, copy, already_settled=self._already_settled)
             except asyncio.CancelledError:
                 # The caller gave up waiting: the copy goes back in line, not astray.
                 self._queued[channel.name] += 1
@@ -337,7 +352,7 @@ class DedupReceiver(AsyncClosing):
             self._settle_in_background(copy, verdict)
         return None
 
-    def _deliver(self, copy: Copy, key: Hashable | None = None) -> ServiceBusReceivedMessage:
+    def _deliver(self, copy: Copy, key: Key | None = None) -> ServiceBusReceivedMessage:
         message: ServiceBusReceivedMessage = copy.payload
         if key is None:
             key = self._key(message)
@@ -352,7 +367,7 @@ class DedupReceiver(AsyncClosing):
         if self._inbox is not None:
             self._inbox.put_nowait(item)
 
-    def _processed_elsewhere(self, key: Hashable, copy: Copy, verdict: Verdict) -> None:
+    def _processed_elsewhere(self, key: Key, copy: Copy, verdict: Verdict) -> None:
         """Another worker settled ``key``: this copy, and any twin held here, the same way."""
         settled = self._tracker.completed if verdict is Verdict.COMPLETE else self._tracker.dead_lettered
         for twin, twin_verdict in settled(key, copy):
@@ -368,7 +383,7 @@ class DedupReceiver(AsyncClosing):
                 self._ready.append(copy)
                 continue
             # The owner may have been waiting on another worker: ask the fleet again.
-            verdict = await self._shared.admit(str(key), copy, already_settled=False)
+            verdict = await self._shared.admit(key, copy, already_settled=False)
             if verdict is Verdict.DELIVER:
                 self._ready.append(copy)
             elif verdict in (Verdict.COMPLETE, Verdict.DEAD_LETTER):
@@ -400,7 +415,7 @@ class DedupReceiver(AsyncClosing):
         for copy, verdict in self._tracker.completed(record.key, record.copy):
             self._settle_in_background(copy, verdict)
         if self._shared is not None and record.key is not None:
-            await self._shared.done(str(record.key), Claim.COMPLETED)
+            await self._shared.done(record.key, Claim.COMPLETED)
 
     async def dead_letter_message(
         self,
@@ -419,7 +434,7 @@ class DedupReceiver(AsyncClosing):
         for copy, verdict in self._tracker.dead_lettered(record.key, record.copy):
             self._settle_in_background(copy, verdict, reason=reason, description=error_description)
         if self._shared is not None and record.key is not None:
-            await self._shared.done(str(record.key), Claim.DEAD_LETTERED)
+            await self._shared.done(record.key, Claim.DEAD_LETTERED)
 
     async def abandon_message(self, message: ServiceBusReceivedMessage) -> None:
         """Abandon ``message``: a held copy (or the redelivery) goes to the application."""
@@ -454,7 +469,7 @@ class DedupReceiver(AsyncClosing):
         if twin is not None:
             self._ready.append(twin)  # this process keeps the key: the twin goes to the application
         elif self._shared is not None and record.key is not None and not self._tracker.is_in_flight(record.key):
-            await self._shared.release(str(record.key))  # the key left this process: free it
+            await self._shared.release(record.key)  # the key left this process: free it
 
     def _in_background(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -544,7 +559,7 @@ class DedupReceiver(AsyncClosing):
             try:
                 until = await channel.renew_lock(copy.payload, timeout=self.deadlines.attempt)
             except Exception as exc:
-                if is_availability_error(exc) and not isinstance(exc, MessageLockLostError):
+                if classify(exc) is Fault.AVAILABILITY:  # a lost lock is not an outage
                     return
                 continue  # this lock is gone (its copy comes back, or its twin is delivered)
             copy.locked_until = until.timestamp() if until is not None else None
@@ -560,11 +575,11 @@ class DedupReceiver(AsyncClosing):
         # Held here: with the application under a live lock, or ready to be handed out.
         now = self._clock()
         held = {
-            str(record.key)
+            record.key
             for record in self._delivered.values()
             if record.key is not None and (record.copy.locked_until is None or record.copy.locked_until > now)
         }
-        held |= {str(self._key(copy.payload)) for copy in self._ready if self._key(copy.payload) is not None}
+        held |= {key for key in map(self._key, (copy.payload for copy in self._ready)) if key is not None}
         await shared.renew(held)
 
     # -- lifecycle --------------------------------------------------------------------------

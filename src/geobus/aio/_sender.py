@@ -16,7 +16,7 @@ from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageProperties
 from typing_extensions import Self
 
 from .._closing import AsyncClosing
-from .._config import MAX_MESSAGE_ID_LENGTH, Deadlines, OutboxPolicy, ReplicationMode, WriteQuorum
+from .._config import Deadlines, OutboxPolicy, ReplicationMode, WriteQuorum
 from .._errors import (
     NamespaceTimeoutError,
     NamespaceUnavailableError,
@@ -25,13 +25,8 @@ from .._errors import (
 )
 from .._health import Health
 from .._outbox import ANY_LANE
-from .._policy import (
-    SendResult,
-    active_outcome,
-    common_rejection,
-    is_availability_error,
-    message_fault,
-)
+from .._policy import SendJudge, SendResult
+from .._validate import validate_message, validate_schedule_time
 from ._channels import SendChannel
 from ._outbox import AsyncOutbox, Drainer
 
@@ -72,7 +67,9 @@ class ReplicatedMessageBatch:
     """A batch that fits the smaller of the two namespaces' limits.
 
     ``add_message`` raises ``MessageSizeExceededError`` when the message does not
-    fit, exactly as ``ServiceBusMessageBatch.add_message`` does.
+    fit, exactly as ``ServiceBusMessageBatch.add_message`` does, and
+    ``TypeError``/``ValueError`` naming the field for a message ``send_messages``
+    would refuse.
     """
 
     def __init__(self, sizer: ServiceBusMessageBatch) -> None:
@@ -99,18 +96,20 @@ class ReplicatedMessageBatch:
         return f"ReplicatedMessageBatch(count={len(self)}, size={self.size_in_bytes}, max={self.max_size_in_bytes})"
 
 
-def prepare_message(message: Any) -> str:
-    """Give ``message`` a MessageId if it has none; check the id; return it.
+def prepare_message(message: Any, *, field: str = "") -> str:
+    """Give ``message`` a MessageId if it has none; check every field; return the id as text.
+
+    ``field`` prefixes the field names in errors (``messages[2].``).
 
     Raises:
-        TypeError: not a ServiceBusMessage or AmqpAnnotatedMessage.
-        ValueError: an empty id, or one over 128 characters.
+        TypeError: not a ServiceBusMessage or AmqpAnnotatedMessage, or a field of a
+            type the SDK cannot encode (the error names the field).
+        ValueError: a field out of range, too long or inconsistent (an empty id, one
+            over 128 characters, a partition key other than the session id...).
     """
-    message_id: Any
     if isinstance(message, ServiceBusMessage):
         if message.message_id is None:
             message.message_id = str(uuid.uuid4())
-        message_id = message.message_id
     elif isinstance(message, AmqpAnnotatedMessage):
         properties = message.properties
         if properties is None:
@@ -118,17 +117,11 @@ def prepare_message(message: Any) -> str:
             properties = message.properties = AmqpMessageProperties()
         if properties.message_id is None:
             properties.message_id = str(uuid.uuid4())
-        message_id = properties.message_id
     else:
         raise TypeError(
-            f"expected ServiceBusMessage or AmqpAnnotatedMessage, got {type(message).__name__}"
+            f"{field}expected ServiceBusMessage or AmqpAnnotatedMessage, got {type(message).__name__}"
         )
-    text = message_id.decode() if isinstance(message_id, bytes) else str(message_id)
-    if not text:
-        raise ValueError("message_id must not be empty")
-    if len(text) > MAX_MESSAGE_ID_LENGTH:
-        raise ValueError(f"message_id is {len(text)} characters; Service Bus allows at most {MAX_MESSAGE_ID_LENGTH}")
-    return text
+    return validate_message(message, field=field)
 
 
 def _payload(message: Any) -> tuple[Any, list[Message]]:
@@ -142,8 +135,8 @@ def _payload(message: Any) -> tuple[Any, list[Message]]:
         return message, [message]
     if isinstance(message, Iterable) and not isinstance(message, (str, bytes, dict)):
         messages = list(message)
-        for item in messages:
-            prepare_message(item)
+        for index, item in enumerate(messages):
+            prepare_message(item, field=f"messages[{index}].")
         return messages, messages
     raise TypeError(f"cannot send {type(message).__name__}; expected a message, a list of them, or a batch")
 
@@ -167,14 +160,26 @@ class ReplicatedSender(AsyncClosing):
     Every call finishes within ``deadlines.send`` (or its ``timeout``), whatever
     the network does. Task-safe within one event loop; not thread-safe.
 
+    Only an outage (a namespace that cannot be reached or does not answer)
+    fails over, counts toward a circuit breaker or is buffered; see
+    ``geobus._errors`` for how every error is read.
+
     Raises (from ``send_messages``):
+        TypeError, ValueError: a field the SDK cannot encode or Service Bus would
+            refuse, naming it (``message_id: float is not a valid message id
+            type``), before anything is sent or buffered.
         ReplicationError: no namespace took the message, or quorum ``all`` was not
-            met, and there is no outbox.
+            met, and there is no outbox; or quorum ``all`` was not met for a reason
+            no outbox can wait out (the message's fault or an unknown error on one
+            namespace while the other took it).
         OutboxFullError: ...and the outbox is full (nothing was buffered).
-        ValueError, TypeError: bad input, before anything is sent.
-        azure.servicebus.exceptions.MessageSizeExceededError,
+        azure.servicebus.exceptions.MessageSizeExceededError, or the SDK's error
+            for a message it could not encode: raised unchanged, without failover.
         ServiceBusAuthenticationError, ServiceBusAuthorizationError,
-        MessagingEntityNotFoundError: raised unchanged, without failover.
+        MessagingEntityNotFoundError, MessagingEntityDisabledError: raised
+            unchanged, without failover (the namespace's setup is wrong).
+        NamespaceError: a namespace answered with an error geobus cannot
+            classify (a ServiceBusError); no failover, nothing buffered.
     """
 
     def __init__(
@@ -198,6 +203,7 @@ class ReplicatedSender(AsyncClosing):
         self._health = health or Health([channel.name for channel in channels])
         self.mode = ReplicationMode(mode)
         self.write_quorum = WriteQuorum(write_quorum)
+        self._judge = SendJudge(quorum=self.write_quorum)
         self.deadlines = deadlines or Deadlines()
         self.entity = entity
         self._outbox = outbox
@@ -255,8 +261,12 @@ class ReplicatedSender(AsyncClosing):
     async def send_messages(self, message: Any, *, timeout: float | None = None) -> SendResult:
         """Send a message, a list of messages or a ``ReplicatedMessageBatch`` to both namespaces.
 
+        Every field of every message is checked first (see the class's Raises):
+        a list with one bad message sends none of them.
+
         Returns a ``SendResult``: ``landed`` names the namespaces that stored the
-        message(s), ``buffered`` the outbox lanes that keep them for later.
+        message(s), ``buffered`` the outbox lanes that keep them for later;
+        ``missed`` the namespaces that did not, with their errors.
         """
         await self._start()
         payload, messages = _payload(message)
@@ -284,11 +294,16 @@ class ReplicatedSender(AsyncClosing):
 
         Returns one ``ScheduledMessage`` per message, holding each namespace's
         sequence number, for ``cancel_scheduled_messages``. Never buffered: a
-        schedule needs the namespace's answer.
+        schedule needs the namespace's answer. Fails over and raises as
+        ``send_messages`` does.
         """
         await self._start()
-        batch = [messages] if isinstance(messages, (ServiceBusMessage, AmqpAnnotatedMessage)) else list(messages)
-        ids = [prepare_message(m) for m in batch]
+        if isinstance(messages, (ServiceBusMessage, AmqpAnnotatedMessage)):
+            batch, ids = [messages], [prepare_message(messages)]
+        else:
+            batch = list(messages)
+            ids = [prepare_message(m, field=f"messages[{i}].") for i, m in enumerate(batch)]
+        validate_schedule_time(schedule_time_utc)
         deadline = self._deadline(timeout)
         self._health.refresh()
         numbers: dict[str, list[int]] = {}
@@ -300,7 +315,7 @@ class ReplicatedSender(AsyncClosing):
             await self._passive(attempt, deadline, len(batch))
         else:
             results = await self._concurrently(attempt, deadline, list(self._channels), len(batch))
-            self._judge_active(results)
+            self._noted(self._judge.active(results), "are missing")
         return [
             ScheduledMessage(message_id, {name: seqs[i] for name, seqs in numbers.items()})
             for i, message_id in enumerate(ids)
@@ -379,21 +394,19 @@ class ReplicatedSender(AsyncClosing):
             return SendResult(landed=(), missed=exc.causes, buffered=(ANY_LANE,))
 
     async def _passive(
-        self, attempt: Any, deadline: float, count: int, *, fail_over_on: tuple[type[BaseException], ...] = ()
+        self, attempt: Any, deadline: float, count: int, *, judge: SendJudge | None = None
     ) -> SendResult:
         """The seed's algorithm: the active namespace, then the other on an availability error.
 
-        ``fail_over_on``: more errors that send the message to the other namespace (the
-        drainer passes the refusals that blame a namespace, not the message: a rotated
-        key, a missing entity). When every namespace refused that way, the last such
-        error is raised.
+        ``judge``: the drainer's, under which a namespace's refusal (a rotated key,
+        a missing entity) sends the message to the other namespace too.
 
         Raises:
             ReplicationError: no namespace took it (every error an availability error).
-            Exception: a rejection (bad input, too large, unauthorized), unchanged.
+            Exception: what stopped the failover, as ``SendJudge.passive`` says.
         """
+        judge = judge or self._judge
         errors: dict[str, BaseException] = {}
-        last: BaseException | None = None
         for name in self._health.passive_order():
             skipped = self._health.unavailable(name)
             if skipped is not None:
@@ -403,10 +416,10 @@ class ReplicatedSender(AsyncClosing):
                 await self._attempt(name, deadline, attempt)
             except Exception as exc:
                 self._failures[name] += 1
-                if not (is_availability_error(exc) or isinstance(exc, fail_over_on)):
-                    raise
-                errors[name] = last = exc
-                continue
+                errors[name] = exc
+                if judge.tries_next(exc):
+                    continue
+                break
             self._sent[name] += count
             # Only a send that had to pass a namespace by may swap the roles: one that went
             # straight to its first choice, decided before a concurrent failover or failback
@@ -418,11 +431,8 @@ class ReplicatedSender(AsyncClosing):
                     ", ".join(f"namespace {n!r} unavailable ({type(e).__name__})" for n, e in errors.items()),
                     name,
                 )
-            return SendResult(landed=(name,), missed=errors, failed_over=bool(errors))
-        if fail_over_on and len(errors) == len(self._channels) and all(isinstance(e, fail_over_on) for e in errors.values()):
-            assert last is not None
-            raise last
-        raise ReplicationError("no namespace took the message", causes=errors) from last
+            return judge.passive(errors, landed=name)
+        return judge.passive(errors, landed=None)
 
     # -- active ---------------------------------------------------------------------------
 
@@ -437,18 +447,11 @@ class ReplicatedSender(AsyncClosing):
             await self._concurrently(attempt, deadline, [n for n in names if n not in results], len(messages))
         )
         results = {name: results[name] for name in names}
-        if self._outbox is None:
-            return self._judge_active(results)
-        missed = {name: error for name, error in results.items() if error is not None}
-        landed = tuple(name for name, error in results.items() if error is None)
-        if not missed:
-            return self._noted(SendResult(landed=landed, missed={}), "")
-        if not landed:
-            rejection = common_rejection(missed) or message_fault(missed)
-            if rejection is not None:  # no namespace will ever take it: not for the outbox
-                raise rejection
-        await self._buffer(list(missed), messages, causes=missed, landed=landed)
-        return self._noted(SendResult(landed=landed, missed=missed, buffered=tuple(missed)), "wait in the outbox")
+        result = self._judge.active(results, buffering=self._outbox is not None)
+        if result.buffered:
+            missed = dict(result.missed)
+            await self._buffer(list(result.buffered), messages, causes=missed, landed=result.landed)
+        return self._noted(result, "wait in the outbox" if result.buffered else "are missing")
 
     async def _concurrently(
         self, attempt: Any, deadline: float, names: list[str], count: int
@@ -471,9 +474,6 @@ class ReplicatedSender(AsyncClosing):
 
         outcomes = await asyncio.gather(*(one(name) for name in names))
         return dict(zip(names, outcomes, strict=True))
-
-    def _judge_active(self, results: dict[str, BaseException | None]) -> SendResult:
-        return self._noted(active_outcome(self.write_quorum, results), "are missing")
 
     def _stores_again(self, name: str) -> None:
         """``name`` took a copy again (a send, or its outbox lane drained to the last one)."""
@@ -540,7 +540,7 @@ class ReplicatedSender(AsyncClosing):
         try:
             result = await self._bounded(self._channels[name], deadline, attempt)
         except Exception as exc:
-            self._health.record(name, exc, availability=is_availability_error(exc))
+            self._health.record(name, exc, availability=SendJudge.counts_against(exc))
             raise
         except BaseException as exc:  # cancelled: says nothing about the namespace
             self._health.record(name, exc, availability=False)

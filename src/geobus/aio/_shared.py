@@ -7,7 +7,9 @@ answer into the tracker's vocabulary (``Verdict``), keeps the leases of the keys
 this process holds, and asks again about copies whose key another worker has in
 flight — they wait, locked, until that worker completes the key (the copy is
 settled the same way) or dies (its lease runs out and this worker claims the key
-and delivers the copy).
+and delivers the copy). Keys are the receiver's ``key_of`` spellings (the value
+and its type), handed to the store as they are: the store and the receiver's own
+tracker agree on what a duplicate is.
 
 When the store fails, it is left alone for ``_STORE_BACKOFF`` seconds (a breaker:
 a black-holed Redis must not cost every message its timeout), and the policy
@@ -25,7 +27,7 @@ import uuid
 from collections.abc import Callable, Iterable
 
 from .._config import DedupPolicy, StoreUnavailable
-from .._dedup import Copy, Verdict
+from .._dedup import Copy, Key, Verdict
 from .._seenset import Claim, SeenSet, SeenSetError
 
 _LOG = logging.getLogger("geobus")
@@ -54,9 +56,9 @@ class SharedKeys:
         self.ttl = policy.max_age
         self.when_down = policy.store_unavailable
         self._clock = clock
-        self._claimed: dict[str, float] = {}  # key -> when its lease was last taken or renewed
-        self._waiting: dict[str, Copy] = {}  # key -> the copy waiting on another owner
-        self._unrecorded: dict[str, Claim] = {}  # settled on the bus, not yet in the store
+        self._claimed: dict[Key, float] = {}  # key -> when its lease was last taken or renewed
+        self._waiting: dict[Key, Copy] = {}  # key -> the copy waiting on another owner
+        self._unrecorded: dict[Key, Claim] = {}  # settled on the bus, not yet in the store
         self._down_until: float | None = None
 
     # -- the store's health -------------------------------------------------------------------
@@ -79,7 +81,7 @@ class SharedKeys:
             self._down_until = None
             _LOG.info("geobus: the shared seen-set answers again")
 
-    async def _claim(self, key: str) -> Claim | None:
+    async def _claim(self, key: Key) -> Claim | None:
         """The store's answer, or None when it is (or just went) unavailable."""
         if self.down:
             return None
@@ -93,7 +95,7 @@ class SharedKeys:
 
     # -- arrivals ---------------------------------------------------------------------------
 
-    async def admit(self, key: str, copy: Copy, *, already_settled: bool) -> Verdict:
+    async def admit(self, key: Key, copy: Copy, *, already_settled: bool) -> Verdict:
         """What to do with the first local copy of ``key``; ``HOLD`` means it waits here."""
         claim = await self._claim(key)
         if already_settled:  # receive-and-delete: the copy is already gone from its namespace
@@ -109,7 +111,7 @@ class SharedKeys:
             self._waiting[key] = copy
         return _VERDICTS[claim]
 
-    async def recheck(self) -> list[tuple[str, Copy, Verdict]]:
+    async def recheck(self) -> list[tuple[Key, Copy, Verdict]]:
         """Ask again about the waiting copies; returns those that are no longer waiting.
         Stops at the first failure: the rest wait for the store to be back."""
         resolved = []
@@ -143,7 +145,7 @@ class SharedKeys:
 
     # -- leases and outcomes ---------------------------------------------------------------------
 
-    async def renew(self, held: set[str]) -> None:
+    async def renew(self, held: set[Key]) -> None:
         """Keep what this process holds: renew the leases of ``held`` keys (their copies are
         with the application, or ready for it, with a live lock) a third of the way into the
         lease; retry completions the store missed; let go of claims no longer held."""
@@ -165,7 +167,7 @@ class SharedKeys:
             except SeenSetError as exc:
                 self._failed(exc)  # the lease may lapse: a twin elsewhere is then delivered
 
-    async def done(self, key: str, outcome: Claim) -> None:
+    async def done(self, key: Key, outcome: Claim) -> None:
         """The application settled ``key`` (``COMPLETED`` or ``DEAD_LETTERED``). If the store
         cannot record it now, the lease is kept and the write retried (``renew``)."""
         try:
@@ -183,7 +185,7 @@ class SharedKeys:
         self._unrecorded.pop(key, None)
         self._claimed.pop(key, None)
 
-    async def release(self, key: str) -> None:
+    async def release(self, key: Key) -> None:
         """This process no longer holds ``key`` (abandoned, lock lost, given back)."""
         self._claimed.pop(key, None)
         if self.down:
@@ -194,7 +196,7 @@ class SharedKeys:
             self._failed(exc)
 
     @property
-    def claimed(self) -> set[str]:
+    def claimed(self) -> set[Key]:
         return set(self._claimed)
 
     async def close(self) -> None:

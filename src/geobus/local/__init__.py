@@ -6,7 +6,15 @@ python-qpid-proton.
 
 from ._control import ControlClient, ControlServer
 from ._entities import EntitySettings
-from ._namespace import DEFAULT_MAX_MESSAGE_SIZE, DEV_KEY, DEV_KEY_NAME, LocalNamespace
+from ._limits import Limits
+from ._namespace import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEV_KEY,
+    DEV_KEY_NAME,
+    MAX_LATENCY,
+    LocalNamespace,
+    development_key,
+)
 from ._process import LocalNamespaceProcess
 from ._server import Fault
 
@@ -18,6 +26,9 @@ __all__ = [
     "DEV_KEY_NAME",
     "EntitySettings",
     "Fault",
+    "Limits",
     "LocalNamespace",
     "LocalNamespaceProcess",
+    "MAX_LATENCY",
+    "development_key",
 ]

@@ -24,6 +24,7 @@ from proton import (
     Event,
     Link,
     Message,
+    Session,
     Terminus,
     Transport,
     symbol,
@@ -35,6 +36,7 @@ from ._broker import BadAddress, Broker, EntityNotFound, Topic, entity_path
 from ._cbs import CBS_NODE, authorized, handle_put_token
 from ._codec import CodecError, encode_annotations, encode_header, parse_message, unpack_batch
 from ._entities import LockLost, MessageLog, MessageState, StoredMessage
+from ._limits import RESOURCE_LIMIT_EXCEEDED, Limits
 
 _LOG = logging.getLogger("geobus.local")
 
@@ -89,13 +91,18 @@ class Engine:
         *,
         key_name: str,
         key: str,
+        hosts: frozenset[str],
         max_message_size: int,
+        limits: Limits | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.broker = broker
         self.key_name = key_name
         self._key = key
+        # The host names a token's audience may name (``_cbs.own_hosts``).
+        self.hosts = hosts
         self.max_message_size = max_message_size
+        self.limits = limits or Limits()
         self.clock = clock
         self._consumers: dict[MessageLog, list[Link]] = {}
 
@@ -113,6 +120,9 @@ class Engine:
         transport = Transport(Transport.SERVER)
         sasl = transport.sasl()
         sasl.allowed_mechs("ANONYMOUS")
+        # Advertised in the open frame: proton sends half of this as idle-time-out.
+        transport.idle_timeout = self.limits.idle_timeout
+        transport.channel_max = self.limits.max_links_per_connection - 1
         connection = Connection()
         collector = Collector()
         connection.collect(collector)
@@ -120,6 +130,9 @@ class Engine:
         connection.audiences = {}
         connection.reply_links = {}
         connection.consumer_links = []
+        # Links the peer attached and has not detached yet, refused ones included.
+        connection.link_count = 0
+        connection.to_free = []  # links and sessions closed at both ends (``free_closed``)
         return transport, connection, collector
 
     def connection_gone(self, connection: Connection) -> None:
@@ -128,6 +141,10 @@ class Engine:
         for link in connection.consumer_links:
             self._unregister(link)
         connection.consumer_links = []
+        # The links here hold the connection, which holds this dict: a cycle through
+        # proton's C objects that Python's collector cannot see.
+        connection.reply_links = {}
+        connection.to_free = []
 
     # -- events --------------------------------------------------------------
 
@@ -144,10 +161,12 @@ class Engine:
         elif kind == Event.SESSION_REMOTE_OPEN and (session := event.session) is not None:
             session.open()
         elif kind == Event.SESSION_REMOTE_CLOSE and (session := event.session) is not None:
-            session.close()
+            self._session_gone(session)
         elif kind == Event.CONNECTION_REMOTE_OPEN and (connection := event.connection) is not None:
             connection.container = "geobus-local"
             connection.open()
+            if (transport := connection.transport) is not None:
+                _advertise_idle_timeout_only(transport)
         elif kind == Event.CONNECTION_REMOTE_CLOSE and (connection := event.connection) is not None:
             self.connection_gone(connection)
             connection.close()
@@ -159,8 +178,66 @@ class Engine:
             if link.is_sender and getattr(link, "kind", None) == "entity":
                 self._pump_link(link)
         else:
-            self._unregister(link)
-            link.close()
+            self._link_gone(link)
+
+    def _within_link_limit(self, link: Link) -> bool:
+        """Count a new link; refuse it past the limit, close the connection past twice that."""
+        connection = link.connection
+        connection.link_count += 1
+        most = self.limits.max_links_per_connection
+        if connection.link_count <= most:
+            return True
+        if connection.link_count > 2 * most:
+            # The peer ignores refusals, and each refused link it keeps attached still
+            # holds memory here.
+            connection.condition = error_condition(
+                RESOURCE_LIMIT_EXCEEDED, f"more than {2 * most} links attached after refusals"
+            )
+            connection.close()
+        else:
+            self._refuse_link(
+                link, RESOURCE_LIMIT_EXCEEDED, f"at most {most} links may be attached per connection"
+            )
+        return False
+
+    def _link_gone(self, link: Link) -> None:
+        """The peer detached ``link`` (or ended its session): detach it here, forget it, free it."""
+        if getattr(link, "gone", False):
+            return
+        link.gone = True
+        connection = link.connection
+        connection.link_count -= 1
+        self._unregister(link)
+        if link in connection.consumer_links:
+            connection.consumer_links.remove(link)
+        replies = connection.reply_links
+        for address in [a for a, reply in replies.items() if reply == link]:
+            del replies[address]
+        if (current := link.current) is not None:
+            current.buffer = None  # an unfinished transfer
+        link.close()
+        connection.to_free.append(link)
+
+    def _session_gone(self, session: Session) -> None:
+        # A peer may end a session without detaching its links first.
+        link = session.connection.link_head(0)
+        while link is not None:
+            following = link.next(0)
+            if link.session == session:
+                self._link_gone(link)
+            link = following
+        session.close()
+        session.connection.to_free.append(session)
+
+    def free_closed(self, connection: Connection) -> None:
+        """Free the links and sessions both ends have closed.
+
+        Called once the connection's events are all handled: a later event about a
+        freed link would find it gone. proton still sends the detach or end frame.
+        """
+        endpoints, connection.to_free = connection.to_free, []
+        for endpoint in endpoints:
+            endpoint.free()
 
     # -- links ---------------------------------------------------------------
 
@@ -169,6 +246,8 @@ class Engine:
         link.target.copy(link.remote_target)
         link.snd_settle_mode = link.remote_snd_settle_mode
         link.rcv_settle_mode = link.remote_rcv_settle_mode
+        if not self._within_link_limit(link):
+            return
         terminus = link.remote_target if link.is_receiver else link.remote_source
         try:
             address = terminus.address or ""  # proton decodes it as UTF-8
@@ -216,6 +295,7 @@ class Engine:
             )
             return
         link.kind = "entity"
+        link.entity = path  # what its token must cover for as long as it is attached
         if link.is_receiver:
             link.max_message_size = self.max_message_size
             link.open()
@@ -229,6 +309,8 @@ class Engine:
 
     def _open_node(self, link: Link, kind: str, address: str) -> None:
         link.kind = kind
+        if link.is_receiver:
+            link.max_message_size = self._request_limit(link)
         link.open()
         if link.is_receiver:
             link.flow(LINK_CREDIT)
@@ -339,17 +421,18 @@ class Engine:
                 link.advance()
                 delivery.settle()
             return
-        buffered = getattr(delivery, "buffer", None)
-        buffer = bytearray(chunk) if buffered is None else buffered + chunk
-        if len(buffer) > self.max_message_size:
+        buffer = getattr(delivery, "buffer", None)
+        if buffer is None:
+            buffer = bytearray()
+        buffer += chunk  # in place: a large message comes in many frames
+        if len(buffer) > (limit := self._request_limit(link)):
             delivery.buffer = None
             if not delivery.partial:
                 link.advance()
-            self._reject(delivery, MESSAGE_SIZE_EXCEEDED, "The message exceeds the maximum size.")
+            too_large = f"The message exceeds the maximum size ({limit} bytes)."
+            self._reject(delivery, MESSAGE_SIZE_EXCEEDED, too_large)
             if delivery.partial:
-                link.condition = error_condition(
-                    MESSAGE_SIZE_EXCEEDED, "The message exceeds the maximum size."
-                )
+                link.condition = error_condition(MESSAGE_SIZE_EXCEEDED, too_large)
                 link.close()
             return
         if delivery.partial:
@@ -377,6 +460,12 @@ class Engine:
         delivery.settle()
         if link.credit < LINK_CREDIT // 2:
             link.flow(LINK_CREDIT - link.credit)
+
+    def _request_limit(self, link: Link) -> int:
+        """The most bytes one incoming delivery on ``link`` may have (its max-message-size)."""
+        if getattr(link, "kind", None) == "cbs":
+            return self.limits.max_cbs_request
+        return self.max_message_size
 
     def _reject(self, delivery: Delivery, condition: str, description: str) -> None:
         delivery.local.condition = error_condition(condition, description)
@@ -418,6 +507,17 @@ class Engine:
         link.send(response.encode())
         link.advance()
         delivery.settle()
+
+
+def _advertise_idle_timeout_only(transport: Transport) -> None:
+    """Write the open frame now, with the idle-time-out it advertises, then turn off
+    proton's own idle check.
+
+    The server closes idle connections itself (``_limits``): proton's close frame
+    carries no info map, which the SDK cannot read (see ``error_condition``).
+    """
+    transport.pending()
+    transport.idle_timeout = 0
 
 
 def _dead_letter_info(condition: Condition | None) -> tuple[str | None, str | None]:

@@ -6,14 +6,30 @@ back on the connection's ``$cbs`` receiver link with ``status-code`` and
 ``status-description`` (the spellings azure-servicebus reads). A request that is
 malformed gets an error status, never a closed connection; a token's signature
 never reaches a log line or a reply.
+
+As in Service Bus, a token must name this namespace: its audience (``sr``) is a
+URL whose host is one of the namespace's own names (``own_hosts``), and a link
+lives no longer than the tokens that let it attach: when the last token covering
+its entity expires, the server detaches it (``expired_links``) with
+``amqp:unauthorized-access``. The SDK puts a fresh token before that (at a tenth
+of the token's lifetime before expiry), so its links never notice.
+
+The port is not part of the check: a client re-addressed to a ``FaultProxy``
+(``geobus.testing.proxied_connection_string``) names the proxy's port. Two
+namespaces on one host are told apart by their keys (each has its own by
+default).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import socket
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from proton import Connection, Link, Message
+from proton import Connection, Endpoint, Link, Message
 
 from .._sas import SasTokenError
 from ._broker import BadAddress, entity_path
@@ -24,6 +40,10 @@ if TYPE_CHECKING:
 CBS_NODE = "$cbs"
 _SAS_PREFIX = "SharedAccessSignature "
 _LOG = logging.getLogger("geobus.local")
+# The schemes a Service Bus audience is written with: the SDK sends sb://.
+_AUDIENCE_SCHEMES = frozenset({"sb", "amqp", "amqps", "http", "https"})
+_LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+_WILDCARDS = frozenset({"", "0.0.0.0", "::"})
 
 
 def handle_put_token(engine: Engine, link: Link, data: bytes) -> None:
@@ -39,6 +59,71 @@ def handle_put_token(engine: Engine, link: Link, data: bytes) -> None:
         return
     status, description = _put_token(engine, link.connection, request)
     engine.reply(link.connection, CBS_NODE, request, _status(status, description))
+
+
+def own_hosts(host: str, hostnames: Iterable[str] = ()) -> frozenset[str]:
+    """The host names a token's audience may name, for a namespace listening on ``host``.
+
+    ``host`` itself and ``hostnames`` (other names clients use for it, such as a
+    container's); for a loopback address, ``localhost`` and the loopback
+    addresses too; for a wildcard address (``0.0.0.0``, ``::``), the loopback
+    names and this machine's host name.
+    """
+    names = {_normal_host(name) for name in hostnames}
+    if host in _WILDCARDS:  # every address of this machine, but no name of its own
+        names |= _LOOPBACK_NAMES | {_normal_host(socket.gethostname())}
+    else:
+        names.add(_normal_host(host))
+    if _is_loopback(host):
+        names |= _LOOPBACK_NAMES
+    return frozenset(names - {""})
+
+
+def check_audience_host(audience: str, hosts: frozenset[str]) -> None:
+    """Refuse an audience that is not a URL naming one of ``hosts``.
+
+    Raises:
+        SasTokenError: the audience is not an ``sb://host[:port]/...`` URL, or
+            names another host (quoted: a host name is not a secret).
+    """
+    try:
+        parts = urlsplit(audience)
+        _ = parts.port  # a port that is not a number raises here
+    except ValueError:
+        raise SasTokenError("the token audience (sr) is not a URL") from None
+    host = _normal_host(parts.hostname or "")
+    if (
+        parts.scheme.lower() not in _AUDIENCE_SCHEMES
+        or not host
+        or parts.username is not None
+        or parts.query
+        or parts.fragment
+    ):
+        raise SasTokenError("the token audience (sr) is not an sb://host/entity URL")
+    if host not in hosts:
+        shown = host if len(host) <= 100 else host[:100] + "..."
+        raise SasTokenError(f"the token audience (sr) names host {shown!r}, not this namespace")
+
+
+def expired_links(connection: Connection, now: float) -> list[Link]:
+    """The entity and management links of ``connection`` that no token covers at ``now``.
+
+    Cheap when nothing has expired: the links are only walked once the soonest
+    expiry has passed; expired audiences are then forgotten.
+    """
+    audiences: dict[str, float] = connection.audiences
+    if not audiences or min(audiences.values()) >= now:
+        return []
+    found: list[Link] = []
+    link = connection.link_head(Endpoint.LOCAL_ACTIVE)
+    while link is not None:
+        path = getattr(link, "entity", None)
+        if path is not None and not authorized(connection, path, now):
+            found.append(link)
+        link = link.next(Endpoint.LOCAL_ACTIVE)
+    for audience in [a for a, expiry in audiences.items() if expiry < now]:
+        del audiences[audience]
+    return found
 
 
 def authorized(connection: Connection, path: str, now: float) -> bool:
@@ -65,6 +150,9 @@ def _put_token(engine: Engine, connection: Connection, request: Message) -> tupl
         return 401, "the local namespace accepts SAS tokens only"
     try:
         token = engine.validate_token(body)
+        check_audience_host(token.audience, engine.hosts)
+        if name is not None and "://" in name:
+            check_audience_host(name, engine.hosts)
         audience = _audience_path(token.audience)
         wanted = _audience_path(name or token.audience)
         if audience and wanted != audience and not wanted.startswith(audience + "/"):
@@ -81,6 +169,20 @@ def _audience_path(audience: str) -> str:
         return entity_path(audience)
     except BadAddress:
         return ""  # the namespace itself: covers every entity
+
+
+def _normal_host(host: str) -> str:
+    """Lower case, no trailing dot, no IPv6 brackets: the form ``urlsplit`` gives."""
+    return host.strip().strip("[]").rstrip(".").lower()
+
+
+def _is_loopback(host: str) -> bool:
+    if _normal_host(host) == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(_normal_host(host)).is_loopback
+    except ValueError:
+        return False
 
 
 def _status(status: int, description: str) -> dict[str, Any]:

@@ -45,6 +45,12 @@ class Conn:
     registered: int = 0
     next_tick: float = 0.0
     closed: bool = False
+    # Limits' clocks (``_limits``), in ``time.monotonic()`` seconds: when the peer last
+    # sent anything; the time by which it must authorise (0: it has); the time by
+    # which a connection closed for a limit is dropped even if its peer reads nothing.
+    last_input: float = 0.0
+    authorise_by: float = 0.0
+    close_by: float = 0.0
 
     def read(self, latency: float) -> None:
         """Take what the socket has: into the transport now, or ``latency`` later.
@@ -58,6 +64,7 @@ class Conn:
             return
         except OSError:
             data = b""
+        self.last_input = time.monotonic()
         if self.input_done:
             return  # end of stream seen, or input refused: the loop closes once flushed
         if not data:
@@ -159,6 +166,7 @@ class Conn:
                 self.connection.close()
             self.collector.pop()
             event = self.collector.peek()
+        engine.free_closed(self.connection)
         return busy
 
 

@@ -5,13 +5,21 @@ nothing), so each namespace started by ``geobus local`` also serves:
 
     GET  /                      {"fault": ..., "latency": ..., "connections": ..., "counts": {...}}
     POST /fault/<name>          name: refuse | black_hole | freeze | heal | drop | detach
-    POST /latency?seconds=0.5
+    POST /latency?seconds=0.5   0 to MAX_LATENCY seconds
+
+Every request must carry ``X-Geobus-Control: 1``. A web page cannot send that
+header to another origin without a CORS preflight, which this server never
+grants (it answers no OPTIONS), so a page the developer happens to visit cannot
+trigger a fault. For the same reason a request with an ``Origin`` header (a
+browser's), a ``Host`` that is not a loopback name (DNS rebinding), or a POST
+with a body is refused. Refusals are 403 or 415; a bad number is 400.
 
 ``ControlClient`` is the Python side, used by drills and tests.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import threading
 import urllib.request
@@ -20,6 +28,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ._namespace import LocalNamespace
+
+HEADER = "X-Geobus-Control"
 
 _FAULTS = {
     "refuse": LocalNamespace.refuse,
@@ -79,21 +89,50 @@ def _handler_for(namespace: LocalNamespace) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(payload)
 
+        def _refusal(self) -> tuple[int, str] | None:
+            """Why this request may not be served, or None; see the module docstring."""
+            if self.headers.get(HEADER) != "1":
+                return 403, f"the {HEADER}: 1 header is required"
+            if self.headers.get("Origin") is not None:
+                return 403, "requests from a web page (with an Origin header) are refused"
+            if not _loopback_host(self.headers.get("Host") or ""):
+                return 403, "the Host header must name a loopback address"
+            if self.command == "POST":
+                length = self.headers.get("Content-Length") or "0"
+                content_type = self.headers.get("Content-Type")
+                if length != "0" or self.headers.get("Transfer-Encoding") is not None:
+                    return 415, "commands take no body: parameters go in the query string"
+                if content_type is not None and content_type.split(";")[0].strip() != "application/json":
+                    return 415, "commands take no body (a Content-Type, if any, is application/json)"
+            return None
+
+        def _refused(self) -> bool:
+            refusal = self._refusal()
+            if refusal is None:
+                return False
+            code, reason = refusal
+            self.close_connection = True
+            self._reply(code, {"error": reason})
+            return True
+
         def do_GET(self) -> None:
+            if self._refused():
+                return
             if urlsplit(self.path).path != "/":
                 self._reply(404, {"error": "unknown path"})
                 return
             self._reply(200, status(namespace))
 
         def do_POST(self) -> None:
+            if self._refused():
+                return
             url = urlsplit(self.path)
             parts = url.path.strip("/").split("/")
             try:
                 if len(parts) == 2 and parts[0] == "fault" and parts[1] in _FAULTS:
                     _FAULTS[parts[1]](namespace)
                 elif parts == ["latency"]:
-                    seconds = float(parse_qs(url.query).get("seconds", ["0"])[0])
-                    namespace.set_latency(seconds)
+                    namespace.set_latency(_seconds(url.query))
                 else:
                     self._reply(404, {"error": f"unknown command {url.path!r}"})
                     return
@@ -105,6 +144,36 @@ def _handler_for(namespace: LocalNamespace) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _loopback_host(host: str) -> bool:
+    """Whether a Host header (``127.0.0.1:8080``, ``[::1]:8080``, ``localhost``) is loopback."""
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:
+        return False
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _seconds(query: str) -> float:
+    """The one ``seconds`` parameter of ``query``, as a number.
+
+    Raises:
+        ValueError: it is missing, repeated or not a number (its range is
+            ``set_latency``'s to check).
+    """
+    values = parse_qs(query, keep_blank_values=True).get("seconds", [])
+    if len(values) != 1:
+        raise ValueError("give latency as one seconds=<number> parameter")
+    try:
+        return float(values[0])
+    except ValueError:
+        raise ValueError("latency seconds must be a number") from None
+
+
 class ControlClient:
     """Sends fault commands to a namespace started by ``geobus local``."""
 
@@ -113,7 +182,8 @@ class ControlClient:
         self.timeout = timeout
 
     def _call(self, method: str, path: str) -> dict[str, Any]:
-        request = urllib.request.Request(self.url + path, method=method, data=b"" if method == "POST" else None)
+        # No body, so no Content-Type: urllib would label even an empty one a form.
+        request = urllib.request.Request(self.url + path, method=method, headers={HEADER: "1"})
         with urllib.request.urlopen(request, timeout=self.timeout) as response:
             result: dict[str, Any] = json.loads(response.read())
             return result

@@ -7,11 +7,14 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from ._control import ControlServer
-from ._namespace import DEFAULT_MAX_MESSAGE_SIZE, DEV_KEY, DEV_KEY_NAME, LocalNamespace
+from ._limits import Limits
+from ._namespace import DEFAULT_MAX_MESSAGE_SIZE, DEV_KEY_NAME, LocalNamespace, development_key
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,8 +24,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key-name", default=DEV_KEY_NAME, help="shared access key name")
     parser.add_argument(
         "--key",
-        default=os.environ.get("GEOBUS_LOCAL_KEY", DEV_KEY),
-        help="shared access key (default: $GEOBUS_LOCAL_KEY or the published development key)",
+        default=None,
+        help="shared access key of every namespace (default: $GEOBUS_LOCAL_KEY, or each "
+        "namespace its own published development key)",
+    )
+    parser.add_argument(
+        "--hostname",
+        action="append",
+        default=[],
+        help="another host name clients use for the namespaces, accepted in SAS token "
+        "audiences (repeatable; loopback names are accepted on a loopback --host)",
     )
     parser.add_argument("--lock-duration", type=float, default=60.0, help="peek-lock duration, seconds")
     parser.add_argument("--max-delivery-count", type=int, default=10, help="deliveries before dead-lettering")
@@ -34,6 +45,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", action="append", default=[], metavar="TOPIC:SUB1,SUB2", help="declare a topic and its subscriptions (repeatable)")
     parser.add_argument("--strict", action="store_true", help="unknown entities are an error instead of being created")
     parser.add_argument("--control-port", type=int, default=0, help="HTTP control port of the first namespace (0: any free port)")
+    limits = parser.add_argument_group("limits (what one client may hold of a namespace)")
+    for spec in fields(Limits):
+        limits.add_argument(
+            "--" + spec.name.replace("_", "-"),
+            type=_limit(spec.name),
+            default=spec.default,
+            help=f"{_LIMITS_HELP[spec.name]} (default {spec.default:g})",
+        )
+
+
+_LIMITS_HELP = {
+    "handshake_timeout": "seconds a connection has to put a token on $cbs before it is closed",
+    "idle_timeout": "seconds of silence after which a connection is closed (half is advertised)",
+    "max_connections": "open connections; a new one replaces the oldest not yet authorised",
+    "max_links_per_connection": "links attached at once on one connection; more are refused",
+    "max_cbs_request": "bytes in one $cbs request; a larger one detaches its link",
+}
+
+
+def _limit(name: str) -> Callable[[str], float]:
+    """Parse a limit flag's value, checked by ``Limits`` itself."""
+    number: Callable[[str], Any] = (
+        float if next(f for f in fields(Limits) if f.name == name).type == "float" else int
+    )
+
+    def parse(text: str) -> float:
+        try:
+            value: float = number(text)
+            check: dict[str, Any] = {name: value}
+            Limits(**check)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    return parse
+
+
+def _limits(args: argparse.Namespace) -> Limits:
+    return Limits(**{spec.name: getattr(args, spec.name) for spec in fields(Limits)})
 
 
 def _store_path(store: Path | None, index: int) -> Path | None:
@@ -52,9 +102,19 @@ def _topics(specs: list[str]) -> dict[str, list[str]]:
     return topics
 
 
+def _keys(args: argparse.Namespace) -> list[str]:
+    """One key per namespace: the one given to all, or each its own development key."""
+    key = args.key if args.key is not None else os.environ.get("GEOBUS_LOCAL_KEY")
+    if key is not None and not key.strip():
+        raise SystemExit("geobus local: --key (or GEOBUS_LOCAL_KEY) is set but empty")
+    return [key or development_key(index + 1) for index in range(args.namespaces)]
+
+
 def run(args: argparse.Namespace) -> int:
     if args.namespaces < 1:
         raise SystemExit("geobus local: --namespaces must be at least 1")
+    keys = _keys(args)
+    # Set by SIGTERM/SIGINT, or by a namespace that stopped by itself (its store failed).
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -65,7 +125,9 @@ def run(args: argparse.Namespace) -> int:
                 host=args.host,
                 port=args.port + index if args.port else 0,
                 key_name=args.key_name,
-                key=args.key,
+                key=keys[index],
+                hostnames=args.hostname,
+                on_failure=lambda _error: stop.set(),
                 lock_duration=args.lock_duration,
                 max_delivery_count=args.max_delivery_count,
                 default_ttl=args.default_ttl,
@@ -75,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
                 queues=args.queue,
                 topics=_topics(args.topic),
                 store=_store_path(args.store, index),
+                limits=_limits(args),
             )
             namespace = LocalNamespace(**options).start()
             control_port = args.control_port + index if args.control_port else 0
@@ -93,7 +156,15 @@ def run(args: argparse.Namespace) -> int:
         for namespace, control in started:
             control.stop()
             namespace.stop()
-    return 0
+    failed = [namespace for namespace, _ in started if namespace.failure is not None]
+    for namespace in failed:
+        print(
+            f"geobus local: {namespace.endpoint} stopped: {namespace.failure}; every namespace "
+            "was stopped, and nothing that was not saved had been acknowledged",
+            file=sys.stderr,
+            flush=True,
+        )
+    return 1 if failed else 0
 
 
 def _describe_store(namespace: LocalNamespace) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -10,7 +12,9 @@ from typing import Any
 
 from ._amqp import Engine
 from ._broker import Broker
+from ._cbs import own_hosts
 from ._entities import EntitySettings
+from ._limits import Limits
 from ._server import Fault, Server
 from ._store import MemoryStore, SqliteStore
 
@@ -18,6 +22,25 @@ DEV_KEY_NAME = "RootManageSharedAccessKey"
 # A published development key, like Azurite's: it protects nothing and is safe to print.
 DEV_KEY = "Z2VvYnVzLWxvY2FsLWRldmVsb3BtZW50LWtleQ=="
 DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+# More than any SDK timeout: a larger latency is a typo, not a fault worth injecting.
+MAX_LATENCY = 3600.0
+
+
+def development_key(number: int) -> str:
+    """The published development key of namespace ``number`` (1, 2, ...) of a set.
+
+    Namespace 1's is ``DEV_KEY``. ``geobus local --namespaces N`` and
+    ``geobus.testing.local_pair`` give each namespace its own, so that a token
+    (or a connection string) for one does not work on another, as in Azure.
+
+    Raises:
+        ValueError: ``number`` is not a positive int.
+    """
+    if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+        raise ValueError(f"number must be a positive int, not {number!r}")
+    if number == 1:
+        return DEV_KEY
+    return base64.b64encode(f"geobus-local-development-key-{number}".encode()).decode()
 
 
 class LocalNamespace:
@@ -33,9 +56,26 @@ class LocalNamespace:
     ``drop_connections``, ``detach_links``, ``heal``) and ``counts`` are safe to
     call from any thread; they take effect on the server's loop before returning.
 
+    A SAS token must name this namespace: its audience's host is ``host``, or one
+    of ``hostnames`` (for a loopback ``host``, also ``localhost`` and the loopback
+    addresses). Links are detached when their token expires.
+
+    ``limits`` bounds what clients may hold (``Limits``: handshake and idle
+    timeouts, connections, links per connection, ``$cbs`` request size), so that
+    no local process can stop the namespace serving others or grow its memory
+    without bound.
+
+    If the ``store`` cannot be written (disk full, a file size limit), the
+    namespace stops serving at once, before it acknowledges anything it did not
+    save: ``failure`` holds the ``OSError``, ``on_failure(error)`` is called (on
+    the server's thread; it must not block), later calls raise ``RuntimeError``,
+    and leaving the ``with`` block raises the error.
+
     Raises:
-        OSError: the port cannot be bound (on ``start``).
-        ValueError: ``store`` names a file that is not a local store.
+        OSError: the port cannot be bound (on ``start``); the store could not be
+            written (on leaving the ``with`` block).
+        ValueError: ``store`` names a file that is not a local store, or cannot
+            be created.
     """
 
     def __init__(
@@ -45,6 +85,7 @@ class LocalNamespace:
         port: int = 0,
         key_name: str = DEV_KEY_NAME,
         key: str = DEV_KEY,
+        hostnames: Iterable[str] = (),
         lock_duration: float = 60.0,
         max_delivery_count: int = 10,
         default_ttl: float | None = None,
@@ -55,6 +96,8 @@ class LocalNamespace:
         topics: Mapping[str, Iterable[str]] | None = None,
         store: str | Path | None = None,
         clock: Callable[[], float] = time.time,
+        on_failure: Callable[[BaseException], None] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         settings = EntitySettings(
             lock_duration=lock_duration,
@@ -82,10 +125,12 @@ class LocalNamespace:
             self._broker,
             key_name=key_name,
             key=key,
+            hosts=own_hosts(host, [hostnames] if isinstance(hostnames, str) else hostnames),
             max_message_size=max_message_size,
+            limits=limits,
             clock=clock,
         )
-        self._server = Server(self._engine, self._store, host, port)
+        self._server = Server(self._engine, self._store, host, port, on_failure=on_failure)
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------
@@ -97,10 +142,16 @@ class LocalNamespace:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the store; never raises ``failure`` (see ``__exit__``)."""
         if self._started:
             self._server.stop()
             self._started = False
         self._store.close()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """Why the namespace stopped by itself (an ``OSError`` from its store), or None."""
+        return self._server.failure
 
     def __enter__(self) -> LocalNamespace:
         return self.start()
@@ -112,6 +163,11 @@ class LocalNamespace:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+        failure = self._server.failure
+        if failure is not None and failure is not exc:
+            # The block may have failed because of it (the SDK saw its connection
+            # close): raised here, the store's error is the one the reader sees first.
+            raise failure
 
     def __repr__(self) -> str:
         return f"LocalNamespace(endpoint={self.endpoint!r}, fault={self.fault.value!r})"
@@ -165,9 +221,18 @@ class LocalNamespace:
         self._server.call(lambda: self._server.set_fault(Fault.FREEZE))
 
     def set_latency(self, seconds: float) -> None:
-        """Hold every inbound chunk ``seconds`` before it is processed."""
-        if seconds < 0:
-            raise ValueError("latency must not be negative")
+        """Hold every inbound chunk ``seconds`` before it is processed.
+
+        Raises:
+            ValueError: ``seconds`` is not a finite number from 0 to ``MAX_LATENCY``.
+        """
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not math.isfinite(seconds)
+            or not 0 <= seconds <= MAX_LATENCY
+        ):
+            raise ValueError(f"latency seconds must be a number from 0 to {MAX_LATENCY:g}")
         self._server.call(lambda: setattr(self._server, "latency", float(seconds)))
 
     def drop_connections(self) -> int:

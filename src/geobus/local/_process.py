@@ -24,6 +24,12 @@ class LocalNamespaceProcess:
     ends); ``kill()`` is SIGKILL, ``pause()``/``resume()`` are SIGSTOP/SIGCONT.
     Only the process this object started is ever signalled, by its id.
 
+    ``key``: the shared access key of its namespaces, handed over in the child's
+    environment (``GEOBUS_LOCAL_KEY``), never on its command line where any local
+    user could read it. By default each namespace has its own development key
+    (``development_key``); two processes that stand for two regions should be
+    given different keys, as two Azure namespaces have.
+
     Raises:
         RuntimeError: the process did not print its connection strings in time,
             or exited early (its stderr tail is in the message).
@@ -36,9 +42,11 @@ class LocalNamespaceProcess:
         port: int = 0,
         store: str | Path | None = None,
         args: Sequence[str] = (),
+        key: str | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
         self.namespaces = namespaces
+        self._key = key
         self.store = Path(store) if store is not None else None
         self.args = list(args)
         self.startup_timeout = startup_timeout
@@ -66,13 +74,16 @@ class LocalNamespaceProcess:
         if self.store is not None:
             command += ["--store", str(self.store)]
         command += self.args
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        if self._key is not None:
+            env["GEOBUS_LOCAL_KEY"] = self._key
         self._process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env=env,
         )
         lines: queue.Queue[tuple[str, str | None]] = queue.Queue()
         for name, stream in (("out", self._process.stdout), ("err", self._process.stderr)):

@@ -11,13 +11,17 @@ holds every inbound chunk, and the peer's end of stream, for that long before th
 protocol sees it; ``drop`` resets every open connection once.
 
 Every change of broker state is written to the store before the bytes that
-acknowledge it are written to a socket.
+acknowledge it are written to a socket. A store that cannot be written stops the
+loop: its connections are closed without sending what that turn answered (so no
+unsaved transfer is ever accepted), ``failure`` holds the error and
+``on_failure`` is called.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import logging
 import selectors
 import socket
@@ -31,12 +35,17 @@ from typing import Any, Protocol, TypeVar
 
 from proton import Endpoint
 
-from ._amqp import Engine, error_condition
+from ._amqp import UNAUTHORIZED, Engine, error_condition
 from ._broker import Broker
+from ._cbs import expired_links
 from ._connection import Conn
+from ._limits import CLOSE_GRACE, AcceptBackoff, next_deadline, oldest_unauthorised, overdue
+from ._store import StoreWriteError
 
 _LOG = logging.getLogger("geobus.local")
 _T = TypeVar("_T")
+# ``accept()`` errors that mean "no descriptor (or buffer) for a new socket now".
+_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class Store(Protocol):
@@ -52,10 +61,22 @@ class Fault(enum.Enum):
     FREEZE = "freeze"
 
 
+# Faults that stop the server reading: its limits' clocks stand still meanwhile.
+_SILENT = (Fault.BLACK_HOLE, Fault.FREEZE)
+
+
 class Server:
     """Runs one namespace's listener and connections on a private thread."""
 
-    def __init__(self, engine: Engine, store: Store, host: str, port: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        store: Store,
+        host: str,
+        port: int,
+        *,
+        on_failure: Callable[[BaseException], None] | None = None,
+    ) -> None:
         self.engine = engine
         self.store = store
         self.host = host
@@ -77,6 +98,11 @@ class Server:
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._stopping = False
         self._thread: threading.Thread | None = None
+        self._accept_backoff = AcceptBackoff()
+        self._full = False  # at max_connections with no one to give way: logged once
+        # Why the loop ended by itself; None while it runs or once ``stop`` ended it.
+        self.failure: BaseException | None = None
+        self._on_failure = on_failure
 
     # -- lifecycle (any thread) ----------------------------------------------------
 
@@ -106,10 +132,15 @@ class Server:
         future: Future[_T] = Future()
         with self._commands_lock:
             if self._loop_done:
-                raise RuntimeError("the local namespace's loop is not running")
+                raise RuntimeError(self._not_running()) from self.failure
             self._commands.append((fn, future))
         self._wake()
         return future.result(timeout)
+
+    def _not_running(self) -> str:
+        if self.failure is None:
+            return "the local namespace's loop is not running"
+        return f"the local namespace stopped: {self.failure}"
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -130,10 +161,23 @@ class Server:
                 self._reserve_port()
         elif self.fault == Fault.REFUSE:
             self._listen()
+        if self.fault in _SILENT and fault not in _SILENT:
+            self._restart_clocks()
         self.fault = fault
         self._watch_listener()
         for conn in list(self._conns):
             self._update_interest(conn)
+
+    def _restart_clocks(self) -> None:
+        # The server read nothing during the fault: that silence is not the clients'.
+        now = time.monotonic()
+        handshake = self.engine.limits.handshake_timeout
+        for conn in self._conns:
+            conn.last_input = now
+            if conn.authorise_by:
+                conn.authorise_by = now + handshake
+            if conn.close_by:
+                conn.close_by = now + CLOSE_GRACE
 
     def drop_connections(self) -> int:
         conns = list(self._conns)
@@ -177,7 +221,13 @@ class Server:
                             conn.want_write = False
                 self._run_commands()
                 self._turn()
-        except Exception:  # pragma: no cover - a bug; keep the traceback visible
+        except StoreWriteError as exc:
+            # Not a bug: the disk is full, say. Serving on would acknowledge what is not
+            # saved, so stop; the sockets close below without sending this turn's answers.
+            self.failure = exc
+            _LOG.error("local namespace %s:%s stopped: %s", self.host, self.port, exc)
+        except Exception as exc:  # pragma: no cover - a bug; keep the traceback visible
+            self.failure = exc
             _LOG.exception("local namespace loop crashed")
             raise
         finally:
@@ -186,7 +236,7 @@ class Server:
                 orphans = list(self._commands)
                 self._commands.clear()
             for _, future in orphans:
-                future.set_exception(RuntimeError("the local namespace stopped"))
+                future.set_exception(RuntimeError(self._not_running()))
             for conn in list(self._conns):
                 self._close(conn)
             self._close_listener()
@@ -196,10 +246,14 @@ class Server:
             self._selector.close()
             self._wake_r.close()
             self._wake_w.close()
+            if self.failure is not None and self._on_failure is not None:
+                self._on_failure(self.failure)
 
     def _timeout(self) -> float:
         now = time.monotonic()
         deadlines = [now + 0.5]
+        if self._accept_backoff.resume_at:
+            deadlines.append(self._accept_backoff.resume_at)
         if self.fault != Fault.FREEZE:
             deadline = self.engine.broker.next_deadline()
             if deadline is not None:
@@ -209,6 +263,8 @@ class Server:
                     deadlines.append(conn.inbound[0][0])
                 if conn.next_tick:
                     deadlines.append(conn.next_tick)
+                if self.fault != Fault.BLACK_HOLE:
+                    deadlines.append(next_deadline(conn, self.engine.limits))
         return max(0.0, min(deadlines) - now)
 
     def _run_commands(self) -> None:
@@ -232,13 +288,50 @@ class Server:
                     self._update_interest(conn)  # the transport may have refused it
         if self.engine.broker.next_deadline() is not None:
             self.engine.pump(self.engine.broker.tick())
+        self._revoke_expired_tokens()
         self._dispatch_all()
+        if self.fault != Fault.BLACK_HOLE:
+            self._enforce_limits(time.monotonic())
+        self._watch_listener()  # a pause in accepting may have run out
         changes, seqs = self.engine.broker.take_changes()
         self.store.save(self.engine.broker, changes, seqs)
         if self.fault == Fault.BLACK_HOLE:
             return
         for conn in list(self._conns):
             self._write(conn)
+
+    def _revoke_expired_tokens(self) -> None:
+        """Detach every link whose token has expired, as Service Bus does."""
+        now = self.engine.clock()
+        for conn in self._conns:
+            for link in expired_links(conn.connection, now):
+                link.condition = error_condition(
+                    UNAUTHORIZED, "the token for this link's entity has expired (put a new one on $cbs)"
+                )
+                link.close()
+
+    def _enforce_limits(self, now: float) -> None:
+        """Close connections that overstayed their handshake or idle time (``_limits``)."""
+        for conn in list(self._conns):
+            if conn.authorise_by and conn.connection.audiences:
+                conn.authorise_by = 0.0
+            if conn.close_by:
+                if now >= conn.close_by:
+                    self._reset(conn)  # it did not take its close frame in time
+            elif conn.connection.state & Endpoint.LOCAL_CLOSED:
+                conn.close_by = now + CLOSE_GRACE  # closed here: the peer has a grace to answer
+            elif (why := overdue(conn, self.engine.limits, now)) is not None:
+                self._close_for(conn, *why)
+                conn.close_by = now + CLOSE_GRACE
+
+    def _close_for(self, conn: Conn, condition: str, description: str) -> None:
+        _LOG.debug("closing a connection: %s", description)
+        connection = conn.connection
+        if connection.state & Endpoint.REMOTE_ACTIVE:
+            connection.condition = error_condition(condition, description)
+            connection.close()
+        else:
+            self._close(conn)  # no AMQP connection to close: the socket is all there is
 
     def _dispatch_all(self) -> None:
         # A delivery on one connection can pump messages onto another's link, so go
@@ -292,9 +385,10 @@ class Server:
             watched = True
         except KeyError:
             watched = False
-        if self.fault == Fault.FREEZE and watched:
+        wanted = self.fault != Fault.FREEZE and not self._accept_backoff.paused(time.monotonic())
+        if watched and not wanted:
             self._selector.unregister(self._listener)
-        elif self.fault != Fault.FREEZE and not watched:
+        elif wanted and not watched:
             self._selector.register(self._listener, selectors.EVENT_READ, "listener")
 
     def _close_listener(self) -> None:
@@ -305,22 +399,57 @@ class Server:
             self._listener = None
 
     def _accept(self) -> None:
-        if self._listener is None:
-            return
-        while True:
+        while self._listener is not None:
             try:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as exc:
+                if exc.errno in _OUT_OF_DESCRIPTORS:
+                    self._out_of_descriptors(exc)
+                    if self._accept_backoff.resume_at:
+                        return
+                    continue
                 return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            transport, connection, collector = self.engine.new_connection()
-            conn = Conn(sock, transport, connection, collector)
-            conn.next_tick = time.monotonic()
-            self._conns.add(conn)
-            self._update_interest(conn)
+            self._accept_backoff.succeeded()
+            self._serve(sock)
+
+    def _out_of_descriptors(self, exc: OSError) -> None:
+        """Free a descriptor, or stop accepting for a while: the listener stays readable,
+        and retrying at once would spin."""
+        victim = oldest_unauthorised(self._conns)
+        if victim is not None:
+            self._reset(victim)  # its descriptor is the next client's
+            return
+        if not self._accept_backoff.resume_at:
+            _LOG.warning("cannot accept connections (%s): retrying when one closes", exc.strerror)
+        self._accept_backoff.failed(time.monotonic())
+        self._watch_listener()
+
+    def _serve(self, sock: socket.socket) -> None:
+        limits = self.engine.limits
+        if len(self._conns) >= limits.max_connections:
+            victim = oldest_unauthorised(self._conns)
+            if victim is None:
+                if not self._full:
+                    _LOG.warning(
+                        "%s connections, the most allowed: closing new ones until one closes",
+                        limits.max_connections,
+                    )
+                    self._full = True
+                sock.close()
+                return
+            self._reset(victim)
+        self._full = False
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport, connection, collector = self.engine.new_connection()
+        conn = Conn(sock, transport, connection, collector)
+        now = time.monotonic()
+        conn.next_tick = conn.last_input = now
+        conn.authorise_by = now + limits.handshake_timeout
+        self._conns.add(conn)
+        self._update_interest(conn)
 
     def _update_interest(self, conn: Conn) -> None:
         if conn.closed:
@@ -370,6 +499,9 @@ class Server:
         conn.sock.close()
         conn.inbound.clear()
         self._conns.discard(conn)
+        if self._accept_backoff.resume_at:  # a descriptor is free: accept again now
+            self._accept_backoff.clear()
+            self._watch_listener()
         self.engine.connection_gone(conn.connection)
         with contextlib.suppress(Exception):
             conn.transport.unbind()

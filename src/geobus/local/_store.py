@@ -6,15 +6,21 @@ deleting the file is the disaster of a lost region. A file that is damaged
 (truncated, overwritten, another program's) is refused when opened, never
 replaced by an empty store. Locks are not kept: after a restart every message
 is unlocked, as if its lock had been lost.
+
+The file holds message bodies, so a new one is created owner-only (0600), as
+are SQLite's ``-wal`` and ``-shm`` files beside it. A write that fails (disk
+full, a file size limit) raises ``StoreWriteError``: the server stops before it
+acknowledges anything that was not saved.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from .._sqlite import NotOurDatabase, check_file, check_tables
+from .._sqlite import NotOurDatabase, check_file, check_tables, create_owner_only
 from ._broker import DEAD_LETTER_SUFFIX, SUBSCRIPTIONS, Broker, Change
 from ._codec import encode_annotations, encode_header, parse_message
 from ._entities import MessageState, StoredMessage
@@ -34,6 +40,13 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS sequences (entity TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS entities (path TEXT PRIMARY KEY, kind TEXT NOT NULL);
 """
+
+
+class StoreWriteError(OSError):
+    """The store could not save a change (disk full, a file size limit, an I/O error).
+
+    The message names the file and SQLite's reason; it never holds message data.
+    """
 
 
 class MemoryStore:
@@ -63,9 +76,16 @@ class SqliteStore:
         self.path = Path(path)
         try:
             check_file(self.path)
+            # Message bodies are the application's data: owner-only, like the outbox.
+            create_owner_only(self.path)
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False
             )
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            if self.path.exists():  # a directory, say
+                raise ValueError(f"{self.path} is not a geobus local store: {reason}") from exc
+            raise ValueError(f"cannot create the store {self.path}: {reason}") from exc
         except (sqlite3.Error, NotOurDatabase) as exc:
             raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
         try:
@@ -125,6 +145,20 @@ class SqliteStore:
             )
 
     def save(self, broker: Broker, changes: list[Change], seqs: dict[str, int]) -> None:
+        """Write ``changes`` and ``seqs`` in one transaction.
+
+        Raises:
+            StoreWriteError: SQLite could not write (nothing of this call was saved).
+        """
+        try:
+            self._save(broker, changes, seqs)
+        except sqlite3.Error as exc:
+            raise StoreWriteError(
+                f"cannot write the store {self.path} ({exc}): is its disk full, or is a file "
+                "size limit (ulimit -f) in the way?"
+            ) from exc
+
+    def _save(self, broker: Broker, changes: list[Change], seqs: dict[str, int]) -> None:
         # An entity declared with nothing sent yet (a subscription receiver attached
         # first) must survive a restart too, or the topic comes back as a queue.
         entities = set(_entity_rows(broker)) - self._saved_entities
@@ -161,7 +195,8 @@ class SqliteStore:
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:  # SQLite may already have rolled back (disk full)
-                db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
+                    db.execute("ROLLBACK")
             raise
         self._saved_entities |= entities
 
@@ -170,7 +205,6 @@ class SqliteStore:
 
 
 _TABLES = {"messages", "sequences", "entities"}
-
 
 
 def _encode(message: StoredMessage) -> bytes:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._config import NamespaceConfig, ReplicationConfig
-from ..local import LocalNamespace
+from ..local import LocalNamespace, development_key
 from ._proxy import FaultProxy
 from ._sdk import sdk_proxy_options
 
@@ -67,11 +67,18 @@ def local_pair(**options: Any) -> Iterator[NamespacePair]:
     """Start two in-process local namespaces with the same ``options``; stop both after.
 
     ``options`` are ``LocalNamespace``'s (``lock_duration=2.0``, ``queues=["q"]``...).
+    Unless ``key`` is one of them, each namespace has its own development key
+    (``geobus.local.development_key(1)`` and ``(2)``), as two Azure namespaces have
+    their own keys: a connection string mixed up between them is refused.
 
     Raises:
         OSError: a port cannot be bound. TypeError: an unknown option.
     """
-    with LocalNamespace(**options) as primary, LocalNamespace(**options) as secondary:
+    keys = {"key": options.pop("key")} if "key" in options else None
+    with (
+        LocalNamespace(**(keys or {"key": development_key(1)}), **options) as primary,
+        LocalNamespace(**(keys or {"key": development_key(2)}), **options) as secondary,
+    ):
         yield NamespacePair(primary, secondary)
 
 

@@ -8,7 +8,8 @@ Two ways, for two kinds of namespace:
   (``custom_endpoint_address``). Works for local and real namespaces.
 - ``proxied_connection_string``: the connection string itself, re-addressed to
   the proxy. Only for local namespaces (``UseDevelopmentEmulator=true``: plain
-  AMQP, and geobus.local ignores the host in audiences), for code that takes a
+  AMQP, and geobus.local checks the host of a token's audience, not its port: a
+  loopback proxy in front of a loopback namespace passes), for code that takes a
   connection string alone. geobus's ``NamespaceConfig`` takes the options as
   ``client_options``.
 
@@ -25,6 +26,7 @@ import ssl
 from dataclasses import replace
 from typing import Any
 
+from .._redact import describe
 from .._sas import ConnectionString, SasTokenError
 from ._proxy import FaultProxy
 
@@ -156,7 +158,7 @@ def _target(namespace: str) -> tuple[str, bool]:
     host = namespace.strip()
     if "://" in host or "/" in host or ":" in host:
         raise ValueError(
-            f"{host!r} should be a host name like 'contoso.servicebus.windows.net' "
-            "(or pass the connection string)"
+            "namespace should be a host name like 'contoso.servicebus.windows.net' "
+            f"(or pass the connection string), got {describe(host)}"
         )
     return host, True

@@ -6,7 +6,8 @@ Every fixture is function-scoped and stops what it started at teardown:
 
 - ``geobus_namespace``: one in-process ``LocalNamespace``.
 - ``geobus_namespace_pair``: a ``NamespacePair`` (``.primary``, ``.secondary``,
-  ``.config(**options)`` for a ``ReplicationConfig``).
+  ``.config(**options)`` for a ``ReplicationConfig``), each namespace with its own
+  development key, as ``local_pair`` gives.
 - ``geobus_namespace_factory``: ``factory(**LocalNamespace options)`` -> a started namespace.
 - ``geobus_fault_proxy``: ``factory(namespace_or_address, **FaultProxy options)`` ->
   a started ``FaultProxy`` in front of it.
