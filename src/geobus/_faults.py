@@ -129,28 +129,79 @@ FAULTS_BY_CONDITION: dict[str, Fault] = {
     "amqp:connection:framing-error": _A,
     "amqp:connection:redirect": _A,
     "amqp:socket-error": _A,
+    # pyamqp's own word for a link or connection it could not use ("Link is not attached",
+    # "Send failed - connection not running", "Failed to open mgmt link").
+    "amqp:client-error": _A,
     "com.microsoft:container-close": _A,  # the service moving an entity (upgrades, failover)
 }
+
+# The status of a plain ServiceBusError from the management link (schedule, cancel) that
+# carries no condition: the service timed out or failed, another namespace may answer.
+FAULTS_BY_STATUS: dict[int, Fault] = {408: _A, 500: _A, 502: _A, 503: _A, 504: _A}
+
+# A CBS failure is raised as ServiceBusAuthenticationError whatever its cause. Only an
+# answer that refuses the token (4xx) is that namespace's refusal; a put-token the service
+# failed or timed out (5xx, 408), or one whose $cbs link broke (status 0), is an outage.
+_TOKEN_OUTAGE_STATUS = frozenset({0, 408})
+
+# Where the SDK encodes an outgoing message: a TypeError or ValueError raised there is the
+# message's fault; one raised elsewhere in the transport ("Did not receive reciprocal
+# protocol header", "Link already closed.") says nothing about the message.
+_ENCODER_FILES = ("_pyamqp/_encode.py", "_pyamqp/message.py", "_common/message.py")
+_ENCODING_ERRORS = (TypeError, ValueError, OverflowError, struct.error)
 
 _CHAIN_LIMIT = 16  # the SDK's chains are a few links long; this only guards against a cycle
 
 
 def classify(exc: BaseException) -> Fault:
     """Whose fault ``exc`` is (see the module's docstring). Never raises."""
-    fault = _by_class(exc)
-    if fault is not Fault.UNKNOWN:
-        return fault
-    condition = _condition(exc)
-    if condition in FAULTS_BY_CONDITION:
-        return FAULTS_BY_CONDITION[condition]
-    for cause in _chain(exc):
-        fault = _by_class(cause)
+    for depth, error in enumerate((exc, *_chain(exc))):
+        fault = _by_class(error)
+        if fault is Fault.UNKNOWN:
+            fault = _by_condition_or_status(error)
+        elif fault is Fault.NAMESPACE_REFUSAL and isinstance(error, ServiceBusAuthenticationError):
+            fault = _token_fault(error)
+        elif depth and fault is Fault.MESSAGE and not _from_encoder(error):
+            continue  # a transport's ValueError behind a wrapper: read further
         if fault is not Fault.UNKNOWN:
             return fault
-        condition = _condition(cause)
-        if condition in FAULTS_BY_CONDITION:
-            return FAULTS_BY_CONDITION[condition]
     return Fault.UNKNOWN
+
+
+def _by_condition_or_status(exc: BaseException) -> Fault:
+    condition = _condition(exc)
+    if condition is not None:
+        return FAULTS_BY_CONDITION.get(condition, Fault.UNKNOWN)
+    status = getattr(exc, "_status_code", None) if type(exc) is ServiceBusError else None
+    try:
+        return FAULTS_BY_STATUS.get(int(status), Fault.UNKNOWN) if status is not None else Fault.UNKNOWN
+    except (TypeError, ValueError):
+        return Fault.UNKNOWN
+
+
+def _token_fault(exc: BaseException) -> Fault:
+    """A CBS failure: refused (the key, the claim) or an outage of the token service."""
+    inner = getattr(exc, "inner_exception", None)
+    status = getattr(inner, "status_code", None)
+    if isinstance(status, int) and not isinstance(status, bool):
+        outage = status in _TOKEN_OUTAGE_STATUS or status >= 500
+        return Fault.AVAILABILITY if outage else Fault.NAMESPACE_REFUSAL
+    condition = getattr(getattr(inner, "condition", None), "value", None)
+    if condition in (b"amqp:internal-error", "amqp:internal-error"):
+        return Fault.AVAILABILITY  # "Failed to open CBS authentication link"
+    return Fault.NAMESPACE_REFUSAL
+
+
+def _from_encoder(exc: BaseException) -> bool:
+    """Was ``exc`` (a generic encoding error) raised while the SDK encoded a message?"""
+    if not isinstance(exc, _ENCODING_ERRORS) or isinstance(exc, MessageSizeExceededError):
+        return True
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith(_ENCODER_FILES):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def _by_class(exc: BaseException) -> Fault:

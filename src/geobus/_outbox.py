@@ -37,7 +37,7 @@ from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
 
 from ._config import OutboxPolicy
 from ._errors import OutboxError, OutboxFullError
-from ._sqlite import NotOurDatabase, check_file, check_tables
+from ._sqlite import NotOurDatabase, check_file, check_tables, create_owner_only
 
 ANY_LANE = "any"
 _FORMAT = "1"
@@ -212,7 +212,9 @@ def _raw(message: ServiceBusMessage | AmqpAnnotatedMessage) -> AmqpAnnotatedMess
 def _message_id(message: ServiceBusMessage | AmqpAnnotatedMessage) -> str:
     raw = _raw(message)
     value = raw.properties.message_id if raw.properties is not None else None
-    return value.decode() if isinstance(value, bytes) else str(value)
+    if isinstance(value, bytes):  # a binary id: its text when it is UTF-8, as the SDK reads it
+        return value.decode("utf-8", "backslashreplace")
+    return str(value)
 
 
 def _ttl_seconds(message: ServiceBusMessage | AmqpAnnotatedMessage) -> float | None:
@@ -496,7 +498,7 @@ def _open(path: Path) -> sqlite3.Connection:
     try:
         check_file(path)
         # Message bodies are the application's data: owner-only, like a key file.
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        create_owner_only(path)
         db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     except OSError as exc:
         raise _unusable(path, exc) from exc

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from azure.core.exceptions import AzureError
+
 from ._config import WriteQuorum
 from ._errors import NamespaceError, ReplicationError
 from ._faults import Fault, classify
@@ -104,8 +106,20 @@ class SendJudge:
 
     @staticmethod
     def worth_waiting(error: BaseException) -> bool:
-        """The drainer: keep the message and try again later (else it is refused for good)."""
-        return isinstance(error, ReplicationError) or classify(error) is Fault.AVAILABILITY
+        """The drainer: keep the message and try again later (else it is refused for good).
+
+        An outage is waited out, and so is an answer from a namespace that geobus cannot
+        classify (a Service Bus error of no known kind): a message the caller was told is
+        safe is dead-lettered only for a reason that will not pass (its own fault, or a
+        refusal from every namespace), never on a guess. A cancellation is never retried.
+        """
+        if not isinstance(error, Exception):
+            return False
+        if isinstance(error, ReplicationError):
+            return True
+        fault = classify(error)
+        answer = error.error if isinstance(error, NamespaceError) else error
+        return fault is Fault.AVAILABILITY or (fault is Fault.UNKNOWN and isinstance(answer, AzureError))
 
     def tries_next(self, error: BaseException) -> bool:
         """Passive mode: after ``error``, may the other namespace take the message?"""

@@ -21,11 +21,12 @@ parse looks like ("what looks like a connection string") rather than quoting it.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
-__all__ = ["LOOKS_LIKE", "MASK", "describe", "looks_like", "redact"]
+__all__ = ["LOOKS_LIKE", "MASK", "RedactingFilter", "describe", "looks_like", "redact", "redact_logs"]
 
 MASK = "***"
 # A known secret shorter than this is not masked where it stands alone: replacing every
@@ -47,8 +48,9 @@ _SHAPES: tuple[tuple[str, re.Pattern[str], str], ...] = (
     (
         "a named secret in a connection string, a Redis string or a URL query",
         # '=' (also URL-encoded) or ':' (YAML, JSON, a "SharedAccessKey:..." typo).
-        re.compile(rf"(?i){_START}({_NAMES})([\"']?\s*(?:=|:|%3D|%253D)\s*[\"']?){_VALUE}"),
-        rf"\1\2{MASK}",
+        # A quoted value runs to its closing quote, spaces and all ("correct horse battery").
+        re.compile(rf"""(?i){_START}({_NAMES})([\"']?\s*(?:=|:|%3D|%253D)\s*)(?:(["'])(?:(?!\3).)*\3?|{_VALUE})"""),
+        rf"\1\2\3{MASK}\3",
     ),
     (
         "a SAS token's signature",
@@ -141,3 +143,30 @@ def describe(value: object) -> str:
     if not shown:
         return f"a {len(text)}-character value"
     return f"a value starting {shown!r} ({len(text)} characters)"
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record of a geobus logger through ``redact`` before any handler sees it:
+    an SDK error or a URL that a log line quotes cannot carry a key out."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and record.exc_info[1] is not None and not record.exc_text:
+            # The traceback's text is made by the handler's formatter: make it here, redacted.
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        return True
+
+
+# Every logger geobus writes to; a filter on "geobus" does not see its children's records.
+_LOGGERS = ("geobus", "geobus.local", "geobus.testing")
+
+
+def redact_logs() -> None:
+    """Put a ``RedactingFilter`` on each of geobus's loggers, once."""
+    for name in _LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

@@ -154,7 +154,14 @@ def _message_id(field: str, value: Any, *, limit: int | None = None) -> str:
     elif isinstance(value, uuid.UUID):
         text = str(value)
     elif isinstance(value, bytes):
-        text = _utf8(field, value)
+        # An AMQP binary id (JMS and Qpid producers send them): UTF-8 text arrives as a str,
+        # anything else as bytes; either way it is a valid id.
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            if limit is not None and len(value) > limit:
+                raise ValueError(f"{field}: {_describe(value)}; Service Bus allows at most {limit}") from None
+            return value.hex()
     else:
         text = _text(field, value)
     if limit is not None and len(text) > limit:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import itertools
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -323,3 +324,16 @@ class FakeReceiveChannel:
 
     async def close(self) -> None:
         self.closed = True
+
+
+def sdk_handler_failed() -> BaseException:
+    """What the SDK raises for a message its encoder refuses, made by the SDK itself: its
+    encoder's own TypeError, wrapped the way its send path wraps it."""
+    from azure.servicebus._pyamqp._encode import encode_message_id
+    from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+
+    try:
+        encode_message_id(3.5)  # type: ignore[arg-type]
+    except TypeError as exc:
+        return PyamqpTransport.create_servicebus_exception(logging.getLogger("test"), exc)
+    raise AssertionError("the SDK's encoder took a float id")

@@ -12,13 +12,14 @@ import azure.servicebus.exceptions as sdk_exceptions
 import pytest
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus._common import constants as sdk_constants
-from azure.servicebus._pyamqp._encode import encode_payload
+from azure.servicebus._pyamqp._encode import encode_message_id, encode_payload
 from azure.servicebus._pyamqp.error import (
     AMQPConnectionError,
     AMQPLinkError,
     AuthenticationException,
     ErrorCondition,
     MessageSendFailed,
+    TokenAuthFailure,
 )
 from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
 from azure.servicebus.exceptions import ServiceBusError
@@ -81,7 +82,7 @@ BY_CONDITION: dict[bytes, Fault] = {
     b"amqp:link:message-size-exceeded": M,
     b"amqp:link:redirect": U,
     b"amqp:link:stolen": U,
-    b"amqp:client-error": U,
+    b"amqp:client-error": A,  # pyamqp's own "Link is not attached", "connection not running"
     b"amqp:unknown-error": A,
     b"amqp:vendor-error": U,
     b"amqp:socket-error": A,
@@ -172,6 +173,21 @@ class TestConditions:
         error = _sdk_wrapped(AuthenticationException(ErrorCondition.ClientError, description="bad key"))
         assert classify(error) is R
 
+    @pytest.mark.parametrize(("status", "fault"), [(401, R), (403, R), (404, R), (400, R), (0, A), (408, A), (500, A), (503, A)])
+    def test_a_token_answer_is_a_refusal_only_when_it_refuses(self, status: int, fault: Fault) -> None:
+        """Status 0: the $cbs link broke mid-request; 5xx/408: the token service failed."""
+        error = _sdk_wrapped(TokenAuthFailure(status, b"answer"))
+        assert (type(error).__name__, classify(error)) == ("ServiceBusAuthenticationError", fault)
+
+    def test_a_cbs_link_that_would_not_open_is_an_outage(self) -> None:
+        failed = AuthenticationException(ErrorCondition.InternalError, description="Failed to open CBS authentication link.")
+        error = _sdk_wrapped(failed)
+        assert (type(error).__name__, classify(error)) == ("ServiceBusAuthenticationError", A)
+
+    @pytest.mark.parametrize(("status", "fault"), [(503, A), (500, A), (504, A), (408, A), (400, U), ("503", A)])
+    def test_a_management_answer_without_condition_is_read_by_its_status(self, status: Any, fault: Fault) -> None:
+        assert classify(ServiceBusError(message="schedule failed", status_code=status)) is fault
+
     def test_a_client_timeout_is_an_outage(self) -> None:
         error = _sdk_wrapped(MessageSendFailed(condition=ErrorCondition.ClientError, description="timed out"))
         assert (type(error).__name__, classify(error)) == ("OperationTimeoutError", A)
@@ -191,10 +207,16 @@ class TestCauses:
         [TypeError("Unsupported Message ID type."), ValueError("bad"), OverflowError("big"), struct.error("range")],
         ids=lambda e: type(e).__name__,
     )
-    def test_an_encoding_error_is_the_messages(self, inner: BaseException) -> None:
+    def test_an_encoding_error_raised_outside_the_encoder_says_nothing(self, inner: BaseException) -> None:
+        """pyamqp's transport raises ValueErrors too ("Did not receive reciprocal protocol
+        header", "Link already closed."): only one the encoder raised blames the message."""
         error = _sdk_wrapped(inner)
         assert type(error) is ServiceBusError and str(error).startswith("Handler failed")
-        assert classify(error) is M
+        assert classify(error) is U
+
+    def test_a_transport_value_error_over_a_broken_socket_is_an_outage(self) -> None:
+        header = _raised_while_handling(ValueError("Did not receive reciprocal protocol header"), ConnectionResetError())
+        assert classify(_sdk_wrapped(header)) is A
 
     @pytest.mark.parametrize(
         ("fields", "expected"),
@@ -220,7 +242,11 @@ class TestCauses:
         assert classify(error) is M
 
     def test_the_inner_exception_alone_tells(self) -> None:
-        assert classify(ServiceBusError(message="Handler failed", error=TypeError("bad"))) is M
+        try:
+            encode_message_id(3.5)  # type: ignore[arg-type]
+        except TypeError as encoder_error:
+            inner = encoder_error
+        assert classify(ServiceBusError(message="Handler failed", error=inner)) is M
 
     @pytest.mark.parametrize("inner", [BrokenPipeError(32, "Broken pipe"), TimeoutError(), ConnectionResetError()])
     def test_a_broken_socket_is_an_outage(self, inner: BaseException) -> None:

@@ -26,10 +26,12 @@ from geobus import (
 )
 from geobus._policy import PassiveRoles, SendJudge
 
+from .fakes import sdk_handler_failed
+
 DOWN = ServiceBusConnectionError(message="down")
 BAD_ID = TypeError("message_id: float is not a valid message id type")
 # What the SDK raises for a message it cannot encode: a plain ServiceBusError whose cause tells.
-HANDLER_FAILED = ServiceBusError(message="Handler failed: Unsupported Message ID type.", error=TypeError("bad id"))
+HANDLER_FAILED = sdk_handler_failed()
 ODD = RuntimeError("an error geobus cannot classify")
 NO_KEY = ServiceBusAuthenticationError(message="bad key")
 ANY, ALL = SendJudge(quorum=WriteQuorum.ANY), SendJudge(quorum=WriteQuorum.ALL)

@@ -31,7 +31,7 @@ from geobus._health import Health
 from geobus._portal import Portal
 from geobus.aio import ReplicatedSender
 
-from .fakes import FakeSendChannel, fail, hang, message_id_of, ok
+from .fakes import FakeSendChannel, fail, hang, message_id_of, ok, sdk_handler_failed
 
 # Deadline tests run on real loop time with tiny deadlines; bounds are generous on purpose.
 SLACK = 0.15
@@ -504,14 +504,6 @@ MODES = {
 }
 
 
-def sdk_handler_failed() -> BaseException:
-    """What the SDK raises for a message its encoder refuses, made by the SDK itself."""
-    from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
-
-    try:
-        raise TypeError("Unsupported Message ID type.")
-    except TypeError as exc:
-        return PyamqpTransport.create_servicebus_exception(logging.getLogger("test"), exc)
 
 
 def closed(sender: ReplicatedSender) -> bool:

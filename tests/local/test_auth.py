@@ -90,12 +90,9 @@ class TestAudience:
         ],
     )
     def test_a_token_for_another_host_is_refused(self, namespace: LocalNamespace, audience: str) -> None:
-        connection = _Connection(namespace.port)
-        try:
+        with _Connection(namespace.port) as connection:
             status = _put(connection, audience.format(port=namespace.port), expiry=int(time.time()) + 60)
             assert status == 401
-        finally:
-            connection.close()
 
     @pytest.mark.parametrize(
         "audience",
@@ -111,15 +108,12 @@ class TestAudience:
         ],
     )
     def test_an_unparseable_audience_is_refused(self, namespace: LocalNamespace, audience: str) -> None:
-        connection = _Connection(namespace.port)
-        try:
+        with _Connection(namespace.port) as connection:
             status = _put(connection, audience, expiry=int(time.time()) + 60)
             assert status == 401
             # The connection goes on: a good token still works.
             connection.authenticate()
             assert connection.is_open
-        finally:
-            connection.close()
 
     @pytest.mark.parametrize(
         "audience",
@@ -133,22 +127,16 @@ class TestAudience:
         ],
     )
     def test_the_namespaces_own_names_are_accepted(self, namespace: LocalNamespace, audience: str) -> None:
-        connection = _Connection(namespace.port)
-        try:
+        with _Connection(namespace.port) as connection:
             status = _put(connection, audience.format(port=namespace.port), expiry=int(time.time()) + 60)
             assert status == 200
-        finally:
-            connection.close()
 
     def test_hostnames_adds_names_clients_use(self, namespace_factory: Callable[..., LocalNamespace]) -> None:
         namespace = namespace_factory(hostnames=["geobus-local.test"])
-        connection = _Connection(namespace.port)
-        try:
+        with _Connection(namespace.port) as connection:
             expiry = int(time.time()) + 60
             assert _put(connection, "sb://geobus-local.test:5673/fuzz", expiry=expiry) == 200
             assert _put(connection, "sb://other.test:5673/fuzz", expiry=expiry) == 401
-        finally:
-            connection.close()
 
     def test_the_sdk_signing_for_another_host_is_refused(self, namespace: LocalNamespace) -> None:
         # The SDK signs sb://<its Endpoint's host:port>/<entity>; custom_endpoint_address
@@ -240,8 +228,7 @@ class TestExpiry:
     ) -> None:
         clock = _Clock()
         namespace = namespace_factory(clock=clock)
-        connection = _Connection(namespace.port)
-        try:
+        with _Connection(namespace.port) as connection:
             expiry = int(clock.now) + 60
             assert _put(connection, _queue_address(namespace.port), expiry=expiry) == 200
             sender = connection.sender(_queue_address(namespace.port))
@@ -267,14 +254,11 @@ class TestExpiry:
             again = connection.sender(_queue_address(namespace.port))
             [resent] = connection.send(again, _message("with-a-new-token"))
             assert resent.remote_state == Delivery.ACCEPTED
-        finally:
-            connection.close()
 
     def test_a_renewed_token_keeps_the_link(self, namespace_factory: Callable[..., LocalNamespace]) -> None:
         clock = _Clock()
         namespace = namespace_factory(clock=clock)
-        connection = _Connection(namespace.port)
-        try:
+        with _Connection(namespace.port) as connection:
             expiry = int(clock.now) + 60
             assert _put(connection, _queue_address(namespace.port), expiry=expiry) == 200
             sender = connection.sender(_queue_address(namespace.port))
@@ -284,8 +268,6 @@ class TestExpiry:
             [sent] = connection.send(sender, _message("after-the-first-expiry"))
             assert sent.remote_state == Delivery.ACCEPTED
             assert not _closed(sender)
-        finally:
-            connection.close()
         assert namespace.counts() == {FUZZ_QUEUE: 1}
 
     def test_a_namespace_wide_token_covers_links_after_an_entity_token_expires(
@@ -293,8 +275,7 @@ class TestExpiry:
     ) -> None:
         clock = _Clock()
         namespace = namespace_factory(clock=clock)
-        connection = _Connection(namespace.port)
-        try:
+        with _Connection(namespace.port) as connection:
             expiry = int(clock.now) + 60
             assert _put(connection, _queue_address(namespace.port), expiry=expiry) == 200
             assert _put(connection, f"sb://{LOOPBACK}:{namespace.port}/", expiry=expiry + 600) == 200
@@ -302,8 +283,6 @@ class TestExpiry:
             clock.now = expiry + 1
             [sent] = connection.send(sender, _message("covered-by-the-namespace-token"))
             assert sent.remote_state == Delivery.ACCEPTED
-        finally:
-            connection.close()
 
 
 class _ShortLivedKeyCredential:

@@ -468,6 +468,12 @@ class _Connection:
         opened = self.client.pump(lambda: _active(self.cbs_out) and _active(self.cbs_in))
         assert opened, "CBS links did not open"
 
+    def __enter__(self) -> _Connection:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         self.client.close()
 

@@ -121,8 +121,8 @@ def _assert_condition(condition: Condition | None, name: str) -> None:
 
 
 def _silent_witness(port: int) -> socket.socket:
-    """A connection that opens AMQP and then says nothing: the handshake deadline (or,
-    once authorised, the idle timeout) closes it."""
+    """A connection that sends the AMQP header and nothing more: the handshake deadline
+    closes it, which shows that the deadline has passed for connections made before."""
     return _connect(port, AMQP_HEADER)
 
 

@@ -168,3 +168,31 @@ class TestDescribe:
     )
     def test_never_more_than_a_short_prefix(self, value: object, described: str) -> None:
         assert describe(value) == described
+
+
+class TestLogLines:
+    """Every record of geobus's loggers is redacted before a handler formats it."""
+
+    @pytest.mark.parametrize("logger_name", ["geobus", "geobus.local", "geobus.testing"])
+    def test_a_key_in_a_log_line_or_its_traceback_is_masked(
+        self, logger_name: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        import logging
+
+        import geobus  # noqa: F401 - installs the filters
+
+        secret = "c2VjcmV0LWtleS1mb3ItdGhlLWxvZy10ZXN0"
+        logger = logging.getLogger(logger_name)
+        with caplog.at_level(logging.INFO, logger=logger_name):
+            logger.warning("could not connect with %s", f"Endpoint=sb://h/;SharedAccessKey={secret}")
+            try:
+                raise ValueError(f"bad sig={secret}")
+            except ValueError:
+                logger.exception("failed")
+        assert len(caplog.records) == 2
+        assert secret not in caplog.text
+        assert "SharedAccessKey=***" in caplog.text and "sig=***" in caplog.text
+
+    def test_quoted_values_are_masked_whole(self) -> None:
+        assert redact('{"password": "correct horse battery"}') == '{"password": "***"}'
+        assert redact('SharedAccessKey="abc def";x=1') == 'SharedAccessKey="***";x=1'

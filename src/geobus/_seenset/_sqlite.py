@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from .._dedup import Key
-from .._sqlite import NotOurDatabase, check_file, check_tables
+from .._redact import redact
+from .._sqlite import NotOurDatabase, check_file, check_tables, create_owner_only
 from . import Claim, SeenSetError
 from ._open import check_key, check_max_entries, check_outcome, check_seconds
 
@@ -73,7 +74,7 @@ def sqlite_path(url: str) -> Path:
     if rest.startswith("//"):
         rest = rest[2:]
         if not rest.startswith("/"):
-            raise ValueError(f"{url!r} names a host; use sqlite:PATH or sqlite:///ABSOLUTE/PATH")
+            raise ValueError(f"{redact(url)!r} names a host; use sqlite:PATH or sqlite:///ABSOLUTE/PATH")
     if not rest:
         raise ValueError(f"{url!r} has no file path: use sqlite:PATH")
     if rest == ":memory:":
@@ -226,7 +227,7 @@ def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
     try:
         check_file(path)
         # Message ids can be the application's data: owner-only, like the outbox.
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        create_owner_only(path)
         db = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     except OSError as exc:
         raise ValueError(f"cannot open the seen-set {path}: {exc.strerror or exc}") from exc
