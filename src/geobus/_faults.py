@@ -24,7 +24,10 @@ or a condition it has no class for) is read further: by its AMQP condition,
 then by the first error in its cause chain that the table knows. So the SDK's
 ``ServiceBusError("Handler failed: Unsupported Message ID type")``, raised
 while handling the encoder's ``TypeError``, is the message's fault, and a
-"Handler failed" over a broken socket is an outage.
+"Handler failed" over a broken socket is an outage. A TypeError or ValueError in
+the chain counts as the message's only when the SDK's encoder raised it (the
+transport raises some of its own), a CBS failure is a refusal only for a 4xx
+answer, and a management answer of 408 or 5xx is an outage.
 """
 
 from __future__ import annotations
