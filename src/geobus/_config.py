@@ -417,14 +417,9 @@ class DedupPolicy:
     def __repr__(self) -> str:
         return (
             f"DedupPolicy(key={self.key.value!r}, property_name={self.property_name!r}, "
-            f"max_entries={self.max_entries}, max_age={self.max_age}, store={store_label(self.store)!r}, "
+            f"max_entries={self.max_entries}, max_age={self.max_age}, store={redact(self.store)!r}, "
             f"lease={self.lease}, store_unavailable={self.store_unavailable.value!r})"
         )
-
-
-def store_label(store: object) -> str:
-    """A store URL fit to print: any user and password replaced by ``***``."""
-    return redact(store)
 
 
 def _not_a_store(store: object) -> str:

@@ -81,18 +81,25 @@ class TestAudience:
     """A token's ``sr`` must be a URL naming this namespace's host."""
 
     @pytest.mark.parametrize(
-        "audience",
+        ("audience", "status"),
         [
-            "sb://evil.example.com/fuzz",
-            "sb://evil.example.com",
-            "sb://127.0.0.2:{port}/fuzz",
-            "sb://localhost.evil.example.com:{port}/fuzz",
+            ("sb://evil.example.com/fuzz", 401),
+            ("sb://evil.example.com", 401),
+            ("sb://127.0.0.2:{port}/fuzz", 401),
+            ("sb://localhost.evil.example.com:{port}/fuzz", 401),
+            ("sb://127.0.0.1:{port}/fuzz", 200),
+            ("sb://LOCALHOST.:{port}/fuzz", 200),
+            ("amqps://localhost/fuzz", 200),
+            ("https://127.0.0.1:{port}/", 200),
+            # A FaultProxy in front of the namespace has another port: only hosts count.
+            ("sb://127.0.0.1:1/fuzz", 200),
         ],
     )
-    def test_a_token_for_another_host_is_refused(self, namespace: LocalNamespace, audience: str) -> None:
+    def test_only_the_namespaces_own_host_is_accepted(
+        self, namespace: LocalNamespace, audience: str, status: int
+    ) -> None:
         with _Connection(namespace.port) as connection:
-            status = _put(connection, audience.format(port=namespace.port), expiry=int(time.time()) + 60)
-            assert status == 401
+            assert _put(connection, audience.format(port=namespace.port), expiry=int(time.time()) + 60) == status
 
     @pytest.mark.parametrize(
         "audience",
@@ -114,22 +121,6 @@ class TestAudience:
             # The connection goes on: a good token still works.
             connection.authenticate()
             assert connection.is_open
-
-    @pytest.mark.parametrize(
-        "audience",
-        [
-            "sb://127.0.0.1:{port}/fuzz",
-            "sb://LOCALHOST.:{port}/fuzz",
-            "amqps://localhost/fuzz",
-            "https://127.0.0.1:{port}/",
-            # A FaultProxy in front of the namespace has another port: only hosts count.
-            "sb://127.0.0.1:1/fuzz",
-        ],
-    )
-    def test_the_namespaces_own_names_are_accepted(self, namespace: LocalNamespace, audience: str) -> None:
-        with _Connection(namespace.port) as connection:
-            status = _put(connection, audience.format(port=namespace.port), expiry=int(time.time()) + 60)
-            assert status == 200
 
     def test_hostnames_adds_names_clients_use(self, namespace_factory: Callable[..., LocalNamespace]) -> None:
         namespace = namespace_factory(hostnames=["geobus-local.test"])
