@@ -1,10 +1,10 @@
 """Runs geobus's ``fleet`` benchmark from a checkout: ``python benchmarks/fleet.py [--quick] [--json]``.
 
-The benchmark itself lives in the package (``geobus._bench.fleet``, its docstring says
-what it measures), so that an installed geobus can run it too (``python -m geobus._bench.fleet``).
+The benchmark itself lives in the package (``geobus._tools.bench.fleet``, its docstring says
+what it measures), so that an installed geobus can run it too (``python -m geobus._tools.bench.fleet``).
 """
 
-from geobus._bench.fleet import cli
+from geobus._tools.bench.fleet import cli
 
 if __name__ == "__main__":
     cli()

@@ -1,10 +1,10 @@
 """Runs geobus's ``local_namespace`` benchmark from a checkout: ``python benchmarks/local_namespace.py [--quick] [--json]``.
 
-The benchmark itself lives in the package (``geobus._bench.local_namespace``, its docstring says
+The benchmark itself lives in the package (``geobus._tools.bench.local_namespace``, its docstring says
 what it measures), so that ``geobus bench --only local_namespace`` runs it from an installed geobus too.
 """
 
-from geobus._bench.local_namespace import cli
+from geobus._tools.bench.local_namespace import cli
 
 if __name__ == "__main__":
     cli()

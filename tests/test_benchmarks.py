@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 import geobus
-from geobus import _bench
 from geobus._cli import main
+from geobus._tools import bench as _bench
 from geobus.local import development_key
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -387,7 +387,7 @@ class TestDocumentedFigures:
     """A plain figure the bench did not measure names its source: a page shipped in this repository."""
 
     def test_the_note_and_footnote_name_the_page_that_holds_the_figure(self) -> None:
-        from geobus._bench._replication_failover import DOCUMENTED_REFUSED_S
+        from geobus._tools.bench.replication_failover import DOCUMENTED_REFUSED_S
 
         black_hole = {"name": "failover, black-holed primary -> on secondary", "unit": "s", "geobus": 5.0,
                       "plain": None, "better": "lower", "plain_source": "documented", "plain_note": "unbounded"}

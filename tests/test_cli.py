@@ -10,7 +10,7 @@ from azure.servicebus import ServiceBusMessage
 
 from geobus import OutboxPolicy
 from geobus._cli import main
-from geobus._outbox import Outbox
+from geobus._storage.outbox import Outbox
 from geobus.local import DEV_KEY, development_key
 
 pytestmark = pytest.mark.timeout(120)
@@ -112,12 +112,12 @@ class TestCrash:
     """What no command caught is still printed through the redactor."""
 
     def test_a_traceback_is_redacted(self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-        import geobus._outbox_cli
+        import geobus._cli.outbox
 
         def crash(args: object) -> int:
             raise RuntimeError(f"store contoso.redis.cache.windows.net:6380,password={DEV_KEY},ssl=True")
 
-        monkeypatch.setattr(geobus._outbox_cli, "run", crash)
+        monkeypatch.setattr(geobus._cli.outbox, "run", crash)
         assert main(["outbox", "x.db"]) == 1
         err = capsys.readouterr().err
         assert "Traceback" in err and "RuntimeError" in err and "password=***" in err

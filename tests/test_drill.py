@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from geobus._cli import main
-from geobus._drill._agent import _message, _parser
-from geobus._drill._harness import Agent, EventLog, Run, Settings, redact
-from geobus._drill._report import header, line, tally
+from geobus._tools.drill.agent import _message, _parser
+from geobus._tools.drill.harness import Agent, EventLog, Run, Settings, redact
+from geobus._tools.drill.report import header, line, tally
 from geobus.local import DEV_KEY, development_key
 
 

@@ -28,7 +28,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import geobus
 from geobus import _metrics
-from geobus._outbox import Outbox
+from geobus._storage.outbox import Outbox
 from geobus.local import LocalNamespace
 
 SYSTEM = ("messaging.system", "servicebus")
@@ -583,7 +583,7 @@ import sys
 sys.modules["opentelemetry"] = None
 import geobus, geobus.aio
 from geobus import _metrics
-from geobus._outbox import Outbox
+from geobus._storage.outbox import Outbox
 config = geobus.ReplicationConfig.from_connection_strings({CONNECTION!r}, {OTHER!r})
 with geobus.GeoServiceBusClient(config) as client:
     with client.get_queue_sender("orders") as sender:
@@ -614,7 +614,7 @@ class TestGlobalProvider:
 import json
 import geobus
 from geobus import _metrics
-from geobus._outbox import Outbox
+from geobus._storage.outbox import Outbox
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader

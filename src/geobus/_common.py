@@ -16,6 +16,7 @@ from ._config import (
     StoreUnavailable,
     WriteQuorum,
 )
+from ._decisions.judge import SendResult
 from ._errors import (
     ConfigurationError,
     GeobusError,
@@ -27,7 +28,6 @@ from ._errors import (
     ReplicationError,
 )
 from ._metrics import disable_metrics, enable_metrics
-from ._policy import SendResult
 
 __all__ = [
     "BreakerPolicy",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from geobus.aio import _receiver as receiver_module
+from geobus._engine import receiver as receiver_module
 
 
 @pytest.fixture

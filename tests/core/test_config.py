@@ -325,7 +325,7 @@ class TestSecrets:
     def test_client_options_reach_the_sdk_client_and_never_the_repr(self) -> None:
         from azure.servicebus import TransportType
 
-        from geobus.aio._channels import build_client
+        from geobus._engine.channels import build_client
 
         namespace = NamespaceConfig(
             name="primary",
@@ -363,7 +363,7 @@ class TestSecrets:
         not installed); token calls are awaited on a thread. No token is fetched here."""
         import inspect
 
-        from geobus.aio._channels import _credential
+        from geobus._engine.channels import _credential
 
         credential = _credential(name)
         assert inspect.iscoroutinefunction(credential.get_token)

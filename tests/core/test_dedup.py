@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from geobus._dedup import Copy, DuplicateTracker, Verdict, key_of
+from geobus._decisions.dedup import Copy, DuplicateTracker, Verdict, key_of
 
 from .fakes import FakeClock
 

@@ -37,10 +37,10 @@ from geobus import (
     ReplicationMode,
     WriteQuorum,
 )
-from geobus._health import BreakerState, Health
-from geobus._outbox import ANY_LANE, Outbox
+from geobus._decisions.health import BreakerState, Health
+from geobus._engine.drainer import AsyncOutbox, Drainer
+from geobus._storage.outbox import ANY_LANE, Outbox
 from geobus.aio import ReplicatedSender
-from geobus.aio._outbox import AsyncOutbox, Drainer
 
 from .fakes import (
     FakeClock,

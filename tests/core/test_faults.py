@@ -25,7 +25,7 @@ from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
 from azure.servicebus.exceptions import ServiceBusError
 
 from geobus import NamespaceError, NamespaceTimeoutError, NamespaceUnavailableError
-from geobus._faults import Fault, classify
+from geobus._decisions.faults import Fault, classify
 
 M, R, A, U = Fault.MESSAGE, Fault.NAMESPACE_REFUSAL, Fault.AVAILABILITY, Fault.UNKNOWN
 _LOG = logging.getLogger("test_faults")

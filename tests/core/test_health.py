@@ -20,8 +20,8 @@ from geobus import (
     NamespaceUnavailableError,
     OverridePolicy,
 )
-from geobus import _health as health_module
-from geobus._health import (
+from geobus._decisions import health as health_module
+from geobus._decisions.health import (
     BreakerState,
     CircuitBreaker,
     FailbackGate,

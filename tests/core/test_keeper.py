@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from geobus import Deadlines, DedupPolicy
-from geobus._dedup import key_of
-from geobus._seenset._memory import MemorySeenSet
+from geobus._decisions.dedup import key_of
+from geobus._storage.seenset.memory import MemorySeenSet
 from geobus.aio import DedupReceiver
 
 from .fakes import FakeClock, FakeReceiveChannel, Script, hang

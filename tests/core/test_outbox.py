@@ -19,7 +19,7 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
 
 from geobus import OutboxError, OutboxFullError, OutboxPolicy, ReplicationError
-from geobus._outbox import ANY_LANE, Outbox, decode_message, encode_message
+from geobus._storage.outbox import ANY_LANE, Outbox, decode_message, encode_message
 
 from .fakes import FakeClock
 
@@ -379,7 +379,7 @@ class TestDurability:
             import os
             from azure.servicebus import ServiceBusMessage
             from geobus import OutboxPolicy
-            from geobus._outbox import Outbox
+            from geobus._storage.outbox import Outbox
             outbox = Outbox(OutboxPolicy(path={str(path)!r}))
             for i in range(5):
                 outbox.append("{Q}", ["any"], [ServiceBusMessage(b"x", message_id=f"m{{i}}")])

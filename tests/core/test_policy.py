@@ -24,7 +24,7 @@ from geobus import (
     SendResult,
     WriteQuorum,
 )
-from geobus._policy import PassiveRoles, SendJudge
+from geobus._decisions.judge import PassiveRoles, SendJudge
 
 from .fakes import sdk_handler_failed
 

@@ -14,9 +14,9 @@ from azure.servicebus.exceptions import MessageLockLostError, ServiceBusConnecti
 
 import geobus
 from geobus import Deadlines, DedupPolicy
-from geobus._portal import Portal
+from geobus._engine import receiver as receiver_module
+from geobus._sync.portal import Portal
 from geobus.aio import DedupReceiver
-from geobus.aio import _receiver as receiver_module
 
 from .fakes import FakeClock, FakeReceiveChannel, Script, fail, hang, ok, received_message
 

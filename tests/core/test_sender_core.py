@@ -27,8 +27,8 @@ from azure.servicebus.exceptions import (
 
 import geobus
 from geobus import Deadlines, NamespaceTimeoutError, ReplicationError, ReplicationMode, WriteQuorum
-from geobus._health import Health
-from geobus._portal import Portal
+from geobus._decisions.health import Health
+from geobus._sync.portal import Portal
 from geobus.aio import ReplicatedSender
 
 from .fakes import FakeSendChannel, fail, hang, message_id_of, ok, sdk_handler_failed

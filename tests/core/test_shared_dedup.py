@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from geobus import Deadlines, DedupPolicy, StoreUnavailable
-from geobus._dedup import Copy, Key, Verdict, key_of
-from geobus._seenset import Claim, SeenSetError
-from geobus._seenset._memory import MemorySeenSet
+from geobus._decisions.dedup import Copy, Key, Verdict, key_of
+from geobus._engine import shared_keys as shared_module
+from geobus._storage.seenset import Claim, SeenSetError
+from geobus._storage.seenset.memory import MemorySeenSet
 from geobus.aio import DedupReceiver
-from geobus.aio import _shared as shared_module
 
 from .fakes import FakeClock, FakeReceiveChannel
 from .test_receiver_core import BOUND, eventually, receive

@@ -20,7 +20,7 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.exceptions import ServiceBusError
 
 import geobus
-import geobus.aio._sender
+import geobus._engine.sender
 from geobus.local import LocalNamespace
 
 from .drivers import AsyncDriver, Driver, SyncDriver
@@ -100,7 +100,7 @@ async def test_what_the_sdks_encoder_refuses_is_the_messages_fault(
 ) -> None:
     # Without geobus's validation the SDK meets the float id in its encoder and raises a plain
     # ServiceBusError("Handler failed: ... Unsupported Message ID type"): read by its cause.
-    monkeypatch.setattr(geobus.aio._sender, "validate_message", lambda message, field="": "unchecked")
+    monkeypatch.setattr(geobus._engine.sender, "validate_message", lambda message, field="": "unchecked")
     pair = start_pair(namespace_factory)
     # The SDK closes its link after such an error and opens it again on the next send, about a
     # second against the local namespace: within the attempt deadline, or it reads as a timeout.

@@ -17,9 +17,9 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 
 import geobus
-from geobus._drill import execute
-from geobus._drill._harness import Settings
-from geobus._drill._scenarios import Scenario, fleet
+from geobus._tools.drill import execute
+from geobus._tools.drill.harness import Settings
+from geobus._tools.drill.scenarios import Scenario, fleet
 from geobus.local import LocalNamespace
 from redis_server import RedisServer, require_redis_server
 

@@ -31,7 +31,7 @@ from azure.servicebus.exceptions import MessagingEntityNotFoundError
 
 import geobus
 import geobus.aio
-from geobus._outbox import Outbox
+from geobus._storage.outbox import Outbox
 from geobus.local import DEV_KEY, LocalNamespace
 
 from .scenarios import QUEUE, Pair, eventually, start_pair

@@ -12,7 +12,7 @@ import json
 import random
 import sys
 
-from geobus._seenset import Claim, open_seen_set
+from geobus._storage.seenset import Claim, open_seen_set
 
 
 async def main(url: str, owner: str, keys: int, seed: int) -> None:

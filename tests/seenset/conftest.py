@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from core.fakes import FakeClock
-from geobus._seenset import SeenSet
-from geobus._seenset._memory import MemorySeenSet
-from geobus._seenset._redis import RedisSeenSet
-from geobus._seenset._sqlite import SqliteSeenSet
+from geobus._storage.seenset import SeenSet
+from geobus._storage.seenset.memory import MemorySeenSet
+from geobus._storage.seenset.redis import RedisSeenSet
+from geobus._storage.seenset.sqlite import SqliteSeenSet
 from redis_server import RedisServer, require_redis_server
 
 STORES = ("memory", "sqlite", "redis")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from geobus._bench.seenset import STEPS
+from geobus._tools.bench.seenset import STEPS
 from redis_server import RedisServer, require_redis_server
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "seenset.py"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from geobus._dedup import key_of
-from geobus._seenset import Claim
+from geobus._decisions.dedup import key_of
+from geobus._storage.seenset import Claim
 
 from .conftest import LONG, MAX_ENTRIES, Harness
 

@@ -15,9 +15,9 @@ import pytest
 import redis.asyncio
 
 import redis_server as helper
-from geobus._dedup import key_of
-from geobus._seenset import Claim, SeenSet, SeenSetError
-from geobus._seenset._redis import PREFIX, RedisSeenSet, _parse
+from geobus._decisions.dedup import key_of
+from geobus._storage.seenset import Claim, SeenSet, SeenSetError
+from geobus._storage.seenset.redis import PREFIX, RedisSeenSet, _parse
 from geobus.testing._redis import free_port
 from redis_server import RedisServer, require_redis_server
 

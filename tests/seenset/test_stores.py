@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from geobus._dedup import key_of
-from geobus._seenset import Claim, SeenSet, SeenSetError, open_seen_set
-from geobus._seenset._memory import MemorySeenSet
-from geobus._seenset._open import redact
-from geobus._seenset._redis import RedisSeenSet
-from geobus._seenset._sqlite import TABLE, SqliteSeenSet, sqlite_path
+from geobus._decisions.dedup import key_of
+from geobus._storage.seenset import Claim, SeenSet, SeenSetError, open_seen_set
+from geobus._storage.seenset.factory import redact
+from geobus._storage.seenset.memory import MemorySeenSet
+from geobus._storage.seenset.redis import RedisSeenSet
+from geobus._storage.seenset.sqlite import TABLE, SqliteSeenSet, sqlite_path
 
 from .conftest import LONG, FakeClock
 

@@ -122,9 +122,9 @@ class TestRedact:
 
     def test_the_library_has_one_redactor(self) -> None:
         """The stores, the drill and the connection strings all use this one."""
-        import geobus._drill._harness as harness
         import geobus._sas as sas
-        import geobus._seenset._open as store_urls
+        import geobus._storage.seenset.factory as store_urls
+        import geobus._tools.drill.harness as harness
 
         assert store_urls.redact is harness.redact is sas.redact is redact
 

@@ -2,13 +2,13 @@
 
 from .. import _common
 from .._common import *  # noqa: F403 - configuration, errors and results, shared with geobus
-from ._client import GeoServiceBusClient as GeoServiceBusClient
-from ._receiver import DedupReceiver as DedupReceiver
-from ._receiver import ReceiverStats as ReceiverStats
-from ._sender import ReplicatedMessageBatch as ReplicatedMessageBatch
-from ._sender import ReplicatedSender as ReplicatedSender
-from ._sender import ScheduledMessage as ScheduledMessage
-from ._sender import SenderStats as SenderStats
+from .._engine.client import GeoServiceBusClient as GeoServiceBusClient
+from .._engine.receiver import DedupReceiver as DedupReceiver
+from .._engine.receiver import ReceiverStats as ReceiverStats
+from .._engine.sender import ReplicatedMessageBatch as ReplicatedMessageBatch
+from .._engine.sender import ReplicatedSender as ReplicatedSender
+from .._engine.sender import ScheduledMessage as ScheduledMessage
+from .._engine.sender import SenderStats as SenderStats
 
 __all__ = sorted(
     [

@@ -20,7 +20,7 @@ import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from .._sqlite import NotOurDatabase, check_file, check_tables, create_owner_only
+from .._storage.sqlite import NotOurDatabase, check_file, check_tables, create_owner_only
 from ._broker import DEAD_LETTER_SUFFIX, SUBSCRIPTIONS, Broker, Change
 from ._codec import encode_annotations, encode_header, parse_message
 from ._entities import MessageState, StoredMessage

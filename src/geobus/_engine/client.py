@@ -1,0 +1,231 @@
+"""The async ``GeoServiceBusClient``: two namespaces behind the shape of ``ServiceBusClient``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import weakref
+from collections.abc import Mapping
+from typing import Any
+
+from azure.servicebus import ServiceBusReceiveMode
+from azure.servicebus.aio import ServiceBusClient
+from typing_extensions import Self
+
+from .. import _metrics
+from .._closing import AsyncClosing
+from .._config import FailbackMode, NamespaceConfig, ReplicationConfig, ReplicationMode
+from .._decisions.health import Health
+from .._storage.outbox import Outbox
+from .channels import SdkReceiveChannel, SdkSendChannel, build_client, close_quietly
+from .drainer import AsyncOutbox
+from .receiver import DedupReceiver
+from .sender import ReplicatedSender
+
+_LOG = logging.getLogger("geobus")
+
+
+class GeoServiceBusClient(AsyncClosing):
+    """Replicated senders and deduplicating receivers over two namespaces (``geobus.aio``).
+
+    Build it from a ``ReplicationConfig`` (``from_config``), from two connection
+    strings, or from two namespaces and an azure-identity credential. Like
+    ``ServiceBusClient``, it is a context manager, and the senders and receivers
+    it hands out share its two connections' clients.
+
+    The client owns what its senders share: each namespace's health (breaker,
+    passive roles, failback probe, operator override) and the outbox file.
+
+    Raises:
+        ConfigurationError: a setting is missing or invalid (on construction).
+        OutboxError: the configured outbox file is damaged, not an outbox, or in
+            use by another process (on construction).
+    """
+
+    def __init__(self, config: ReplicationConfig) -> None:
+        if not isinstance(config, ReplicationConfig):
+            raise TypeError("GeoServiceBusClient takes a ReplicationConfig")
+        self.config = config
+        self._clients: dict[str, ServiceBusClient] = {}
+        self.health = Health(
+            [ns.name or "" for ns in config.namespaces],
+            breaker=config.breaker,
+            failback=config.failback,
+            override=config.override,
+        )
+        self._outbox = AsyncOutbox(Outbox(config.outbox)) if config.outbox.enabled else None
+        # Weak: a sender or receiver the application dropped is not kept alive by the client,
+        # but one it still holds is closed with the client, as the SDK's client does.
+        self._senders: weakref.WeakSet[ReplicatedSender] = weakref.WeakSet()
+        self._receivers: weakref.WeakSet[DedupReceiver] = weakref.WeakSet()
+        self._probe: SdkSendChannel | None = None
+        self._probing: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    def from_config(cls, config: ReplicationConfig | Mapping[str, Any]) -> Self:
+        return cls(config if isinstance(config, ReplicationConfig) else ReplicationConfig.from_mapping(config))
+
+    @classmethod
+    def from_connection_strings(cls, primary: str, secondary: str, **options: Any) -> Self:
+        """Two connection strings; ``options`` as ``ReplicationConfig`` (``mode="active"``...)."""
+        return cls(ReplicationConfig.from_connection_strings(primary, secondary, **options))
+
+    @classmethod
+    def from_namespaces(cls, primary: str, secondary: str, credential: Any, **options: Any) -> Self:
+        """Two fully qualified namespaces (``contoso-weu.servicebus.windows.net``) and one
+        azure-identity credential, sync or async."""
+        return cls(ReplicationConfig.from_namespaces(primary, secondary, credential, **options))
+
+    def __repr__(self) -> str:
+        names = [f"{ns.name}={ns.fully_qualified_namespace}" for ns in self.config.namespaces]
+        return f"GeoServiceBusClient(mode={self.config.mode.value!r}, {', '.join(names)})"
+
+    def _client(self, namespace: NamespaceConfig) -> ServiceBusClient:
+        if self._closed:
+            raise RuntimeError("this GeoServiceBusClient is closed")
+        assert namespace.name is not None
+        if namespace.name not in self._clients:
+            self._clients[namespace.name] = build_client(
+                namespace, self.config.retry, try_timeout=self.config.deadlines.attempt
+            )
+        return self._clients[namespace.name]
+
+    # -- senders ---------------------------------------------------------------------------
+
+    def get_queue_sender(self, queue_name: str) -> ReplicatedSender:
+        return self._sender(queue=queue_name)
+
+    def get_topic_sender(self, topic_name: str) -> ReplicatedSender:
+        return self._sender(topic=topic_name)
+
+    def _sender(self, **entity: str) -> ReplicatedSender:
+        channels = [SdkSendChannel(ns.name or "", self._client(ns), **entity) for ns in self.config.namespaces]
+        ((kind, name),) = entity.items()
+
+        async def forget() -> None:
+            _metrics.forget(sender)
+
+        sender = ReplicatedSender(
+            channels,
+            mode=self.config.mode,
+            write_quorum=self.config.write_quorum,
+            deadlines=self.config.deadlines,
+            health=self.health,
+            outbox=self._outbox,
+            outbox_policy=self.config.outbox,
+            entity=f"{kind}:{name}",
+            on_start=self._sender_started,
+            on_close=forget,
+        )
+        self._senders.add(sender)
+        _metrics.watch_sender(sender, destination=name, health=self.health, outbox=self._outbox)
+        return sender
+
+    # -- failback ------------------------------------------------------------------------------
+
+    def _sender_started(self, sender: ReplicatedSender) -> None:
+        """The first sender to start gives the failback probe an entity to open a link to."""
+        wanted = self.config.failback.mode == FailbackMode.PREFER_PRIMARY and self.config.mode == ReplicationMode.PASSIVE
+        if not wanted or self._probing is not None or self._closed:
+            return
+        self._probe = sender._channels[self.health.preferred]  # type: ignore[assignment]
+        self._probing = asyncio.get_running_loop().create_task(self._probe_forever(), name="geobus-failback-probe")
+
+    async def _probe_forever(self) -> None:
+        """While passive mode runs away from the primary, check on it; come home when it is well."""
+        policy = self.config.failback
+        while True:
+            await asyncio.sleep(policy.probe_interval)
+            self.health.refresh()
+            if not self.health.wants_failback or self._probe is None:
+                self.health.observe_probe(False)
+                continue
+            try:
+                await self._probe.probe(timeout=self.config.deadlines.attempt)
+                healthy = True
+            except Exception as exc:
+                _LOG.debug("geobus: failback probe of %r failed: %s", self.health.preferred, type(exc).__name__)
+                healthy = False
+            self.health.observe_probe(healthy)
+
+    # -- receivers ---------------------------------------------------------------------------
+
+    def get_queue_receiver(
+        self,
+        queue_name: str,
+        *,
+        receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
+        max_wait_time: float | None = None,
+        prefetch: int = 20,
+    ) -> DedupReceiver:
+        return self._receiver(
+            {"queue": queue_name}, receive_mode=receive_mode, max_wait_time=max_wait_time, prefetch=prefetch
+        )
+
+    def get_subscription_receiver(
+        self,
+        topic_name: str,
+        subscription_name: str,
+        *,
+        receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
+        max_wait_time: float | None = None,
+        prefetch: int = 20,
+    ) -> DedupReceiver:
+        return self._receiver(
+            {"topic": topic_name, "subscription": subscription_name},
+            receive_mode=receive_mode,
+            max_wait_time=max_wait_time,
+            prefetch=prefetch,
+        )
+
+    def _receiver(
+        self,
+        entity: dict[str, str],
+        *,
+        receive_mode: ServiceBusReceiveMode,
+        max_wait_time: float | None,
+        prefetch: int,
+    ) -> DedupReceiver:
+        receive_mode = ServiceBusReceiveMode(receive_mode)
+        channels = [
+            SdkReceiveChannel(ns.name or "", self._client(ns), receive_mode=receive_mode, **entity)  # type: ignore[arg-type]
+            for ns in self.config.namespaces
+        ]
+
+        async def forget() -> None:
+            _metrics.forget(receiver)
+
+        receiver = DedupReceiver(
+            channels,
+            dedup=self.config.dedup,
+            deadlines=self.config.deadlines,
+            receive_mode=receive_mode,
+            max_wait_time=max_wait_time,
+            prefetch=prefetch,
+            on_close=forget,
+        )
+        self._receivers.add(receiver)
+        destination = entity.get("queue") or entity["topic"]
+        _metrics.watch_receiver(receiver, destination=destination, subscription=entity.get("subscription"))
+        return receiver
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close every sender and receiver this client handed out, then both namespaces'
+        clients and the outbox. Safe to call twice; leaves no task running."""
+        self._closed = True
+        # Senders and receivers first: their drainers, pumps and keepers use the clients and
+        # the outbox closed below.
+        handles = [*self._senders, *self._receivers]
+        await asyncio.gather(*(handle.close() for handle in handles), return_exceptions=True)
+        if self._probing is not None:
+            self._probing.cancel()
+            await asyncio.gather(self._probing, return_exceptions=True)
+            self._probing = None
+        clients, self._clients = dict(self._clients), {}
+        await asyncio.gather(*(close_quietly(client, name) for name, client in clients.items()))
+        if self._outbox is not None:
+            outbox, self._outbox = self._outbox, None
+            await asyncio.to_thread(outbox.close)

@@ -1,0 +1,106 @@
+"""Where a fleet of receivers keeps the duplicate state of each key: the ``SeenSet``.
+
+Within one receiver, ``_dedup.DuplicateTracker`` decides what a copy is. Across
+processes (a fleet of workers, or one worker restarted), the receiver asks a
+``SeenSet`` before delivering a key it has not seen itself. Each key is in one of
+three states:
+
+- absent: nobody has it; ``claim`` takes it (state *in flight*, with an owner and
+  a lease) and answers ``CLAIMED``;
+- in flight: another owner has it; ``claim`` answers ``TAKEN`` and the copy is
+  held (locked) and asked about again, until that owner completes it (then the
+  copy is settled the same way) or its lease expires (a dead worker: then the next
+  ``claim`` takes it);
+- processed (``COMPLETED`` or ``DEAD_LETTERED``), for ``ttl`` seconds (the dedup
+  window): later copies are settled the same way, silently.
+
+An owner renews its lease while the application holds the message, ``complete``s
+it after the namespace accepted the settlement, and ``release``s it when the
+message was abandoned or its lock was lost (so a twin or the redelivery is
+processed). ``release`` and ``renew`` act only for the current owner.
+
+Keys keep their type: the receiver spells each message's key once
+(``geobus._decisions.dedup.key_of``: ``i:42``, ``s:42``...) and every store keeps that
+spelling as it is, so ``42``, ``"42"``, ``b"42"`` and ``UUID(int=42)`` are four
+keys in every store, as in the receiver's own ``DuplicateTracker``.
+
+Stores: ``memory`` (one process; the default, and the contract's reference),
+``sqlite:PATH`` (processes on one host; survives a restart), ``redis://...``
+(a fleet; ``geobus[redis]``). ``open_seen_set`` builds one from its URL.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from ..._decisions.dedup import Key
+
+
+class Claim(enum.Enum):
+    """What ``SeenSet.claim`` found."""
+
+    CLAIMED = "claimed"  # absent (or its lease had expired): now in flight, owned by the caller
+    TAKEN = "taken"  # in flight with another owner whose lease is current
+    COMPLETED = "completed"  # processed: a twin was completed
+    DEAD_LETTERED = "dead_lettered"  # processed: a twin was dead-lettered
+
+
+class SeenSetError(Exception):
+    """The store could not answer (Redis down, SQLite file locked too long...)."""
+
+
+@runtime_checkable
+class SeenSet(Protocol):
+    """The shared duplicate state. Keys are ``key_of``'s spellings, kept as they are; times are seconds.
+
+    ``owner`` names one holder (a receiver instance): it must be unique across
+    every process sharing the store, since the stores tell owners apart by it
+    alone (a claim by the same owner is ``CLAIMED`` again).
+
+    Every method may raise ``SeenSetError`` when the store is unreachable; none
+    blocks the event loop (stores that do blocking I/O run it in a thread). Bad
+    arguments (a lease or ttl not above 0, an outcome other than ``COMPLETED`` or
+    ``DEAD_LETTERED``, an empty owner) raise ``ValueError``.
+    """
+
+    async def claim(self, key: Key, owner: str, lease: float) -> Claim:
+        """Take ``key`` for ``owner`` for ``lease`` seconds if it is absent or its
+        lease expired (``CLAIMED``, also when ``owner`` already holds it: the lease
+        is extended); otherwise say what it is."""
+        ...
+
+    async def renew(self, key: Key, owner: str, lease: float) -> bool:
+        """Extend ``owner``'s lease on ``key`` to ``lease`` seconds from now; False if
+        ``owner`` no longer holds it (also once the lease ran out, even if nobody took it)."""
+        ...
+
+    async def complete(self, key: Key, owner: str, outcome: Claim, ttl: float) -> None:
+        """Record ``key`` as processed (``outcome``: ``COMPLETED`` or ``DEAD_LETTERED``)
+        for ``ttl`` seconds, whoever holds it now."""
+        ...
+
+    async def release(self, key: Key, owner: str) -> None:
+        """Forget ``key`` if ``owner`` holds it in flight (abandoned, lock lost)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def open_seen_set(url: str, *, max_entries: int, clock: Callable[[], float] | None = None) -> SeenSet:
+    """The store a ``[dedup] store`` URL names: ``memory``, ``sqlite:PATH``, ``redis://...``.
+
+    ``clock`` (seconds) is used by the stores that keep time themselves (memory,
+    SQLite); Redis keeps time on the server.
+
+    Raises:
+        ValueError: an unknown scheme, or a malformed URL (the message hides any password).
+        ImportError: ``redis://`` without the ``redis`` extra.
+    """
+    from .factory import open_store
+
+    return open_store(url, max_entries=max_entries, clock=clock)
+
+
+__all__ = ["Claim", "SeenSet", "SeenSetError", "open_seen_set"]

@@ -1,0 +1,206 @@
+"""The ``redis://`` seen-set: a fleet of workers on any hosts (``geobus[redis]``).
+
+One string per key, ``<prefix><key>`` (the key spelt with its type: ``s:order-1``,
+``i:42``; see ``geobus._decisions.dedup.key_of``), whose value is the state: ``f2:<owner>``
+(in flight; the key's expiry is the lease), ``c2`` (completed) or ``d2``
+(dead-lettered; the expiry is the ttl). An absent key is absent. Redis keeps
+the time, so the workers' clocks do not matter, and a dead worker's leases
+simply expire. ``claim``, ``renew`` and ``release`` are small Lua scripts, so
+each is atomic on the server; ``complete`` is one ``SET ... PX``.
+
+The ``2`` is the format. geobus 0.1.0.dev0 wrote ``f:<owner>``, ``c`` and ``d``
+under untyped keys (``42`` and ``"42"`` were both ``<prefix>42``). Its keys do
+not meet these, but one can spell a typed key (the id ``"i:42"`` wrote
+``<prefix>i:42``, the key of ``42`` now): such a value is another message's, so
+``claim`` takes the key as absent and overwrites it; an old value is never read
+as this key's state. Workers of both versions must not share a prefix: their
+keys do not meet, so a message could be processed by one of each.
+
+``max_entries`` is not enforced here: every key expires (a lease, or the ttl,
+the dedup window), so memory is bounded by the rate of keys times the window.
+A Redis that must also cap its memory should run with
+``maxmemory-policy volatile-ttl``, which evicts the keys nearest their expiry
+first (the oldest processed ones, or leases about to lapse) rather than failing
+writes.
+
+Every error of the server or the connection is a ``SeenSetError``; sockets time
+out after ``timeout`` seconds (the URL's ``?timeout=``, default 1), with one
+immediate retry on a new connection (a stale one after a Redis restart), so a
+Redis that is down fails a call within about two timeouts. The URL's password
+never appears in a repr, an error or a log line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import redis.asyncio
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from ..._decisions.dedup import Key
+from ..._redact import redact
+from . import Claim, SeenSetError
+from .factory import check_key, check_outcome, check_seconds
+
+PREFIX = "geobus:seen:"
+TIMEOUT = 1.0
+
+# KEYS[1] the key; ARGV[1] "f2:<owner>", ARGV[2] the lease in ms.
+_CLAIM = """
+local value = redis.call('GET', KEYS[1])
+if value == 'c2' then return 'completed' end
+if value == 'd2' then return 'dead_lettered' end
+if value and value ~= ARGV[1] then
+    if string.sub(value, 1, 3) == 'f2:' then return 'taken' end
+    -- geobus 0.1.0.dev0's c, d, f:<owner>: another message's (see the module's docstring)
+    if value ~= 'c' and value ~= 'd' and string.sub(value, 1, 2) ~= 'f:' then
+        return redis.error_reply('not a geobus seen-set value')
+    end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 'claimed'
+"""
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    return 1
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+    redis.call('DEL', KEYS[1])
+    return 1
+end
+return 0
+"""
+_CODE = {Claim.COMPLETED: "c2", Claim.DEAD_LETTERED: "d2"}
+
+
+class RedisSeenSet:
+    """A ``SeenSet`` in Redis, shared by every worker that uses the same server, db and prefix.
+
+    Task-safe (a connection pool, on the event loop that uses it). Each method
+    raises ``SeenSetError`` when Redis cannot be reached or answers an error;
+    bad arguments raise ``ValueError``.
+    """
+
+    def __init__(self, url: str) -> None:
+        """Reads the URL; connects only on the first call.
+
+        Raises:
+            ValueError: a malformed URL (the message hides the password).
+        """
+        options = _parse(url)
+        self.prefix: str = options.pop("prefix")
+        self._label = redact(url.split("?", 1)[0])
+        self._password: str | None = options.get("password")
+        self._client = redis.asyncio.Redis(
+            **options,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 1),
+        )
+        self._claim = self._client.register_script(_CLAIM)
+        self._renew = self._client.register_script(_RENEW)
+        self._release = self._client.register_script(_RELEASE)
+
+    def __repr__(self) -> str:
+        return f"RedisSeenSet({self._label!r}, prefix={self.prefix!r})"
+
+    async def claim(self, key: Key, owner: str, lease: float) -> Claim:
+        """See ``SeenSet.claim``."""
+        check_key(key, owner)
+        answer = await self._call(self._claim, key, _holder(owner), _ms(check_seconds("lease", lease)))
+        return Claim(answer)
+
+    async def renew(self, key: Key, owner: str, lease: float) -> bool:
+        """See ``SeenSet.renew``; False too once the lease has run out, even if nobody took the key."""
+        check_key(key, owner)
+        return bool(await self._call(self._renew, key, _holder(owner), _ms(check_seconds("lease", lease))))
+
+    async def complete(self, key: Key, owner: str, outcome: Claim, ttl: float) -> None:
+        """See ``SeenSet.complete``."""
+        check_key(key, owner)
+        code = _CODE[check_outcome(outcome)]
+        ttl_ms = _ms(check_seconds("ttl", ttl))
+        try:
+            await self._client.set(self.prefix + key, code, px=ttl_ms)
+        except (RedisError, OSError) as exc:
+            raise self._error(exc) from exc
+
+    async def release(self, key: Key, owner: str) -> None:
+        """See ``SeenSet.release``."""
+        check_key(key, owner)
+        await self._call(self._release, key, _holder(owner))
+
+    async def close(self) -> None:
+        """Closes the connections; a later call would open new ones."""
+        try:
+            await self._client.aclose()
+        except (RedisError, OSError) as exc:
+            raise self._error(exc) from exc
+
+    async def _call(self, script: Any, key: str, *args: str | int) -> Any:
+        try:
+            return await script(keys=[self.prefix + key], args=list(args))
+        except (RedisError, OSError) as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: BaseException) -> SeenSetError:
+        text = f"{type(exc).__name__}: {exc}"
+        if self._password:
+            text = text.replace(self._password, "***")
+        return SeenSetError(f"the seen-set at {self._label} failed: {text}")
+
+
+def _holder(owner: str) -> str:
+    """The value of a key ``owner`` has in flight."""
+    return f"f2:{owner}"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _parse(url: str) -> dict[str, Any]:
+    """redis.asyncio.Redis's arguments (and ``prefix``) from the URL.
+
+    Raises:
+        ValueError: naming what is wrong, never with the password.
+    """
+    label = redact(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 6379
+    except ValueError:
+        raise ValueError(f"{label!r} is not a redis URL") from None  # urlsplit's text may quote the password
+    if parts.scheme not in ("redis", "rediss"):
+        raise ValueError(f"{label!r} is not a redis:// or rediss:// URL")
+    if not parts.hostname:
+        raise ValueError(f"{label!r} has no host: redis://[:password@]host:port/db")
+    db_text = parts.path.lstrip("/") or "0"
+    if not db_text.isdigit():
+        raise ValueError(f"{label!r}: the database is a number (/0, /1...), got {db_text!r}")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = sorted(set(query) - {"prefix", "timeout"})
+    if unknown:
+        raise ValueError(f"{label!r}: unknown options {unknown}; known: prefix, timeout")
+    prefix = query.get("prefix", [PREFIX])[-1]
+    try:
+        timeout = check_seconds("timeout", float(query.get("timeout", [TIMEOUT])[-1]))
+    except ValueError as exc:
+        raise ValueError(f"{label!r}: {exc}") from None
+    return {
+        "host": parts.hostname,
+        "port": port,
+        "db": int(db_text),
+        "username": unquote(parts.username) if parts.username else None,
+        "password": unquote(parts.password) if parts.password else None,
+        "ssl": parts.scheme == "rediss",
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "prefix": prefix,
+    }

@@ -1,0 +1,293 @@
+"""What a duplicate check costs in each seen-set store, against the in-memory DuplicateTracker.
+
+    .venv/bin/python benchmarks/seenset.py [--quick] [--rounds N] [--json] [--redis URL]
+    python -m geobus._tools.bench.seenset ...     # the same, from an installed geobus
+
+Each store (``memory``; ``sqlite:`` a file in the system temp directory, WAL;
+``redis://`` a ``redis-server`` started for the run on 127.0.0.1, or the
+server ``--redis URL`` names) is driven from one asyncio loop, one awaited call
+at a time, through the states a message's key goes through:
+
+1. claim of a new key (a first copy arrives): checks/s, p50/p99 latency (µs);
+2. claim of that key by another owner while it is in flight (its twin): TAKEN;
+3. complete (the application settled it): writes/s, p50/p99;
+4. claim of the completed key by another owner (a late twin): COMPLETED;
+5. claims of new keys by 32 concurrent tasks (a receiver's prefetch): checks/s.
+
+The reference ("plain" column) is what one receiver paid per copy before
+shared stores: the same step on the in-process ``DuplicateTracker``
+(``arrived``/``completed``, no event loop, no I/O). ratio = store / tracker, so
+far below 1 by nature: it says what sharing the state across processes costs.
+Without ``redis-server`` on PATH (and no ``--redis``) the Redis rows are left
+out, and the output says so. Best round of each row; figures drift from run to
+run on a small shared machine, so compare ratios, not figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import os
+import sqlite3
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, NoReturn
+
+import geobus
+from geobus._decisions.dedup import Copy, DuplicateTracker, Key, Verdict, key_of
+from geobus._storage.seenset import Claim, SeenSet, open_seen_set
+
+from . import common as bench
+
+CONCURRENCY = 32  # tasks claiming at once in step 5
+LEASE = 60.0
+TTL = 120.0  # short, so a run's keys on a --redis server of the user's own go away soon
+STEPS = ("claim new", "claim in flight", "complete", "claim completed", f"claim new x{CONCURRENCY} tasks")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    keys: int  # keys per store per round, through every step
+
+
+QUICK = Sizes(keys=2_000)
+FULL = Sizes(keys=20_000)
+
+
+@dataclass
+class Step:
+    """One step over every key: seconds in all, and each call's latency in µs (none when concurrent)."""
+
+    seconds: float
+    latencies_us: list[float] = field(default_factory=list)
+
+
+Metric = bench.Metric  # ``plain``: the in-memory DuplicateTracker's figure for the same step
+
+
+# -- the stores -------------------------------------------------------------------------------
+
+
+async def _timed(call: Callable[[Key], Awaitable[object]], keys: list[Key], expect: object) -> Step:
+    latencies = []
+    started = time.perf_counter()
+    for key in keys:
+        before = time.perf_counter()
+        answer = await call(key)
+        latencies.append((time.perf_counter() - before) * 1e6)
+        if answer is not expect:
+            raise RuntimeError(f"{key}: {answer!r}, expected {expect!r}")
+    return Step(time.perf_counter() - started, latencies)
+
+
+async def _concurrent(store: SeenSet, keys: list[Key]) -> Step:
+    queue = iter(keys)
+
+    async def worker(n: int) -> None:
+        for key in queue:  # shared: each key once, in whichever task is free
+            if await store.claim(key, f"bench-task-{n}", LEASE) is not Claim.CLAIMED:
+                raise RuntimeError(f"{key} was not claimed")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(n) for n in range(CONCURRENCY)))
+    return Step(time.perf_counter() - started)
+
+
+def new_keys(count: int) -> list[Key]:
+    """``count`` fresh keys, spelt as a receiver hands them to its tracker and its store."""
+    return [key_of(uuid.uuid4().hex) for _ in range(count)]
+
+
+async def store_steps(store: SeenSet, keys: list[Key]) -> dict[str, Step]:
+    """The five steps on ``store``, each over every key (fresh ones for step 5)."""
+    steps = {
+        STEPS[0]: await _timed(lambda k: store.claim(k, "bench-a", LEASE), keys, Claim.CLAIMED),
+        STEPS[1]: await _timed(lambda k: store.claim(k, "bench-b", LEASE), keys, Claim.TAKEN),
+        STEPS[2]: await _timed(lambda k: store.complete(k, "bench-a", Claim.COMPLETED, TTL), keys, None),
+        STEPS[3]: await _timed(lambda k: store.claim(k, "bench-b", LEASE), keys, Claim.COMPLETED),
+    }
+    steps[STEPS[4]] = await _concurrent(store, new_keys(len(keys)))
+    return steps
+
+
+def tracker_steps(keys: list[Key]) -> dict[str, Step]:
+    """The same steps on one receiver's DuplicateTracker: no loop, no I/O."""
+    tracker = DuplicateTracker(max_entries=2 * len(keys), max_age=TTL)
+    first, twin = Copy("primary", 1, locked_until=math.inf), Copy("secondary", 1)
+
+    def timed(call: Callable[[Key], object], expect: object) -> Step:
+        latencies = []
+        started = time.perf_counter()
+        for key in keys:
+            before = time.perf_counter()
+            answer = call(key)
+            latencies.append((time.perf_counter() - before) * 1e6)
+            if answer != expect:
+                raise RuntimeError(f"{key}: {answer!r}, expected {expect!r}")
+        return Step(time.perf_counter() - started, latencies)
+
+    steps = {
+        STEPS[0]: timed(lambda k: tracker.arrived(k, first), Verdict.DELIVER),
+        STEPS[1]: timed(lambda k: tracker.arrived(k, twin), Verdict.HOLD),
+        STEPS[2]: timed(lambda k: tracker.completed(k, first), [(twin, Verdict.COMPLETE)]),
+        STEPS[3]: timed(lambda k: tracker.arrived(k, twin), Verdict.COMPLETE),
+    }
+    steps[STEPS[4]] = steps[STEPS[0]]  # one receiver's tracker has no concurrency to speak of
+    return steps
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[str | None]:
+    """A ``redis-server`` on a free loopback port, nothing saved, for the run; None if not installed.
+
+    Stops (by its pid) only the server it started."""
+    from ...testing import RedisServer, redis_server_binary
+
+    if redis_server_binary() is None:
+        yield None
+        return
+    with RedisServer() as server:
+        yield server.url
+
+
+# -- the run -----------------------------------------------------------------------------------
+
+
+def run_round(urls: dict[str, str], sizes: Sizes, round_no: int,
+              log: Callable[[str], None]) -> dict[str, dict[str, Step]]:
+    """Every store, then the tracker; stores in a rotated order from round to round."""
+    started = time.perf_counter()
+    names = list(urls)
+    names = names[round_no % len(names):] + names[:round_no % len(names)]
+    out = {}
+    for name in names:
+        keys = new_keys(sizes.keys)
+        url = urls[name]
+        if name == "redis":
+            url += ("&" if "?" in url else "?") + f"prefix=geobus:bench:{uuid.uuid4().hex[:8]}:"
+
+        async def one(url: str = url, keys: list[Key] = keys) -> dict[str, Step]:
+            store = open_seen_set(url, max_entries=4 * sizes.keys)
+            try:
+                return await store_steps(store, keys)
+            finally:
+                await store.close()
+
+        out[name] = asyncio.run(one())
+    out["tracker"] = tracker_steps(new_keys(sizes.keys))
+    log(f"  round {round_no + 1}: {time.perf_counter() - started:.1f} s")
+    return out
+
+
+def metrics(rounds: list[dict[str, dict[str, Step]]], stores: list[str], sizes: Sizes) -> list[Metric]:
+    out = []
+    for name in stores:
+        for step in STEPS:
+            best = min((r[name][step] for r in rounds), key=lambda s: s.seconds)
+            ref = min((r["tracker"][step] for r in rounds), key=lambda s: s.seconds)
+            unit = "writes/s" if step == "complete" else "checks/s"
+            out.append(Metric(f"{name}: {step}", unit, sizes.keys / best.seconds, sizes.keys / ref.seconds,
+                              "higher", "tracker: one receiver" if step == STEPS[4] else ""))
+            if best.latencies_us:
+                for label, value, ref_value in zip(("p50", "p99"), bench.percentiles(best.latencies_us),
+                                                   bench.percentiles(ref.latencies_us), strict=True):
+                    out.append(Metric(f"{name}: {step} {label}", "us", value, ref_value, "lower"))
+    return out
+
+
+def _version(name: str) -> str | None:
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
+
+
+def _machine(temp: str, redis_source: str) -> dict[str, Any]:
+    return bench.machine({
+        "sqlite": sqlite3.sqlite_version,
+        "sqlite_dir": temp,
+        "redis-py": _version("redis"),
+        "redis_server": redis_source,
+        "geobus": geobus.__version__,
+    })
+
+
+def _cell(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "us":
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def render(result: dict[str, Any]) -> str:
+    m = result["machine"]
+    lines = [
+        bench.machine_line(m, m["platform"]),
+        f"sqlite {m['sqlite']} (file in {m['sqlite_dir']}); redis-py {m['redis-py']}, {m['redis_server']}; "
+        f"geobus {m['geobus']}",
+        f"{result['sizes']['keys']:,} keys per store per round; best of {result['rounds']} round(s); "
+        f"took {result['elapsed_s']:.0f} s" + ("; --quick" if result["quick"] else ""),
+        "ratio = store / in-memory DuplicateTracker (checks/s, writes/s: higher is better; us: lower)",
+        "",
+        f"{'metric':<44}{'unit':<10}{'store':>11}{'tracker':>11}{'ratio':>8}   note",
+    ]
+    for row in result["metrics"]:
+        ratio = "-" if row["ratio"] is None else f"{row['ratio']:#.3g}"
+        lines.append(f"{row['name']:<44}{row['unit']:<10}{_cell(row['geobus'], row['unit']):>11}"
+                     f"{_cell(row['plain'], row['unit']):>11}{ratio:>8}   {row['note']}")
+    lines += ["", "one asyncio loop, one awaited call at a time (but the x32 rows); tracker: sync calls, no I/O."]
+    lines += [f"skipped {name}: {why}" for name, why in result["skipped"].items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    def more(parser: Any) -> None:
+        parser.add_argument("--redis", metavar="URL",
+                            help="use this Redis instead of starting a redis-server (keys expire within "
+                                 f"{TTL:.0f} s)")
+
+    parser, args = bench.parse_args(__doc__, argv, quick_help="a smoke run: fewer keys, one round",
+                                    rounds_help="rounds", more=more)
+    sizes = QUICK if args.quick else FULL
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    started = time.perf_counter()
+    skipped: dict[str, str] = {}
+    with bench.sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="geobus-bench-seenset-") as scratch:
+        with contextlib.ExitStack() as stack:
+            redis_url = args.redis or stack.enter_context(redis_server())
+            urls = {"memory": "memory", "sqlite": f"sqlite:{Path(scratch) / 'seen.sqlite'}"}
+            if redis_url:
+                urls["redis"] = redis_url
+            else:
+                skipped["redis"] = "redis-server not found on PATH (apt-get install redis-server), and no --redis URL"
+                bench.log(f"  skipping redis: {skipped['redis']}")
+            redis_source = ("--redis (yours)" if args.redis else "redis-server started for the run"
+                            ) if redis_url else "no redis"
+            done = [run_round(urls, sizes, n, bench.log) for n in range(args.rounds)]
+    rows = metrics(done, list(urls), sizes)
+    result = {
+        "machine": _machine(os.path.realpath(tempfile.gettempdir()), redis_source),
+        "quick": args.quick,
+        "rounds": args.rounds,
+        "sizes": {"keys": sizes.keys, "concurrency": CONCURRENCY},
+        "stores": list(urls),
+        "skipped": skipped,
+    }
+    return bench.report(result, rows, started, as_json=args.json, render=render)
+
+
+def cli() -> NoReturn:
+    """Run as a script (``benchmarks/seenset.py``, ``python -m geobus._tools.bench.seenset``)."""
+    bench.run(main, interrupted="interrupted; the redis-server it started was stopped")
+
+
+if __name__ == "__main__":
+    cli()

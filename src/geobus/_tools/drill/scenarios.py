@@ -1,0 +1,276 @@
+"""The outages a drill rehearses, each a function of the run it acts on.
+
+A scenario waits for a quarter of the stream to be acknowledged, breaks
+something for ``fault_seconds`` (the primary, both namespaces, the producer or
+the worker), and mends it; the run then lets the producer finish and the worker
+catch up, and counts.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .harness import LOCK_DURATION, Run
+
+FLAPS = 4
+# A seen-set shared by the run's workers (and their successors), with a short lease.
+SQLITE_SEEN_SET = {"GEOBUS_DEDUP_STORE": "sqlite:{dir}/seen.db", "GEOBUS_DEDUP_LEASE": "3"}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    summary: str
+    act: Callable[[Run], None]
+    env: dict[str, str] = field(default_factory=dict)  # "{dir}" is the run's directory
+    handle_time: float = 0.0  # seconds the worker's handler takes per message
+    workers: int = 1
+
+
+def _quarter(run: Run) -> None:
+    run.wait_acked(run.settings.messages // 4)
+
+
+def _outage(
+    run: Run, breaks: Callable[[], object], mends: Callable[[], object], broken: str, mended: str
+) -> None:
+    """A quarter into the stream, break something for ``fault_seconds``, then mend it."""
+    _quarter(run)
+    breaks()
+    run.mark(broken)
+    run.hold(run.settings.fault_seconds)
+    mends()
+    run.mark(mended)
+
+
+def primary_refused(run: Run) -> None:
+    control = run.primary.control
+    _outage(run, control.refuse, control.heal, "primary refuses connections", "primary healed")
+
+
+def primary_black_hole(run: Run) -> None:
+    control = run.primary.control
+    _outage(
+        run,
+        control.black_hole,
+        control.heal,
+        "primary black-holed (accepts TCP, never answers)",
+        "primary healed",
+    )
+
+
+def primary_frozen(run: Run) -> None:
+    primary = run.primary
+    _outage(
+        run,
+        primary.pause,
+        primary.resume,
+        "primary process stopped (SIGSTOP)",
+        "primary process continued (SIGCONT)",
+    )
+
+
+def primary_outage(run: Run) -> None:
+    primary = run.primary
+    _outage(
+        run,
+        primary.kill,
+        primary.start,
+        "primary killed (kill -9); its store kept",
+        "primary restarted with its store",
+    )
+
+
+def primary_disaster(run: Run) -> None:
+    _quarter(run)
+    run.primary.kill()
+    held = run.stored_ids(run.primary)
+    if run.mode == "passive":  # what the region held when it died: the most passive may lose
+        run.allowed_losses = held
+    run.wipe(run.primary)
+    run.mark(f"primary killed (kill -9) and its store wiped, with {len(held)} message(s) in it")
+    run.hold(run.settings.fault_seconds)
+    run.primary.start()
+    run.mark("primary restarted empty")
+
+
+def flapping_primary(run: Run) -> None:
+    _quarter(run)
+    half = run.settings.fault_seconds / 2
+    for flap in range(FLAPS):
+        run.primary.control.refuse()
+        run.mark(f"primary down ({flap + 1}/{FLAPS})")
+        run.hold(half)
+        run.primary.control.heal()
+        run.mark("primary up")
+        run.hold(half)
+
+
+def both_down(run: Run) -> None:
+    def refuse() -> None:
+        run.primary.control.refuse()
+        run.secondary.control.refuse()
+
+    def heal() -> None:
+        run.primary.control.heal()
+        run.secondary.control.heal()
+
+    _outage(
+        run,
+        refuse,
+        heal,
+        "both namespaces refuse connections (the outbox keeps what is sent)",
+        "both healed",
+    )
+
+
+def producer_killed(run: Run) -> None:
+    _quarter(run)
+    run.primary.control.refuse()
+    run.secondary.control.refuse()
+    run.mark("both namespaces refuse connections")
+    buffered_before = run.count("ack") - _unbuffered(run)
+    run.wait_until(
+        lambda: run.count("ack") - _unbuffered(run) >= buffered_before + 20,
+        30.0,
+        "20 buffered sends",
+    )
+    run.producers[-1].kill()
+    held = run.count("ack") - _unbuffered(run)
+    run.mark(f"producer killed (kill -9) with {held} buffered send(s) acknowledged")
+    run.primary.control.heal()
+    run.secondary.control.heal()
+    run.mark("both healed")
+    resume_at = max((int(i.rsplit("-", 1)[1]) for i in run.ids("attempt")), default=-1) + 1
+    run.start_producer(start=resume_at)
+    run.mark(f"a new producer on the same outbox file, sending from #{resume_at}")
+
+
+def _unbuffered(run: Run) -> int:
+    return sum(1 for event in run.log.events if event["e"] == "ack" and not event["buf"])
+
+
+def worker_killed(run: Run) -> None:
+    run.wait_until(
+        lambda: run.count("deliver") >= run.settings.messages // 3, 30.0, "a third delivered"
+    )
+    run.kill_worker(len(run.workers) - 1)
+    # Twins of messages the dead worker completed, still queued: an in-memory seen-set died
+    # with it, so a new worker may deliver them again; a persistent one must not.
+    twins = run.queued_ids() & run.ids("complete")
+    if "GEOBUS_DEDUP_STORE" not in run.env_overrides:
+        run.restart_bound = twins
+    run.mark(
+        f"worker killed (kill -9) holding {len(run.ids('deliver') - run.ids('complete'))} "
+        f"uncompleted message(s); {len(twins)} completed twin(s) still queued"
+    )
+    run.start_worker()
+    run.mark(f"a new worker (the dead one's locks expire after {LOCK_DURATION:.0f} s)")
+
+
+def fleet(run: Run) -> None:
+    """Competing workers sharing one seen-set; one is killed with keys in flight.
+
+    Worker 0 is stopped (SIGSTOP) before the kill, so its event file says exactly what
+    it held: it is killed holding at least two unsettled messages (one may be completed
+    on the bus with its log line not yet written), else continued and caught again. If
+    anything fails meanwhile, the run's teardown continues it (``Agent.terminate``)."""
+    deadline = time.monotonic() + 60.0
+    worker, held = run.workers[0], set[str]()
+    while time.monotonic() < deadline:
+        if not run.wait_until(
+            lambda: run.count("deliver") >= run.settings.messages // 3 and len(run.held_by(0)) >= 2,
+            deadline - time.monotonic(),
+            "a third delivered, with two messages held by worker 0",
+        ):
+            break
+        if worker.pause():
+            run.log.poll()
+            held = run.held_by(0)
+            if len(held) >= 2:
+                break
+        worker.resume()
+    run.kill_worker(0, held)
+    if len(held) < 2:
+        run.violations.append(f"worker 0 was killed holding {len(held)} message(s), not the 2 the scenario needs")
+    run.mark(
+        f"worker 0 of {len(run.workers)} killed (kill -9) holding {len(held)} message(s); its keys' "
+        f"leases run out after {run.env_overrides.get('GEOBUS_DEDUP_LEASE', '30')} s, its locks "
+        f"after {LOCK_DURATION:.0f} s"
+    )
+
+
+def latency(run: Run) -> None:
+    control = run.primary.control
+    _outage(
+        run,
+        lambda: control.set_latency(0.2),
+        control.heal,
+        "primary answers 200 ms late",
+        "primary healed",
+    )
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("refused", "the primary refuses connections, then heals", primary_refused),
+        Scenario(
+            "black-hole",
+            "the primary accepts TCP and never answers, then heals",
+            primary_black_hole,
+        ),
+        Scenario(
+            "frozen", "the primary's process is stopped (SIGSTOP), then continued", primary_frozen
+        ),
+        Scenario(
+            "outage", "the primary is killed (kill -9) and restarted with its store", primary_outage
+        ),
+        Scenario(
+            "disaster",
+            "the primary is killed and its store wiped (passive may lose what it held)",
+            primary_disaster,
+        ),
+        Scenario(
+            "flapping",
+            "the primary goes down and up four times (failback prefer_primary)",
+            flapping_primary,
+            env={
+                "GEOBUS_FAILBACK_MODE": "prefer_primary",
+                "GEOBUS_FAILBACK_PROBE_INTERVAL": "0.2",
+                "GEOBUS_FAILBACK_HEALTHY_PROBES": "2",
+                "GEOBUS_FAILBACK_COOLDOWN": "1.0",
+            },
+        ),
+        Scenario("both-down", "both namespaces refuse; the outbox keeps the stream", both_down),
+        Scenario(
+            "producer-killed",
+            "both down, the producer is killed with messages in its outbox; a new one drains it",
+            producer_killed,
+        ),
+        Scenario(
+            "worker-killed",
+            "the worker is killed before completing; its messages come back when their locks expire",
+            worker_killed,
+            handle_time=0.01,
+        ),
+        Scenario(
+            "worker-restart",
+            "as worker-killed, with a SQLite seen-set: the new worker remembers what the dead one completed",
+            worker_killed,
+            env=SQLITE_SEEN_SET,
+            handle_time=0.01,
+        ),
+        Scenario(
+            "fleet",
+            "three workers share a SQLite seen-set; one is killed mid-stream",
+            fleet,
+            env=SQLITE_SEEN_SET,
+            handle_time=0.005,
+            workers=3,
+        ),
+        Scenario("latency", "the primary answers 200 ms late", latency),
+    )
+}
