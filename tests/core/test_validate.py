@@ -17,8 +17,7 @@ from azure.servicebus._pyamqp._encode import encode_payload
 from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
 from azure.servicebus.amqp import AmqpAnnotatedMessage
 
-from geobus._decisions.validate import validate_message, validate_schedule_time
-from geobus._engine.sender import prepare_message
+from geobus._decisions.validate import prepare_message, validate_message, validate_schedule_time
 
 # Made at run time: a key-shaped literal in the repository would look like a leaked one.
 SECRET = "Endpoint=sb://x/;SharedAccessKey=" + base64.b64encode(b"secret-key-value").decode().rstrip("=")

@@ -11,8 +11,8 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.exceptions import ServiceBusError
 
-from .._decisions.judge import SendResult
 from .._errors import GeobusError, ReplicationError, _describe
+from .._models import SendResult
 from .common import (
     Exit,
     Out,

@@ -14,6 +14,7 @@ from azure.core.exceptions import AzureError
 
 from .._config import WriteQuorum
 from .._errors import NamespaceError, ReplicationError
+from .._models import SendResult
 from .faults import Fault, classify
 
 
@@ -42,27 +43,6 @@ class PassiveRoles:
             return False
         self.active = name
         return True
-
-
-@dataclass(frozen=True)
-class SendResult:
-    """What ``send_messages`` did.
-
-    ``landed``: the namespaces that stored the message(s); ``missed``: those that
-    did not, with their errors; ``failed_over``: passive mode had to use its second
-    namespace; ``buffered``: the outbox lanes now keeping the message(s) for later
-    (``"any"`` in passive mode, the namespaces that missed their copy in active
-    mode) — empty when nothing was buffered.
-    """
-
-    landed: tuple[str, ...]
-    missed: Mapping[str, BaseException]
-    failed_over: bool = False
-    buffered: tuple[str, ...] = ()
-
-    @property
-    def partial(self) -> bool:
-        return bool(self.missed) and bool(self.landed)
 
 
 # A namespace that missed its copy for these may take it later; for the others (the

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from azure.servicebus import ServiceBusMessage
-from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
+from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType, AmqpMessageProperties
 
 from .._config import MAX_MESSAGE_ID_LENGTH
 
@@ -356,3 +356,31 @@ def _key(key: Any) -> str:
     """A map key for an error message: its text, shortened (a key is a name, not a secret)."""
     text = key.decode("utf-8", "replace") if isinstance(key, (bytes, bytearray)) else str(key)
     return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def prepare_message(message: Any, *, field: str = "") -> str:
+    """Give ``message`` a MessageId if it has none; check every field; return the id as text.
+
+    ``field`` prefixes the field names in errors (``messages[2].``).
+
+    Raises:
+        TypeError: not a ServiceBusMessage or AmqpAnnotatedMessage, or a field of a
+            type the SDK cannot encode (the error names the field).
+        ValueError: a field out of range, too long or inconsistent (an empty id, one
+            over 128 characters, a partition key other than the session id...).
+    """
+    if isinstance(message, ServiceBusMessage):
+        if message.message_id is None:
+            message.message_id = str(uuid.uuid4())
+    elif isinstance(message, AmqpAnnotatedMessage):
+        properties = message.properties
+        if properties is None:
+            # The SDK sends such a message as it is; geobus only needs somewhere to put the id.
+            properties = message.properties = AmqpMessageProperties()
+        if properties.message_id is None:
+            properties.message_id = str(uuid.uuid4())
+    else:
+        raise TypeError(
+            f"{field}expected ServiceBusMessage or AmqpAnnotatedMessage, got {type(message).__name__}"
+        )
+    return validate_message(message, field=field)

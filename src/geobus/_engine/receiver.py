@@ -10,7 +10,7 @@ import operator
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
@@ -19,6 +19,7 @@ from .._closing import AsyncClosing
 from .._config import Deadlines, DedupKey, DedupPolicy
 from .._decisions.dedup import Copy, DuplicateTracker, Key, Verdict, key_of
 from .._decisions.faults import Fault, classify
+from .._models import ReceiverStats
 from .._storage.seenset import Claim, SeenSet, open_seen_set
 from .channels import ReceiveChannel
 from .shared_keys import SharedKeys
@@ -28,21 +29,6 @@ _POLL_WAIT = 1.0  # seconds one SDK receive call waits; pumps loop on it
 _KEEPER_INTERVAL = 1.0  # seconds between lock renewals and shared seen-set rechecks
 _RENEW_AHEAD = 10.0  # a held copy's lock is renewed when it has this long left
 _RECONNECT_BACKOFF = (0.2, 5.0)  # first and largest wait before reconnecting a failed namespace
-
-
-@dataclass(frozen=True)
-class ReceiverStats:
-    """A snapshot of a receiver's counters."""
-
-    received: dict[str, int]
-    delivered: int
-    duplicates_absorbed: int
-    held: int
-    in_flight: int
-    evictions: int
-    receive_errors: dict[str, int]
-    # Per namespace: seconds from the newest received message's enqueued time to its arrival here.
-    receive_lag: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(eq=False)

@@ -6,26 +6,25 @@ import asyncio
 import datetime
 import logging
 import sqlite3
-import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
-from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageProperties
+from azure.servicebus.amqp import AmqpAnnotatedMessage
 from typing_extensions import Self
 
 from .._closing import AsyncClosing
 from .._config import Deadlines, OutboxPolicy, ReplicationMode, WriteQuorum
 from .._decisions.health import Health
-from .._decisions.judge import SendJudge, SendResult
-from .._decisions.validate import validate_message, validate_schedule_time
+from .._decisions.judge import SendJudge
+from .._decisions.validate import prepare_message, validate_schedule_time
 from .._errors import (
     NamespaceTimeoutError,
     NamespaceUnavailableError,
     OutboxFullError,
     ReplicationError,
 )
+from .._models import ReplicatedMessageBatch, ScheduledMessage, SenderStats, SendResult
 from .._storage.outbox import ANY_LANE
 from .channels import SendChannel
 from .drainer import AsyncOutbox, Drainer
@@ -33,95 +32,6 @@ from .drainer import AsyncOutbox, Drainer
 _LOG = logging.getLogger("geobus")
 
 Message = ServiceBusMessage | AmqpAnnotatedMessage
-
-
-@dataclass(frozen=True)
-class SenderStats:
-    """A snapshot of a sender's counters."""
-
-    active_namespace: str
-    mode: str
-    messages_sent: dict[str, int]
-    send_failures: dict[str, int]
-    failovers: int
-    partial_writes: int
-    failbacks: int = 0
-    breakers: dict[str, str] = field(default_factory=dict)
-    buffered: int = 0
-    drained: int = 0
-    outbox_dead_lettered: int = 0  # refused for good, expired or unreadable, since the outbox opened
-    outbox_depth: int = 0
-    # Seconds since the oldest message still buffered for this entity was accepted; None when none is.
-    outbox_oldest_age: float | None = None
-
-
-@dataclass(frozen=True)
-class ScheduledMessage:
-    """A message scheduled on one or both namespaces: each namespace's sequence number."""
-
-    message_id: str
-    sequence_numbers: dict[str, int] = field(default_factory=dict)
-
-
-class ReplicatedMessageBatch:
-    """A batch that fits the smaller of the two namespaces' limits.
-
-    ``add_message`` raises ``MessageSizeExceededError`` when the message does not
-    fit, exactly as ``ServiceBusMessageBatch.add_message`` does, and
-    ``TypeError``/``ValueError`` naming the field for a message ``send_messages``
-    would refuse.
-    """
-
-    def __init__(self, sizer: ServiceBusMessageBatch) -> None:
-        self._sizer = sizer
-        self.messages: list[Message] = []
-
-    @property
-    def max_size_in_bytes(self) -> int:
-        return self._sizer.max_size_in_bytes
-
-    @property
-    def size_in_bytes(self) -> int:
-        return self._sizer.size_in_bytes
-
-    def add_message(self, message: Message) -> None:
-        prepare_message(message)
-        self._sizer.add_message(message)
-        self.messages.append(message)
-
-    def __len__(self) -> int:
-        return len(self.messages)
-
-    def __repr__(self) -> str:
-        return f"ReplicatedMessageBatch(count={len(self)}, size={self.size_in_bytes}, max={self.max_size_in_bytes})"
-
-
-def prepare_message(message: Any, *, field: str = "") -> str:
-    """Give ``message`` a MessageId if it has none; check every field; return the id as text.
-
-    ``field`` prefixes the field names in errors (``messages[2].``).
-
-    Raises:
-        TypeError: not a ServiceBusMessage or AmqpAnnotatedMessage, or a field of a
-            type the SDK cannot encode (the error names the field).
-        ValueError: a field out of range, too long or inconsistent (an empty id, one
-            over 128 characters, a partition key other than the session id...).
-    """
-    if isinstance(message, ServiceBusMessage):
-        if message.message_id is None:
-            message.message_id = str(uuid.uuid4())
-    elif isinstance(message, AmqpAnnotatedMessage):
-        properties = message.properties
-        if properties is None:
-            # The SDK sends such a message as it is; geobus only needs somewhere to put the id.
-            properties = message.properties = AmqpMessageProperties()
-        if properties.message_id is None:
-            properties.message_id = str(uuid.uuid4())
-    else:
-        raise TypeError(
-            f"{field}expected ServiceBusMessage or AmqpAnnotatedMessage, got {type(message).__name__}"
-        )
-    return validate_message(message, field=field)
 
 
 def _payload(message: Any) -> tuple[Any, list[Message]]:

@@ -9,7 +9,7 @@ from azure.servicebus import ServiceBusReceivedMessage
 
 from .._closing import Closing
 from .._engine import receiver as core
-from .._engine.receiver import ReceiverStats
+from .._models import ReceiverStats
 from .portal import Portal
 
 

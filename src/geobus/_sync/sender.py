@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._closing import Closing
-from .._decisions.judge import SendResult
 from .._engine import sender as core
-from .._engine.sender import ReplicatedMessageBatch, ScheduledMessage, SenderStats
+from .._models import ReplicatedMessageBatch, ScheduledMessage, SenderStats, SendResult
 from .portal import Portal
 
 

@@ -10,6 +10,9 @@ configuration, at a proxy.
 ``RedisServer`` runs a throwaway ``redis-server`` (loopback, nothing saved) for
 tests of a fleet sharing a ``redis://`` seen-set.
 
+``eventually`` (and ``eventually_async``) poll a condition with a bound instead
+of sleeping for a guess; ``FakeClock`` is a clock the test moves by hand.
+
 pytest fixtures (``geobus_namespace``, ``geobus_namespace_pair``,
 ``geobus_namespace_factory``, ``geobus_fault_proxy``) are in a plugin you opt
 into: ``pytest_plugins = ["geobus.testing.pytest_plugin"]``.
@@ -29,11 +32,15 @@ from ._namespaces import NamespacePair, fault_proxy, local_pair
 from ._proxy import FaultProxy
 from ._redis import RedisServer, redis_server_binary
 from ._sdk import namespace_tls_context, proxied_connection_string, sdk_proxy_options
+from ._waiting import FakeClock, eventually, eventually_async
 
 __all__ = [
+    "FakeClock",
     "FaultProxy",
     "NamespacePair",
     "RedisServer",
+    "eventually",
+    "eventually_async",
     "fault_proxy",
     "local_pair",
     "namespace_tls_context",

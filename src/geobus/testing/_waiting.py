@@ -1,0 +1,83 @@
+"""Waiting in tests without sleeping for a guess: ``eventually`` polls, ``FakeClock`` is moved by hand."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+
+# How often a condition is asked again: often enough not to slow a test, rarely enough
+# not to starve the code under test of the (shared, two-core) machine.
+POLL_EVERY = 0.01
+
+
+class FakeClock:
+    """A clock that moves only when the test says so; call it for the time.
+
+    Pass it wherever geobus takes a ``clock`` (``time.time``- or
+    ``time.monotonic``-shaped): ``DuplicateTracker``, ``Health``, the outbox,
+    the local namespace's ``Broker``.
+    """
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock ``seconds`` forward; returns the new time."""
+        self.now += seconds
+        return self.now
+
+    def __repr__(self) -> str:
+        return f"FakeClock(now={self.now!r})"
+
+
+def _timed_out(within: float, what: str | Callable[[], object]) -> AssertionError:
+    said = what() if callable(what) else what
+    return AssertionError(f"not within {within:g} s: {said}")
+
+
+def eventually(
+    condition: Callable[[], object], *, within: float = 10.0, what: str | Callable[[], object] = "the condition"
+) -> None:
+    """Poll ``condition`` until it is true; fail naming ``what`` after ``within`` seconds.
+
+    ``what`` may be a callable, called only on failure (to show the state then).
+
+    Raises:
+        AssertionError: ``condition`` stayed false for ``within`` seconds.
+    """
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise _timed_out(within, what)
+        time.sleep(POLL_EVERY)
+
+
+async def eventually_async(
+    condition: Callable[[], object | Awaitable[object]],
+    *,
+    within: float = 10.0,
+    what: str | Callable[[], object] = "the condition",
+) -> None:
+    """``eventually`` for a coroutine test: yields to the loop between polls.
+
+    ``condition`` may be a plain function or a coroutine function.
+
+    Raises:
+        AssertionError: ``condition`` stayed false for ``within`` seconds.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        held = condition()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        if loop.time() > deadline:
+            raise _timed_out(within, what)
+        await asyncio.sleep(POLL_EVERY)
