@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,16 +14,14 @@ from geobus.local import LocalNamespace
 @pytest.fixture
 def namespace_factory() -> Iterator[Callable[..., LocalNamespace]]:
     """Start local namespaces with any options; every one is stopped after the test."""
-    started: list[LocalNamespace] = []
+    with contextlib.ExitStack() as started:
 
-    def start(**options: Any) -> LocalNamespace:
-        ns = LocalNamespace(**options).start()
-        started.append(ns)
-        return ns
+        def start(**options: Any) -> LocalNamespace:
+            ns = LocalNamespace(**options).start()
+            started.callback(ns.stop)
+            return ns
 
-    yield start
-    for ns in started:
-        ns.stop()
+        yield start
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,9 +38,11 @@ class TestDemo:
         assert not any(development_key(n) in out + err for n in (1, 2))  # each namespace's key
         assert "SharedAccessKey=" not in out + err
 
-    def test_too_few_messages_is_a_clear_error(self) -> None:
-        with pytest.raises(SystemExit, match="--messages must be at least 10"):
+    def test_too_few_messages_is_a_usage_error(self, capsys: pytest.CaptureFixture[str]) -> None:
+        with pytest.raises(SystemExit) as exited:
             main(["demo", "--messages", "1"])
+        assert exited.value.code == 2
+        assert "argument --messages: must be at least 10, got 1" in capsys.readouterr().err
 
 
 class TestOutbox:
@@ -106,6 +110,51 @@ class TestOutbox:
             out = capsys.readouterr().out
             assert "SharedAccessKey=***" in out and "rediss://***@cache:6380" in out
             assert DEV_KEY not in out and "hunter22" not in out
+
+
+class TestConvention:
+    """Every command ends the same way: the status of ``geobus._cli``'s docstring, the reason on stderr."""
+
+    @pytest.fixture
+    def command(self, monkeypatch: pytest.MonkeyPatch) -> Callable[[Callable[[object], int]], None]:
+        """Stands ``run`` in for the outbox command's own."""
+        import geobus._cli.outbox
+
+        def use(run: Callable[[object], int]) -> None:
+            monkeypatch.setattr(geobus._cli.outbox, "run", run)
+
+        return use
+
+    def test_a_usage_error_raised_as_a_message_exits_2_said_once(
+        self, command: Callable[[Callable[[object], int]], None], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        def run(args: object) -> int:
+            raise SystemExit("geobus outbox: --x must be at least 1")
+
+        command(run)
+        assert main(["outbox", "x.db"]) == 2
+        assert capsys.readouterr().err == "geobus outbox: --x must be at least 1\n"
+
+    def test_an_interrupt_exits_130(
+        self, command: Callable[[Callable[[object], int]], None], capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        def run(args: object) -> int:
+            raise KeyboardInterrupt
+
+        command(run)
+        assert main(["outbox", "x.db"]) == 130
+        assert capsys.readouterr().err == "geobus outbox: interrupted\n"
+
+    def test_a_command_whose_module_needs_the_missing_extra_exits_2(
+        self, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        for name in [name for name in sys.modules if name == "geobus.local" or name.startswith("geobus.local.")]:
+            monkeypatch.delitem(sys.modules, name)
+        monkeypatch.setitem(sys.modules, "proton", None)  # as if python-qpid-proton were not installed
+        assert main(["local"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("geobus local: this command needs the 'local' extra (python-qpid-proton)")
+        assert "pip install 'geobus[local]'" in err
 
 
 class TestCrash:

@@ -22,6 +22,7 @@ from geobus._cli import main
 from geobus._tools.drill.agent import _message, _parser
 from geobus._tools.drill.harness import Agent, EventLog, Run, Settings, redact
 from geobus._tools.drill.report import header, line, tally
+from geobus._tools.ledger import Delivery, Ledger
 from geobus.local import DEV_KEY, development_key
 
 
@@ -48,6 +49,42 @@ def _sent(*ids: str, buffered: bool = False, failed_over: bool = False) -> list[
 
 def _handled(message_id: str, life: int = 0, outcome: str = "complete") -> list[tuple[str, str, dict[str, Any]]]:
     return [("deliver", message_id, {"ns": "primary", "life": life}), (outcome, message_id, {"life": life})]
+
+
+class TestLedger:
+    """The one definition of a duplicate, as the demo and the drill both count it."""
+
+    def test_a_delivery_after_a_failed_completion_is_a_redelivery(self) -> None:
+        ledger = Ledger()
+        assert ledger.delivered("a") is Delivery.FIRST
+        ledger.settle_failed("a")
+        assert ledger.delivered("a") is Delivery.REDELIVERED
+        ledger.completed("a")
+        assert (ledger.duplicates, ledger.deliveries, ledger.delivered_ids) == (0, 2, {"a"})
+
+    def test_a_delivery_after_a_completion_or_while_held_is_a_duplicate(self) -> None:
+        ledger = Ledger()
+        ledger.delivered("a")
+        assert ledger.delivered("a", life=1) is Delivery.DUPLICATE  # still in worker 0's handler
+        ledger.completed("a")
+        ledger.completed("a", life=1)
+        assert ledger.delivered("a") is Delivery.DUPLICATE
+        assert ledger.duplicates == 2
+
+    def test_a_dead_workers_message_comes_back_as_a_redelivery(self) -> None:
+        ledger = Ledger()
+        ledger.delivered("a")
+        ledger.died(0)
+        assert ledger.delivered("a", life=1) is Delivery.REDELIVERED
+
+    def test_a_twin_queued_at_a_restart_comes_back_once_as_a_restart_duplicate(self) -> None:
+        ledger = Ledger(restart_allowed={"a"})
+        ledger.delivered("a")
+        ledger.completed("a")
+        assert ledger.delivered("a", life=1) is Delivery.RESTART_DUPLICATE
+        ledger.completed("a", life=1)
+        assert ledger.delivered("a", life=2) is Delivery.DUPLICATE
+        assert (ledger.counts[Delivery.RESTART_DUPLICATE], ledger.duplicates) == (1, 1)
 
 
 class TestCounting:
@@ -204,11 +241,17 @@ class TestCommand:
                      "producer-killed", "worker-killed", "worker-restart", "fleet", "latency"):  # fmt: skip
             assert name in out
 
-    def test_bad_arguments_are_clear_errors(self) -> None:
-        with pytest.raises(SystemExit, match="--messages must be at least 40"):
-            main(["drill", "--messages", "5"])
-        with pytest.raises(SystemExit):
-            main(["drill", "--scenario", "meteor"])
+    @pytest.mark.parametrize(("argv", "problem"), [
+        (["--messages", "5"], "argument --messages: must be at least 40, got 5"),
+        (["--rate", "0"], "argument --rate: must be a number > 0, got 0"),
+        (["--scenario", "meteor"], "argument --scenario: invalid choice: 'meteor'"),
+    ])  # fmt: skip
+    def test_bad_arguments_are_usage_errors(
+        self, argv: list[str], problem: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with pytest.raises(SystemExit) as exited:
+            main(["drill", *argv])
+        assert exited.value.code == 2 and problem in capsys.readouterr().err
 
 
 def _drill(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any], str]:

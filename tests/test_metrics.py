@@ -15,7 +15,6 @@ import logging
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +29,7 @@ import geobus
 from geobus import _metrics
 from geobus._storage.outbox import Outbox
 from geobus.local import LocalNamespace
+from geobus.testing import FakeClock, eventually
 
 SYSTEM = ("messaging.system", "servicebus")
 FAST: dict[str, Any] = {
@@ -359,28 +359,20 @@ class TestInstruments:
 # -- the outbox's oldest age ---------------------------------------------------------------------------
 
 
-class Clock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class TestOutboxAge:
     """The age of a lane's first message, kept in memory as the outbox changes (a fake clock)."""
 
     def test_age_follows_appends_drains_recounts_and_dead_letters(self, tmp_path: Path) -> None:
-        clock = Clock()
+        clock = FakeClock()
         outbox = Outbox(geobus.OutboxPolicy(path=str(tmp_path / "age.db")), clock=clock, lock=False)
         entity, lanes = "queue:q", ["any", "primary", "secondary"]
         try:
             assert outbox.head_age(entity, lanes) is None
             outbox.append(entity, ["secondary"], [message(0, "o"), message(1, "o")])
-            clock.now += 3
+            clock.advance(3)
             outbox.append(entity, ["secondary"], [message(2, "o")])
             outbox.append(entity, ["any"], [message(3, "o")])
-            clock.now += 2
+            clock.advance(2)
             assert outbox.head_age(entity, lanes) == 5.0  # the first append, in any lane
             assert outbox.head_age(entity, ["any"]) == 2.0
             assert outbox.head_age("queue:other", lanes) is None
@@ -392,7 +384,7 @@ class TestOutboxAge:
             [third] = outbox.head(entity, "secondary", 1)
             outbox.dead_letter([third.id], "refused")
             assert outbox.head_age(entity, ["secondary"]) is None  # emptied
-            clock.now += 10
+            clock.advance(10)
             outbox.retry_dead_letters()  # back in its lane, accepted 12 s ago
             assert outbox.head_age(entity, ["secondary"]) == 12.0
             [any_lane] = outbox.head(entity, "any", 1)
@@ -413,15 +405,6 @@ def client(primary: LocalNamespace, secondary: LocalNamespace, **options: Any) -
 
 def message(index: int, prefix: str) -> ServiceBusMessage:
     return ServiceBusMessage(f"body {index}", message_id=f"{prefix}-{index:04d}")
-
-
-def wait_until(condition: Callable[[], bool], *, within: float, what: Callable[[], object]) -> None:
-    """Poll ``condition``; fail with ``what()`` after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within:g} s: {what()}")
-        time.sleep(0.05)
 
 
 class TestReplicationMetrics:
@@ -473,7 +456,7 @@ class TestReplicationMetrics:
                     stats_during = sender.stats
                 finally:
                     secondary.heal()
-                wait_until(
+                eventually(
                     lambda: sender.stats.outbox_depth == 0 and sender.stats.drained == count,
                     within=30,
                     what=lambda: sender.stats,
@@ -483,7 +466,7 @@ class TestReplicationMetrics:
 
             with geo.get_queue_receiver(queue, max_wait_time=0.5) as receiver:
                 processed: list[str] = []
-                wait_until(
+                eventually(
                     lambda: receive_and_complete(receiver, processed) >= (count, count),
                     within=30,
                     what=lambda: receiver.stats,
@@ -565,7 +548,7 @@ class TestWithoutOpenTelemetry:
                     result = sender.send_messages(message(0, "n"))
                 with geo.get_queue_receiver(queue, max_wait_time=0.5) as receiver:
                     processed: list[str] = []
-                    wait_until(
+                    eventually(
                         lambda: receive_and_complete(receiver, processed) >= (1, 1),
                         within=20,
                         what=lambda: receiver.stats,

@@ -516,7 +516,7 @@ class TestScrubber:
 
     def test_configured_keys_and_key_shapes_are_masked(self) -> None:
         from geobus import ReplicationConfig
-        from geobus._cli.common import Scrubber
+        from geobus._cli.output import Scrubber
 
         config = ReplicationConfig.from_connection_strings(
             f"Endpoint=sb://a.example;SharedAccessKeyName=k;SharedAccessKey={DEV_KEY}",

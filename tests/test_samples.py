@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from geobus.local import DEV_KEY, LocalNamespace, development_key
+from geobus.testing import NamespacePair
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 RUN_TIMEOUT = 60.0  # seconds; each sample finishes in a few
@@ -70,12 +71,15 @@ def run_sample(name: str, settings: Mapping[str, str] | None = None) -> subproce
     return subprocess.CompletedProcess(process.args, process.returncode, out, err)
 
 
-def assert_ran_cleanly(name: str, finished: subprocess.CompletedProcess[str]) -> None:
+def run_cleanly(name: str, settings: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``run_sample``, which must exit 0 without a traceback and without printing a key."""
+    finished = run_sample(name, settings)
     printed = finished.stdout + finished.stderr
     assert finished.returncode == 0, f"{name} exited {finished.returncode}:\n{printed[-3000:]}"
     assert "Traceback" not in printed, printed[-3000:]
     assert not any(development_key(n) in printed for n in (1, 2))  # each namespace's key
     assert "SharedAccessKey=" not in printed
+    return finished
 
 
 class TestSamplesRun:
@@ -85,8 +89,7 @@ class TestSamplesRun:
     @pytest.mark.parametrize("name", sample_names())
     def test_sample_runs_locally(self, name: str) -> None:
         assert name in EXPECTED, f"add the line {name} prints on success to EXPECTED"
-        finished = run_sample(name)
-        assert_ran_cleanly(name, finished)
+        finished = run_cleanly(name)
         for line in EXPECTED[name]:
             assert line in finished.stdout, f"{name} did not print {line!r}:\n{finished.stdout[-3000:]}"
 
@@ -98,57 +101,53 @@ class TestSamplesFromEnvironment:
     """With GEOBUS_PRIMARY_* set, a sample uses those namespaces (here: the test's own)."""
 
     @pytest.fixture
-    def pair(self, namespace_factory: Callable[..., LocalNamespace]) -> tuple[LocalNamespace, LocalNamespace]:
-        return namespace_factory(), namespace_factory()
+    def pair(self, namespace_factory: Callable[..., LocalNamespace]) -> NamespacePair:
+        return NamespacePair(namespace_factory(), namespace_factory())
 
     @staticmethod
-    def settings(pair: tuple[LocalNamespace, LocalNamespace], **extra: str) -> dict[str, str]:
+    def settings(pair: NamespacePair, **extra: str) -> dict[str, str]:
         return {
-            "GEOBUS_PRIMARY_CONNECTION_STRING": pair[0].connection_string,
-            "GEOBUS_SECONDARY_CONNECTION_STRING": pair[1].connection_string,
+            "GEOBUS_PRIMARY_CONNECTION_STRING": pair.primary.connection_string,
+            "GEOBUS_SECONDARY_CONNECTION_STRING": pair.secondary.connection_string,
             **extra,
         }
 
     @pytest.mark.timeout(RUN_TIMEOUT + 30)
     @pytest.mark.parametrize(("mode", "copies"), [("passive", (5, 0)), ("active", (5, 5))])
     def test_producer_sends_to_the_configured_namespaces_in_the_configured_mode(
-        self, pair: tuple[LocalNamespace, LocalNamespace], mode: str, copies: tuple[int, int]
+        self, pair: NamespacePair, mode: str, copies: tuple[int, int]
     ) -> None:
-        finished = run_sample("producer.py", self.settings(pair, GEOBUS_MODE=mode))
-        assert_ran_cleanly("producer.py", finished)
-        assert f"namespaces from GEOBUS_* (primary {pair[0].fully_qualified_namespace}" in finished.stdout
+        finished = run_cleanly("producer.py", self.settings(pair, GEOBUS_MODE=mode))
+        assert f"namespaces from GEOBUS_* (primary {pair.primary.fully_qualified_namespace}" in finished.stdout
         assert f"sent 5 orders in {mode} mode" in finished.stdout
-        assert (pair[0].counts().get("orders", 0), pair[1].counts().get("orders", 0)) == copies
+        assert (pair.primary.counts().get("orders", 0), pair.secondary.counts().get("orders", 0)) == copies
 
     @pytest.mark.timeout(RUN_TIMEOUT + 30)
     def test_worker_reads_and_empties_the_configured_namespaces(
-        self, pair: tuple[LocalNamespace, LocalNamespace]
+        self, pair: NamespacePair
     ) -> None:
-        finished = run_sample("worker_async.py", self.settings(pair))
-        assert_ran_cleanly("worker_async.py", finished)
+        finished = run_cleanly("worker_async.py", self.settings(pair))
         assert "handled 3 orders, 0 twice" in finished.stdout
-        assert pair[0].counts() == {} and pair[1].counts() == {}
+        assert pair.counts() == {"primary": {}, "secondary": {}}
 
     @pytest.mark.timeout(RUN_TIMEOUT + 30)
     def test_a_fault_sample_says_it_runs_locally_and_leaves_the_configured_namespaces_alone(
-        self, pair: tuple[LocalNamespace, LocalNamespace]
+        self, pair: NamespacePair
     ) -> None:
-        finished = run_sample("outbox.py", self.settings(pair))
-        assert_ran_cleanly("outbox.py", finished)
+        finished = run_cleanly("outbox.py", self.settings(pair))
         assert "it ignores GEOBUS_PRIMARY_*/GEOBUS_SECONDARY_* and starts two local namespaces" in finished.stdout
         assert "buffered 3, drained 3, outbox depth 0" in finished.stdout
-        assert pair[0].counts() == {} and pair[1].counts() == {}
+        assert pair.counts() == {"primary": {}, "secondary": {}}
 
     @pytest.mark.timeout(RUN_TIMEOUT + 30)
-    def test_configuration_reads_the_real_environment(self, pair: tuple[LocalNamespace, LocalNamespace]) -> None:
-        finished = run_sample("configuration.py", self.settings(pair, GEOBUS_DEADLINE_ATTEMPT="4"))
-        assert_ran_cleanly("configuration.py", finished)
+    def test_configuration_reads_the_real_environment(self, pair: NamespacePair) -> None:
+        finished = run_cleanly("configuration.py", self.settings(pair, GEOBUS_DEADLINE_ATTEMPT="4"))
         assert "from_env() (your GEOBUS_* variables)" in finished.stdout
         assert "deadlines: attempt 4 s" in finished.stdout
         assert "to your namespaces: landed on primary" in finished.stdout
-        assert pair[0].counts() == {"orders": 1}
+        assert pair.primary.counts() == {"orders": 1}
 
-    def test_a_bad_setting_fails_with_the_field_named(self, pair: tuple[LocalNamespace, LocalNamespace]) -> None:
+    def test_a_bad_setting_fails_with_the_field_named(self, pair: NamespacePair) -> None:
         finished = run_sample("producer.py", self.settings(pair, GEOBUS_MODE="sideways"))
         assert finished.returncode != 0
         assert "mode: must be one of active | passive, got a value starting 'side' (8 characters)" in finished.stderr

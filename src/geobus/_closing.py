@@ -1,4 +1,9 @@
-"""Context-manager behaviour shared by every closable geobus object."""
+"""Context-manager behaviour shared by every closable geobus object.
+
+``Closing`` and ``AsyncClosing``: ``with`` closes the object on the way out.
+``Serving``: ``with`` also starts it on the way in (a server, a child process),
+and closes it again if starting fails.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +29,24 @@ class Closing:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class Serving(Closing):
+    """``with obj:`` calls ``obj.start()``, then ``obj.close()`` on the way out.
+
+    If ``start`` raises, ``close`` releases what it had taken before the error
+    is passed on.
+    """
+
+    def start(self) -> Self:  # pragma: no cover - always overridden
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
 
 class AsyncClosing:

@@ -47,8 +47,9 @@ refusal for good is dead-lettered with the reason. A copy missed for the
 message's fault or an unknown error never meets a write quorum of ``all``.
 
 Errors from the SDK are chained with ``from`` where geobus wraps them. No
-message geobus writes contains a key or a SAS signature, and a refused field
-is described by its type and size, never quoted.
+message geobus writes contains a key or a SAS signature: a refused value, and
+an error named as a cause, are told by ``_redact.describe`` (what it looks like;
+an error's first line, redacted), never quoted whole.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
+
+from ._redact import describe
 
 
 class GeobusError(Exception):
@@ -102,7 +105,7 @@ class ReplicationError(GeobusError):
         causes: Mapping[str, BaseException],
         landed: Sequence[str] = (),
     ) -> None:
-        detail = "; ".join(f"{name}: {_describe(exc)}" for name, exc in causes.items())
+        detail = "; ".join(f"{name}: {describe(exc)}" for name, exc in causes.items())
         super().__init__(f"{message} ({detail})" if detail else message)
         self.causes = dict(causes)
         self.landed = tuple(landed)
@@ -140,7 +143,7 @@ class NamespaceError(GeobusError, ServiceBusError):
 
     def __init__(self, namespace: str, error: BaseException) -> None:
         ServiceBusError.__init__(
-            self, f"namespace {namespace!r} failed with an error geobus cannot classify ({_describe(error)})"
+            self, f"namespace {namespace!r} failed with an error geobus cannot classify ({describe(error)})"
         )
         self.namespace = namespace
         self.error = error
@@ -148,8 +151,3 @@ class NamespaceError(GeobusError, ServiceBusError):
 
 class OutboxError(GeobusError):
     """The outbox file cannot be used: damaged, not an outbox, or locked by another process."""
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__

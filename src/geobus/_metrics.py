@@ -97,6 +97,9 @@ class _Watched:
         return tuple(t for t in (self.token, self.health, self.outbox) if t)
 
 
+Read = Callable[[_Watched, Any], list[Reading]]  # (what is watched, its stats) -> its readings
+
+
 @dataclass(frozen=True)
 class _Spec:
     name: str
@@ -104,7 +107,7 @@ class _Spec:
     unit: str
     description: str
     role: str
-    read: Callable[[_Watched, Any], list[Reading]]
+    read: Read
 
 
 def _each(watched: _Watched, token: int, values: Mapping[str, float | None]) -> list[Reading]:
@@ -115,88 +118,56 @@ def _one(token: int, attrs: Attrs, value: float | None) -> list[Reading]:
     return [] if value is None or not token else [(token, attrs, value)]
 
 
-_SPECS: tuple[_Spec, ...] = (
-    _Spec(
-        "geobus.sender.active_namespace", GAUGE, "1",
-        "1 for the namespace passive mode sends to first, 0 for the other", SENDER,
-        lambda w, s: _each(w, w.token, {n: float(n == s.active_namespace) for n in s.messages_sent}),
-    ),
-    _Spec(
-        "geobus.sender.messages", COUNTER, "{message}",
-        "Messages a namespace stored (sends and outbox drains)", SENDER,
-        lambda w, s: _each(w, w.token, s.messages_sent),
-    ),
-    _Spec(
-        "geobus.sender.failures", COUNTER, "{attempt}", "Send attempts to a namespace that failed", SENDER,
-        lambda w, s: _each(w, w.token, s.send_failures),
-    ),
-    _Spec(
-        "geobus.sender.failovers", COUNTER, "{failover}", "Times passive mode moved to the other namespace", SENDER,
-        lambda w, s: _one(w.token, w.base, s.failovers),
-    ),
-    _Spec(
-        "geobus.sender.failbacks", COUNTER, "{failback}", "Times passive mode came back to the primary", SENDER,
-        lambda w, s: _one(w.health, (_SYSTEM,), s.failbacks),
-    ),
-    _Spec(
-        "geobus.sender.partial_writes", COUNTER, "{send}", "Active-mode sends stored on one namespace only", SENDER,
-        lambda w, s: _one(w.token, w.base, s.partial_writes),
-    ),
-    _Spec(
-        "geobus.outbox.depth", UPDOWN, "{message}", "Copies waiting in the outbox", SENDER,
-        lambda w, s: _one(w.outbox, w.base, s.outbox_depth),
-    ),
-    _Spec(
-        "geobus.outbox.oldest_age", GAUGE, "s", "How long the oldest copy in the outbox has waited", SENDER,
-        lambda w, s: _one(w.outbox, w.base, s.outbox_oldest_age),
-    ),
-    _Spec(
-        "geobus.outbox.buffered", COUNTER, "{message}", "Messages accepted into the outbox", SENDER,
-        lambda w, s: _one(w.token if w.outbox else 0, w.base, s.buffered),
-    ),
-    _Spec(
-        "geobus.outbox.drained", COUNTER, "{message}", "Copies sent from the outbox", SENDER,
-        lambda w, s: _one(w.token if w.outbox else 0, w.base, s.drained),
-    ),
-    _Spec(
-        "geobus.outbox.dead_lettered", COUNTER, "{message}",
-        "Copies moved to the outbox's dead letters (refused for good, expired, unreadable)", SENDER,
-        lambda w, s: _one(w.outbox, w.base, s.outbox_dead_lettered),
-    ),
-    _Spec(
-        "geobus.receiver.received", COUNTER, "{message}", "Copies received from a namespace", RECEIVER,
-        lambda w, s: _each(w, w.token, s.received),
-    ),
-    _Spec(
-        "geobus.receiver.delivered", COUNTER, "{message}", "Messages handed to the application", RECEIVER,
-        lambda w, s: _one(w.token, w.base, s.delivered),
-    ),
-    _Spec(
-        "geobus.receiver.duplicates_absorbed", COUNTER, "{message}",
-        "Copies settled without reaching the application", RECEIVER,
-        lambda w, s: _one(w.token, w.base, s.duplicates_absorbed),
-    ),
-    _Spec(
-        "geobus.receiver.held", UPDOWN, "{message}", "Copies held until their twin is settled", RECEIVER,
-        lambda w, s: _one(w.token, w.base, s.held),
-    ),
-    _Spec(
-        "geobus.receiver.in_flight", UPDOWN, "{message}", "Messages the application holds unsettled", RECEIVER,
-        lambda w, s: _one(w.token, w.base, s.in_flight),
-    ),
-    _Spec(
-        "geobus.receiver.evictions", COUNTER, "{key}", "Keys the seen-set dropped to stay in bounds", RECEIVER,
-        lambda w, s: _one(w.token, w.base, s.evictions),
-    ),
-    _Spec(
-        "geobus.receiver.receive_errors", COUNTER, "{error}", "Failed receive calls (each reconnects)", RECEIVER,
-        lambda w, s: _each(w, w.token, s.receive_errors),
-    ),
-    _Spec(
-        "geobus.receiver.lag", GAUGE, "s",
-        "Enqueued-to-received time of the newest message from a namespace", RECEIVER,
-        lambda w, s: _each(w, w.token, s.receive_lag),
-    ),
+def _per_namespace(stat: str) -> Read:
+    """The stats field ``stat``, a mapping of namespace to value: one point per namespace."""
+    return lambda w, s: _each(w, w.token, getattr(s, stat))
+
+
+# Whose count a total is, so a count shared by several senders is read once: the sender's or
+# receiver's own, its client's (no destination: passive mode's state is per client), its
+# outbox's, or its own count of what went through an outbox (none without one).
+_SOURCES: dict[str, Callable[[_Watched], tuple[int, Attrs]]] = {
+    "own": lambda w: (w.token, w.base),
+    "client": lambda w: (w.health, (_SYSTEM,)),
+    "outbox": lambda w: (w.outbox, w.base),
+    "own_outbox": lambda w: (w.token if w.outbox else 0, w.base),
+}
+
+
+def _total(stat: str, source: str = "own") -> Read:
+    """The stats field ``stat``, one number: one point, counted once per ``source``."""
+    find = _SOURCES[source]
+    return lambda w, s: _one(*find(w), getattr(s, stat))
+
+
+def _active(w: _Watched, s: Any) -> list[Reading]:
+    return _each(w, w.token, {n: float(n == s.active_namespace) for n in s.messages_sent})
+
+
+# (name, kind, unit, description, role, read): the table in the docstring, as code.
+_SPECS = tuple(
+    _Spec(*row)
+    for row in (
+        ("geobus.sender.active_namespace", GAUGE, "1", "1 for the namespace passive mode sends to first, 0 for the other", SENDER, _active),
+        ("geobus.sender.messages", COUNTER, "{message}", "Messages a namespace stored (sends and outbox drains)", SENDER, _per_namespace("messages_sent")),
+        ("geobus.sender.failures", COUNTER, "{attempt}", "Send attempts to a namespace that failed", SENDER, _per_namespace("send_failures")),
+        ("geobus.sender.failovers", COUNTER, "{failover}", "Times passive mode moved to the other namespace", SENDER, _total("failovers")),
+        ("geobus.sender.failbacks", COUNTER, "{failback}", "Times passive mode came back to the primary", SENDER, _total("failbacks", "client")),
+        ("geobus.sender.partial_writes", COUNTER, "{send}", "Active-mode sends stored on one namespace only", SENDER, _total("partial_writes")),
+        ("geobus.outbox.depth", UPDOWN, "{message}", "Copies waiting in the outbox", SENDER, _total("outbox_depth", "outbox")),
+        ("geobus.outbox.oldest_age", GAUGE, "s", "How long the oldest copy in the outbox has waited", SENDER, _total("outbox_oldest_age", "outbox")),
+        ("geobus.outbox.buffered", COUNTER, "{message}", "Messages accepted into the outbox", SENDER, _total("buffered", "own_outbox")),
+        ("geobus.outbox.drained", COUNTER, "{message}", "Copies sent from the outbox", SENDER, _total("drained", "own_outbox")),
+        ("geobus.outbox.dead_lettered", COUNTER, "{message}", "Copies moved to the outbox's dead letters (refused for good, expired, unreadable)", SENDER, _total("outbox_dead_lettered", "outbox")),
+        ("geobus.receiver.received", COUNTER, "{message}", "Copies received from a namespace", RECEIVER, _per_namespace("received")),
+        ("geobus.receiver.delivered", COUNTER, "{message}", "Messages handed to the application", RECEIVER, _total("delivered")),
+        ("geobus.receiver.duplicates_absorbed", COUNTER, "{message}", "Copies settled without reaching the application", RECEIVER, _total("duplicates_absorbed")),
+        ("geobus.receiver.held", UPDOWN, "{message}", "Copies held until their twin is settled", RECEIVER, _total("held")),
+        ("geobus.receiver.in_flight", UPDOWN, "{message}", "Messages the application holds unsettled", RECEIVER, _total("in_flight")),
+        ("geobus.receiver.evictions", COUNTER, "{key}", "Keys the seen-set dropped to stay in bounds", RECEIVER, _total("evictions")),
+        ("geobus.receiver.receive_errors", COUNTER, "{error}", "Failed receive calls (each reconnects)", RECEIVER, _per_namespace("receive_errors")),
+        ("geobus.receiver.lag", GAUGE, "s", "Enqueued-to-received time of the newest message from a namespace", RECEIVER, _per_namespace("receive_lag")),
+    )
 )  # fmt: skip
 INSTRUMENTS = tuple(spec.name for spec in _SPECS)
 

@@ -31,6 +31,7 @@ class SendResult:
 
     @property
     def partial(self) -> bool:
+        """Some namespace stored the message(s) and another did not."""
         return bool(self.missed) and bool(self.landed)
 
 
@@ -77,13 +78,16 @@ class ReplicatedMessageBatch:
 
     @property
     def max_size_in_bytes(self) -> int:
+        """The most this batch may hold, in bytes: the smaller namespace's limit, or less."""
         return self._sizer.max_size_in_bytes
 
     @property
     def size_in_bytes(self) -> int:
+        """What the messages added so far take, in bytes, as the SDK counts it."""
         return self._sizer.size_in_bytes
 
     def add_message(self, message: Message) -> None:
+        """Add ``message``, or raise and leave the batch as it was (see the class)."""
         prepare_message(message)
         self._sizer.add_message(message)
         self.messages.append(message)

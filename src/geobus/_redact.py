@@ -15,8 +15,9 @@ through ``redact``. Its rules are the ``_SHAPES`` table, applied in order:
 A secret's value becomes ``***`` whole, never a prefix of it; the name before it
 stays, so a reader still sees which part was hidden. Redacting is idempotent.
 
-``describe`` is for configuration errors: it says what a value that failed to
-parse looks like ("what looks like a connection string") rather than quoting it.
+``describe`` is for error messages: it says what a value that failed to parse looks
+like ("what looks like a connection string") rather than quoting it, and sums up an
+exception in one redacted line.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ MASK = "***"
 # A known secret shorter than this is not masked where it stands alone: replacing every
 # "s" of a test key "s" would garble the text and hide nothing real.
 MIN_KNOWN_SECRET = 6
+MAX_ERROR_TEXT = 200  # of an exception's first line, in ``describe``
 
 # A secret's value runs to the next separator of a connection string (;), an Azure-portal
 # Redis string (,), a URL query (&) or of prose (whitespace, quotes, brackets). '%26' is
@@ -112,15 +114,27 @@ def looks_like(value: object) -> str | None:
 
 
 def describe(value: object) -> str:
-    """What ``value`` looks like, for an error about a setting that did not parse; never
-    the value itself. At most a prefix of a few characters (never more than half of it)
-    when it looks like nothing in particular; a number is shown as it is.
+    """What ``value`` is, for a message about it, never quoting what may be a secret: the one
+    describer of geobus's errors and of what its commands print about a failure.
+
+    - a number, a flag or None: as it is (nothing secret to hide);
+    - bytes: their type and size;
+    - an exception: its type and the first line of its message, redacted, at most
+      ``MAX_ERROR_TEXT`` characters (``"TimeoutError: no answer"``);
+    - a string: what it looks like (``LOOKS_LIKE``), a URL's scheme, or at most a prefix of a
+      few characters (never more than half of it) when it looks like nothing in particular.
 
     >>> describe("Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=abc")
     'what looks like a Service Bus connection string'
     """
     if value is None or isinstance(value, (bool, int, float)):
-        return repr(value)  # a number or a flag: nothing secret to hide
+        return repr(value)
+    if isinstance(value, (bytes, bytearray)):
+        return f"{type(value).__name__} of {len(value)} bytes"
+    if isinstance(value, BaseException):
+        lines = str(value).splitlines()
+        text = redact(lines[0])[:MAX_ERROR_TEXT] if lines else ""
+        return f"{type(value).__name__}: {text}" if text else type(value).__name__
     if not isinstance(value, str):
         return f"a {type(value).__name__}"
     text = value.strip()

@@ -11,19 +11,26 @@ import base64
 import hashlib
 import hmac
 import ipaddress
+import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import parse_qs, quote_plus, urlencode, urlsplit
 
-from ._redact import redact
+from ._redact import describe, looks_like, redact
 
 __all__ = [
     "ConnectionString",
+    "Host",
     "SasTokenError",
     "generate_sas_token",
+    "host_problem",
+    "is_host",
     "is_loopback",
     "namespace_identity",
     "parse_sas_token",
+    "split_host",
     "validate_sas_token",
 ]
 
@@ -81,21 +88,16 @@ class ConnectionString:
         if not endpoint:
             raise SasTokenError("connection string has no Endpoint")
         try:
-            parsed = urlsplit(endpoint)
-            port = parsed.port
-        except ValueError:  # a port that is not a number, a broken [IPv6]: a bad Endpoint
-            parsed, port = urlsplit(""), -1
-        if parsed.scheme not in ("sb", "amqps", "amqp", "https") or not parsed.hostname or port == -1:
+            host = split_host(endpoint, schemes=SCHEMES)
+        except ValueError as exc:
             # Never echoed: an Endpoint may have swallowed other parts (',' typed for ';'),
             # the key among them. What is wrong with it is said instead.
-            raise SasTokenError(f"connection string Endpoint is not an sb://host URL: {_endpoint_problem(endpoint)}")
-        if "@" in parsed.netloc:
+            raise SasTokenError(f"connection string Endpoint is not an sb://host URL: {exc}") from None
+        if host.userinfo:
             raise SasTokenError(
                 "connection string Endpoint holds a user or password (user:password@): "
                 "the key belongs in SharedAccessKey"
             )
-        host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname  # IPv6 keeps its brackets
-        fqdn = host + (f":{port}" if port else "")
         key_name = values.get("sharedaccesskeyname")
         key = values.get("sharedaccesskey")
         signature = values.get("sharedaccesssignature")
@@ -107,7 +109,7 @@ class ConnectionString:
         emulator = values.get("usedevelopmentemulator", "false").lower() == "true"
         return cls(
             endpoint=endpoint,
-            fully_qualified_namespace=fqdn,
+            fully_qualified_namespace=host.address,
             shared_access_key_name=key_name,
             shared_access_key=key,
             shared_access_signature=signature,
@@ -147,15 +149,59 @@ _PART_NAMES = {
 }
 
 
-def _endpoint_problem(endpoint: str) -> str:
-    """What is wrong with an Endpoint, without quoting it."""
-    scheme, sep, rest = endpoint.partition("://")
-    if not sep:
-        return "it has no scheme (sb://)"
-    if scheme.lower() not in ("sb", "amqps", "amqp", "https"):
-        # A short word (ftp, http) is named; anything longer may be a pasted secret.
-        return f"its scheme is {scheme!r}, not sb://" if scheme.isalpha() and len(scheme) <= 5 else "its scheme is not sb://"
-    host = rest.split("/", 1)[0].rpartition("@")[2]
+# -- where a namespace is: the one host parser ---------------------------------------------
+
+AMQP_PORT = 5672  # the SDK's port for a namespace without TLS (UseDevelopmentEmulator=true)
+SCHEMES = ("sb", "amqps", "amqp", "https")  # an Endpoint's, as the SDK reads them
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9.])?)(?::\d{1,5})?")
+
+
+class Host(NamedTuple):
+    """Where an address points: ``name`` in lower case (an IPv6 address without its
+    brackets), ``port`` if one is written, and whether a ``user[:password]@`` came with it."""
+
+    name: str
+    port: int | None
+    userinfo: bool
+
+    @property
+    def address(self) -> str:
+        """``host[:port]``, an IPv6 host in brackets: a fully qualified namespace."""
+        host = f"[{self.name}]" if ":" in self.name else self.name
+        return host + (f":{self.port}" if self.port else "")
+
+
+def split_host(address: str, *, schemes: Iterable[str] | None = None) -> Host:
+    """The host of ``address``: ``host``, ``host:port``, ``[::1]:port`` or a URL
+    ``scheme://[user@]host[:port]/...``; with ``schemes``, a URL with one of them.
+
+    Raises:
+        ValueError: no host, a scheme not among ``schemes``, an unclosed ``[IPv6`` address
+            or a port that is not a number; the message says which and never quotes
+            ``address`` (it may hold a key).
+    """
+    text = address.strip()
+    scheme, sep, rest = text.partition("://")
+    if schemes is not None:
+        if not sep:
+            raise ValueError("it has no scheme (sb://)")
+        if scheme.lower() not in schemes:
+            # A short word (ftp, http) is named; anything longer may be a pasted secret.
+            short = scheme.isalpha() and len(scheme) <= 5
+            raise ValueError(f"its scheme is {scheme!r}, not sb://" if short else "its scheme is not sb://")
+    netloc = (rest if sep else text).split("/", 1)[0]
+    try:
+        parts = urlsplit("//" + netloc)
+        port = parts.port
+    except ValueError:  # a port that is not a number, a broken [IPv6]
+        raise ValueError(_netloc_problem(netloc)) from None
+    if not parts.hostname:
+        raise ValueError(_netloc_problem(netloc))
+    return Host(parts.hostname, port, "@" in parts.netloc)
+
+
+def _netloc_problem(netloc: str) -> str:
+    host = netloc.rpartition("@")[2]
     if not host or host.startswith(":"):
         return "it has no host"
     if host.startswith("[") and "]" not in host:
@@ -163,9 +209,27 @@ def _endpoint_problem(endpoint: str) -> str:
     return "its port is not a number from 0 to 65535"
 
 
-# -- where a namespace is ----------------------------------------------------------------
+def is_host(text: str) -> bool:
+    """``text`` is a host name or address, with or without a port, and nothing else."""
+    return _HOST.fullmatch(text) is not None
 
-AMQP_PORT = 5672  # the SDK's port for a namespace without TLS (UseDevelopmentEmulator=true)
+
+def host_problem(value: object, *, connection_string: str) -> str | None:
+    """Why ``value`` is not a fully qualified namespace, and where it belongs; None when it is
+    one. Never the value: ``connection_string`` names the setting a pasted one belongs in."""
+    if isinstance(value, str) and is_host(value):
+        return None
+    looks = describe(value)
+    if looks_like(value) == "connection_string":
+        return f"got {looks}: put it in {connection_string}"
+    if isinstance(value, str) and "://" in value:
+        try:
+            host = split_host(value)
+        except ValueError:
+            host = None
+        if host is not None and is_host(host.name) and "@" not in value:
+            return f"got {looks}: give its host name only, {host.name!r}"
+    return f"must be a host name like 'contoso.servicebus.windows.net', got {looks}"
 
 
 def namespace_identity(address: str, *, tls: bool) -> tuple[str, int | None]:
@@ -177,14 +241,11 @@ def namespace_identity(address: str, *, tls: bool) -> tuple[str, int | None]:
     Without TLS (a local namespace) the port is kept, 5672 when none is given: two local
     namespaces on 127.0.0.1 differ by their ports.
     """
-    text = address.strip()
-    rest = text.partition("://")[2] or text
     try:
-        parts = urlsplit("//" + rest.split("/", 1)[0])
-        host, port = (parts.hostname or "").rstrip("."), parts.port
+        host = split_host(address)
     except ValueError:  # not host[:port]: compared as written
-        return text.lower(), None
-    return host, (None if tls else port or AMQP_PORT)
+        return address.strip().lower(), None
+    return host.name.rstrip("."), (None if tls else host.port or AMQP_PORT)
 
 
 def is_loopback(host: str) -> bool:

@@ -26,19 +26,7 @@ from azure.servicebus._pyamqp.message import Message, Properties
 from azure.servicebus.amqp import AmqpAnnotatedMessage
 
 from geobus._errors import NamespaceTimeoutError
-
-
-class FakeClock:
-    """A wall clock that moves only when told to (``time.time`` shaped)."""
-
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from geobus.testing import FakeClock as FakeClock  # the suite's one fake clock, shipped to users
 
 
 @dataclass(frozen=True)

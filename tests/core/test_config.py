@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +22,8 @@ from geobus import (
     SdkRetryPolicy,
     WriteQuorum,
 )
+from geobus._config import SETTINGS, Setting
+from geobus._config.checks import env_part, in_files
 
 WEU_KEY = "c2VjcmV0LWtleS13ZXUtMDEyMzQ1Njc4OQ=="
 NEU_KEY = "c2VjcmV0LWtleS1uZXUtOTg3NjU0MzIxMA=="
@@ -646,3 +651,128 @@ class TestEmptyVariables:
 
     def test_geobus_local_variables_are_not_ours(self) -> None:
         assert ReplicationConfig.from_env({**ENVIRON, "GEOBUS_LOCAL_KEY": ""}) == ReplicationConfig.from_env(ENVIRON)
+
+
+# Every variable and the key it sets, as they were spelt by hand before they were derived
+# from the fields: a rename of a field must not rename a variable users have set.
+ENV_NAMES = {
+    "GEOBUS_MODE": "mode",
+    "GEOBUS_WRITE_QUORUM": "write_quorum",
+    "GEOBUS_PRIMARY_CONNECTION_STRING": "primary.connection_string",
+    "GEOBUS_PRIMARY_NAMESPACE": "primary.fully_qualified_namespace",
+    "GEOBUS_PRIMARY_CREDENTIAL": "primary.credential",
+    "GEOBUS_PRIMARY_ALLOW_REMOTE_EMULATOR": "primary.allow_remote_emulator",
+    "GEOBUS_SECONDARY_CONNECTION_STRING": "secondary.connection_string",
+    "GEOBUS_SECONDARY_NAMESPACE": "secondary.fully_qualified_namespace",
+    "GEOBUS_SECONDARY_CREDENTIAL": "secondary.credential",
+    "GEOBUS_SECONDARY_ALLOW_REMOTE_EMULATOR": "secondary.allow_remote_emulator",
+    "GEOBUS_DEADLINE_ATTEMPT": "deadlines.attempt",
+    "GEOBUS_DEADLINE_SEND": "deadlines.send",
+    "GEOBUS_DEADLINE_RECEIVE_STALL": "deadlines.receive_stall",
+    "GEOBUS_RETRY_TOTAL": "retry.total",
+    "GEOBUS_RETRY_BACKOFF_FACTOR": "retry.backoff_factor",
+    "GEOBUS_RETRY_BACKOFF_MAX": "retry.backoff_max",
+    "GEOBUS_RETRY_MODE": "retry.mode",
+    "GEOBUS_DEDUP_KEY": "dedup.key",
+    "GEOBUS_DEDUP_PROPERTY_NAME": "dedup.property_name",
+    "GEOBUS_DEDUP_MAX_ENTRIES": "dedup.max_entries",
+    "GEOBUS_DEDUP_MAX_AGE": "dedup.max_age",
+    "GEOBUS_DEDUP_STORE": "dedup.store",
+    "GEOBUS_DEDUP_LEASE": "dedup.lease",
+    "GEOBUS_DEDUP_STORE_UNAVAILABLE": "dedup.store_unavailable",
+    "GEOBUS_BREAKER_FAILURE_THRESHOLD": "breaker.failure_threshold",
+    "GEOBUS_BREAKER_COOLDOWN": "breaker.cooldown",
+    "GEOBUS_FAILBACK_MODE": "failback.mode",
+    "GEOBUS_FAILBACK_PROBE_INTERVAL": "failback.probe_interval",
+    "GEOBUS_FAILBACK_HEALTHY_PROBES": "failback.healthy_probes",
+    "GEOBUS_FAILBACK_COOLDOWN": "failback.cooldown",
+    "GEOBUS_OUTBOX_PATH": "outbox.path",
+    "GEOBUS_OUTBOX_MAX_MESSAGES": "outbox.max_messages",
+    "GEOBUS_OUTBOX_MAX_BYTES": "outbox.max_bytes",
+    "GEOBUS_OUTBOX_BATCH_SIZE": "outbox.batch_size",
+    "GEOBUS_OUTBOX_BACKOFF_INITIAL": "outbox.backoff_initial",
+    "GEOBUS_OUTBOX_BACKOFF_MAX": "outbox.backoff_max",
+    "GEOBUS_OVERRIDE_PATH": "override.path",
+    "GEOBUS_OVERRIDE_INTERVAL": "override.interval",
+}
+BASE = {"primary": {"connection_string": WEU}, "secondary": {"connection_string": NEU}}
+BASE_ENV = {"GEOBUS_PRIMARY_CONNECTION_STRING": WEU, "GEOBUS_SECONDARY_CONNECTION_STRING": NEU}
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_table() -> set[tuple[str | None, str]]:
+    """(variable, key) for each setting in the README's configuration reference; the
+    variable is None for a setting files can give and the environment cannot."""
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
+    pairs: set[tuple[str | None, str]] = set()
+    for line in section.splitlines():
+        if not line.startswith("| ") or line.startswith("| setting |"):
+            continue
+        _setting, env_cell, toml_cell, _default = (cell.strip() for cell in line.strip().strip("|").split("|"))
+        variables = re.findall(r"`(GEOBUS_[A-Z_]+)`", env_cell)
+        keys, table = [], ""
+        for token in re.findall(r"`([^`]+)`", toml_cell):
+            if token.startswith("["):  # "[deadlines] attempt": the next bare keys are in it too
+                table, _, token = token[1:].partition("] ")
+            keys.append(f"{table}.{token}" if table else token)
+        assert not variables or len(variables) == len(keys), f"one variable per key: {line}"
+        pairs |= set(zip(variables or [None] * len(keys), keys, strict=True))
+    return pairs
+
+
+def to_toml(mapping: dict[str, Any]) -> str:
+    """A TOML file of a mapping of strings and tables of strings."""
+    lines = [f"{key} = {json.dumps(value)}" for key, value in mapping.items() if not isinstance(value, dict)]
+    for table, values in mapping.items():
+        if isinstance(values, dict):
+            lines += [f"[{table}]", *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
+    return "\n".join(lines) + "\n"
+
+
+def outcome(load: Callable[[], ReplicationConfig]) -> object:
+    """The config ``load`` builds, or the field and problem of the error it raises."""
+    try:
+        return load()
+    except ConfigurationError as exc:
+        return (exc.field, exc.problem)
+
+
+class TestNames:
+    """Variables, TOML keys, dict keys and the README's table: one list, spelt from the fields."""
+
+    def test_every_variable_sets_the_key_it_always_did(self) -> None:
+        assert {s.env: s.key for s in SETTINGS if s.env is not None} == ENV_NAMES
+
+    def test_the_readme_table_names_every_setting(self) -> None:
+        assert readme_table() == {(s.env, s.key) for s in SETTINGS}
+
+    def test_a_policy_is_named_in_errors_as_its_table_in_files(self) -> None:
+        tables = {f.name: f.metadata["table"] for f in dataclasses.fields(ReplicationConfig)}
+        for name, table in tables.items():
+            if table is not None and table is not NamespaceConfig:
+                assert table._prefix == name
+
+    def test_a_field_is_named_by_the_rule_unless_its_metadata_says_otherwise(self) -> None:
+        @dataclasses.dataclass(frozen=True)
+        class Probe(Deadlines):
+            settle_time: float = 1.0
+
+        probe = {f.name: (env_part(f), in_files(f)) for f in dataclasses.fields(Probe)}
+        assert probe["settle_time"] == ("SETTLE_TIME", True)
+        namespace = {f.name: (env_part(f), in_files(f)) for f in dataclasses.fields(NamespaceConfig)}
+        assert namespace["fully_qualified_namespace"] == ("NAMESPACE", True)
+        assert namespace["client_options"] == (None, False)  # in code only
+
+    @pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.key)
+    def test_env_toml_and_dict_give_the_same_setting(self, setting: Setting, tmp_path: Path) -> None:
+        """The same odd value, given each way, ends the same way, and not as if it were not given."""
+        value = "bogus-value"
+        mapping = with_changes(BASE, setting.key, value)
+        by_dict = outcome(lambda: ReplicationConfig.from_mapping(mapping))
+        assert by_dict != outcome(lambda: ReplicationConfig.from_mapping(BASE))
+        path = tmp_path / "geobus.toml"
+        path.write_text(to_toml(mapping))
+        assert outcome(lambda: ReplicationConfig.from_file(path)) == by_dict
+        if setting.env is not None:
+            assert outcome(lambda: ReplicationConfig.from_env({**BASE_ENV, setting.env: value})) == by_dict

@@ -7,8 +7,7 @@ import uuid
 import pytest
 
 from geobus._decisions.dedup import Copy, DuplicateTracker, Verdict, key_of
-
-from .fakes import FakeClock
+from geobus.testing import FakeClock
 
 LOCK = 60.0
 UUID_42 = uuid.UUID(int=42)
@@ -56,7 +55,7 @@ class TestTypedKeys:
     ) -> None:
         keys = [key_of(value) for value in values]
         assert [tracker.arrived(key, copy(clock, "weu", n)) for n, key in enumerate(keys)] == [Verdict.DELIVER] * 3
-        assert tracker.completed(keys[0], copy(clock, "weu", 0)) == []
+        assert tracker.completed(keys[0]) == []
         assert [tracker.arrived(key, copy(clock, "neu", n)) for n, key in enumerate(keys)] == [
             Verdict.COMPLETE, Verdict.HOLD, Verdict.HOLD]
 
@@ -88,14 +87,14 @@ class TestTwinHeld:
         owner, twin = copy(clock, "weu", 1), copy(clock, "neu", 7)
         tracker.arrived("m1", owner)
         tracker.arrived("m1", twin)
-        assert tracker.completed("m1", owner) == [(twin, Verdict.COMPLETE)]
+        assert tracker.completed("m1") == [(twin, Verdict.COMPLETE)]
         assert (tracker.in_flight, tracker.held, tracker.processed) == (0, 0, 1)
 
     def test_owner_dead_lettered_dead_letters_twin(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
         owner, twin = copy(clock, "weu", 1), copy(clock, "neu", 7)
         tracker.arrived("m1", owner)
         tracker.arrived("m1", twin)
-        assert tracker.dead_lettered("m1", owner) == [(twin, Verdict.DEAD_LETTER)]
+        assert tracker.dead_lettered("m1") == [(twin, Verdict.DEAD_LETTER)]
         assert tracker.in_flight == 0
 
     def test_three_copies(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
@@ -106,7 +105,7 @@ class TestTwinHeld:
             Verdict.HOLD,
             Verdict.HOLD,
         ]
-        assert tracker.completed("m1", owner) == [(twin, Verdict.COMPLETE), (extra, Verdict.COMPLETE)]
+        assert tracker.completed("m1") == [(twin, Verdict.COMPLETE), (extra, Verdict.COMPLETE)]
 
     def test_redelivered_held_copy_replaces_the_stale_one(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
         owner = copy(clock, "weu", 1)
@@ -117,7 +116,7 @@ class TestTwinHeld:
         fresh = copy(clock, "neu", 7)  # same namespace and sequence number: the same stored message
         assert tracker.arrived("m1", fresh) is Verdict.HOLD
         assert tracker.held_copies() == [fresh]
-        assert tracker.completed("m1", owner) == [(fresh, Verdict.COMPLETE)]
+        assert tracker.completed("m1") == [(fresh, Verdict.COMPLETE)]
 
 
 class TestOwnerReleased:
@@ -129,7 +128,7 @@ class TestOwnerReleased:
         tracker.arrived("m1", twin)
         assert tracker.released("m1", owner) is twin
         assert (tracker.in_flight, tracker.held) == (1, 0)
-        assert tracker.completed("m1", twin) == []
+        assert tracker.completed("m1") == []
         assert tracker.processed == 1
 
     def test_abandoned_without_twin_forgets_the_key(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
@@ -155,7 +154,7 @@ class TestOwnerReleased:
         clock.advance(LOCK - 1)
         assert tracker.sweep() == []
         clock.advance(1)
-        assert tracker.sweep() == [twin]
+        assert tracker.sweep() == [("m1", twin)]
         assert tracker.held == 0
         assert tracker.sweep() == []  # promoted once
 
@@ -186,14 +185,14 @@ class TestProcessedKeys:
     def test_copy_after_completion_is_completed(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
         owner = copy(clock, "weu", 1)
         tracker.arrived("m1", owner)
-        tracker.completed("m1", owner)
+        tracker.completed("m1")
         assert tracker.arrived("m1", copy(clock, "neu", 7)) is Verdict.COMPLETE
         assert tracker.in_flight == 0
 
     def test_copy_after_dead_letter_is_dead_lettered(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
         owner = copy(clock, "weu", 1)
         tracker.arrived("m1", owner)
-        tracker.dead_lettered("m1", owner)
+        tracker.dead_lettered("m1")
         assert tracker.arrived("m1", copy(clock, "neu", 7)) is Verdict.DEAD_LETTER
 
     def test_receive_and_delete_drops_duplicates(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
@@ -211,7 +210,7 @@ class TestBounds:
         for i in range(5):
             owner = copy(clock, "weu", i)
             tracker.arrived(f"m{i}", owner)
-            tracker.completed(f"m{i}", owner)
+            tracker.completed(f"m{i}")
         assert tracker.processed == 3
         assert tracker.evictions == 2
         # The oldest key is forgotten: its late copy is processed again (a duplicate, never a loss).
@@ -222,7 +221,7 @@ class TestBounds:
         tracker = DuplicateTracker(max_entries=100, max_age=10.0, clock=clock)
         owner = copy(clock, "weu", 1)
         tracker.arrived("m1", owner)
-        tracker.completed("m1", owner)
+        tracker.completed("m1")
         clock.advance(9.9)
         assert tracker.processed == 1
         clock.advance(0.2)
@@ -237,7 +236,7 @@ class TestBounds:
         for i in range(10):
             owner = copy(clock, "weu", 100 + i)
             tracker.arrived(f"m{i}", owner)
-            tracker.completed(f"m{i}", owner)
+            tracker.completed(f"m{i}")
         clock.advance(3600)
         tracker.expire()
         assert tracker.evictions == 10

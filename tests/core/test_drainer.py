@@ -12,7 +12,7 @@ import asyncio
 import datetime
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from geobus._decisions.health import BreakerState, Health
 from geobus._engine.drainer import AsyncOutbox, Drainer
 from geobus._storage.outbox import ANY_LANE, Outbox
 from geobus.aio import ReplicatedSender
+from geobus.testing import eventually_async
 
 from .fakes import (
     FakeClock,
@@ -56,16 +57,6 @@ from .fakes import (
 Q = "queue:orders"
 PASSIVE = ReplicationMode.PASSIVE
 ACTIVE = ReplicationMode.ACTIVE
-
-
-async def eventually(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    """Poll ``condition`` until it holds; fail after ``timeout`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
 
 
 class FakeSleep:
@@ -116,7 +107,7 @@ class Rig:
         self.path = path
         self.weu = weu
         self.neu = neu
-        self.clock = FakeClock(start=0.0)  # the namespaces' health (monotonic)
+        self.clock = FakeClock(0.0)  # the namespaces' health (monotonic)
         self.wall = FakeClock()  # the outbox's (time to live)
         self.health = self.make_health()
         self.sleep = FakeSleep()
@@ -163,7 +154,7 @@ class Rig:
             **options,
         )
         # The drainer's backoff goes through the fake sleep (the sender builds one with asyncio.sleep).
-        sender._drainer = Drainer(sender, outbox, self.policy, Q, sleep=self.sleep)
+        sender._drainer = Drainer(sender._replicator, outbox, self.policy, sender.mode, sleep=self.sleep)
         self._senders.append(sender)
         return sender
 
@@ -217,7 +208,7 @@ def both_down(weu: FakeSendChannel, neu: FakeSendChannel) -> None:
 
 async def parked(rig: Rig, waits: int = 1) -> None:
     """Until the drainer has backed off ``waits`` times in all (it is now waiting in the fake sleep)."""
-    await eventually(lambda: len(rig.sleep.delays) >= waits, f"{waits} drainer backoff(s)")
+    await eventually_async(lambda: len(rig.sleep.delays) >= waits, what=f"{waits} drainer backoff(s)")
 
 
 class TestPassive:
@@ -278,7 +269,7 @@ class TestPassive:
         await sender.send_messages(message("m5"))
         weu.behave(ok())
         rig.sleep.release()
-        await eventually(lambda: sender.stats.drained == 5, "the lane drained")
+        await eventually_async(lambda: sender.stats.drained == 5, what="the lane drained")
         assert weu.stored == ["m1", "m2", "m3", "m4", "m5"]
         assert [call.message_ids for call in weu.sends if call.error is None] == [
             ("m1", "m2"),
@@ -303,7 +294,7 @@ class TestPassive:
         await sender.send_messages(message("m2"))
         neu.behave(ok())
         rig.sleep.release()
-        await eventually(lambda: sender.stats.drained == 2, "the lane drained")
+        await eventually_async(lambda: sender.stats.drained == 2, what="the lane drained")
         assert neu.stored == ["m1", "m2"]
         assert weu.stored == []
         assert sender.active_namespace == "neu"  # the drain was a failover like any other send
@@ -338,7 +329,7 @@ class TestPassive:
         await parked(rig, waits=4)
         weu.behave(ok())
         rig.sleep.release(1)
-        await eventually(lambda: sender.stats.drained == 1, "the first outage drained")
+        await eventually_async(lambda: sender.stats.drained == 1, what="the first outage drained")
         waits = len(rig.sleep.delays)
         weu.behave(fail(WEU_DOWN))
         await sender.send_messages(message("m2"))
@@ -392,7 +383,7 @@ class TestActive:
         await sender.send_messages(message("m2"))
         weu.behave(ok())
         rig.sleep.release()
-        await eventually(lambda: sender.stats.drained == 2, "weu's lane drained")
+        await eventually_async(lambda: sender.stats.drained == 2, what="weu's lane drained")
         assert weu.stored == ["m1", "m2"]
         assert neu.stored == ["m1", "m2"]
         assert len(neu.sends) == 2  # the drain did not send neu's copies again
@@ -408,11 +399,11 @@ class TestActive:
             await parked(rig)
             weu.behave(ok())
             rig.sleep.release()
-            await eventually(lambda: sender.stats.drained == 1, "weu's lane drained")
+            await eventually_async(lambda: sender.stats.drained == 1, what="weu's lane drained")
             # No send of its own since: the drain is what says weu has every copy again.
-            await eventually(
+            await eventually_async(
                 lambda: any("weu stores its copies again" in r.getMessage() for r in caplog.records),
-                "the recovery line",
+                what="the recovery line",
             )
             await sender.send_messages(message("m2"))
         lines = [r.getMessage() for r in caplog.records if "partial writes" in r.getMessage() or "again" in r.getMessage()]
@@ -429,11 +420,11 @@ class TestActive:
         await parked(rig, waits=2)  # one backoff per lane
         neu.behave(ok())
         rig.sleep.release(2)  # both lanes try again; weu's fails and backs off once more
-        await eventually(lambda: neu.stored == ["m1"], "neu's lane drained")
+        await eventually_async(lambda: neu.stored == ["m1"], what="neu's lane drained")
         assert await rig.lane("weu") == ["m1"]  # weu's lane waits for weu, independently
         weu.behave(ok())
         rig.sleep.release()
-        await eventually(lambda: sender.stats.drained == 2, "weu's lane drained")
+        await eventually_async(lambda: sender.stats.drained == 2, what="weu's lane drained")
         assert weu.stored == ["m1"]
         assert neu.stored == ["m1"]
 
@@ -474,8 +465,8 @@ class TestRefusal:
         weu.refused = {"m2"}
         weu.behave(ok())
         rig.sleep.release()
-        await eventually(
-            lambda: sender.stats.drained == 3 and sender.stats.outbox_dead_lettered == 1, "the lane drained"
+        await eventually_async(
+            lambda: sender.stats.drained == 3 and sender.stats.outbox_dead_lettered == 1, what="the lane drained"
         )
         assert weu.stored == ["m1", "m3", "m4"]
         (dead,) = await rig.dead_letters()
@@ -495,7 +486,7 @@ class TestRefusal:
         weu.refused = {"m1"}
         weu.behave(ok())
         rig.sleep.release()
-        await eventually(lambda: sender.stats.outbox_dead_lettered == 1 and sender.stats.drained == 1, "drained")
+        await eventually_async(lambda: sender.stats.outbox_dead_lettered == 1 and sender.stats.drained == 1, what="drained")
         assert weu.stored == ["m2"]
         (dead,) = await rig.dead_letters()
         assert (dead.message_id, dead.lane) == ("m1", "weu")
@@ -511,8 +502,8 @@ class TestRefusal:
             weu.refused = {"m1"}
             weu.behave(ok())
             rig.sleep.release()
-            await eventually(lambda: sender.stats.outbox_dead_lettered == 1, "dead-lettered")
-            await eventually(lambda: any("drained" in r.getMessage() for r in caplog.records), "the lane's end")
+            await eventually_async(lambda: sender.stats.outbox_dead_lettered == 1, what="dead-lettered")
+            await eventually_async(lambda: any("drained" in r.getMessage() for r in caplog.records), what="the lane's end")
         assert weu.stored == [] and not any("stores its copies again" in r.getMessage() for r in caplog.records)
 
     async def test_refused_by_both_when_an_any_lane_drains_in_active_mode(
@@ -527,8 +518,8 @@ class TestRefusal:
         sender = rig.sender(mode=ACTIVE, channels=[weu2, neu2])
         rig.sleep.release()
         async with sender:
-            await eventually(
-                lambda: sender.stats.drained == 2 and sender.stats.outbox_dead_lettered == 1, "the 'any' lane drained"
+            await eventually_async(
+                lambda: sender.stats.drained == 2 and sender.stats.outbox_dead_lettered == 1, what="the 'any' lane drained"
             )
         assert weu2.stored == ["m1", "m3"] and neu2.stored == ["m1", "m3"]
         (dead,) = await rig.dead_letters()
@@ -546,7 +537,7 @@ class TestRefusal:
         rig.sleep = FakeSleep(free=20)
         sender = rig.sender(mode=ACTIVE, channels=[weu2, neu2])
         async with sender:
-            await eventually(lambda: sender.stats.outbox_depth == 0, "the lane moved on", timeout=1.0)
+            await eventually_async(lambda: sender.stats.outbox_depth == 0, what="the lane moved on", within=1.0)
         assert weu2.stored.count("m2") == 1
         assert [dead.message_id for dead in await rig.dead_letters()] == ["m2"]
 
@@ -562,7 +553,7 @@ class TestRefusal:
         rig.wall.advance(31.0)
         weu.behave(ok())
         rig.sleep.release()
-        await eventually(lambda: sender.stats.drained == 1, "the lane drained")
+        await eventually_async(lambda: sender.stats.drained == 1, what="the lane drained")
         assert weu.stored == ["long"]
         (dead,) = await rig.dead_letters()
         assert dead.message_id == "short" and "expired" in dead.reason
@@ -592,7 +583,7 @@ class TestBreakers:
         assert weu.calls == [] and neu.calls == []
         rig.clock.advance(30.0)  # the cool-down passes: one half-open call may go
         rig.sleep.release()
-        await eventually(lambda: sender.stats.drained == 1, "the lane drained")
+        await eventually_async(lambda: sender.stats.drained == 1, what="the lane drained")
         assert weu.stored == ["m1"]
         assert len(weu.calls) == 1
         assert neu.calls == []
@@ -700,7 +691,7 @@ class TestClose:
         weu2, neu2 = FakeSendChannel("weu"), FakeSendChannel("neu")
         sender2 = rig.sender(channels=[weu2, neu2])
         async with sender2:  # the drainer starts with the sender, before any send
-            await eventually(lambda: sender2.stats.drained == 3, "the next sender drained the file")
+            await eventually_async(lambda: sender2.stats.drained == 3, what="the next sender drained the file")
         assert weu2.stored == ["m1", "m2", "m3"]
         assert neu2.stored == []
 
@@ -713,7 +704,7 @@ class TestClose:
         await parked(rig)
         weu.behave(hang())  # the next drain hangs until its 5 s attempt deadline
         rig.sleep.release()
-        await eventually(lambda: len(weu.calls) == 3, "the hanging drain")
+        await eventually_async(lambda: len(weu.calls) == 3, what="the hanging drain")
         await asyncio.wait_for(sender.close(), 2.0)
         assert await rig.lane() == ["m1"]
 
@@ -727,7 +718,7 @@ class TestClose:
         weu2, neu2 = FakeSendChannel("weu"), FakeSendChannel("neu")
         sender2 = rig.sender(mode=ACTIVE, channels=[weu2, neu2])
         async with sender2:
-            await eventually(lambda: sender2.stats.drained == 2, "the 'any' lane drained")
+            await eventually_async(lambda: sender2.stats.drained == 2, what="the 'any' lane drained")
         assert weu2.stored == ["m1", "m2"]
         assert neu2.stored == ["m1", "m2"]
 
@@ -757,7 +748,7 @@ class TestReviewFindings:
         weu.behave(fail(ServiceBusAuthorizationError(message="the key was rotated")))
         neu.behave(ok())
         rig.sleep.release()
-        await eventually(lambda: sender.stats.drained == 2, "drained to neu")
+        await eventually_async(lambda: sender.stats.drained == 2, what="drained to neu")
         assert neu.stored == ["m1", "m2"]
         assert await rig.dead_letters() == []
 
@@ -772,7 +763,7 @@ class TestReviewFindings:
         weu.behave(fail(missing))
         neu.behave(fail(missing))
         rig.sleep.release()
-        await eventually(lambda: sender.stats.outbox_dead_lettered == 1, "dead-lettered")
+        await eventually_async(lambda: sender.stats.outbox_dead_lettered == 1, what="dead-lettered")
         (dead,) = await rig.dead_letters()
         assert "MessagingEntityNotFoundError" in dead.reason
 
@@ -795,7 +786,7 @@ class TestReviewFindings:
         weu.behave(hang())
         sender = rig.sender(mode=ACTIVE, health=health)
         send = asyncio.ensure_future(sender.send_messages(message("m1")))
-        await eventually(lambda: bool(weu.calls), "the probe send started")
+        await eventually_async(lambda: bool(weu.calls), what="the probe send started")
         send.cancel()
         with pytest.raises(asyncio.CancelledError):
             await send
@@ -878,7 +869,7 @@ class TestBadInput:
         await parked(rig)
         weu.behave(fail(error), fail(error), ok())  # the batch, then m1 alone; m2 goes through
         rig.sleep.release()
-        await eventually(lambda: sender.stats.outbox_dead_lettered == 1 and sender.stats.drained == 1, "drained")
+        await eventually_async(lambda: sender.stats.outbox_dead_lettered == 1 and sender.stats.drained == 1, what="drained")
         (dead,) = await rig.dead_letters()
         assert dead.message_id == "m1" and reason in dead.reason, dead.reason
         assert weu.stored == ["m2"] and neu.calls[-1].error is NEU_DOWN
@@ -897,6 +888,6 @@ class TestBadInput:
         weu.behave(fail(odd), fail(odd), ok())
         neu.behave(fail(odd))
         rig.sleep.release()
-        await eventually(lambda: sender.stats.drained == 1, "drained after the odd answers")
+        await eventually_async(lambda: sender.stats.drained == 1, what="drained after the odd answers")
         assert await rig.dead_letters() == []
         assert weu.stored == ["m1"]

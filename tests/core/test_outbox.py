@@ -19,7 +19,8 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
 
 from geobus import OutboxError, OutboxFullError, OutboxPolicy, ReplicationError
-from geobus._storage.outbox import ANY_LANE, Outbox, decode_message, encode_message
+from geobus._storage.messages import decode_message, encode_message
+from geobus._storage.outbox import ANY_LANE, Outbox
 
 from .fakes import FakeClock
 

@@ -14,22 +14,21 @@ from azure.servicebus.exceptions import MessageLockLostError, ServiceBusConnecti
 
 import geobus
 from geobus import Deadlines, DedupPolicy
-from geobus._engine import receiver as receiver_module
+from geobus._engine.pumps import ReceiverTimings
 from geobus._sync.portal import Portal
 from geobus.aio import DedupReceiver
+from geobus.testing import FakeClock, eventually_async
 
-from .fakes import FakeClock, FakeReceiveChannel, Script, fail, hang, ok, received_message
+from .fakes import FakeReceiveChannel, Script, fail, hang, ok, received_message
 
 Received = ServiceBusReceivedMessage
 MakeReceiver = Callable[..., DedupReceiver]
 BOUND = 1.0  # generous upper bound, in seconds, for anything that should be prompt
-
-
-@pytest.fixture(autouse=True)
-def short_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Each pump asks its namespace for messages with a 1 s wait; fakes answer at once when
-    # they have messages, but a stall is only noticed after that wait, so shorten it.
-    monkeypatch.setattr(receiver_module, "_POLL_WAIT", 0.05)
+# Each pump asks its namespace for messages with a 1 s wait; fakes answer at once when
+# they have messages, but a stall is only noticed after that wait, so shorten it.
+SHORT_POLLS = ReceiverTimings(poll_wait=0.05)
+# ... and the keeper (lock renewals, shared seen-set rechecks) ticks in tens of milliseconds.
+QUICK = ReceiverTimings(poll_wait=0.05, keeper_interval=0.02)
 
 
 @pytest.fixture
@@ -56,6 +55,7 @@ async def make_receiver(
 
     def make(**options: Any) -> DedupReceiver:
         options.setdefault("deadlines", Deadlines(receive_stall=0.1))
+        options.setdefault("timings", SHORT_POLLS)
         receiver = DedupReceiver([weu, neu], clock=clock, **options)
         receivers.append(receiver)
         return receiver
@@ -63,15 +63,6 @@ async def make_receiver(
     yield make
     for receiver in receivers:
         await receiver.close()
-
-
-async def eventually(condition: Callable[[], bool], within: float = BOUND) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 async def receive(receiver: DedupReceiver, count: int, within: float = BOUND) -> list[Received]:
@@ -124,7 +115,7 @@ class TestOneStream:
         assert ids(delivered) == names
         assert await receiver.receive_messages(10, max_wait_time=0.1) == []
         # Every copy is completed once, by the namespace that handed it out.
-        await eventually(lambda: len(weu.settlements) + len(neu.settlements) == 10)
+        await eventually_async(lambda: len(weu.settlements) + len(neu.settlements) == 10, within=BOUND)
         for channel in (weu, neu):
             assert {id(m) for m in channel.settled("complete")} == {id(m) for m in channel.published}
         stats = receiver.stats
@@ -173,10 +164,10 @@ class TestOneStream:
         neu.publish(neu.message("id-b", **field))
         receiver = make_receiver(dedup=policy)
         (first,) = await receive(receiver, 1)
-        await eventually(lambda: receiver.stats.received == {"weu": 1, "neu": 1})
+        await eventually_async(lambda: receiver.stats.received == {"weu": 1, "neu": 1}, within=BOUND)
         assert await receiver.receive_messages(1, max_wait_time=0.05) == []
         await receiver.complete_message(first)
-        await eventually(lambda: len(weu.settlements) + len(neu.settlements) == 2)
+        await eventually_async(lambda: len(weu.settlements) + len(neu.settlements) == 2, within=BOUND)
 
     async def test_async_iteration_ends_when_idle_for_max_wait_time(
         self, make_receiver: MakeReceiver, weu: FakeReceiveChannel, neu: FakeReceiveChannel
@@ -205,7 +196,7 @@ class TestTwins:
         twin_channel = other(home, weu, neu)
         assert twin_channel.settlements == []
         await receiver.complete_message(owner)
-        await eventually(lambda: twin_channel.settled("complete") == twin_channel.published)
+        await eventually_async(lambda: twin_channel.settled("complete") == twin_channel.published, within=BOUND)
         assert receiver.stats.duplicates_absorbed == 1
         assert receiver.stats.held == 0
 
@@ -218,7 +209,7 @@ class TestTwins:
         owner = await hold_twin(receiver)
         twin_channel = other(receiver.namespace_of(owner), weu, neu)
         await receiver.dead_letter_message(owner, reason="poison", error_description="bad json")
-        await eventually(lambda: bool(twin_channel.settlements))
+        await eventually_async(lambda: bool(twin_channel.settlements), within=BOUND)
         (settlement,) = twin_channel.settlements
         assert (settlement.action, settlement.reason, settlement.description) == ("dead_letter", "poison", "bad json")
 
@@ -240,7 +231,7 @@ class TestTwins:
         home_channel = weu if home == "weu" else neu
         home_channel.publish(owner)
         assert await receiver.receive_messages(1, max_wait_time=0.1) == []
-        await eventually(lambda: home_channel.settled("complete") == [owner])
+        await eventually_async(lambda: home_channel.settled("complete") == [owner], within=BOUND)
         assert receiver.stats.delivered == 2
 
     async def test_abandoned_without_twin_is_delivered_again(
@@ -347,7 +338,7 @@ class TestLiveness:
         twin_channel = other(receiver.namespace_of(owner), weu, neu)
         twin_channel.fail_next("complete", ServiceBusConnectionError(message="down"))
         await receiver.complete_message(owner)  # the twin's failure stays in the background
-        await eventually(lambda: receiver.stats.held == 0)
+        await eventually_async(lambda: receiver.stats.held == 0, within=BOUND)
         assert twin_channel.settlements == []
 
 
@@ -360,9 +351,9 @@ class TestReceiveAndDelete:
         neu = FakeReceiveChannel("neu", clock=clock, receive_mode=mode)
         weu.publish("m1", "m2")
         neu.publish("m1", "m2")
-        async with DedupReceiver([weu, neu], receive_mode=mode, clock=clock) as receiver:
+        async with DedupReceiver([weu, neu], receive_mode=mode, clock=clock, timings=SHORT_POLLS) as receiver:
             delivered = await receive(receiver, 2)
-            await eventually(lambda: receiver.stats.received == {"weu": 2, "neu": 2})
+            await eventually_async(lambda: receiver.stats.received == {"weu": 2, "neu": 2}, within=BOUND)
             assert await receiver.receive_messages(5, max_wait_time=0.05) == []
             assert ids(delivered) == ["m1", "m2"]
             assert receiver.stats.duplicates_absorbed == 2
@@ -373,7 +364,7 @@ class TestReceiveAndDelete:
         mode = ServiceBusReceiveMode.RECEIVE_AND_DELETE
         weu = FakeReceiveChannel("weu", clock=clock, receive_mode=mode)
         neu = FakeReceiveChannel("neu", clock=clock, receive_mode=mode)
-        async with DedupReceiver([weu, neu], receive_mode=mode, clock=clock, prefetch=5) as receiver:
+        async with DedupReceiver([weu, neu], receive_mode=mode, clock=clock, prefetch=5, timings=SHORT_POLLS) as receiver:
             weu.publish(*(f"m{i}" for i in range(50)))
             weu.published.clear()
             messages = await receive(receiver, 50)
@@ -452,7 +443,7 @@ class TestSettlementApi:
             weu.publish(f"m{index}")
         receiver = make_receiver(prefetch=10)
         [handed_out] = await receive(receiver, 1)
-        await eventually(lambda: receiver.stats.received["weu"] == 3)
+        await eventually_async(lambda: receiver.stats.received["weu"] == 3, within=BOUND)
         await receiver.close()
         abandoned = {message.message_id for message in weu.settled("abandon")}
         assert abandoned == {"m0", "m1", "m2"} - {handed_out.message_id}
@@ -465,7 +456,7 @@ class TestSettlementApi:
         receiver = make_receiver()
         await receive(receiver, 1)  # the application holds weu's copy
         neu.publish("twin")
-        await eventually(lambda: receiver.stats.received["neu"] == 1)
+        await eventually_async(lambda: receiver.stats.received["neu"] == 1, within=BOUND)
         await receiver.close()
         assert neu.settlements == [] and weu.settlements == []
 
@@ -478,7 +469,7 @@ class TestSettlementApi:
         [message] = await receive(receiver, 1)
         await receiver.complete_message(message)
         neu.publish("done")
-        await eventually(lambda: receiver.stats.received["neu"] == 1)
+        await eventually_async(lambda: receiver.stats.received["neu"] == 1, within=BOUND)
         await receiver.close()
         assert [(s.action, s.message.message_id) for s in neu.settlements] == [("complete", "done")]
 
@@ -489,7 +480,7 @@ class TestSettlementApi:
             weu.publish(f"m{index}")
         receiver = make_receiver(prefetch=10, deadlines=Deadlines(attempt=0.1, receive_stall=0.1))
         await receive(receiver, 1)
-        await eventually(lambda: receiver.stats.received["weu"] == 2)
+        await eventually_async(lambda: receiver.stats.received["weu"] == 2, within=BOUND)
 
         async def never_answers(message: Received, *, timeout: float) -> None:
             await asyncio.Event().wait()
@@ -501,6 +492,13 @@ class TestSettlementApi:
     def test_invalid_options(self, weu: FakeReceiveChannel, neu: FakeReceiveChannel, options: dict[str, Any]) -> None:
         with pytest.raises(ValueError):
             DedupReceiver([weu, neu], **options)
+
+    @pytest.mark.parametrize(
+        "timings", [{"poll_wait": 0}, {"store_backoff": -1.0}, {"reconnect_backoff": (0.0, 1.0)}, {"reconnect_backoff": (2.0, 1.0)}]
+    )
+    def test_invalid_timings(self, timings: dict[str, Any]) -> None:
+        with pytest.raises(ValueError, match="ReceiverTimings"):
+            ReceiverTimings(**timings)
 
 
 @pytest.fixture
@@ -518,7 +516,7 @@ class TestSyncShell:
     ) -> None:
         weu.publish("m1", "m2")
         neu.publish("m2", "m1")
-        core = DedupReceiver([weu, neu], clock=clock, max_wait_time=0.3)
+        core = DedupReceiver([weu, neu], clock=clock, max_wait_time=0.3, timings=SHORT_POLLS)
         seen = []
         with geobus.DedupReceiver(portal, core) as receiver:
             for message in receiver:

@@ -8,6 +8,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,12 +27,22 @@ from azure.servicebus.exceptions import (
 )
 
 import geobus
-from geobus import Deadlines, NamespaceTimeoutError, ReplicationError, ReplicationMode, WriteQuorum
+from geobus import (
+    BreakerPolicy,
+    Deadlines,
+    FailbackPolicy,
+    NamespaceTimeoutError,
+    NamespaceUnavailableError,
+    OverridePolicy,
+    ReplicationError,
+    ReplicationMode,
+    WriteQuorum,
+)
 from geobus._decisions.health import Health
 from geobus._sync.portal import Portal
 from geobus.aio import ReplicatedSender
 
-from .fakes import FakeSendChannel, fail, hang, message_id_of, ok, sdk_handler_failed
+from .fakes import FakeClock, FakeSendChannel, fail, hang, message_id_of, ok, sdk_handler_failed
 
 # Deadline tests run on real loop time with tiny deadlines; bounds are generous on purpose.
 SLACK = 0.15
@@ -433,6 +444,124 @@ class TestOtherOperations:
         result = await make_sender(mode="active").send_messages(batch)
         assert result.landed == ("neu",)
         assert neu.stored[-1] == "m1"
+
+
+DOWN = ServiceBusConnectionError(message="down")
+
+
+class HeldBack:
+    """A health whose namespaces the test holds back: by opening a breaker, or as an operator."""
+
+    def __init__(self, how: str, path: Path) -> None:
+        self.how = how
+        self.path = path
+        self.clock = FakeClock(0.0)
+        self.health = Health(
+            ["weu", "neu"],
+            breaker=BreakerPolicy(failure_threshold=1, cooldown=30.0),
+            override=OverridePolicy(path=str(path), interval=1.0),
+            clock=self.clock,
+        )
+
+    def hold_back(self, *names: str) -> str:
+        """Hold ``names`` back; returns how a skipped namespace's cause begins."""
+        if self.how == "paused":
+            self.path.write_text(f"paused = {list(names)!r}\n".replace("'", '"'))
+            self.clock.advance(1.0)  # the file is read again on the next call
+            return "paused by operator"
+        for name in names:
+            self.health.record(name, DOWN)
+        return "circuit open"
+
+
+@pytest.fixture(params=["breaker", "paused"])
+def held(request: pytest.FixtureRequest, tmp_path: Path) -> HeldBack:
+    return HeldBack(request.param, tmp_path / "override.toml")
+
+
+def skipped(cause: BaseException, reason: str) -> bool:
+    return isinstance(cause, NamespaceUnavailableError) and cause.reason.startswith(reason)
+
+
+class TestEveryCallGoesThroughTheBreaker:
+    """Sizing a batch, cancelling and warming skip a namespace its breaker or the operator holds
+    back, as a send does; what they find out is told to the breaker."""
+
+    async def test_a_batch_is_sized_by_the_namespace_not_held_back(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, held: HeldBack
+    ) -> None:
+        held.hold_back("weu")
+        batch = await make_sender(health=held.health).create_message_batch()
+        assert batch.max_size_in_bytes == 256 * 1024
+        assert weu.calls == [] and [c.method for c in neu.calls] == ["max_batch_size"]
+
+    async def test_a_batch_with_both_held_back_names_why(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, held: HeldBack
+    ) -> None:
+        reason = held.hold_back("weu", "neu")
+        with pytest.raises(ReplicationError, match="size a batch") as caught:
+            await make_sender(health=held.health).create_message_batch()
+        assert set(caught.value.causes) == {"weu", "neu"}
+        assert all(skipped(cause, reason) for cause in caught.value.causes.values()), caught.value.causes
+        assert weu.calls == [] and neu.calls == []
+
+    async def test_cancel_skips_a_namespace_held_back_and_names_it(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, held: HeldBack
+    ) -> None:
+        sender = make_sender(mode="active", health=held.health)
+        when = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(minutes=5)
+        scheduled = await sender.schedule_messages([message("m1"), message("m2")], when)
+        reason = held.hold_back("weu")
+        with pytest.raises(ReplicationError, match="cancellation") as caught:
+            await sender.cancel_scheduled_messages(scheduled)
+        assert caught.value.landed == ("neu",)
+        assert list(caught.value.causes) == ["weu"] and skipped(caught.value.causes["weu"], reason)
+        assert [c.method for c in weu.calls] == ["schedule"]
+        assert [c.method for c in neu.calls] == ["schedule", "cancel_scheduled"]
+
+    async def test_a_failed_sizing_counts_against_the_breaker(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        weu.behave(fail(DOWN))
+        sender = make_sender(health=Health(["weu", "neu"], breaker=BreakerPolicy(failure_threshold=1)))
+        await sender.create_message_batch()
+        assert sender.stats.breakers == {"weu": "open", "neu": "closed"}
+        await sender.create_message_batch()
+        assert len(weu.calls) == 1 and len(neu.calls) == 2
+        assert sender.stats.send_failures == {"weu": 0, "neu": 0}  # no message was sent
+
+    async def test_a_standby_held_back_is_not_warmed(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, held: HeldBack
+    ) -> None:
+        held.hold_back("neu")
+        sender = make_sender(health=held.health)
+        await sender.send_messages(message())
+        await asyncio.sleep(0)  # a warm-up would have run now
+        assert neu.warmed == 0 and neu.calls == []
+        assert sender.stats.breakers["neu"] == ("open" if held.how == "breaker" else "closed")
+
+
+class TestFailoversCountedOnce:
+    """A failover is counted once, by the sender whose send (or drain) moved the roles."""
+
+    async def test_each_swap_counts_for_the_sender_that_made_it(self, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
+        health = Health(["weu", "neu"], failback=FailbackPolicy(mode="prefer_primary", healthy_probes=1, cooldown=0))
+        first = ReplicatedSender([weu, neu], health=health)
+        second = ReplicatedSender([FakeSendChannel("weu"), FakeSendChannel("neu")], health=health)
+        try:
+            weu.behave(fail(DOWN), ok(), fail(DOWN))
+            assert (await first.send_messages(message())).failed_over
+            await first.send_messages(message())  # straight to the new active: no failover
+            await second.send_messages(message())  # the roles it found: no failover either
+            assert (first.stats.failovers, second.stats.failovers) == (1, 0)
+            assert health.observe_probe(True)  # the client's probe brings the roles home
+            await first.send_messages(message())  # weu is active again: it takes this one
+            assert (await first.send_messages(message())).failed_over
+            assert (first.stats.failovers, first.stats.failbacks, second.stats.failovers) == (2, 1, 0)
+            assert first.stats.send_failures == {"weu": 2, "neu": 0}
+        finally:
+            await first.close()
+            await second.close()
 
 
 class TestLifecycle:

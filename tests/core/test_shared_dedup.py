@@ -13,21 +13,19 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+from azure.servicebus import ServiceBusReceiveMode
 
 from geobus import Deadlines, DedupPolicy, StoreUnavailable
-from geobus._decisions.dedup import Copy, Key, Verdict, key_of
-from geobus._engine import shared_keys as shared_module
+from geobus._decisions.dedup import Key, key_of
 from geobus._storage.seenset import Claim, SeenSetError
 from geobus._storage.seenset.memory import MemorySeenSet
 from geobus.aio import DedupReceiver
+from geobus.testing import FakeClock, eventually_async
 
-from .fakes import FakeClock, FakeReceiveChannel
-from .test_receiver_core import BOUND, eventually, receive
+from .fakes import FakeReceiveChannel
+from .test_receiver_core import BOUND, QUICK, receive
 
 LEASE = 30.0
-
-
-pytestmark = pytest.mark.usefixtures("quick_loops")
 
 
 @pytest.fixture
@@ -54,15 +52,19 @@ async def worker(store: Any, worker_clock: FakeClock) -> AsyncIterator[Callable[
     """A worker: a DedupReceiver over its own two fake channels and the shared store."""
     made: list[DedupReceiver] = []
 
-    def make(seen_set: Any = None, **policy: Any) -> Worker:
+    def make(
+        seen_set: Any = None, receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK, **policy: Any
+    ) -> Worker:
         clock = worker_clock
-        weu, neu = FakeReceiveChannel("weu", clock=clock), FakeReceiveChannel("neu", clock=clock)
+        weu, neu = (FakeReceiveChannel(name, clock=clock, receive_mode=receive_mode) for name in ("weu", "neu"))
         receiver = DedupReceiver(
             [weu, neu],
             clock=clock,
             deadlines=Deadlines(receive_stall=0.1),
             dedup=DedupPolicy(lease=LEASE, **policy),
             seen_set=seen_set if seen_set is not None else store,
+            receive_mode=receive_mode,
+            timings=QUICK,
         )
         made.append(receiver)
         return receiver, weu, neu
@@ -86,7 +88,7 @@ class TestAcrossWorkers:
         await _nothing_within(second)  # its copy waits: the key is in flight on the first worker
         assert second.stats.held == 1
         await first.complete_message(message)
-        await eventually(lambda: [s.action for s in neu2.settlements] == ["complete"], within=BOUND)
+        await eventually_async(lambda: [s.action for s in neu2.settlements] == ["complete"], within=BOUND)
         assert second.stats.duplicates_absorbed == 1 and second.stats.delivered == 0
 
     async def test_a_dead_workers_key_goes_to_the_next_once_its_lease_runs_out(
@@ -114,7 +116,10 @@ class TestAcrossWorkers:
             expires = store._in_flight[key_of("m")].expires_at
             store_clock.advance(LEASE / 3 + 0.1)
             worker_clock.advance(LEASE / 3 + 0.1)
-            await eventually(lambda expires=expires: store._in_flight[key_of("m")].expires_at > expires)  # type: ignore[misc]
+            await eventually_async(
+                lambda expires=expires: store._in_flight[key_of("m")].expires_at > expires,  # type: ignore[misc]
+                within=BOUND,
+            )
             await _nothing_within(second, 0.05)
         assert second.stats.delivered == 0
 
@@ -127,7 +132,7 @@ class TestAcrossWorkers:
         after, _, neu = worker()
         neu.publish("m")  # the twin, still queued when the first process stopped
         await _nothing_within(after)
-        await eventually(lambda: [s.action for s in neu.settlements] == ["complete"])
+        await eventually_async(lambda: [s.action for s in neu.settlements] == ["complete"], within=BOUND)
         assert after.stats.duplicates_absorbed == 1
 
     async def test_an_abandoned_message_frees_its_key_for_the_other_worker(self, worker: Any) -> None:
@@ -150,7 +155,7 @@ class TestAcrossWorkers:
         second, _, neu2 = worker()
         neu2.publish("poison")
         await _nothing_within(second)
-        await eventually(lambda: [s.action for s in neu2.settlements] == ["dead_letter"])
+        await eventually_async(lambda: [s.action for s in neu2.settlements] == ["dead_letter"], within=BOUND)
 
 
 UUID_42 = uuid.UUID(int=42)
@@ -196,7 +201,7 @@ class TestTypedKeys:
         for message in delivered:
             await receiver.complete_message(message)
         assert await receiver.receive_messages(10, max_wait_time=0.1) == []  # the twins come in, absorbed
-        await eventually(lambda: receiver.stats.duplicates_absorbed == 4)
+        await eventually_async(lambda: receiver.stats.duplicates_absorbed == 4, within=BOUND)
         assert sorted(map(repr, (m.message_id for m in delivered))) == sorted(map(repr, ids))
         assert [await store.claim(key_of(message_id), "someone", LEASE) for message_id in ids] == [Claim.COMPLETED] * 4
 
@@ -212,16 +217,15 @@ class TestTypedKeys:
         for message in delivered:
             await receiver.complete_message(message)
         assert await receiver.receive_messages(10, max_wait_time=0.1) == []  # the twins come in, absorbed
-        await eventually(lambda: receiver.stats.duplicates_absorbed == len(values))
+        await eventually_async(lambda: receiver.stats.duplicates_absorbed == len(values), within=BOUND)
 
 
 class _Flaky:
-    """The store behind a switch: unreachable until ``up``; claims slow until ``fast``."""
+    """The store behind a switch: unreachable until ``up``."""
 
-    def __init__(self, inner: MemorySeenSet, *, up: bool = False, fast: bool = True) -> None:
+    def __init__(self, inner: MemorySeenSet, *, up: bool = False) -> None:
         self.inner = inner
         self.up = up
-        self.fast = fast
 
     def __getattr__(self, name: str) -> Any:
         method = getattr(self.inner, name)
@@ -229,8 +233,6 @@ class _Flaky:
         async def call(*args: Any) -> Any:
             if not self.up and name != "close":
                 raise SeenSetError("connection refused")
-            if name == "claim" and not self.fast:
-                await asyncio.sleep(1.0)
             return await method(*args)
 
         return call
@@ -252,7 +254,7 @@ class TestStoreUnavailable:
         await _nothing_within(receiver)
         assert (receiver.stats.held, receiver.stats.in_flight) == (1, 0)
         down.up = True
-        worker_clock.advance(shared_module._STORE_BACKOFF)  # the store is left alone that long
+        worker_clock.advance(QUICK.store_backoff)  # the store is left alone that long
         [message] = await receive(receiver, 1)
         assert message.message_id == "m"
 
@@ -268,18 +270,16 @@ class TestStoreUnavailable:
         assert [s.action for s in weu.settlements] == ["complete"]
         assert await store.claim(key_of("m"), "other", LEASE) is Claim.TAKEN  # still ours, not free
         down.up = True
-        worker_clock.advance(shared_module._STORE_BACKOFF)
-        await eventually(lambda: key_of("m") in store._processed)
+        worker_clock.advance(QUICK.store_backoff)
+        await eventually_async(lambda: key_of("m") in store._processed, within=BOUND)
         assert await store.claim(key_of("m"), "other", LEASE) is Claim.COMPLETED
 
     async def test_receive_and_delete_never_drops_a_copy_while_the_store_is_down(
         self, worker: Any, store: MemorySeenSet
     ) -> None:
-        from azure.servicebus import ServiceBusReceiveMode
-
-        receiver, weu, _ = worker(seen_set=_Flaky(store), store_unavailable="hold")
-        receiver.receive_mode = ServiceBusReceiveMode.RECEIVE_AND_DELETE
-        receiver._already_settled = True
+        receiver, weu, _ = worker(
+            seen_set=_Flaky(store), store_unavailable="hold", receive_mode=ServiceBusReceiveMode.RECEIVE_AND_DELETE
+        )
         weu.publish("m")
         [message] = await receive(receiver, 1)  # the only copy left: delivered, not held or dropped
         assert message.message_id == "m"
@@ -308,41 +308,67 @@ class TestOwnership:
         assert store._in_flight == {}  # nothing left claimed by the closed receiver
         assert await store.claim(key_of("a"), "other", LEASE) is Claim.CLAIMED  # the store still answers
 
-    async def test_a_cancelled_receive_puts_the_copy_back_in_line(self, worker: Any, store: MemorySeenSet) -> None:
-        slow = _Flaky(store, up=True, fast=False)
-        receiver, weu, _ = worker(seen_set=slow)
+    @pytest.mark.parametrize("mode", list(ServiceBusReceiveMode), ids=lambda mode: mode.name.lower())
+    async def test_a_receive_cancelled_while_the_store_is_asked_loses_nothing(
+        self, worker: Any, store: MemorySeenSet, mode: ServiceBusReceiveMode
+    ) -> None:
+        """The copy goes back in line and is delivered by the next receive: in receive-and-delete
+        mode it is already gone from its namespace, so it must not come back as its own duplicate."""
+        hangs = _FirstClaimHangs(store)
+        receiver, weu, _ = worker(seen_set=hangs, receive_mode=mode)
         weu.publish("m")
-        with pytest.raises(asyncio.TimeoutError):
-            await asyncio.wait_for(receiver.receive_messages(1, max_wait_time=5), 0.3)
-        slow.fast = True
+        waiting = asyncio.ensure_future(receiver.receive_messages(1, max_wait_time=None))
+        await eventually_async(hangs.asked.is_set, within=BOUND, what="the store asked for a claim")
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
         [message] = await receive(receiver, 1)
-        assert message.message_id == "m"
+        assert message.message_id == "m" and receiver.stats.duplicates_absorbed == 0
+
+
+class _FirstClaimHangs:
+    """The store whose first claim is never answered: it hangs until cancelled."""
+
+    def __init__(self, inner: MemorySeenSet) -> None:
+        self.inner = inner
+        self.asked = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def claim(self, key: Key, owner: str, lease: float) -> Claim:
+        if not self.asked.is_set():
+            self.asked.set()
+            await asyncio.Event().wait()
+        return await self.inner.claim(key, owner, lease)
 
 
 class TestRecheck:
-    async def test_a_recheck_cancelled_half_way_leaves_every_copy_waiting(self, store_clock: FakeClock) -> None:
-        """close() may cancel a recheck mid-store-call: a copy it had already resolved must
-        stay waiting (to be given back), its claim recorded (to be released)."""
-        store = MemorySeenSet(max_entries=100, clock=store_clock)
-        other = shared_module.SharedKeys(store, DedupPolicy(lease=LEASE))
-        mine = shared_module.SharedKeys(store, DedupPolicy(lease=LEASE))
+    async def test_close_during_a_recheck_gives_every_waiting_copy_back_and_frees_its_claims(
+        self, worker: Any, store: MemorySeenSet, store_clock: FakeClock
+    ) -> None:
+        """close() may cancel a recheck mid-store-call: the copy it had resolved and the one
+        it had not reached are given back alike, and the claim it took is released."""
+        receiver, weu, _ = worker()
         for key in (key_of("a"), key_of("b")):
-            assert await other.store.claim(key, other.owner, LEASE) is Claim.CLAIMED
-            assert await mine.admit(key, Copy("weu", 1), already_settled=False) is Verdict.HOLD
+            assert await store.claim(key, "other", LEASE) is Claim.CLAIMED
+        weu.publish("a", "b")
+        await _nothing_within(receiver)
+        assert receiver.stats.held == 2  # both wait on the other worker
         store_clock.advance(LEASE + 1)  # the other worker died: both keys are free again
-        answered = asyncio.Event()
+        asked = asyncio.Event()
         claim = store.claim
 
         async def second_claim_hangs(key: Key, owner: str, lease: float) -> Claim:
             if key == key_of("b"):
-                answered.set()
+                asked.set()
                 await asyncio.Event().wait()
             return await claim(key, owner, lease)
 
         store.claim = second_claim_hangs  # type: ignore[method-assign]
-        recheck = asyncio.ensure_future(mine.recheck())
-        await asyncio.wait_for(answered.wait(), BOUND)
-        recheck.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await recheck
-        assert mine.waiting == 2 and mine.claimed == {key_of("a")}
+        await asyncio.wait_for(asked.wait(), BOUND)
+        await asyncio.wait_for(receiver.close(), BOUND)
+        assert sorted(m.message_id for m in weu.settled("abandon")) == ["a", "b"]
+        store.claim = claim  # type: ignore[method-assign]
+        # a's claim released, b's never taken: both free for the next worker.
+        assert [await store.claim(key_of(k), "next", LEASE) for k in "ab"] == [Claim.CLAIMED] * 2

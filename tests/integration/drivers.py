@@ -1,4 +1,4 @@
-"""One async face over geobus's sync and async clients, so each scenario is written once.
+"""One async face over geobus's sync and async clients, so each test is written once.
 
 ``AsyncDriver`` hands out ``geobus.aio.GeoServiceBusClient`` itself. ``SyncDriver``
 hands out ``geobus.GeoServiceBusClient`` behind thin wrappers that make each sync
@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any, Protocol
 
+import pytest
 from azure.servicebus import ServiceBusReceivedMessage
 
 import geobus
@@ -21,11 +22,11 @@ import geobus.aio
 
 
 class Driver(Protocol):
-    """Builds a client for two connection strings; options as ``from_connection_strings``."""
+    """Builds a geobus client for a ``ReplicationConfig``, behind one async face."""
 
     name: str
 
-    def client(self, primary: str, secondary: str, **options: Any) -> Any: ...
+    def client(self, config: geobus.ReplicationConfig) -> Any: ...
 
 
 class AsyncDriver:
@@ -33,8 +34,8 @@ class AsyncDriver:
 
     name = "async"
 
-    def client(self, primary: str, secondary: str, **options: Any) -> geobus.aio.GeoServiceBusClient:
-        return geobus.aio.GeoServiceBusClient.from_connection_strings(primary, secondary, **options)
+    def client(self, config: geobus.ReplicationConfig) -> geobus.aio.GeoServiceBusClient:
+        return geobus.aio.GeoServiceBusClient(config)
 
 
 class SyncDriver:
@@ -42,9 +43,13 @@ class SyncDriver:
 
     name = "sync"
 
-    def client(self, primary: str, secondary: str, **options: Any) -> _ThreadedClient:
-        sync = geobus.GeoServiceBusClient.from_connection_strings(primary, secondary, **options)
-        return _ThreadedClient(sync)
+    def client(self, config: geobus.ReplicationConfig) -> _ThreadedClient:
+        return _ThreadedClient(geobus.GeoServiceBusClient(config))
+
+
+# Both faces, named: the ``driver`` fixture's params here (conftest.py), and
+# ``@pytest.mark.parametrize("driver", DRIVERS)`` elsewhere.
+DRIVERS = [pytest.param(SyncDriver(), id="sync"), pytest.param(AsyncDriver(), id="async")]
 
 
 async def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -20,11 +20,11 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.exceptions import ServiceBusError
 
 import geobus
-import geobus._engine.sender
-from geobus.local import LocalNamespace
+import geobus._decisions.validate
+from geobus.testing import NamespacePair
 
-from .drivers import AsyncDriver, Driver, SyncDriver
-from .scenarios import FAST, QUEUE, message, start_pair
+from .drivers import Driver
+from .helpers import FAST, QUEUE, depth, message
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -50,11 +50,6 @@ BAD: list[tuple[Callable[[], ServiceBusMessage], type[Exception], str]] = [
 ]
 
 
-@pytest.fixture(params=[SyncDriver(), AsyncDriver()], ids=lambda driver: driver.name)
-def driver(request: pytest.FixtureRequest) -> Driver:
-    return request.param  # type: ignore[no-any-return]
-
-
 def _options(mode: str, outbox: bool, tmp_path: Path) -> dict[str, Any]:
     options = {**FAST, **MODES[mode]}
     if outbox:
@@ -69,10 +64,9 @@ def _landed(mode: str) -> tuple[str, ...]:
 @pytest.mark.parametrize("outbox", [False, True], ids=["", "outbox"])
 @pytest.mark.parametrize("mode", list(MODES))
 async def test_refused_naming_the_field_and_the_next_message_is_sent(
-    driver: Driver, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path, mode: str, outbox: bool
+    driver: Driver, pair: NamespacePair, tmp_path: Path, mode: str, outbox: bool
 ) -> None:
-    pair = start_pair(namespace_factory)
-    async with pair.client(driver, **_options(mode, outbox, tmp_path)) as client:
+    async with driver.client(pair.config(**_options(mode, outbox, tmp_path))) as client:
         async with client.get_queue_sender(QUEUE) as sender:
             for make, error, field in BAD:
                 with pytest.raises(error, match=f"^{field}"):
@@ -85,14 +79,14 @@ async def test_refused_naming_the_field_and_the_next_message_is_sent(
     assert refused.messages_sent == {"primary": 0, "secondary": 0} and refused.send_failures == {"primary": 0, "secondary": 0}
     assert (refused.failovers, refused.buffered, refused.outbox_depth) == (0, 0, 0)
     assert result.landed == _landed(mode) and result.buffered == ()
-    assert pair.depth() == {name: int(name in result.landed) for name in ("primary", "secondary")}
+    assert depth(pair) == {name: int(name in result.landed) for name in ("primary", "secondary")}
 
 
 @pytest.mark.parametrize("outbox", [False, True], ids=["", "outbox"])
 @pytest.mark.parametrize("mode", list(MODES))
 async def test_what_the_sdks_encoder_refuses_is_the_messages_fault(
     driver: Driver,
-    namespace_factory: Callable[..., LocalNamespace],
+    pair: NamespacePair,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     mode: str,
@@ -100,12 +94,11 @@ async def test_what_the_sdks_encoder_refuses_is_the_messages_fault(
 ) -> None:
     # Without geobus's validation the SDK meets the float id in its encoder and raises a plain
     # ServiceBusError("Handler failed: ... Unsupported Message ID type"): read by its cause.
-    monkeypatch.setattr(geobus._engine.sender, "validate_message", lambda message, field="": "unchecked")
-    pair = start_pair(namespace_factory)
+    monkeypatch.setattr(geobus._decisions.validate, "validate_message", lambda message, field="": "unchecked")
     # The SDK closes its link after such an error and opens it again on the next send, about a
     # second against the local namespace: within the attempt deadline, or it reads as a timeout.
     options = {**_options(mode, outbox, tmp_path), "deadlines": geobus.Deadlines(attempt=5.0, send=10.0)}
-    async with pair.client(driver, **options) as client:
+    async with driver.client(pair.config(**options)) as client:
         async with client.get_queue_sender(QUEUE) as sender:
             for _ in range(4):
                 with pytest.raises(ServiceBusError, match="Unsupported Message ID type") as caught:
@@ -119,4 +112,4 @@ async def test_what_the_sdks_encoder_refuses_is_the_messages_fault(
     if mode == "passive":
         assert refused.send_failures == {"primary": 4, "secondary": 0}  # the secondary never tried
     assert result.landed == _landed(mode)
-    assert pair.depth() == {name: int(name in result.landed) for name in ("primary", "secondary")}
+    assert depth(pair) == {name: int(name in result.landed) for name in ("primary", "secondary")}

@@ -4,28 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 
 import pytest
 from azure.servicebus import ServiceBusMessage
 
 import geobus
 import geobus.aio
-from geobus.local import LocalNamespace
+from geobus.testing import NamespacePair
 
-from .scenarios import FAST, QUEUE, start_pair
+from .helpers import FAST, QUEUE
 
 
 class TestAsyncClientClose:
     """``await client.close()`` ends what the application left open, and leaves no task."""
 
     async def test_open_receiver_and_sender_are_closed_with_no_task_left(
-        self, namespace_factory: Callable[..., LocalNamespace]
+        self, pair: NamespacePair
     ) -> None:
-        pair = start_pair(namespace_factory)
-        client = geobus.aio.GeoServiceBusClient.from_connection_strings(
-            pair.primary.connection_string, pair.secondary.connection_string, **FAST
-        )
+        client = geobus.aio.GeoServiceBusClient(pair.config(**FAST))
         sender = client.get_queue_sender(QUEUE)
         receiver = client.get_queue_receiver(QUEUE, max_wait_time=0.5)
         await sender.send_messages(ServiceBusMessage("hello"))
@@ -50,12 +46,9 @@ class TestSyncClientClose:
     """``client.close()`` ends the private loop after closing what the application left open."""
 
     def test_open_receiver_is_closed_and_late_closes_are_harmless(
-        self, namespace_factory: Callable[..., LocalNamespace]
+        self, pair: NamespacePair
     ) -> None:
-        pair = start_pair(namespace_factory)
-        client = geobus.GeoServiceBusClient.from_connection_strings(
-            pair.primary.connection_string, pair.secondary.connection_string, **FAST
-        )
+        client = geobus.GeoServiceBusClient(pair.config(**FAST))
         sender = client.get_queue_sender(QUEUE)
         receiver = client.get_queue_receiver(QUEUE, max_wait_time=0.5)
         sender.send_messages(ServiceBusMessage("hello"))

@@ -1,8 +1,8 @@
 """The outbox, circuit breakers, failback and the operator's override, end to end.
 
 The real azure-servicebus client against two ``geobus.local`` namespaces. The
-sync API runs the async core, so the suite is written against the sync client;
-``TestAsyncOutbox`` repeats the two outbox paths through ``geobus.aio``.
+sync API runs the async core, so most of the suite is written against the sync
+client; ``TestOutageBuffering`` runs through both APIs (the ``driver`` fixture).
 Messages are read back with a plain azure-servicebus receiver, so what geobus
 delivered is checked by the SDK, not by geobus's own receiver.
 """
@@ -33,8 +33,10 @@ import geobus
 import geobus.aio
 from geobus._storage.outbox import Outbox
 from geobus.local import DEV_KEY, LocalNamespace
+from geobus.testing import NamespacePair, eventually, eventually_async
 
-from .scenarios import QUEUE, Pair, eventually, start_pair
+from .drivers import Driver
+from .helpers import QUEUE, depth
 
 ENTITY = f"queue:{QUEUE}"
 FAST: dict[str, Any] = {
@@ -54,10 +56,8 @@ def outbox(path: Path, **options: Any) -> geobus.OutboxPolicy:
     return geobus.OutboxPolicy(path=str(path), backoff_initial=0.05, backoff_max=0.5, **options)
 
 
-def client(pair: Pair, **options: Any) -> geobus.GeoServiceBusClient:
-    return geobus.GeoServiceBusClient.from_connection_strings(
-        pair.primary.connection_string, pair.secondary.connection_string, **{**FAST, **options}
-    )
+def client(pair: NamespacePair, **options: Any) -> geobus.GeoServiceBusClient:
+    return geobus.GeoServiceBusClient(pair.config(**{**FAST, **options}))
 
 
 def message(index: int, prefix: str = "m", **options: Any) -> ServiceBusMessage:
@@ -80,17 +80,8 @@ def refused(*namespaces: LocalNamespace) -> AbstractContextManager[None]:
     return faulted(LocalNamespace.refuse, *namespaces)
 
 
-def wait_until(condition: Callable[[], bool], *, within: float, what: str) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within:g} s")
-        time.sleep(0.05)
-
-
-def settled(sender: Any, *, within: float = 20, **counters: int) -> geobus.SenderStats:
-    """Poll until the outbox is empty and each named ``SenderStats`` counter has its value.
+def outbox_empty(sender: Any, **counters: int) -> Callable[[], bool]:
+    """The outbox is empty and each named ``SenderStats`` counter has its value.
 
     The depth is counted on the outbox's worker thread and ``drained`` on the event loop a
     moment later, so a ``SenderStats`` taken as the depth reaches 0 can still miss the last
@@ -101,10 +92,21 @@ def settled(sender: Any, *, within: float = 20, **counters: int) -> geobus.Sende
         stats = sender.stats
         return stats.outbox_depth == 0 and all(getattr(stats, k) == v for k, v in counters.items())
 
-    try:
-        wait_until(done, within=within, what=f"outbox empty with {counters}")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {sender.stats}") from None
+    return done
+
+
+def settled(sender: Any, *, within: float = 20, **counters: int) -> geobus.SenderStats:
+    """Poll until ``outbox_empty``; the sender's stats then."""
+    done, state = outbox_empty(sender, **counters), lambda: f"{counters}: {sender.stats}"
+    eventually(done, within=within, what=state)
+    stats: geobus.SenderStats = sender.stats
+    return stats
+
+
+async def settled_async(sender: Any, *, within: float = 20, **counters: int) -> geobus.SenderStats:
+    """``settled`` for a coroutine test (either driver's sender)."""
+    done, state = outbox_empty(sender, **counters), lambda: f"{counters}: {sender.stats}"
+    await eventually_async(done, within=within, what=state)
     stats: geobus.SenderStats = sender.stats
     return stats
 
@@ -137,7 +139,7 @@ def read_queue(namespace: LocalNamespace, queue: str = QUEUE, *, within: float =
     return [Received(str(m.message_id), b"".join(m.body)) for m in got]
 
 
-def read_both(pair: Pair) -> tuple[list[Received], list[Received]]:
+def read_both(pair: NamespacePair) -> tuple[list[Received], list[Received]]:
     """``read_queue`` of the primary and the secondary, at once (each SDK close takes its time)."""
     with ThreadPoolExecutor(max_workers=2) as pool:
         primary, secondary = pool.map(read_queue, (pair.primary, pair.secondary))
@@ -149,7 +151,7 @@ def first_seen(received: list[Received]) -> list[str]:
     return list(dict.fromkeys(r.message_id for r in received))
 
 
-def delivered_ids(pair: Pair) -> list[str]:
+def delivered_ids(pair: NamespacePair) -> list[str]:
     """Every message id either namespace holds, each once (its queue is emptied)."""
     primary, secondary = read_both(pair)
     return first_seen(primary + secondary)
@@ -177,17 +179,16 @@ class TestOutageBuffering:
     """Sends during an outage are kept on disk and delivered, in order, when it ends."""
 
     @pytest.mark.timeout(60)
-    def test_both_namespaces_down_500_buffered_then_delivered_in_order(
-        self, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path
+    async def test_both_namespaces_down_500_buffered_then_delivered_in_order(
+        self, driver: Driver, pair: NamespacePair, tmp_path: Path
     ) -> None:
-        pair = start_pair(namespace_factory)
         expected = [f"m-{i:04d}" for i in range(500)]
-        with client(pair, mode="passive", outbox=outbox(tmp_path / "outbox.db")) as geo:
-            with geo.get_queue_sender(QUEUE) as sender:
-                with refused(pair.primary, pair.secondary):
-                    results = [sender.send_messages(message(i)) for i in range(500)]
-                    during = sender.stats
-                after = settled(sender, drained=500)
+        config = pair.config(mode="passive", outbox=outbox(tmp_path / "outbox.db"), **FAST)
+        async with driver.client(config) as geo, geo.get_queue_sender(QUEUE) as sender:
+            with refused(pair.primary, pair.secondary):
+                results = [await sender.send_messages(message(i)) for i in range(500)]
+                during = sender.stats
+            after = await settled_async(sender, drained=500)
         assert all(r.buffered == ("any",) and r.landed == () for r in results), results[0]
         assert during.buffered == 500 and during.outbox_depth == 500
         assert during.messages_sent == {"primary": 0, "secondary": 0}
@@ -200,18 +201,23 @@ class TestOutageBuffering:
         assert all(bodies[f"m-{i:04d}"] == f"body {i}".encode() for i in range(500))
 
     @pytest.mark.timeout(45)
-    def test_active_mode_namespace_down_gets_its_copies_after_heal(
-        self, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path
+    @pytest.mark.parametrize(("down", "up"), [("primary", "secondary"), ("secondary", "primary")])
+    async def test_active_mode_namespace_down_gets_its_copies_after_heal(
+        self,
+        driver: Driver,
+        pair: NamespacePair,
+        tmp_path: Path,
+        down: str,
+        up: str,
     ) -> None:
-        pair = start_pair(namespace_factory)
         expected = [f"a-{i:04d}" for i in range(50)]
-        with client(pair, mode="active", outbox=outbox(tmp_path / "outbox.db")) as geo:
-            with geo.get_queue_sender(QUEUE) as sender:
-                with refused(pair.secondary):
-                    results = [sender.send_messages(message(i, "a")) for i in range(50)]
-                    assert pair.depth() == {"primary": 50, "secondary": 0}
-                stats = settled(sender, drained=50)
-        assert all(r.landed == ("primary",) and r.buffered == ("secondary",) for r in results), results[0]
+        config = pair.config(mode="active", outbox=outbox(tmp_path / "outbox.db"), **FAST)
+        async with driver.client(config) as geo, geo.get_queue_sender(QUEUE) as sender:
+            with refused(getattr(pair, down)):
+                results = [await sender.send_messages(message(i, "a")) for i in range(50)]
+                assert depth(pair) == {up: 50, down: 0}
+            stats = await settled_async(sender, drained=50)
+        assert all(r.landed == (up,) and r.buffered == (down,) for r in results), results[0]
         assert stats.buffered == 50
         primary, secondary = read_both(pair)
         assert first_seen(primary) == expected
@@ -302,9 +308,8 @@ class TestProducerKilled:
 
     @pytest.mark.timeout(90)
     def test_kill_9_then_a_new_process_delivers_every_acknowledged_message(
-        self, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path
+        self, pair: NamespacePair, tmp_path: Path
     ) -> None:
-        pair = start_pair(namespace_factory)
         path = tmp_path / "outbox.db"
         env = {
             **os.environ,
@@ -366,9 +371,8 @@ class TestFailback:
 
     @pytest.mark.timeout(60)
     def test_flapping_primary_bounded_failbacks_nothing_lost(
-        self, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path
+        self, pair: NamespacePair, tmp_path: Path
     ) -> None:
-        pair = start_pair(namespace_factory)
         cooldown = 2.0
         failback = geobus.FailbackPolicy(
             mode="prefer_primary", probe_interval=0.2, healthy_probes=2, cooldown=cooldown
@@ -416,7 +420,7 @@ class TestFailback:
             stats = sender.stats
             elapsed = time.monotonic() - began
             home = [produce() for _ in range(5)]
-            wait_until(lambda: sender.stats.outbox_depth == 0, within=20, what="outbox drained")
+            eventually(lambda: sender.stats.outbox_depth == 0, within=20, what="outbox drained")
         assert stats.failovers >= 1, stats  # the flapping reached the producer
         assert 1 <= stats.failbacks <= int(elapsed // cooldown) + 1, (stats, round(elapsed, 1))
         assert all(r.landed == ("primary",) for r in home), home
@@ -426,11 +430,10 @@ class TestFailback:
 
     @pytest.mark.timeout(45)
     def test_send_in_flight_across_a_failback_does_not_swap_back(
-        self, namespace_factory: Callable[..., LocalNamespace]
+        self, pair: NamespacePair
     ) -> None:
         # A slow secondary keeps a send in flight when the probe fails back: landing where
         # it was sent, with nothing wrong, is no failover.
-        pair = start_pair(namespace_factory)
         failback = geobus.FailbackPolicy(
             mode="prefer_primary", probe_interval=0.1, healthy_probes=2, cooldown=0
         )
@@ -460,9 +463,8 @@ class TestOutboxDeadLetters:
 
     @pytest.mark.timeout(45)
     def test_ttl_expiring_while_buffered_is_dead_lettered_never_sent(
-        self, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path
+        self, pair: NamespacePair, tmp_path: Path
     ) -> None:
-        pair = start_pair(namespace_factory)
         path = tmp_path / "outbox.db"
         short = timedelta(seconds=1)  # the SDK keeps whole seconds: 0.3 s would mean no TTL at all
         with client(pair, mode="passive", outbox=outbox(path)) as geo:
@@ -472,12 +474,12 @@ class TestOutboxDeadLetters:
                         ttl = {"time_to_live": short} if i % 2 == 0 else {}
                         assert sender.send_messages(message(i, "t", **ttl)).buffered == ("any",)
                     # The drainer, retrying against the outage, finds them expired.
-                    wait_until(
+                    eventually(
                         lambda: (sender.stats.outbox_depth, sender.stats.outbox_dead_lettered) == (2, 3),
                         within=10,
                         what="3 messages expired and counted",
                     )
-                wait_until(lambda: sender.stats.outbox_depth == 0, within=20, what="outbox drained")
+                eventually(lambda: sender.stats.outbox_depth == 0, within=20, what="outbox drained")
         assert sorted(delivered_ids(pair)) == ["t-0001", "t-0003"]
         inspect = open_outbox(path)  # the client is closed: its lock is free
         try:
@@ -493,7 +495,7 @@ class TestOutboxDeadLetters:
     ) -> None:
         # Only the primary is small: the secondary stores the big messages, the primary
         # never will, so their primary copies go from its lane to the dead letters.
-        pair = Pair(namespace_factory(max_message_size=4096), namespace_factory())
+        pair = NamespacePair(namespace_factory(max_message_size=4096), namespace_factory())
         path = tmp_path / "outbox.db"
         big = b"x" * 16_384
         with client(pair, mode="active", outbox=outbox(path)) as geo:
@@ -519,7 +521,7 @@ class TestOutboxDeadLetters:
     def test_entity_missing_on_a_strict_namespace_is_dead_lettered_with_the_reason(
         self, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path
     ) -> None:
-        pair = Pair(namespace_factory(), namespace_factory(auto_create=False))
+        pair = NamespacePair(namespace_factory(), namespace_factory(auto_create=False))
         path = tmp_path / "outbox.db"
         # The SDK takes about a second to report a refused link: give it room to, or the
         # refusal reads as a timeout (an outage) and the copy waits for good.
@@ -547,9 +549,8 @@ class TestOutboxLimits:
 
     @pytest.mark.timeout(45)
     def test_full_outbox_raises_and_holds_at_the_limit(
-        self, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path
+        self, pair: NamespacePair, tmp_path: Path
     ) -> None:
-        pair = start_pair(namespace_factory)
         with client(pair, mode="passive", outbox=outbox(tmp_path / "outbox.db", max_messages=10)) as geo:
             with geo.get_queue_sender(QUEUE) as sender:
                 with refused(pair.primary, pair.secondary):
@@ -559,7 +560,7 @@ class TestOutboxLimits:
                     with pytest.raises(geobus.OutboxFullError):
                         sender.send_messages([message(11, "o"), message(12, "o")])
                     full = sender.stats
-                wait_until(lambda: sender.stats.outbox_depth == 0, within=20, what="outbox drained")
+                eventually(lambda: sender.stats.outbox_depth == 0, within=20, what="outbox drained")
                 after = sender.send_messages(message(13, "o"))
         assert result.buffered == ("any",)
         assert isinstance(single.value, geobus.ReplicationError)
@@ -572,9 +573,8 @@ class TestOutboxLimits:
     @pytest.mark.timeout(30)
     @pytest.mark.parametrize("damage", ["random-bytes", "truncated", "another-database"])
     def test_damaged_file_raises_outbox_error_and_is_left_unchanged(
-        self, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path, damage: str
+        self, pair: NamespacePair, tmp_path: Path, damage: str
     ) -> None:
-        pair = start_pair(namespace_factory)
         path = tmp_path / "outbox.db"
         _damage(path, damage)
         before = path.read_bytes()
@@ -582,9 +582,7 @@ class TestOutboxLimits:
         with pytest.raises(geobus.OutboxError, match="not a geobus outbox"):
             client(pair, outbox=outbox(path))
         with pytest.raises(geobus.OutboxError, match="not a geobus outbox"):
-            geobus.aio.GeoServiceBusClient.from_connection_strings(
-                pair.primary.connection_string, pair.secondary.connection_string, outbox=outbox(path)
-            )
+            geobus.aio.GeoServiceBusClient(pair.config(outbox=outbox(path)))
         assert path.read_bytes() == before
         assert not Path(f"{path}-wal").exists()
         assert _loop_threads() == loops, "a failed construction left its event-loop thread running"
@@ -618,9 +616,8 @@ class TestOperatorOverride:
 
     @pytest.mark.timeout(45)
     def test_pause_then_force_then_remove(
-        self, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path
+        self, pair: NamespacePair, tmp_path: Path
     ) -> None:
-        pair = start_pair(namespace_factory)
         path = tmp_path / "override.toml"
         override = geobus.OverridePolicy(path=str(path), interval=0.1)
         # No outbox and a patient breaker: each send shows where it could go.
@@ -710,9 +707,8 @@ class TestCircuitBreaker:
 
     @pytest.mark.timeout(45)
     def test_black_holed_namespace_opens_its_breaker_and_is_skipped(
-        self, namespace_factory: Callable[..., LocalNamespace]
+        self, pair: NamespacePair
     ) -> None:
-        pair = start_pair(namespace_factory)
         breaker = geobus.BreakerPolicy(failure_threshold=2, cooldown=60)
         with client(pair, mode="active", breaker=breaker) as geo:
             with geo.get_queue_sender(QUEUE) as sender:
@@ -731,55 +727,3 @@ class TestCircuitBreaker:
         assert stats.breakers == opened.breakers
         assert stats.send_failures == {"primary": 0, "secondary": 2}, "an open breaker still let sends through"
         assert stats.messages_sent == {"primary": 12, "secondary": 0}
-
-
-# -- the same through geobus.aio ------------------------------------------------------------------
-
-
-class TestAsyncOutbox:
-    """``geobus.aio``: buffered through an outage, delivered in order after it."""
-
-    @pytest.mark.timeout(45)
-    async def test_both_namespaces_down_buffered_then_delivered_in_order(
-        self, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path
-    ) -> None:
-        pair = start_pair(namespace_factory)
-        expected = [f"m-{i:04d}" for i in range(100)]
-        geo = geobus.aio.GeoServiceBusClient.from_connection_strings(
-            pair.primary.connection_string,
-            pair.secondary.connection_string,
-            mode="passive",
-            outbox=outbox(tmp_path / "outbox.db"),
-            **FAST,
-        )
-        async with geo, geo.get_queue_sender(QUEUE) as sender:
-            with refused(pair.primary, pair.secondary):
-                results = [await sender.send_messages(message(i)) for i in range(100)]
-                assert sender.stats.buffered == 100 and sender.stats.outbox_depth == 100
-            await eventually(lambda: sender.stats.outbox_depth == 0, within=20, what="outbox drained")
-        assert all(r.buffered == ("any",) and r.landed == () for r in results), results[0]
-        primary, secondary = read_both(pair)
-        assert_in_order(primary)
-        assert sorted(first_seen(primary + secondary)) == expected
-
-    @pytest.mark.timeout(45)
-    async def test_active_mode_namespace_down_gets_its_copies_after_heal(
-        self, namespace_factory: Callable[..., LocalNamespace], tmp_path: Path
-    ) -> None:
-        pair = start_pair(namespace_factory)
-        expected = [f"a-{i:04d}" for i in range(30)]
-        geo = geobus.aio.GeoServiceBusClient.from_connection_strings(
-            pair.primary.connection_string,
-            pair.secondary.connection_string,
-            mode="active",
-            outbox=outbox(tmp_path / "outbox.db"),
-            **FAST,
-        )
-        async with geo, geo.get_queue_sender(QUEUE) as sender:
-            with refused(pair.primary):
-                results = [await sender.send_messages(message(i, "a")) for i in range(30)]
-            await eventually(lambda: sender.stats.outbox_depth == 0, within=20, what="primary lane drained")
-        assert all(r.landed == ("secondary",) and r.buffered == ("primary",) for r in results), results[0]
-        primary, secondary = read_both(pair)
-        assert first_seen(primary) == expected
-        assert first_seen(secondary) == expected

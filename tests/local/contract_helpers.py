@@ -2,9 +2,9 @@
 
 ``test_contract.py`` (``azure.servicebus``) and ``test_contract_async.py``
 (``azure.servicebus.aio``) make the same calls with the real client. Nothing
-here talks to it except the polls at the end, a sync and an async twin each
-(``receive``/``areceive``, ``eventually``/``aeventually``) that differ only by
-``await``.
+here talks to it except the polls at the end, a sync and an async twin
+(``receive``/``areceive``) that differ only by ``await``; polling a plain
+condition is ``geobus.testing.eventually``/``eventually_async``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import base64
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -140,26 +140,7 @@ def in_seconds(seconds: float) -> timedelta:
     return timedelta(seconds=seconds)
 
 
-# -- polls (the only I/O here; one of each per API) -------------------------------------------
-
-
-def eventually(condition: Callable[[], bool], *, within: float = WITHIN, what: str) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {within:g} s")
-        time.sleep(0.05)
-
-
-async def aeventually(condition: Callable[[], bool], *, within: float = WITHIN, what: str) -> None:
-    """``eventually`` for a coroutine test."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what}: not within {within:g} s")
-        await asyncio.sleep(0.05)
+# -- receiving (the only I/O here; one of each per API) ---------------------------------------
 
 
 def receive(

@@ -29,17 +29,17 @@ from geobus.local import (
     LocalNamespaceProcess,
     development_key,
 )
-from geobus.testing import local_pair
+from geobus.testing import FakeClock, local_pair
 
-from .test_garbage import (
+from .raw_amqp import (
     FUZZ_QUEUE,
     LOOPBACK,
-    _closed,
-    _Connection,
-    _message,
-    _put_token,
-    _queue_address,
-    _status,
+    RawConnection,
+    is_closed,
+    message_bytes,
+    put_token,
+    queue_address,
+    status_of,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -47,21 +47,11 @@ pytestmark = pytest.mark.timeout(120)
 UNAUTHORIZED = "amqp:unauthorized-access"
 
 
-class _Clock:
-    """The namespace's clock, moved by the test: token expiry without waiting."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _put(connection: _Connection, audience: str, *, expiry: int, key: str = DEV_KEY) -> int:
+def _put(connection: RawConnection, audience: str, *, expiry: int, key: str = DEV_KEY) -> int:
     """Put a token for ``audience`` on ``connection``; the reply's status code."""
     token = generate_sas_token(audience, DEV_KEY_NAME, key, expiry)
-    request = _put_token(connection.port, body=token, name=audience, expiration=expiry)
-    return _status(connection.cbs(bytes(request.encode())))
+    request = put_token(connection.port, body=token, name=audience, expiration=expiry)
+    return status_of(connection.cbs(bytes(request.encode())))
 
 
 def _moved(connection_string: str, to: LocalNamespace | str) -> str:
@@ -98,7 +88,7 @@ class TestAudience:
     def test_only_the_namespaces_own_host_is_accepted(
         self, namespace: LocalNamespace, audience: str, status: int
     ) -> None:
-        with _Connection(namespace.port) as connection:
+        with RawConnection(namespace.port) as connection:
             assert _put(connection, audience.format(port=namespace.port), expiry=int(time.time()) + 60) == status
 
     @pytest.mark.parametrize(
@@ -115,7 +105,7 @@ class TestAudience:
         ],
     )
     def test_an_unparseable_audience_is_refused(self, namespace: LocalNamespace, audience: str) -> None:
-        with _Connection(namespace.port) as connection:
+        with RawConnection(namespace.port) as connection:
             status = _put(connection, audience, expiry=int(time.time()) + 60)
             assert status == 401
             # The connection goes on: a good token still works.
@@ -124,7 +114,7 @@ class TestAudience:
 
     def test_hostnames_adds_names_clients_use(self, namespace_factory: Callable[..., LocalNamespace]) -> None:
         namespace = namespace_factory(hostnames=["geobus-local.test"])
-        with _Connection(namespace.port) as connection:
+        with RawConnection(namespace.port) as connection:
             expiry = int(time.time()) + 60
             assert _put(connection, "sb://geobus-local.test:5673/fuzz", expiry=expiry) == 200
             assert _put(connection, "sb://other.test:5673/fuzz", expiry=expiry) == 401
@@ -217,62 +207,62 @@ class TestExpiry:
     def test_entity_links_are_detached_when_their_token_expires(
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
-        clock = _Clock()
+        clock = FakeClock(time.time())  # the namespace's clock: tokens expire without waiting
         namespace = namespace_factory(clock=clock)
-        with _Connection(namespace.port) as connection:
+        with RawConnection(namespace.port) as connection:
             expiry = int(clock.now) + 60
-            assert _put(connection, _queue_address(namespace.port), expiry=expiry) == 200
-            sender = connection.sender(_queue_address(namespace.port))
+            assert _put(connection, queue_address(namespace.port), expiry=expiry) == 200
+            sender = connection.sender(queue_address(namespace.port))
             receiver = connection.session.receiver("expiring-receiver")
-            receiver.source.address = _queue_address(namespace.port)
+            receiver.source.address = queue_address(namespace.port)
             receiver.open()
             receiver.flow(10)
             management = connection.session.sender("expiring-management")
-            management.target.address = _queue_address(namespace.port) + "/$management"
+            management.target.address = queue_address(namespace.port) + "/$management"
             management.open()
             links = (sender, receiver, management)
             assert connection.client.pump(lambda: all(link.remote_condition is None for link in links))
-            [sent] = connection.send(sender, _message("before-expiry"))
+            [sent] = connection.send(sender, message_bytes("before-expiry"))
             assert sent.remote_state == Delivery.ACCEPTED
 
             clock.now = expiry + 1
-            assert connection.client.pump(lambda: all(_closed(link) for link in links), within=10)
+            assert connection.client.pump(lambda: all(is_closed(link) for link in links), within=10)
             conditions = [link.remote_condition.name if link.remote_condition else None for link in links]
             assert conditions == [UNAUTHORIZED] * 3
             assert connection.is_open, "only the links go; the connection stays"
             # A new token lets a new link attach on the same connection.
-            assert _put(connection, _queue_address(namespace.port), expiry=expiry + 3600) == 200
-            again = connection.sender(_queue_address(namespace.port))
-            [resent] = connection.send(again, _message("with-a-new-token"))
+            assert _put(connection, queue_address(namespace.port), expiry=expiry + 3600) == 200
+            again = connection.sender(queue_address(namespace.port))
+            [resent] = connection.send(again, message_bytes("with-a-new-token"))
             assert resent.remote_state == Delivery.ACCEPTED
 
     def test_a_renewed_token_keeps_the_link(self, namespace_factory: Callable[..., LocalNamespace]) -> None:
-        clock = _Clock()
+        clock = FakeClock(time.time())  # the namespace's clock: tokens expire without waiting
         namespace = namespace_factory(clock=clock)
-        with _Connection(namespace.port) as connection:
+        with RawConnection(namespace.port) as connection:
             expiry = int(clock.now) + 60
-            assert _put(connection, _queue_address(namespace.port), expiry=expiry) == 200
-            sender = connection.sender(_queue_address(namespace.port))
-            assert _put(connection, _queue_address(namespace.port), expiry=expiry + 600) == 200
+            assert _put(connection, queue_address(namespace.port), expiry=expiry) == 200
+            sender = connection.sender(queue_address(namespace.port))
+            assert _put(connection, queue_address(namespace.port), expiry=expiry + 600) == 200
             clock.now = expiry + 1
             # Processed on the turn that would have detached it, had the token not been renewed.
-            [sent] = connection.send(sender, _message("after-the-first-expiry"))
+            [sent] = connection.send(sender, message_bytes("after-the-first-expiry"))
             assert sent.remote_state == Delivery.ACCEPTED
-            assert not _closed(sender)
+            assert not is_closed(sender)
         assert namespace.counts() == {FUZZ_QUEUE: 1}
 
     def test_a_namespace_wide_token_covers_links_after_an_entity_token_expires(
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
-        clock = _Clock()
+        clock = FakeClock(time.time())  # the namespace's clock: tokens expire without waiting
         namespace = namespace_factory(clock=clock)
-        with _Connection(namespace.port) as connection:
+        with RawConnection(namespace.port) as connection:
             expiry = int(clock.now) + 60
-            assert _put(connection, _queue_address(namespace.port), expiry=expiry) == 200
+            assert _put(connection, queue_address(namespace.port), expiry=expiry) == 200
             assert _put(connection, f"sb://{LOOPBACK}:{namespace.port}/", expiry=expiry + 600) == 200
-            sender = connection.sender(_queue_address(namespace.port))
+            sender = connection.sender(queue_address(namespace.port))
             clock.now = expiry + 1
-            [sent] = connection.send(sender, _message("covered-by-the-namespace-token"))
+            [sent] = connection.send(sender, message_bytes("covered-by-the-namespace-token"))
             assert sent.remote_state == Delivery.ACCEPTED
 
 

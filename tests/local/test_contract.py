@@ -35,6 +35,7 @@ from azure.servicebus.exceptions import (
 )
 
 from geobus.local import LocalNamespace, LocalNamespaceProcess
+from geobus.testing import eventually
 
 from .contract_helpers import (
     DEAD_LETTERS,
@@ -52,7 +53,6 @@ from .contract_helpers import (
     ServerClock,
     assert_round_trip,
     batches,
-    eventually,
     ids,
     in_seconds,
     millis,
@@ -310,6 +310,7 @@ class TestLocks:
                 renewer.register(receiver, held, max_lock_renewal_duration=WITHIN)
                 eventually(
                     lambda: datetime.now(timezone.utc) > first_expiry + in_seconds(0.2),
+                    within=WITHIN,
                     what="the first lock's expiry passes",
                 )
                 assert held.locked_until_utc > first_expiry, "the renewer renewed"

@@ -35,6 +35,7 @@ from azure.servicebus.exceptions import (
 )
 
 from geobus.local import LocalNamespace
+from geobus.testing import eventually_async
 
 from .contract_helpers import (
     DEAD_LETTERS,
@@ -49,7 +50,6 @@ from .contract_helpers import (
     TOPIC,
     WITHIN,
     ServerClock,
-    aeventually,
     areceive,
     assert_round_trip,
     batches,
@@ -282,8 +282,9 @@ class TestLocks:
             first_expiry = max(held.locked_until_utc, unrenewed.locked_until_utc)
             async with AutoLockRenewer() as renewer:
                 renewer.register(receiver, held, max_lock_renewal_duration=WITHIN)
-                await aeventually(
+                await eventually_async(
                     lambda: datetime.now(timezone.utc) > first_expiry + in_seconds(0.2),
+                    within=WITHIN,
                     what="the first lock's expiry passes",
                 )
                 assert held.locked_until_utc > first_expiry, "the renewer renewed"

@@ -23,11 +23,11 @@ from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusConnect
 
 from geobus.local import Fault, LocalNamespace
 
+from .raw_amqp import AMQP_HEADER, LOOPBACK
+
 pytestmark = pytest.mark.timeout(60)
 
 QUEUE = "q"
-LOOPBACK = "127.0.0.1"
-AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
 TRY_TIMEOUT = 2.0
 # "It did not hang": far above the documented 2.0-2.2 s for a 2 s try_timeout, and
 # 0.0-0.5 s for a refused connection with retries off.

@@ -16,37 +16,44 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import count
 from typing import Any
 from urllib.parse import quote_plus
 
 import pytest
-from azure.servicebus import ServiceBusClient, ServiceBusMessage, ServiceBusReceiver
+from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from proton import (
-    Condition,
-    Connection,
     Delivery,
     Endpoint,
-    Link,
     Message,
-    Receiver,
-    Sender,
-    Transport,
 )
 
 from geobus._sas import generate_sas_token, parse_sas_token
 from geobus.local import DEV_KEY, DEV_KEY_NAME, LocalNamespace
+from geobus.testing import eventually
+
+from .raw_amqp import (
+    AMQP_HEADER,
+    FUZZ_QUEUE,
+    HEALTHY_QUEUE,
+    LOOPBACK,
+    SASL_HEADER,
+    TAGS,
+    RawClient,
+    RawConnection,
+    is_active,
+    message_bytes,
+    put_token,
+    queue_address,
+    receive_bodies,
+    round_trip,
+    status_of,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
 SEED = 20_240_611
-LOOPBACK = "127.0.0.1"
-AMQP_HEADER = b"AMQP\x00\x01\x00\x00"
-SASL_HEADER = b"AMQP\x03\x01\x00\x00"
 # An empty AMQP frame: size 8, data offset 2, type 0 (AMQP), channel 0.
 HEARTBEAT = b"\x00\x00\x00\x08\x02\x00\x00\x00"
-FUZZ_QUEUE = "fuzz"
-HEALTHY_QUEUE = "healthy"
 # How long a replay waits for an answer the recorded client got; damaged bytes may
 # never get it, so this bounds each case rather than proving anything.
 ANSWER_WAIT = 1.0
@@ -69,75 +76,9 @@ class _Stream:
         return f"<{len(self.data)} bytes, {len(self.waits)} waits>"
 
 
-# -- a raw AMQP client (proton's client transport over a blocking socket) ------------
-
-
-class _RawClient:
-    """Speaks AMQP through proton without the SDK, so tests see and shape every byte."""
-
-    def __init__(
-        self,
-        port: int,
-        *,
-        idle_timeout: float | None = None,
-        rewrite: Callable[[bytes], bytes] | None = None,
-    ) -> None:
-        self.rewrite = rewrite  # applied to every outgoing chunk: bytes proton would not write
-        self.transport = Transport()
-        if idle_timeout is not None:
-            self.transport.idle_timeout = idle_timeout
-        self.transport.sasl().allowed_mechs("ANONYMOUS")
-        self.connection = Connection()
-        self.connection.hostname = LOOPBACK
-        self.transport.bind(self.connection)
-        self.sock = socket.create_connection((LOOPBACK, port), timeout=5)
-        self.sock.settimeout(0.05)
-        self.sent = bytearray()
-        self.waits: list[tuple[int, int]] = []
-        self.received = 0
-        self.server_closed = False
-
-    def pump(self, until: Callable[[], bool], within: float = 5.0) -> bool:
-        """Exchange bytes until ``until()`` holds or ``within`` seconds pass."""
-        deadline = time.monotonic() + within
-        while True:
-            pending = self.transport.pending()
-            if pending > 0:
-                chunk = self.transport.peek(pending)
-                if self.rewrite is not None:
-                    chunk = self.rewrite(chunk)
-                self.waits.append((len(self.sent), self.received))
-                self.sock.sendall(chunk)
-                self.sent += chunk
-                self.transport.pop(pending)
-            if until() or self.server_closed or time.monotonic() >= deadline:
-                return until()
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except ConnectionError:
-                data = b""
-            if not data:
-                self.server_closed = True
-                continue
-            self.received += len(data)
-            while data and self.transport.capacity() > 0:
-                taken = self.transport.capacity()
-                self.transport.push(data[:taken])
-                data = data[taken:]
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-def _active(endpoint: Connection) -> bool:
-    return bool(endpoint.state & Endpoint.REMOTE_ACTIVE)
-
-
 def _record_session(port: int, count: int = 2) -> _Stream:
     """What a well-behaved client sends to authenticate and send ``count`` messages."""
-    client = _RawClient(port)
+    client = RawClient(port)
     try:
         connection = client.connection
         connection.open()
@@ -150,7 +91,7 @@ def _record_session(port: int, count: int = 2) -> _Stream:
         cbs_in.source.address = "$cbs"
         cbs_in.open()
         cbs_in.flow(1)
-        assert client.pump(lambda: _active(cbs_out) and _active(cbs_in)), "CBS links did not open"
+        assert client.pump(lambda: is_active(cbs_out) and is_active(cbs_in)), "CBS links did not open"
 
         audience = f"sb://{LOOPBACK}:{port}"
         expiry = int(time.time()) + 3600
@@ -173,7 +114,7 @@ def _record_session(port: int, count: int = 2) -> _Stream:
         sender = session.sender("entity-out")
         sender.target.address = f"amqps://{LOOPBACK}:{port}/{FUZZ_QUEUE}"
         sender.open()
-        assert client.pump(lambda: _active(sender) and sender.credit > 0), "entity link refused"
+        assert client.pump(lambda: is_active(sender) and sender.credit > 0), "entity link refused"
         deliveries = []
         for index in range(count):
             deliveries.append(sender.delivery(f"m{index}".encode()))
@@ -372,37 +313,6 @@ def _server_log() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
-def _poll(condition: Callable[[], bool], within: float) -> bool:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() >= deadline:
-            return condition()
-        time.sleep(0.05)
-    return True
-
-
-def _receive_bodies(receiver: ServiceBusReceiver, count: int, within: float = 10.0) -> list[str]:
-    """Receive and complete up to ``count`` messages within ``within`` seconds."""
-    bodies: list[str] = []
-    deadline = time.monotonic() + within
-    while len(bodies) < count and time.monotonic() < deadline:
-        for message in receiver.receive_messages(
-            max_message_count=count - len(bodies), max_wait_time=1
-        ):
-            receiver.complete_message(message)
-            bodies.append(str(message))
-    return bodies
-
-
-def _round_trip(ns: LocalNamespace, body: str) -> None:
-    """A fresh SDK client, retries off, sends ``body`` and receives it back."""
-    with ServiceBusClient.from_connection_string(ns.connection_string, retry_total=0) as client:
-        with client.get_queue_sender(HEALTHY_QUEUE) as sender:
-            sender.send_messages(ServiceBusMessage(body))
-        with client.get_queue_receiver(HEALTHY_QUEUE) as receiver:
-            assert _receive_bodies(receiver, 1) == [body]
-
-
 @pytest.fixture
 def recording(namespace: LocalNamespace) -> _Stream:
     """A working client session against ``namespace``; the messages it sent are removed."""
@@ -411,14 +321,13 @@ def recording(namespace: LocalNamespace) -> _Stream:
         namespace.connection_string, retry_total=0
     ) as client:
         with client.get_queue_receiver(FUZZ_QUEUE) as receiver:
-            assert sorted(_receive_bodies(receiver, 2)) == ["recorded-0", "recorded-1"]
+            assert sorted(receive_bodies(receiver, 2)) == ["recorded-0", "recorded-1"]
     assert namespace.counts() == {}
     return stream
 
 
 # -- one raw connection, one request at a time ---------------------------------------
 
-_TAGS = count()
 # Rewritten on the wire into bytes that are not UTF-8 (proton only writes valid text).
 NOT_UTF8_PLACEHOLDER = b"NOT-UTF8"
 NOT_UTF8 = b"\xff\xfe\xc3\x28\xa0\xa1\xf0\x28"
@@ -426,150 +335,6 @@ NOT_UTF8 = b"\xff\xfe\xc3\x28\xa0\xa1\xf0\x28"
 
 def _not_utf8(chunk: bytes) -> bytes:
     return chunk.replace(NOT_UTF8_PLACEHOLDER, NOT_UTF8)
-
-
-def _put_token(port: int, **changes: Any) -> Message:
-    """A valid put-token request for the namespace on ``port``, then ``changes``: ``body``
-    replaces the token, any other name sets that application property."""
-    audience = f"sb://{LOOPBACK}:{port}"
-    expiry = int(time.time()) + 3600
-    properties: dict[str, Any] = {
-        "operation": "put-token",
-        "type": "servicebus.windows.net:sastoken",
-        "name": audience,
-        "expiration": expiry,
-    }
-    body = changes.pop("body") if "body" in changes else None
-    if body is None:
-        body = generate_sas_token(audience, DEV_KEY_NAME, DEV_KEY, expiry)
-    properties.update(changes)
-    return Message(id=next(_TAGS), body=body, properties=properties)
-
-
-def _status(reply: Message) -> int:
-    return int((reply.properties or {}).get("status-code", 0))
-
-
-class _Connection:
-    """A raw client's connection with its $cbs links; each call waits for its answer."""
-
-    def __init__(self, port: int, *, rewrite: Callable[[bytes], bytes] | None = None) -> None:
-        self.port = port
-        self.client = _RawClient(port, rewrite=rewrite)
-        self.client.connection.open()
-        self.session = self.client.connection.session()
-        self.session.open()
-        self.cbs_out = self.session.sender("cbs-out")
-        self.cbs_out.target.address = "$cbs"
-        self.cbs_out.open()
-        self.cbs_in = self.session.receiver("cbs-in")
-        self.cbs_in.source.address = "$cbs"
-        self.cbs_in.open()
-        opened = self.client.pump(lambda: _active(self.cbs_out) and _active(self.cbs_in))
-        assert opened, "CBS links did not open"
-
-    def __enter__(self) -> _Connection:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.client.close()
-
-    @property
-    def is_open(self) -> bool:
-        """Whether the server still held this connection open when last heard from."""
-        closed = self.client.connection.state & Endpoint.REMOTE_CLOSED
-        return not self.client.server_closed and not closed
-
-    def cbs(self, payload: bytes) -> Message:
-        """Send ``payload`` as one $cbs request; the server's reply."""
-        return self.request(self.cbs_out, self.cbs_in, payload)
-
-    def node(self, address: str) -> tuple[Sender, Receiver]:
-        """Open request and reply links to the request-response node at ``address``."""
-        out = self.session.sender(f"node-out-{next(_TAGS)}")
-        out.target.address = address
-        out.open()
-        inbox = self.session.receiver(f"node-in-{next(_TAGS)}")
-        inbox.source.address = address
-        inbox.open()
-        assert self.client.pump(lambda: _active(out) and _active(inbox)), "node links refused"
-        return out, inbox
-
-    def request(self, out: Sender, inbox: Receiver, payload: bytes) -> Message:
-        """Send ``payload`` on ``out``; the reply that comes back on ``inbox``."""
-        inbox.flow(1)
-        out.delivery(f"request-{next(_TAGS)}")
-        out.send(payload)
-        out.advance()
-
-        def answered() -> bool:
-            current = inbox.current
-            return current is not None and current.readable and not current.partial
-
-        assert self.client.pump(answered), "no reply"
-        delivery = inbox.current
-        assert delivery is not None
-        data = inbox.recv(delivery.pending)
-        inbox.advance()
-        delivery.settle()
-        reply = Message()
-        reply.decode(data)
-        return reply
-
-    def authenticate(self) -> None:
-        # Locals only in the assertion: pytest would show a request's repr, token and all.
-        status = _status(self.cbs(bytes(_put_token(self.port).encode())))
-        assert status == 200, "put-token refused"
-
-    def refusal(self, address: str, *, sender: bool) -> Condition | None:
-        """Attach a sender (or receiver) link to ``address``; the server's detach error,
-        or None if it did not refuse the link."""
-        link: Sender | Receiver
-        if sender:
-            link = self.session.sender(f"link-{next(_TAGS)}")
-            link.target.address = address
-        else:
-            link = self.session.receiver(f"link-{next(_TAGS)}")
-            link.source.address = address
-        link.open()
-        if not self.client.pump(lambda: _closed(link)):
-            return None
-        return link.remote_condition
-
-    def sender(self, address: str) -> Sender:
-        """An open sender link to ``address``, with credit."""
-        link = self.session.sender(f"link-{next(_TAGS)}")
-        link.target.address = address
-        link.open()
-        assert self.client.pump(lambda: link.credit > 0 or _closed(link)), "no attach reply"
-        assert not _closed(link), "sender link refused"
-        return link
-
-    def send(self, link: Sender, *payloads: bytes) -> list[Delivery]:
-        """Send each payload on ``link``; the deliveries, once the server settled each."""
-        deliveries = []
-        for payload in payloads:
-            deliveries.append(link.delivery(f"m-{next(_TAGS)}"))
-            link.send(payload)
-            link.advance()
-        settled = self.client.pump(lambda: all(d.remote_state for d in deliveries))
-        assert settled, "sends unanswered"
-        return deliveries
-
-
-def _closed(endpoint: Link) -> bool:
-    return bool(endpoint.state & Endpoint.REMOTE_CLOSED)
-
-
-def _queue_address(port: int, queue: str = FUZZ_QUEUE) -> str:
-    return f"amqps://{LOOPBACK}:{port}/{queue}"
-
-
-def _message(body: str) -> bytes:
-    return bytes(Message(body=body.encode(), inferred=True).encode())
 
 
 @contextmanager
@@ -592,7 +357,7 @@ class TestRecordedSession:
         with socket.create_connection((LOOPBACK, namespace.port), timeout=5) as sock:
             assert _play(sock, random.Random(SEED), recording), "the server hung up mid-session"
             assert _hangs_up(sock, within=10.0), "the server kept a closed connection open"
-        assert _poll(lambda: namespace.counts() == {FUZZ_QUEUE: 2}, within=10.0), namespace.counts()
+        eventually(lambda: namespace.counts() == {FUZZ_QUEUE: 2}, within=10.0, what=namespace.counts)
 
 
 class TestGarbage:
@@ -606,10 +371,12 @@ class TestGarbage:
             assert _run_case(namespace.port, case), (
                 f"case {case.number} ({case.kind}): the server kept the connection open"
             )
-        assert _poll(lambda: namespace.connection_count == 0, within=10.0), (
-            f"{namespace.connection_count} garbage connections left open"
+        eventually(
+            lambda: namespace.connection_count == 0,
+            within=10.0,
+            what=lambda: f"{namespace.connection_count} garbage connections left open",
         )
-        _round_trip(namespace, "after-garbage")
+        round_trip(namespace, "after-garbage")
 
     def test_concurrent_garbage_leaves_open_clients_and_the_server_working(
         self, namespace: LocalNamespace, recording: _Stream
@@ -623,7 +390,7 @@ class TestGarbage:
                 client.get_queue_receiver(HEALTHY_QUEUE) as receiver,
             ):
                 sender.send_messages(ServiceBusMessage("before"))
-                assert _receive_bodies(receiver, 1) == ["before"]
+                assert receive_bodies(receiver, 1) == ["before"]
                 healthy = namespace.connection_count
 
                 with _server_log() as log, ThreadPoolExecutor(max_workers=32) as pool:
@@ -639,20 +406,22 @@ class TestGarbage:
                 assert not kept_open, f"cases {kept_open}: the server did not hang up"
                 # Retries are off: had these two connections been reset, this would raise.
                 sender.send_messages(ServiceBusMessage("during"))
-                assert _receive_bodies(receiver, 1) == ["during"]
-                assert _poll(lambda: namespace.connection_count == healthy, within=15.0), (
-                    f"{namespace.connection_count - healthy} abandoned connections left open"
+                assert receive_bodies(receiver, 1) == ["during"]
+                eventually(
+                    lambda: namespace.connection_count == healthy,
+                    within=15.0,
+                    what=lambda: f"{namespace.connection_count - healthy} abandoned connections left open",
                 )
-        _round_trip(namespace, "after")
+        round_trip(namespace, "after")
 
     def test_a_client_that_stops_mid_frame_is_dropped_when_it_leaves(
         self, namespace: LocalNamespace
     ) -> None:
         with socket.create_connection((LOOPBACK, namespace.port), timeout=5) as sock:
             sock.sendall(AMQP_HEADER + struct.pack(">IBBH", 64, 2, 0, 0) + b"\x00\x53\x10")
-            assert _poll(lambda: namespace.connection_count == 1, within=5.0)
-            _round_trip(namespace, "while-a-frame-is-half-sent")
-        assert _poll(lambda: namespace.connection_count == 0, within=5.0)
+            eventually(lambda: namespace.connection_count == 1, within=5.0, what="one connection open")
+            round_trip(namespace, "while-a-frame-is-half-sent")
+        eventually(lambda: namespace.connection_count == 0, within=5.0, what="no connection open")
 
 
 class TestIdleClients:
@@ -661,10 +430,10 @@ class TestIdleClients:
     def test_server_sends_heartbeats_within_the_clients_idle_timeout(
         self, namespace: LocalNamespace
     ) -> None:
-        client = _RawClient(namespace.port, idle_timeout=1.0)
+        client = RawClient(namespace.port, idle_timeout=1.0)
         try:
             client.connection.open()
-            assert client.pump(lambda: _active(client.connection)), "the connection did not open"
+            assert client.pump(lambda: is_active(client.connection)), "the connection did not open"
             # The client now stays silent and only listens.
             heard = bytearray()
             deadline = time.monotonic() + 3.0
@@ -686,11 +455,11 @@ def _cbs_undecodable(port: int) -> bytes:
 
 def _cbs_not_utf8(port: int) -> bytes:
     token = "SharedAccessSignature sr=x&sig=" + NOT_UTF8_PLACEHOLDER.decode() + "&se=1"
-    return _not_utf8(bytes(_put_token(port, body=token).encode()))
+    return _not_utf8(bytes(put_token(port, body=token).encode()))
 
 
 def _cbs_properties_list(port: int) -> bytes:
-    encoded = bytes(Message(id=next(_TAGS), body="SharedAccessSignature x").encode())
+    encoded = bytes(Message(id=next(TAGS), body="SharedAccessSignature x").encode())
     body_at = encoded.index(b"\x00\x53\x77")
     return encoded[:body_at] + b"\x00\x53\x74\xc0\x02\x01\x41" + encoded[body_at:]
 
@@ -700,10 +469,10 @@ BAD_PUT_TOKENS: dict[str, Callable[[int], bytes]] = {
     "undecodable": _cbs_undecodable,
     "token-not-utf8": _cbs_not_utf8,
     "application-properties-list": _cbs_properties_list,
-    "token-not-a-string": lambda port: bytes(_put_token(port, body=12345).encode()),
-    "token-binary": lambda port: bytes(_put_token(port, body=b"SharedAccessSignature x").encode()),
-    "name-not-a-string": lambda port: bytes(_put_token(port, name=42).encode()),
-    "operation-not-a-string": lambda port: bytes(_put_token(port, operation=7).encode()),
+    "token-not-a-string": lambda port: bytes(put_token(port, body=12345).encode()),
+    "token-binary": lambda port: bytes(put_token(port, body=b"SharedAccessSignature x").encode()),
+    "name-not-a-string": lambda port: bytes(put_token(port, name=42).encode()),
+    "operation-not-a-string": lambda port: bytes(put_token(port, operation=7).encode()),
 }
 
 # Link addresses that name no entity; each once closed the whole connection.
@@ -732,31 +501,31 @@ class TestMalformedRequests:
     def test_a_bad_put_token_gets_an_error_status_on_cbs(
         self, namespace: LocalNamespace, payload: Callable[[int], bytes]
     ) -> None:
-        connection = _Connection(namespace.port, rewrite=_not_utf8)
+        connection = RawConnection(namespace.port, rewrite=_not_utf8)
         try:
             with _no_connection_closed_by_error():
-                status = _status(connection.cbs(payload(namespace.port)))
+                status = status_of(connection.cbs(payload(namespace.port)))
                 assert 400 <= status < 500
                 # The same connection goes on: a good token, then a send.
                 connection.authenticate()
-                sender = connection.sender(_queue_address(namespace.port))
-                [sent] = connection.send(sender, _message("after-a-bad-put-token"))
+                sender = connection.sender(queue_address(namespace.port))
+                [sent] = connection.send(sender, message_bytes("after-a-bad-put-token"))
                 assert sent.remote_state == Delivery.ACCEPTED
                 assert connection.is_open, "the server closed the connection"
         finally:
             connection.close()
-        _round_trip(namespace, "other-clients-work")
+        round_trip(namespace, "other-clients-work")
         assert namespace.counts() == {FUZZ_QUEUE: 1}
 
     def test_a_bad_put_token_reply_is_correlated_when_the_request_decodes(
         self, namespace: LocalNamespace
     ) -> None:
-        connection = _Connection(namespace.port)
+        connection = RawConnection(namespace.port)
         try:
-            request = _put_token(namespace.port, name=42)
+            request = put_token(namespace.port, name=42)
             request_id, payload = request.id, bytes(request.encode())
             reply = connection.cbs(payload)
-            status, correlation_id = _status(reply), reply.correlation_id
+            status, correlation_id = status_of(reply), reply.correlation_id
             assert (status, correlation_id) == (400, request_id)
         finally:
             connection.close()
@@ -772,20 +541,20 @@ class TestMalformedRequests:
     def test_a_bad_management_request_gets_an_error_status(
         self, namespace: LocalNamespace, body: dict[str, Any]
     ) -> None:
-        connection = _Connection(namespace.port)
+        connection = RawConnection(namespace.port)
         try:
             with _no_connection_closed_by_error():
                 connection.authenticate()
-                out, inbox = connection.node(f"{_queue_address(namespace.port)}/$management")
+                out, inbox = connection.node(f"{queue_address(namespace.port)}/$management")
                 request = Message(
-                    id=next(_TAGS),
+                    id=next(TAGS),
                     body=body,
                     properties={"operation": "com.microsoft:peek-message"},
                 )
                 reply = connection.request(out, inbox, bytes(request.encode()))
                 assert (reply.properties or {}).get("statusCode") == 400
-                link = connection.sender(_queue_address(namespace.port))
-                [sent] = connection.send(link, _message("after-a-bad-request"))
+                link = connection.sender(queue_address(namespace.port))
+                [sent] = connection.send(link, message_bytes("after-a-bad-request"))
                 assert sent.remote_state == Delivery.ACCEPTED
                 assert connection.is_open, "the server closed the connection"
         finally:
@@ -796,7 +565,7 @@ class TestMalformedRequests:
     def test_a_bad_link_address_refuses_that_link(
         self, namespace: LocalNamespace, address: str, sender: bool
     ) -> None:
-        connection = _Connection(namespace.port, rewrite=_not_utf8)
+        connection = RawConnection(namespace.port, rewrite=_not_utf8)
         try:
             with _no_connection_closed_by_error():
                 connection.authenticate()
@@ -804,30 +573,30 @@ class TestMalformedRequests:
                 assert condition is not None, "the link was not refused"
                 assert condition.name in ("amqp:invalid-field", "amqp:not-found")
                 assert condition.info, "the SDK cannot read an error without info"
-                link = connection.sender(_queue_address(namespace.port))
-                [sent] = connection.send(link, _message("after-a-bad-address"))
+                link = connection.sender(queue_address(namespace.port))
+                [sent] = connection.send(link, message_bytes("after-a-bad-address"))
                 assert sent.remote_state == Delivery.ACCEPTED
                 assert connection.is_open, "the server closed the connection"
         finally:
             connection.close()
-        _round_trip(namespace, "other-clients-work")
+        round_trip(namespace, "other-clients-work")
         assert namespace.counts() == {FUZZ_QUEUE: 1}
 
     def test_malformed_transfers_are_rejected_with_decode_error(
         self, namespace: LocalNamespace
     ) -> None:
-        connection = _Connection(namespace.port)
+        connection = RawConnection(namespace.port)
         try:
             with _no_connection_closed_by_error():
                 connection.authenticate()
-                link = connection.sender(_queue_address(namespace.port))
+                link = connection.sender(queue_address(namespace.port))
                 for kind, payload in BAD_TRANSFERS.items():
                     [sent] = connection.send(link, payload)
                     condition = sent.remote.condition
                     assert sent.remote_state == Delivery.REJECTED, kind
                     assert condition is not None and condition.name == "amqp:decode-error", kind
                     assert condition.info, f"{kind}: the SDK cannot read an error without info"
-                [sent] = connection.send(link, _message("after-bad-transfers"))
+                [sent] = connection.send(link, message_bytes("after-bad-transfers"))
                 assert sent.remote_state == Delivery.ACCEPTED
                 assert connection.is_open, "the server closed the connection"
         finally:

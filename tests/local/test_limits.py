@@ -2,7 +2,7 @@
 without bound.
 
 Each test sets a short limit and checks what happens at it, with raw AMQP clients
-(proton, as in ``test_garbage``) for the hostile side and the real azure-servicebus
+(proton, ``raw_amqp``) for the hostile side and the real azure-servicebus
 client for the well-behaved one. Where a deadline must have passed, a witness
 connection that the same deadline closes is polled, rather than a sleep. The tests
 that run ``geobus local`` as a process print its memory (VmRSS) along the way; they
@@ -32,22 +32,22 @@ from proton import Condition, Delivery, Endpoint, Link
 from geobus.local import Limits, LocalNamespace, LocalNamespaceProcess
 from geobus.local._limits import AcceptBackoff
 from geobus.local._main import _limits, add_arguments
+from geobus.testing import eventually
 
-from .test_garbage import (
+from .raw_amqp import (
     AMQP_HEADER,
     HEALTHY_QUEUE,
     LOOPBACK,
     SASL_HEADER,
-    _active,
-    _closed,
-    _Connection,
-    _message,
-    _poll,
-    _put_token,
-    _queue_address,
-    _RawClient,
-    _receive_bodies,
-    _round_trip,
+    RawClient,
+    RawConnection,
+    is_active,
+    is_closed,
+    message_bytes,
+    put_token,
+    queue_address,
+    receive_bodies,
+    round_trip,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -94,7 +94,7 @@ def _now() -> float:
     return time.monotonic()
 
 
-def _pump_ticking(client: _RawClient, until: Callable[[], bool], within: float) -> bool:
+def _pump_ticking(client: RawClient, until: Callable[[], bool], within: float) -> bool:
     """Like ``pump``, but run the client's timers: proton then sends empty frames as
     the server's advertised idle-time-out asks."""
     deadline = _now() + within
@@ -106,7 +106,7 @@ def _pump_ticking(client: _RawClient, until: Callable[[], bool], within: float) 
     return True
 
 
-def _closed_with(client: _RawClient, within: float = 10.0) -> Condition | None:
+def _closed_with(client: RawClient, within: float = 10.0) -> Condition | None:
     """Pump until the server closes the AMQP connection; its error condition."""
     connection = client.connection
     assert client.pump(lambda: bool(connection.state & Endpoint.REMOTE_CLOSED), within), (
@@ -132,21 +132,21 @@ def _sockets(port: int, count: int, greeting: bytes = b"") -> Iterator[list[sock
         yield [stack.enter_context(_connect(port, greeting)) for _ in range(count)]
 
 
-def _attached(connection: _Connection, link: Link) -> bool:
+def _attached(connection: RawConnection, link: Link) -> bool:
     """Attach ``link``; whether the server attached it (a sender, with credit) too."""
     link.open()
-    connection.client.pump(lambda: (_active(link) and link.credit > 0) or _closed(link))
-    return not _closed(link)
+    connection.client.pump(lambda: (is_active(link) and link.credit > 0) or is_closed(link))
+    return not is_closed(link)
 
 
-def _detach(connection: _Connection, link: Link) -> None:
+def _detach(connection: RawConnection, link: Link) -> None:
     """Detach ``link`` and free it, once the server has detached its end."""
     link.close()
-    assert connection.client.pump(lambda: _closed(link)), "the server kept the link"
+    assert connection.client.pump(lambda: is_closed(link)), "the server kept the link"
     link.free()
 
 
-def _send_unfinished(client: _RawClient, link: Link, size: int) -> None:
+def _send_unfinished(client: RawClient, link: Link, size: int) -> None:
     """Start a transfer of ``size`` bytes on ``link`` that never ends, and send it."""
     link.delivery(b"unfinished")
     link.send(b"\x00" * size)
@@ -237,15 +237,15 @@ class TestHandshakeDeadline:
                 for greeting in (b"", AMQP_HEADER, SASL_HEADER)
                 for _ in range(100)
             ]
-            _round_trip(ns, "while-300-connections-wait")
+            round_trip(ns, "while-300-connections-wait")
             assert _all_hung_up(socks, within=15.0), "the server kept silent connections open"
-        assert _poll(lambda: ns.connection_count == 0, within=5.0), ns.connection_count
+        eventually(lambda: ns.connection_count == 0, within=5.0, what=lambda: f"{ns.connection_count} open")
 
     def test_an_amqp_connection_without_a_token_is_closed_with_unauthorized_access(
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
         ns = namespace_factory(limits=Limits(handshake_timeout=SHORT))
-        client = _RawClient(ns.port)
+        client = RawClient(ns.port)
         try:
             client.connection.open()
             _assert_condition(_closed_with(client), UNAUTHORIZED)
@@ -256,13 +256,13 @@ class TestHandshakeDeadline:
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
         ns = namespace_factory(limits=Limits(handshake_timeout=SHORT))
-        connection = _Connection(ns.port)
+        connection = RawConnection(ns.port)
         try:
             connection.authenticate()
             with _silent_witness(ns.port) as witness:
                 assert _hung_up(witness, within=10.0), "the deadline never passed"
-            sender = connection.sender(_queue_address(ns.port))
-            [sent] = connection.send(sender, _message("after-the-deadline"))
+            sender = connection.sender(queue_address(ns.port))
+            [sent] = connection.send(sender, message_bytes("after-the-deadline"))
             assert sent.remote_state == Delivery.ACCEPTED
             assert connection.is_open
         finally:
@@ -274,7 +274,7 @@ class TestHandshakeDeadline:
         deadline = 1.0
         ns = namespace_factory(limits=Limits(handshake_timeout=deadline))
         ns.black_hole()
-        client = _RawClient(ns.port)
+        client = RawClient(ns.port)
         try:
             client.connection.open()
             session = client.connection.session()
@@ -285,13 +285,13 @@ class TestHandshakeDeadline:
             cbs_in.open()
             cbs_in.flow(1)
             # A black hole answers nothing, not even a close: three deadlines pass.
-            assert not client.pump(lambda: _active(cbs_out), within=3 * deadline)
+            assert not client.pump(lambda: is_active(cbs_out), within=3 * deadline)
             assert not client.server_closed
             ns.heal()
             # The clock starts again at heal: there is time to authorise.
-            assert client.pump(lambda: _active(cbs_out) and cbs_out.credit > 0)
+            assert client.pump(lambda: is_active(cbs_out) and cbs_out.credit > 0)
             cbs_out.delivery(b"token")
-            cbs_out.send(bytes(_put_token(ns.port).encode()))
+            cbs_out.send(bytes(put_token(ns.port).encode()))
             cbs_out.advance()
             assert client.pump(lambda: cbs_in.current is not None), "no put-token reply"
             with _silent_witness(ns.port) as witness:
@@ -314,10 +314,10 @@ class TestIdleTimeout:
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
         ns = namespace_factory(limits=Limits(idle_timeout=8.0))
-        client = _RawClient(ns.port)
+        client = RawClient(ns.port)
         try:
             client.connection.open()
-            assert client.pump(lambda: _active(client.connection))
+            assert client.pump(lambda: is_active(client.connection))
             assert client.transport.remote_idle_timeout == 4.0
         finally:
             client.close()
@@ -326,31 +326,31 @@ class TestIdleTimeout:
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
         ns = namespace_factory(limits=Limits(idle_timeout=1.0))
-        connection = _Connection(ns.port)
+        connection = RawConnection(ns.port)
         try:
             connection.authenticate()
             _assert_condition(_closed_with(connection.client), RESOURCE_LIMIT)
         finally:
             connection.close()
-        assert _poll(lambda: ns.connection_count == 0, within=5.0)
+        eventually(lambda: ns.connection_count == 0, within=5.0, what="0 connections open")
 
     def test_a_client_that_sends_empty_frames_is_kept(
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
         ns = namespace_factory(limits=Limits(idle_timeout=1.0))
-        ticking, silent = _Connection(ns.port), _Connection(ns.port)
+        ticking, silent = RawConnection(ns.port), RawConnection(ns.port)
         try:
             ticking.authenticate()
             silent.authenticate()  # after the ticking one: its idle time runs out later
 
             def silent_closed() -> bool:
                 silent.client.pump(lambda: False, within=0.01)
-                return _closed(silent.client.connection)
+                return is_closed(silent.client.connection)
 
             assert _pump_ticking(ticking.client, silent_closed, within=10.0)
             _assert_condition(silent.client.connection.remote_condition, RESOURCE_LIMIT)
-            sender = ticking.sender(_queue_address(ns.port))
-            [sent] = ticking.send(sender, _message("after-idle-time"))
+            sender = ticking.sender(queue_address(ns.port))
+            [sent] = ticking.send(sender, message_bytes("after-idle-time"))
             assert sent.remote_state == Delivery.ACCEPTED
             assert ticking.is_open
         finally:
@@ -368,7 +368,7 @@ class TestIdleTimeout:
             # the server advertised has passed.
             with client.get_queue_sender(HEALTHY_QUEUE, keep_alive=1) as sender:
                 sender.send_messages(ServiceBusMessage("first"))
-                idle = _Connection(ns.port)
+                idle = RawConnection(ns.port)
                 try:
                     idle.authenticate()  # after the send: its idle time runs out later
                     _closed_with(idle.client, within=20.0)
@@ -376,7 +376,7 @@ class TestIdleTimeout:
                     idle.close()
                 sender.send_messages(ServiceBusMessage("after-the-idle-timeout"))  # no retry
             with client.get_queue_receiver(HEALTHY_QUEUE) as receiver:
-                assert sorted(_receive_bodies(receiver, 2)) == ["after-the-idle-timeout", "first"]
+                assert sorted(receive_bodies(receiver, 2)) == ["after-the-idle-timeout", "first"]
 
 
 # -- connections ------------------------------------------------------------------------------
@@ -391,8 +391,8 @@ class TestConnectionLimit:
     ) -> None:
         ns = namespace_factory(limits=Limits(max_connections=4))
         with _sockets(ns.port, 4) as silent:
-            assert _poll(lambda: ns.connection_count == 4, within=5.0)
-            _round_trip(ns, "through-a-full-house")  # retries off: one try each
+            eventually(lambda: ns.connection_count == 4, within=5.0, what="4 connections open")
+            round_trip(ns, "through-a-full-house")  # retries off: one try each
             assert _hung_up(silent[0], within=5.0), "the oldest silent connection was kept"
             assert ns.connection_count <= 4
 
@@ -400,21 +400,21 @@ class TestConnectionLimit:
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
         ns = namespace_factory(limits=Limits(max_connections=2))
-        held = [_Connection(ns.port), _Connection(ns.port)]
+        held = [RawConnection(ns.port), RawConnection(ns.port)]
         try:
             for connection in held:
                 connection.authenticate()
             with _connect(ns.port, AMQP_HEADER) as extra:
                 assert _hung_up(extra, within=5.0), "a connection over the limit was kept"
             with pytest.raises(ServiceBusError):
-                _round_trip(ns, "over-the-limit")
+                round_trip(ns, "over-the-limit")
             for connection in held:
-                sender = connection.sender(_queue_address(ns.port))
-                [sent] = connection.send(sender, _message("still-served"))
+                sender = connection.sender(queue_address(ns.port))
+                [sent] = connection.send(sender, message_bytes("still-served"))
                 assert sent.remote_state == Delivery.ACCEPTED
             held.pop().close()
-            assert _poll(lambda: ns.connection_count == 1, within=5.0)
-            _round_trip(ns, "once-one-left")
+            eventually(lambda: ns.connection_count == 1, within=5.0, what="1 connections open")
+            round_trip(ns, "once-one-left")
         finally:
             for connection in held:
                 connection.close()
@@ -432,20 +432,20 @@ class TestLinkLimit:
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
         ns = namespace_factory(limits=Limits(max_links_per_connection=self.LIMIT))
-        connection = _Connection(ns.port)
+        connection = RawConnection(ns.port)
         try:
             connection.authenticate()
-            address = _queue_address(ns.port)
+            address = queue_address(ns.port)
             first, _ = connection.sender(address), connection.sender(address)
             refused = connection.session.sender("one-too-many")
             refused.target.address = address
             refused.open()
-            assert connection.client.pump(lambda: _closed(refused))
+            assert connection.client.pump(lambda: is_closed(refused))
             _assert_condition(refused.remote_condition, RESOURCE_LIMIT)
             for link in (refused, first):  # the refused link counts until it is detached
                 _detach(connection, link)
             sender = connection.sender(address)
-            [sent] = connection.send(sender, _message("in-the-freed-place"))
+            [sent] = connection.send(sender, message_bytes("in-the-freed-place"))
             assert sent.remote_state == Delivery.ACCEPTED
         finally:
             connection.close()
@@ -454,7 +454,7 @@ class TestLinkLimit:
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
         ns = namespace_factory(limits=Limits(max_links_per_connection=self.LIMIT))
-        connection = _Connection(ns.port)
+        connection = RawConnection(ns.port)
         try:
             for n in range(2 * self.LIMIT):  # never detached
                 link = connection.session.sender(f"ignored-{n}")
@@ -468,30 +468,30 @@ class TestLinkLimit:
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
         ns = namespace_factory(limits=Limits(max_links_per_connection=self.LIMIT))
-        client = _RawClient(ns.port)
+        client = RawClient(ns.port)
         try:
             client.connection.open()
-            assert client.pump(lambda: _active(client.connection))
+            assert client.pump(lambda: is_active(client.connection))
             assert client.transport.remote_channel_max == self.LIMIT - 1  # channels 0..3
         finally:
             client.close()
 
     def test_detached_links_are_freed(self, namespace: LocalNamespace) -> None:
-        connection = _Connection(namespace.port)
+        connection = RawConnection(namespace.port)
         try:
             connection.authenticate()
             before = _links_held(namespace)
             for n in range(300):
                 sender = connection.session.sender(f"s-{n}")
-                sender.target.address = _queue_address(namespace.port)
+                sender.target.address = queue_address(namespace.port)
                 assert _attached(connection, sender)
                 _send_unfinished(connection.client, sender, 10_000)
                 _detach(connection, sender)
                 replies = connection.session.receiver(f"r-{n}")
-                replies.source.address = f"{_queue_address(namespace.port)}/$management"
+                replies.source.address = f"{queue_address(namespace.port)}/$management"
                 replies.target.address = f"reply-to-{n}"  # kept by address, as well
                 replies.open()
-                assert connection.client.pump(lambda: _active(replies))  # noqa: B023
+                assert connection.client.pump(lambda: is_active(replies))  # noqa: B023
                 _detach(connection, replies)
             assert _links_held(namespace) == before
         finally:
@@ -509,7 +509,7 @@ def _links_held(ns: LocalNamespace) -> tuple[int, int]:
             link = link.next(0)
         return links, len(conn.connection.reply_links)
 
-    return ns._on_loop(count)  # type: ignore[no-any-return]
+    return ns._server.call(count)
 
 
 # -- $cbs -------------------------------------------------------------------------------------
@@ -524,7 +524,7 @@ class TestCbsRequests:
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
         ns = namespace_factory(limits=Limits(max_cbs_request=self.CAP))
-        connection = _Connection(ns.port)
+        connection = RawConnection(ns.port)
         try:
             assert connection.cbs_out.remote_max_message_size == self.CAP
             connection.authenticate()  # a put-token is far below it
@@ -535,7 +535,7 @@ class TestCbsRequests:
         self, namespace_factory: Callable[..., LocalNamespace]
     ) -> None:
         ns = namespace_factory(limits=Limits(max_cbs_request=self.CAP))
-        connection = _Connection(ns.port)
+        connection = RawConnection(ns.port)
         try:
             out = connection.session.sender("big-request")
             out.target.address = "$cbs"
@@ -543,7 +543,7 @@ class TestCbsRequests:
             assert connection.client.pump(lambda: out.credit > 0)
             out.delivery(b"big")
             out.send(b"\x00" * (4 * self.CAP))  # never advanced: the rest never comes
-            assert connection.client.pump(lambda: _closed(out)), "the link was kept"
+            assert connection.client.pump(lambda: is_closed(out)), "the link was kept"
             _assert_condition(out.remote_condition, MESSAGE_SIZE_EXCEEDED)
             connection.authenticate()  # the connection and its other $cbs links go on
             assert connection.is_open
@@ -587,14 +587,15 @@ def _failing_listener(ns: LocalNamespace) -> Iterator[_Listener]:
     server = ns._server
 
     def swap() -> _Listener:
-        assert server._listener is not None
-        server._selector.unregister(server._listener)
-        listener = _Listener(server._listener)
-        server._listener = listener  # type: ignore[assignment]
+        real = server._listener.sock
+        assert real is not None
+        server._selector.unregister(real)
+        listener = _Listener(real)
+        server._listener.sock = listener  # type: ignore[assignment]
         server._watch_listener()
         return listener
 
-    yield ns._on_loop(swap)
+    yield server.call(swap)
 
 
 class TestOutOfDescriptors:
@@ -619,21 +620,21 @@ class TestOutOfDescriptors:
     def test_with_no_descriptor_free_the_server_retries_rarely_and_resumes(
         self, namespace: LocalNamespace
     ) -> None:
-        held = _Connection(namespace.port)
+        held = RawConnection(namespace.port)
         try:
             held.authenticate()  # authorised: never given up for a newcomer
             with _failing_listener(namespace) as listener:
                 listener.fail(10**9)
                 with _connect(namespace.port, AMQP_HEADER) as waiting:
-                    assert _poll(lambda: listener.calls >= 3, within=5.0)
+                    eventually(lambda: listener.calls >= 3, within=5.0, what="three accept() calls")
                     calls = listener.calls
                     # A second of the loop's life: spinning, it makes many thousands of calls.
                     held.client.pump(lambda: False, within=1.0)
                     assert listener.calls - calls < 50, f"{listener.calls - calls} accept() calls"
                     listener.fail(0)
-                    assert _poll(lambda: namespace.connection_count == 2, within=5.0)
+                    eventually(lambda: namespace.connection_count == 2, within=5.0, what="2 connections open")
                     assert not _hung_up(waiting, within=0.1)  # accepted, and kept
-            _round_trip(namespace, "after-descriptors-came-back")
+            round_trip(namespace, "after-descriptors-came-back")
         finally:
             held.close()
 
@@ -641,10 +642,10 @@ class TestOutOfDescriptors:
         self, namespace: LocalNamespace
     ) -> None:
         with _connect(namespace.port) as silent:
-            assert _poll(lambda: namespace.connection_count == 1, within=5.0)
+            eventually(lambda: namespace.connection_count == 1, within=5.0, what="1 connections open")
             with _failing_listener(namespace) as listener:
                 listener.fail(1)
-                _round_trip(namespace, "in-the-place-of-a-silent-connection")
+                round_trip(namespace, "in-the-place-of-a-silent-connection")
             assert _hung_up(silent, within=5.0)
 
     @pytest.mark.slow
@@ -700,16 +701,16 @@ class TestMemory:
 
             # An unauthenticated client: as many $cbs links as it may attach, each with an
             # unfinished transfer over the cap (one frame: the rest would wait on flow).
-            connection = _Connection(port)
+            connection = RawConnection(port)
             try:
                 links = [connection.session.sender(f"cbs-{n}") for n in range(254)]
                 for link in links:
                     link.target.address = "$cbs"
                     link.open()
-                assert connection.client.pump(lambda: all(_active(x) for x in links))
+                assert connection.client.pump(lambda: all(is_active(x) for x in links))
                 for link in links:
                     _send_unfinished(connection.client, link, 20_000)
-                assert connection.client.pump(lambda: all(_closed(x) for x in links))
+                assert connection.client.pump(lambda: all(is_closed(x) for x in links))
                 report.append(("254 $cbs links with unfinished transfers", _rss_mb(process.pid)))
                 assert _rss_mb(process.pid) - baseline < 30
             finally:
@@ -717,12 +718,12 @@ class TestMemory:
 
             # An authorised client: 1000 attach, unfinished 100 kB transfer, detach
             # (before: ~160 MB never freed).
-            connection = _Connection(port)
+            connection = RawConnection(port)
             try:
                 connection.authenticate()
                 for n in range(1000):
                     link = connection.session.sender(f"loop-{n}")
-                    link.target.address = _queue_address(port)
+                    link.target.address = queue_address(port)
                     assert _attached(connection, link)
                     _send_unfinished(connection.client, link, 100_000)
                     _detach(connection, link)

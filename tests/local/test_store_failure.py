@@ -135,8 +135,9 @@ class TestFullStoreInProcess:
         with pytest.raises(OSError, match="cannot write the store") as raised:
             with namespace:
                 # SQLite's own "disk full": a page limit on the namespace's connection.
-                pages = namespace._on_loop(lambda: namespace._store._db.execute("PRAGMA page_count").fetchone()[0])
-                namespace._on_loop(lambda: namespace._store._db.execute(f"PRAGMA max_page_count = {pages + 20}"))
+                db = namespace._store._db  # type: ignore[union-attr]
+                pages = namespace._server.call(lambda: db.execute("PRAGMA page_count").fetchone()[0])
+                namespace._server.call(lambda: db.execute(f"PRAGMA max_page_count = {pages + 20}"))
                 sent = _fill(namespace.connection_string)
                 assert 0 < len(sent) < MAX_SENDS, "the limit was reached after some sends"
                 assert isinstance(namespace.failure, OSError)

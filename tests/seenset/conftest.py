@@ -6,8 +6,6 @@ server, so its leases are short and real, and a test polls for their end.
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ from geobus._storage.seenset import SeenSet
 from geobus._storage.seenset.memory import MemorySeenSet
 from geobus._storage.seenset.redis import RedisSeenSet
 from geobus._storage.seenset.sqlite import SqliteSeenSet
+from geobus.testing import eventually_async
 from redis_server import RedisServer, require_redis_server
 
 STORES = ("memory", "sqlite", "redis")
@@ -66,10 +65,7 @@ class Harness:
         if self.clock is not None:
             assert await condition(), what
             return
-        deadline = time.monotonic() + WITHIN
-        while not await condition():
-            assert time.monotonic() < deadline, f"not within {WITHIN} s: {what}"
-            await asyncio.sleep(0.02)
+        await eventually_async(condition, within=WITHIN, what=what)
 
     async def close(self) -> None:
         for store in self._opened:

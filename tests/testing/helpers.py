@@ -5,16 +5,15 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import time
-from collections.abc import Callable
-from types import TracebackType
+
+from geobus._closing import Closing
 
 LOOPBACK = "127.0.0.1"
 # "It did not hang": far above anything a healthy loopback round trip takes.
 PROMPTLY = 10.0
 
 
-class EchoServer:
+class EchoServer(Closing):
     """Echoes every byte back on the same connection; counts connections and bytes.
 
     A client's half-close is answered with a full close, so the proxy's FIN
@@ -31,17 +30,6 @@ class EchoServer:
         self.received = 0
         self._accepter = threading.Thread(target=self._accept, name="echo-accept", daemon=True)
         self._accepter.start()
-
-    def __enter__(self) -> EchoServer:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         # shutdown() wakes a blocked accept(); close() alone does not on Linux.
@@ -112,12 +100,3 @@ def nothing_arrives(sock: socket.socket, within: float) -> bool:
     finally:
         sock.settimeout(previous)
     return False
-
-
-def eventually(condition: Callable[[], bool], *, within: float = PROMPTLY, what: str) -> None:
-    """Poll ``condition`` until it holds; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within:g} s waiting for {what}")
-        time.sleep(0.01)

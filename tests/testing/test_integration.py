@@ -15,7 +15,6 @@ from azure.servicebus import ServiceBusClient, ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 
 import geobus
-import geobus.aio
 from geobus.testing import (
     FaultProxy,
     NamespacePair,
@@ -24,6 +23,7 @@ from geobus.testing import (
     proxied_connection_string,
     sdk_proxy_options,
 )
+from integration.drivers import DRIVERS, Driver
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -108,31 +108,13 @@ def _addressed(pair: NamespacePair, proxy: FaultProxy, addressing: str) -> tuple
 class TestGeobusFailsOverThroughTheProxy:
     """A passive ReplicatedSender whose primary is cut at the proxy: bounded failover, nothing lost."""
 
+    @pytest.mark.parametrize("driver", DRIVERS)
     @pytest.mark.parametrize("fault", FAULTS)
-    def test_sync(self, pair: NamespacePair, proxy: FaultProxy, fault: str) -> None:
+    async def test_passive_sender(self, pair: NamespacePair, proxy: FaultProxy, fault: str, driver: Driver) -> None:
         config = pair.config(primary_via=proxy, mode="passive", **FAST)
         results: dict[str, geobus.SendResult] = {}
         durations: list[float] = []
-        with geobus.GeoServiceBusClient(config) as client:
-            try:
-                with client.get_queue_sender(QUEUE) as sender:
-                    results["m0"] = sender.send_messages(ServiceBusMessage("m0", message_id="m0"))
-                    getattr(proxy, fault)()
-                    for i in range(1, 6):
-                        started = time.monotonic()
-                        results[f"m{i}"] = sender.send_messages(ServiceBusMessage(f"m{i}", message_id=f"m{i}"))
-                        durations.append(time.monotonic() - started)
-                    stats = sender.stats
-            finally:
-                proxy.heal()
-        _assert_failed_over(pair, results, durations, stats)
-
-    @pytest.mark.parametrize("fault", FAULTS)
-    async def test_async(self, pair: NamespacePair, proxy: FaultProxy, fault: str) -> None:
-        config = pair.config(primary_via=proxy, mode="passive", **FAST)
-        results: dict[str, geobus.SendResult] = {}
-        durations: list[float] = []
-        async with geobus.aio.GeoServiceBusClient(config) as client:
+        async with driver.client(config) as client:
             try:
                 async with client.get_queue_sender(QUEUE) as sender:
                     results["m0"] = await sender.send_messages(ServiceBusMessage("m0", message_id="m0"))

@@ -1,4 +1,4 @@
-"""``geobus.testing``'s public names, its plain context managers and its missing-extra message."""
+"""``geobus.testing``: its missing-extra message, its plain context managers, its waiting helpers."""
 
 from __future__ import annotations
 
@@ -10,39 +10,37 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 
 import geobus
-import geobus.testing
 from geobus.local import LocalNamespace
-from geobus.testing import FaultProxy, NamespacePair, fault_proxy, local_pair
+from geobus.testing import (
+    FakeClock,
+    FaultProxy,
+    NamespacePair,
+    eventually,
+    eventually_async,
+    fault_proxy,
+    local_pair,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class TestPublicNames:
-    """``__all__`` is sorted, complete and documented."""
+class TestMissingExtra:
+    """Without the ``local`` extra, importing ``geobus.testing`` says how to install it.
 
-    def test_all_is_sorted_and_importable(self) -> None:
-        names = geobus.testing.__all__
-        assert names == sorted(names)
-        assert set(names) == {
-            "FaultProxy",
-            "NamespacePair",
-            "RedisServer",
-            "fault_proxy",
-            "local_pair",
-            "namespace_tls_context",
-            "proxied_connection_string",
-            "redis_server_binary",
-            "sdk_proxy_options",
-        }
-        for name in names:
-            assert getattr(geobus.testing, name).__doc__, f"{name} has no docstring"
+    (``__all__`` and the docstrings are checked with the other public packages', in
+    ``tests/test_public_api.py``.)
+    """
 
     def test_missing_local_extra_says_how_to_install_it(self) -> None:
-        code = "import sys; sys.modules['proton'] = None; import geobus.testing"
+        code = (
+            "import sys; sys.modules['proton'] = None\n"
+            "try:\n    import geobus.testing\n"
+            "except ImportError as exc:\n    print(exc); sys.exit(3)"
+        )
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-        assert done.returncode != 0
-        assert "ImportError: geobus.testing needs the 'local' extra" in done.stderr
-        assert "pip install 'geobus[local]'" in done.stderr
+        assert done.returncode == 3, done.stderr  # an ImportError, as any missing dependency
+        assert "geobus.testing needs the 'local' extra" in done.stdout
+        assert "pip install 'geobus[local]'" in done.stdout
 
 
 class TestContextManagers:
@@ -78,3 +76,59 @@ class TestContextManagers:
     def test_fault_proxy_takes_an_address(self) -> None:
         with LocalNamespace() as ns, fault_proxy((ns.host, ns.port)) as proxy:
             assert proxy.upstream == (ns.host, ns.port)
+
+
+class Countdown:
+    """A condition that holds from its ``after``-th call on; counts its calls."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+        self.calls = 0
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        return self.calls >= self.after
+
+    async def asked(self) -> bool:
+        return self()
+
+
+class TestWaiting:
+    """``eventually`` polls until a condition holds, within a bound; ``FakeClock`` moves by hand."""
+
+    def test_eventually_returns_as_soon_as_the_condition_holds(self) -> None:
+        condition = Countdown(after=3)
+        eventually(condition, every=0.001)
+        assert condition.calls == 3
+
+    def test_eventually_fails_naming_what_it_waited_for(self) -> None:
+        with pytest.raises(AssertionError, match=r"not within 0\.05 s: the queue empty"):
+            eventually(lambda: False, within=0.05, what="the queue empty")
+
+    def test_a_callable_what_is_asked_only_on_failure(self) -> None:
+        asked: list[str] = []
+
+        def state() -> str:
+            asked.append("asked")
+            return "depth 3"
+
+        eventually(Countdown(after=2), what=state, every=0.001)
+        assert asked == []
+        with pytest.raises(AssertionError, match="depth 3"):
+            eventually(lambda: False, within=0.01, what=state)
+        assert asked == ["asked"]
+
+    async def test_eventually_async_takes_plain_and_coroutine_conditions(self) -> None:
+        plain, awaited = Countdown(after=2), Countdown(after=3)
+        await eventually_async(plain, every=0.001)
+        await eventually_async(awaited.asked, every=0.001)
+        assert (plain.calls, awaited.calls) == (2, 3)
+        with pytest.raises(AssertionError, match=r"not within 0\.01 s: never"):
+            await eventually_async(Countdown(after=10**9).asked, within=0.01, what="never")
+
+    def test_fake_clock_moves_only_when_told(self) -> None:
+        clock = FakeClock(100.0)
+        assert clock() == clock() == 100.0
+        assert clock.advance(2.5) == 102.5 == clock()
+        assert repr(clock) == "FakeClock(now=102.5)"
+        assert FakeClock()() == 1_700_000_000.0  # a plausible wall-clock time by default

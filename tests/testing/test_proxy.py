@@ -14,14 +14,13 @@ from collections.abc import Iterator
 import pytest
 
 from geobus.local import Fault
-from geobus.testing import FaultProxy
+from geobus.testing import FaultProxy, eventually
 
 from .helpers import (
     LOOPBACK,
     PROMPTLY,
     EchoServer,
     connect,
-    eventually,
     nothing_arrives,
     recv_exactly,
 )

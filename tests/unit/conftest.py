@@ -9,14 +9,15 @@ import pytest
 
 from geobus.local._broker import Broker
 from geobus.local._entities import EntitySettings, MessageLog
+from geobus.testing import FakeClock
 
-from .helpers import ChangeRecorder, FakeClock
+from .helpers import START, ChangeRecorder
 
 
 @pytest.fixture
 def clock() -> FakeClock:
     """A clock that only moves when the test says so."""
-    return FakeClock()
+    return FakeClock(START)
 
 
 @pytest.fixture

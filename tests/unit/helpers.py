@@ -1,4 +1,4 @@
-"""Builders shared by the unit tests: encoded messages, stored messages, a fake clock."""
+"""Builders shared by the unit tests: encoded messages, stored messages, a change recorder."""
 
 from __future__ import annotations
 
@@ -13,21 +13,7 @@ from geobus.local._broker import Broker
 from geobus.local._codec import ParsedMessage, parse_message
 from geobus.local._entities import MessageLog, MessageState, StoredMessage
 
-START = 1_700_000_000.0
-
-
-class FakeClock:
-    """A clock the test moves by hand (``Broker(clock=...)`` calls it)."""
-
-    def __init__(self, now: float = START) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> float:
-        self.now += seconds
-        return self.now
+START = 1_700_000_000.0  # where the ``clock`` fixture's FakeClock starts
 
 
 class ChangeRecorder:

@@ -8,8 +8,9 @@ import pytest
 
 from geobus.local._broker import BadAddress, Broker, EntityNotFound, entity_path
 from geobus.local._entities import MessageLog, MessageState
+from geobus.testing import FakeClock
 
-from .helpers import START, FakeClock, lock, parsed, queue
+from .helpers import START, lock, parsed, queue
 
 MakeBroker = Callable[..., Broker]
 

@@ -90,7 +90,7 @@ class TestTake:
         log.add(stored(1))
         log.add(stored(2), persist=False)
         assert changes.seen == [("q", 1, False)]
-        assert log.active_count == 2
+        assert drain(log) == [1, 2]
 
 
 class TestSettlement:
@@ -167,15 +167,6 @@ class TestSettlement:
         assert changes.seen == [("q", 1, False)]
         assert log.take(START + 30, peek_lock=True) is message
 
-    def test_release_all_locks_makes_everything_ready_without_counting(
-        self, make_log: MakeLog
-    ) -> None:
-        log = filled(make_log, 2)
-        taken = [lock(log), lock(log)]
-        log.release_all_locks()
-        assert [m.delivery_count for m in taken] == [0, 0]
-        assert drain(log, START) == [1, 2]
-
 
 class TestDefer:
     """Deferred messages leave the ready order and come back only by sequence number."""
@@ -193,7 +184,6 @@ class TestDefer:
         assert log.messages[seq].state == MessageState.DEFERRED
         assert changes.seen == [("q", seq, False)]
         assert log.take(START, peek_lock=True) is None
-        assert log.active_count == 0
 
     def test_take_deferred_locks_and_complete_removes(self, make_log: MakeLog) -> None:
         log = filled(make_log, 1)

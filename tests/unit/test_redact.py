@@ -169,6 +169,21 @@ class TestDescribe:
     def test_never_more_than_a_short_prefix(self, value: object, described: str) -> None:
         assert describe(value) == described
 
+    @pytest.mark.parametrize(
+        ("value", "described"),
+        [
+            (TimeoutError("no answer\nfrom the second line on"), "TimeoutError: no answer"),
+            (ValueError(), "ValueError"),
+            (ValueError(f"refused SharedAccessKey={KEY}"), "ValueError: refused SharedAccessKey=***"),
+            (ValueError(f"refused redis://:{PASSWORD}@cache:6380"), "ValueError: refused redis://***@cache:6380"),
+            (ValueError("x" * 300), "ValueError: " + "x" * 200),
+            (b"\xff\xfe", "bytes of 2 bytes"),
+            (bytearray(3), "bytearray of 3 bytes"),
+        ],
+    )
+    def test_an_error_in_one_redacted_line_and_bytes_by_their_size(self, value: object, described: str) -> None:
+        assert describe(value) == described
+
 
 class TestLogLines:
     """Every record of geobus's loggers is redacted before a handler formats it."""

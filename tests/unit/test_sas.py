@@ -11,11 +11,14 @@ from azure.servicebus._pyamqp.utils import generate_sas_token as sdk_generate_sa
 from geobus._redact import redact
 from geobus._sas import (
     ConnectionString,
+    Host,
     SasTokenError,
     generate_sas_token,
+    host_problem,
     is_loopback,
     namespace_identity,
     parse_sas_token,
+    split_host,
     validate_sas_token,
 )
 
@@ -307,3 +310,63 @@ class TestWhereANamespaceIs:
     )
     def test_loopback(self, host: str, loopback: bool) -> None:
         assert is_loopback(host) is loopback
+
+
+class TestOneHostParser:
+    """``split_host``: the one parser of where an address points, for connection strings,
+    namespace identities and configuration errors; its errors never quote the address."""
+
+    @pytest.mark.parametrize(
+        ("address", "host"),
+        [
+            ("a.sb.net", Host("a.sb.net", None, False)),
+            ("A.SB.NET:5671", Host("a.sb.net", 5671, False)),
+            ("sb://user:pw@a.sb.net:5671/queue?x=1", Host("a.sb.net", 5671, True)),
+            ("[::1]:5672", Host("::1", 5672, False)),
+        ],
+    )
+    def test_host_port_and_userinfo(self, address: str, host: Host) -> None:
+        assert split_host(address) == host
+
+    def test_an_ipv6_address_keeps_its_brackets(self) -> None:
+        assert split_host("amqp://[::1]:5672/").address == "[::1]:5672"
+        assert split_host("sb://a.sb.net/").address == "a.sb.net"
+
+    @pytest.mark.parametrize(
+        ("address", "problem"),
+        [
+            ("sb://", "it has no host"),
+            ("sb://user@/", "it has no host"),
+            (f"sb://[{KEY.rstrip('=')}/", "its [IPv6 address] is not closed"),
+            (f"sb://a.sb.net:{KEY.rstrip('=')}/", "its port is not a number from 0 to 65535"),
+            ("sb://a.sb.net:70000/", "its port is not a number from 0 to 65535"),
+            ("a.sb.net", "it has no scheme (sb://)"),
+            ("ftp://a.sb.net", "its scheme is 'ftp', not sb://"),
+            (f"{KEY.rstrip('=')}://a.sb.net", "its scheme is not sb://"),
+        ],
+    )
+    def test_what_is_wrong_is_said_never_the_address(self, address: str, problem: str) -> None:
+        with pytest.raises(ValueError) as caught:
+            split_host(address, schemes=("sb", "amqps", "amqp", "https"))
+        assert str(caught.value) == problem
+        assert KEY[:12] not in str(caught.value)
+
+    @pytest.mark.parametrize(
+        ("value", "problem"),
+        [
+            ("a.servicebus.windows.net", None),
+            ("[::1]:5672", None),
+            ("sb://a.servicebus.windows.net/", "give its host name only, 'a.servicebus.windows.net'"),
+            (FULL, "put it in primary.connection_string"),
+            (f"sb://user:{KEY}@a.servicebus.windows.net/", "user or password"),
+            (KEY, "looks like a key"),
+            (5, "must be a host name like"),
+        ],
+    )
+    def test_why_a_value_is_not_a_namespace(self, value: object, problem: str | None) -> None:
+        found = host_problem(value, connection_string="primary.connection_string")
+        if problem is None:
+            assert found is None
+        else:
+            assert found is not None and problem in found
+            assert KEY[:12] not in found

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -13,8 +14,9 @@ from proton import symbol
 from geobus.local._broker import Broker, Topic
 from geobus.local._entities import EntitySettings, MessageState
 from geobus.local._store import MemoryStore, SqliteStore
+from geobus.testing import FakeClock
 
-from .helpers import START, FakeClock, app_properties_of, body_of, lock, parsed, queue
+from .helpers import START, app_properties_of, body_of, lock, parsed, queue
 
 OpenStore = Callable[[Path], SqliteStore]
 
@@ -36,16 +38,14 @@ CUTS: dict[str, Callable[[int], int]] = {
 @pytest.fixture
 def open_store() -> Iterator[OpenStore]:
     """Open SqliteStores; every one still open is closed after the test."""
-    opened: list[SqliteStore] = []
+    with contextlib.ExitStack() as opened:
 
-    def open_(path: Path) -> SqliteStore:
-        store = SqliteStore(path)
-        opened.append(store)
-        return store
+        def open_(path: Path) -> SqliteStore:
+            store = SqliteStore(path)
+            opened.callback(store.close)
+            return store
 
-    yield open_
-    for store in opened:
-        store.close()
+        yield open_
 
 
 @pytest.fixture
@@ -65,10 +65,6 @@ def restart(
     broker = Broker(EntitySettings(lock_duration=30), auto_create=auto_create, clock=clock)
     open_store(path).load(broker)
     return broker
-
-
-
-
 
 
 def saved_store(path: Path, clock: FakeClock, count: int) -> None:

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
-import sys
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from .._config import OutboxPolicy
 from .._errors import OutboxError
-from .._redact import redact
 from .._storage.outbox import Outbox
+from .output import FAILED, OK, Out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,17 +30,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the outbox's state; retry or purge dead letters if asked. Exit 1 on a bad file."""
+    """Print the outbox's state; retry or purge dead letters if asked. Exit 1 on a bad file.
+
+    Every line is redacted (``Out``): a dead letter's reason is an error's text, which may
+    hold anything."""
+    out = Out("outbox")
     if not Path(args.path).is_file():
-        _say(f"geobus outbox: {args.path} does not exist", sys.stderr)
-        return 1
+        out.error(f"{args.path} does not exist")
+        return FAILED
     try:
         # Read and edit beside a running producer: SQLite serialises the writes, and
         # the producer re-reads its lanes (a retried message is sent within seconds).
         outbox = Outbox(OutboxPolicy(path=args.path), lock=False)
     except OutboxError as exc:
-        _say(f"geobus outbox: {exc}", sys.stderr)
-        return 1
+        out.error(str(exc))
+        return FAILED
     try:
         changed = None
         if args.retry is not None:
@@ -55,10 +57,10 @@ def run(args: argparse.Namespace) -> int:
     if changed is not None:
         report.update(changed)
     if args.json:
-        _say(json.dumps(report, indent=2))
+        out.json(report)
     else:
-        _print(report)
-    return 0
+        _print(out, report)
+    return OK
 
 
 def _report(outbox: Outbox) -> dict[str, Any]:
@@ -90,20 +92,15 @@ def _when(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def _say(text: str, stream: TextIO | None = None) -> None:
-    """Print ``text`` redacted: a dead letter's reason is an error's text, which may hold anything."""
-    print(redact(text), file=stream or sys.stdout)
-
-
-def _print(report: dict[str, Any]) -> None:
+def _print(out: Out, report: dict[str, Any]) -> None:
     for action in ("retried", "purged"):
         if action in report:
-            _say(f"{action} {report[action]} dead letter(s)")
+            out.line(f"{action} {report[action]} dead letter(s)")
     age = report["oldest_age_seconds"]
-    _say(f"outbox {report['path']}: {report['depth']} message(s) waiting" + (f", oldest {age:.1f} s" if age else ""))
+    out.line(f"outbox {report['path']}: {report['depth']} message(s) waiting" + (f", oldest {age:.1f} s" if age else ""))
     for lane in report["lanes"]:
-        _say(f"  {lane['entity']:<30} lane {lane['lane']:<12} {lane['depth']:>8}  since {lane['oldest']}")
+        out.line(f"  {lane['entity']:<30} lane {lane['lane']:<12} {lane['depth']:>8}  since {lane['oldest']}")
     dead = report["dead_letters"]
-    _say(f"{len(dead)} dead letter(s)" + (":" if dead else ""))
+    out.line(f"{len(dead)} dead letter(s)" + (":" if dead else ""))
     for row in dead:
-        _say(f"  #{row['id']:<6} {row['entity']} lane {row['lane']} message {row['message_id']}: {row['reason']}")
+        out.line(f"  #{row['id']:<6} {row['entity']} lane {row['lane']} message {row['message_id']}: {row['reason']}")

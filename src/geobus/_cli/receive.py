@@ -13,31 +13,20 @@ from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.exceptions import ServiceBusError
 
 from .._config import ReplicationConfig
-from .._errors import GeobusError, _describe
-from .common import (
-    BODY_CHARS,
-    PREFETCH,
-    Exit,
-    Out,
-    Peeked,
-    add_common,
-    configured,
-    peeked,
-    positive,
-    session,
-)
+from .._errors import GeobusError
+from .._redact import describe
+from .._sync.receiver import DedupReceiver
+from .common import add_common, configured, number, session
+from .output import FAILED, OK, USAGE, Out
+from .peek import Peeked, peeked
+
+BODY_CHARS = 200  # a received body is shown up to this many characters (80 in the text output)
+# Messages one namespace hands over per receive call. What was fetched but not shown when
+# the command stops is abandoned by the receiver's close (delivery count + 1): fetch few.
+PREFETCH = 1
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Receive messages through a DedupReceiver built from the library's configuration "
-        "(--config FILE.toml, else GEOBUS_* variables): each message once, whichever namespace "
-        "holds it, with where it came from. Completes what it shows unless --no-complete. "
-        "With --peek, browses both namespaces instead: nothing is locked or settled. "
-        "Exit 0 done (also when nothing arrived); 1 a settlement failed, or with --peek a "
-        "namespace could not be peeked (its cause on stderr, the other namespace still shown); "
-        "2 a bad configuration or command line."
-    )
     parser.add_argument("queue", nargs="?", help="the queue to read (or give --subscription)")
     parser.add_argument("--topic", metavar="TOPIC", help="the topic of --subscription")
     parser.add_argument(
@@ -45,13 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--max",
-        type=positive(int, "a whole number"),
+        type=number(int, "a whole number"),
         default=10,
         help="stop after this many messages (default 10); with --peek, this many from each namespace",
     )
     parser.add_argument(
         "--wait",
-        type=positive(float, "a number"),
+        type=number(float, "a number"),
         default=5.0,
         help="stop after this many seconds (default 5); not used by --peek, which shows what is there now",
     )
@@ -145,51 +134,25 @@ def run(args: argparse.Namespace) -> int:
     entity = _receive_entity(args)
     if isinstance(entity, str):
         out.error(entity)
-        return 2
+        return USAGE
     name, subscription = entity
     target = {"queue": name} if subscription is None else {"topic": name, "subscription": subscription}
     label = f"queue {name!r}" if subscription is None else f"subscription {name}/{subscription}"
     if args.peek:
         return _run_peek(args, out, target, label)
-    rows: list[dict[str, Any]] = []
-    try:
-        with session(args, out) as (config, client):
-            options: dict[str, Any] = {"max_wait_time": args.wait, "prefetch": PREFETCH}
-            try:
-                receiver = (
-                    client.get_queue_receiver(name, **options)
-                    if subscription is None
-                    else client.get_subscription_receiver(name, subscription, **options)
-                )
-            except (ValueError, ImportError) as exc:  # the seen-set named by dedup.store cannot be opened
-                raise out.fail(f"configuration: dedup.store: {exc}", 2) from None
-            with receiver:
-                deadline = time.monotonic() + args.wait
-                shown: set[str] = set()
-                while len(rows) < args.max and (remaining := deadline - time.monotonic()) > 0:
-                    batch = receiver.receive_messages(args.max - len(rows), remaining)
-                    if not args.complete and shown & {str(m.message_id) for m in batch}:
-                        # An abandoned message came round again: the queue has been seen. Give
-                        # this batch back and stop, rather than run its delivery count up.
-                        for message in batch:
-                            with contextlib.suppress(ServiceBusError, GeobusError, ValueError):
-                                receiver.abandon_message(message)
-                        break
-                    for message in batch:
-                        shown.add(str(message.message_id))
-                        row = _received(message, receiver.namespace_of(message))
-                        try:
-                            if args.complete:
-                                receiver.complete_message(message)
-                            else:
-                                receiver.abandon_message(message)
-                            row["settled"] = "completed" if args.complete else "abandoned"
-                        except (ServiceBusError, GeobusError, ValueError) as exc:
-                            row["settled"] = f"failed: {_describe(exc)}"
-                        rows.append(row)
-            stats = receiver.stats  # read once closed, when its pumps fetch no more
-    except Exit as stop:
-        return stop.status
+    with session(args, out) as (config, client):
+        options: dict[str, Any] = {"max_wait_time": args.wait, "prefetch": PREFETCH}
+        try:
+            receiver = (
+                client.get_queue_receiver(name, **options)
+                if subscription is None
+                else client.get_subscription_receiver(name, subscription, **options)
+            )
+        except (ValueError, ImportError) as exc:  # the seen-set named by dedup.store cannot be opened
+            raise out.fail(f"configuration: dedup.store: {exc}", USAGE) from None
+        with receiver:
+            rows = _read(args, receiver)
+        stats = receiver.stats  # read once closed, when its pumps fetch no more
     failures = sum(row["settled"].startswith("failed") for row in rows)
     report = {
         "entity": target,
@@ -215,8 +178,37 @@ def run(args: argparse.Namespace) -> int:
     if unread and len(unread) == len(stats.received):
         # An empty answer from two unreachable regions is not "the queue is empty".
         out.error(f"no namespace could be read ({', '.join(f'{ns}: {n} receive error(s)' for ns, n in unread.items())})")
-        return 1
-    return 1 if failures else 0
+        return FAILED
+    return FAILED if failures else OK
+
+
+def _read(args: argparse.Namespace, receiver: DedupReceiver) -> list[dict[str, Any]]:
+    """Up to ``--max`` messages within ``--wait`` seconds, each settled as asked: one row each."""
+    rows: list[dict[str, Any]] = []
+    deadline = time.monotonic() + args.wait
+    shown: set[str] = set()
+    while len(rows) < args.max and (remaining := deadline - time.monotonic()) > 0:
+        batch = receiver.receive_messages(args.max - len(rows), remaining)
+        if not args.complete and shown & {str(m.message_id) for m in batch}:
+            # An abandoned message came round again: the queue has been seen. Give
+            # this batch back and stop, rather than run its delivery count up.
+            for message in batch:
+                with contextlib.suppress(ServiceBusError, GeobusError, ValueError):
+                    receiver.abandon_message(message)
+            break
+        for message in batch:
+            shown.add(str(message.message_id))
+            row = _received(message, receiver.namespace_of(message))
+            try:
+                if args.complete:
+                    receiver.complete_message(message)
+                else:
+                    receiver.abandon_message(message)
+                row["settled"] = "completed" if args.complete else "abandoned"
+            except (ServiceBusError, GeobusError, ValueError) as exc:
+                row["settled"] = f"failed: {describe(exc)}"
+            rows.append(row)
+    return rows
 
 
 def _unread(received: dict[str, int], errors: dict[str, int]) -> dict[str, int]:
@@ -275,13 +267,10 @@ def _run_peek(args: argparse.Namespace, out: Out, entity: dict[str, str], label:
     async def browse(config: ReplicationConfig) -> int:
         async with peeked(config, entity, args.max) as results:
             _print_peek(out, args.json, label, results)
-            return 1 if any(result.error is not None for result in results) else 0
+            return FAILED if any(result.error is not None for result in results) else OK
 
-    try:
-        with configured(args, out) as config:
-            return asyncio.run(browse(config))
-    except Exit as stop:
-        return stop.status
+    with configured(args, out) as config:
+        return asyncio.run(browse(config))
 
 
 def _print_peek(out: Out, as_json: bool, label: str, results: list[Peeked]) -> None:
@@ -299,7 +288,7 @@ def _print_peek(out: Out, as_json: bool, label: str, results: list[Peeked]) -> N
     for result in results:
         if result.error is not None:
             shown = f" after {len(result.messages)} message(s)" if result.messages else ""
-            out.error(f"{result.namespace}: could not peek {label}{shown}: {_describe(result.error)}")
+            out.error(f"{result.namespace}: could not peek {label}{shown}: {describe(result.error)}")
     if not as_json:
         counts = ", ".join(
             f"{r.namespace} {len(r.messages)}" + ("" if r.error is None else " (failed)") for r in results

@@ -11,24 +11,14 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage
 from azure.servicebus.exceptions import ServiceBusError
 
-from .._errors import GeobusError, ReplicationError, _describe
+from .._errors import GeobusError, ReplicationError
 from .._models import SendResult
-from .common import (
-    Exit,
-    Out,
-    add_common,
-    parse_property,
-    positive,
-    session,
-)
+from .._redact import describe
+from .common import add_common, number, parse_property, session
+from .output import FAILED, OK, USAGE, Out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Send messages through a ReplicatedSender built from the library's configuration "
-        "(--config FILE.toml, else GEOBUS_* variables) and say where each one landed. "
-        "Exit 1 if a send failed (each namespace's cause is printed), 2 on a bad configuration."
-    )
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("queue", nargs="?", help="the queue to send to")
     target.add_argument("--topic", metavar="TOPIC", help="send to this topic instead of a queue")
@@ -36,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     body.add_argument("--body", metavar="TEXT", help="the message body (default: a short text with the time)")
     body.add_argument("--file", metavar="PATH", help="read the body from a file ('-' reads standard input)")
     parser.add_argument(
-        "--count", type=positive(int, "a whole number"), default=1, help="messages to send, one per call (default 1)"
+        "--count", type=number(int, "a whole number"), default=1, help="messages to send, one per call (default 1)"
     )
     parser.add_argument(
         "--message-id", metavar="ID", help="the MessageId (with --count N: ID-1 ... ID-N); default: geobus assigns one"
@@ -65,7 +55,7 @@ def _read_body(args: argparse.Namespace, out: Out) -> str | bytes:
         with open(args.file, "rb") as handle:
             return handle.read()
     except OSError as exc:
-        raise out.fail(f"cannot read --file {args.file}: {exc.strerror or exc}", 2) from None
+        raise out.fail(f"cannot read --file {args.file}: {exc.strerror or exc}", USAGE) from None
 
 
 def _message_ids(args: argparse.Namespace) -> list[str | None]:
@@ -80,7 +70,7 @@ def _sent(message_id: str, result: SendResult) -> dict[str, Any]:
     return {
         "message_id": message_id,
         "landed": list(result.landed),
-        "missed": {name: _describe(error) for name, error in result.missed.items()},
+        "missed": {name: describe(error) for name, error in result.missed.items()},
         "failed_over": result.failed_over,
         "buffered": list(result.buffered),
     }
@@ -91,7 +81,7 @@ def _send_error(exc: Exception) -> dict[str, Any]:
         return {
             "error": type(exc).__name__,
             "message": str(exc).split(" (", 1)[0],  # the causes follow, one per namespace
-            "causes": {name: _describe(cause) for name, cause in exc.causes.items()},
+            "causes": {name: describe(cause) for name, cause in exc.causes.items()},
             "landed": list(exc.landed),
         }
     # Refused for a reason no namespace would accept (bad input, a missing entity): the caller's to fix.
@@ -100,28 +90,26 @@ def _send_error(exc: Exception) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Send ``--count`` messages, one call each; print where each landed. Exit 0, 1 or 2."""
+    """Send ``--count`` messages, one call each; print where each landed. Exit 0, 1 or 2 (the
+    convention of ``geobus._cli``)."""
     out = Out("send")
     kind, name = ("topic", args.topic) if args.topic else ("queue", args.queue)
     properties: dict[str | bytes, Any] = dict(args.properties)
     sent: list[dict[str, Any]] = []
     error: dict[str, Any] | None = None
-    try:
-        body = _read_body(args, out)
-        with session(args, out) as (config, client):
-            try:
-                sender = client.get_topic_sender(name) if kind == "topic" else client.get_queue_sender(name)
-                with sender:
-                    for message_id in _message_ids(args):
-                        message = ServiceBusMessage(
-                            body, message_id=message_id, subject=args.subject,
-                            application_properties=properties or None,
-                        )
-                        sent.append(_sent(str(message.message_id), sender.send_messages(message)))
-            except (GeobusError, ServiceBusError, ValueError, TypeError) as exc:
-                error = _send_error(exc)
-    except Exit as stop:
-        return stop.status
+    body = _read_body(args, out)
+    with session(args, out) as (config, client):
+        try:
+            sender = client.get_topic_sender(name) if kind == "topic" else client.get_queue_sender(name)
+            with sender:
+                for message_id in _message_ids(args):
+                    message = ServiceBusMessage(
+                        body, message_id=message_id, subject=args.subject,
+                        application_properties=properties or None,
+                    )
+                    sent.append(_sent(str(message.message_id), sender.send_messages(message)))
+        except (GeobusError, ServiceBusError, ValueError, TypeError) as exc:
+            error = _send_error(exc)
     landed: Counter[str] = Counter(ns for row in sent for ns in row["landed"])
     report = {
         "entity": {kind: name},
@@ -139,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         "error": error,
     }
     _print_send(out, args, report)
-    return 0 if error is None else 1
+    return OK if error is None else FAILED
 
 
 def _print_send(out: Out, args: argparse.Namespace, report: dict[str, Any]) -> None:
@@ -169,5 +157,3 @@ def _print_send(out: Out, args: argparse.Namespace, report: dict[str, Any]) -> N
         if error["landed"]:
             out.error(f"  (it did land on {', '.join(error['landed'])})")
 
-
-# -- geobus receive ---------------------------------------------------------------------------

@@ -17,6 +17,10 @@ processed keys is bounded by count and age (cachetools), with an injected clock.
 What a key *is* lives here too: ``key_of`` spells a message's key with its type,
 once, and the tracker and every seen-set store keep that spelling as it is, so the
 two always agree on what a duplicate is.
+
+The tracker is one process's memory. The receiver does not ask it directly: its
+``Deduplicator`` (``deduplicator.py``) asks it first and, for a key new to this
+process, the fleet's shared seen-set next, and merges the two answers there.
 """
 
 from __future__ import annotations
@@ -75,6 +79,8 @@ class Verdict(enum.Enum):
 
 
 class Outcome(enum.Enum):
+    """How the application settled a key (and so, every other copy of it)."""
+
     COMPLETED = "completed"
     DEAD_LETTERED = "dead_lettered"
 
@@ -162,6 +168,12 @@ class DuplicateTracker:
         flight.held.append(copy)
         return Verdict.HOLD
 
+    def unmark(self, key: Key | None) -> None:
+        """``key`` is not processed after all: the receive-and-delete copy ``arrived`` marked
+        it for was not delivered (it goes back in line, to arrive again and be delivered then)."""
+        if key is not None:
+            self._processed.pop(key, None)
+
     def _owner_lost(self, owner: Copy, arriving: Copy) -> bool:
         if owner.identity == arriving.identity:
             return True  # the owner's own namespace redelivered it: its lock is gone
@@ -169,20 +181,22 @@ class DuplicateTracker:
 
     # -- the application's outcomes ------------------------------------------------
 
-    def completed(self, key: Key | None, copy: Copy) -> list[tuple[Copy, Verdict]]:
-        """The application completed ``copy``: its held twins are completed too."""
-        return self._settled(key, Outcome.COMPLETED, Verdict.COMPLETE)
-
-    def dead_lettered(self, key: Key | None, copy: Copy) -> list[tuple[Copy, Verdict]]:
-        """The application dead-lettered ``copy``: its held twins are dead-lettered too."""
-        return self._settled(key, Outcome.DEAD_LETTERED, Verdict.DEAD_LETTER)
-
-    def _settled(self, key: Key | None, outcome: Outcome, verdict: Verdict) -> list[tuple[Copy, Verdict]]:
+    def settled(self, key: Key | None, outcome: Outcome) -> list[Copy]:
+        """The application settled the copy of ``key`` it holds (or another worker did):
+        ``key`` is processed; returns its held twins, to be settled the same way."""
         if key is None:
             return []
         flight = self._in_flight.pop(key, None)
         self._processed[key] = outcome
-        return [(held, verdict) for held in flight.held] if flight else []
+        return list(flight.held) if flight else []
+
+    def completed(self, key: Key | None) -> list[tuple[Copy, Verdict]]:
+        """``settled`` as completed: the held twins, each with its verdict (``COMPLETE``)."""
+        return [(held, Verdict.COMPLETE) for held in self.settled(key, Outcome.COMPLETED)]
+
+    def dead_lettered(self, key: Key | None) -> list[tuple[Copy, Verdict]]:
+        """``settled`` as dead-lettered: the held twins, each with its verdict (``DEAD_LETTER``)."""
+        return [(held, Verdict.DEAD_LETTER) for held in self.settled(key, Outcome.DEAD_LETTERED)]
 
     def released(self, key: Key | None, copy: Copy) -> Copy | None:
         """The application abandoned ``copy`` or lost its lock.
@@ -201,15 +215,15 @@ class DuplicateTracker:
         del self._in_flight[key]
         return None
 
-    def sweep(self) -> list[Copy]:
-        """Promote held twins whose owner's lock has expired; returns the copies to deliver."""
+    def sweep(self) -> list[tuple[Key, Copy]]:
+        """Promote held twins whose owner's lock has expired; returns the copies to deliver, with their keys."""
         now = self.clock()
         promoted = []
-        for flight in self._in_flight.values():
+        for key, flight in self._in_flight.items():
             owner_until = flight.owner.locked_until
             if flight.held and owner_until is not None and owner_until <= now:
                 flight.owner = flight.held.pop(0)
-                promoted.append(flight.owner)
+                promoted.append((key, flight.owner))
         return promoted
 
     # -- inspection --------------------------------------------------------------------

@@ -37,7 +37,6 @@ class CircuitBreaker:
         self._clock = clock
         self.state = BreakerState.CLOSED
         self.failures = 0  # availability errors in a row
-        self.opened = 0  # times the breaker opened
         self._opened_at = 0.0
         self._probing = False
 
@@ -70,8 +69,6 @@ class CircuitBreaker:
         self.failures += 1
         self._probing = False
         if self.state == BreakerState.HALF_OPEN or self.failures >= self.policy.failure_threshold:
-            if self.state != BreakerState.OPEN:
-                self.opened += 1
             self.state = BreakerState.OPEN
             self._opened_at = self._clock()
 
@@ -205,8 +202,7 @@ class Health:
         self.failback = failback or FailbackPolicy()
         self.gate = FailbackGate(self.failback, clock)
         self.override = OverrideFile(override or OverridePolicy(), self.roles.names, clock)
-        self.failovers = 0
-        self.failbacks = 0
+        self.failbacks = 0  # per client; failovers are counted per sender, by its replicator
 
     # -- what to try ---------------------------------------------------------------------
 
@@ -230,6 +226,11 @@ class Health:
         if not breaker.allow():
             return NamespaceUnavailableError(name, f"circuit open (retry in {breaker.retry_after():.1f} s)")
         return None
+
+    def is_clear(self, name: str) -> bool:
+        """Neither paused nor behind a breaker that is open or half-open. Read-only: for a
+        call that proves nothing either way (a warm-up) and must not take the probe slot."""
+        return name not in self.override.current.paused and self.breakers[name].state == BreakerState.CLOSED
 
     def passive_order(self) -> tuple[str, str]:
         """The namespaces passive mode tries, in order: the active one first (a forced
@@ -260,7 +261,6 @@ class Health:
         if self.override.current.active is not None:
             return False
         if self.roles.succeeded_on(name):
-            self.failovers += 1
             self.gate.swapped()
             return True
         return False

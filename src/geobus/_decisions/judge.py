@@ -2,7 +2,7 @@
 
 ``SendJudge`` is the one judge of a send's outcome: the async sender's passive
 and active modes and the outbox's drainer all ask it, and unit tests drive it
-directly. Whose fault each error is comes from the table in ``_faults.py``.
+directly. Whose fault each error is comes from the table in ``faults.py``.
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ class PassiveRoles:
         return True
 
 
-# A namespace that missed its copy for these may take it later; for the others (the
-# message's fault, an unknown error) a copy waiting for it does not meet a quorum of all.
-_MAY_TAKE_IT_LATER = frozenset({Fault.AVAILABILITY, Fault.NAMESPACE_REFUSAL})
+# The faults a send reports to its caller, in this order: the message's own, then an error
+# geobus cannot classify. A copy missed for one of them never meets a quorum of all; after
+# any other (an outage, one namespace's refusal) that namespace may take the message later.
+_FOR_THE_CALLER = (Fault.MESSAGE, Fault.UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ class SendJudge:
     def tries_next(self, error: BaseException) -> bool:
         """Passive mode: after ``error``, may the other namespace take the message?"""
         fault = classify(error)
-        return fault is Fault.AVAILABILITY or (self.draining and fault is Fault.NAMESPACE_REFUSAL)
+        return fault is Fault.AVAILABILITY or (self.draining and fault not in _FOR_THE_CALLER)
 
     def passive(self, missed: Mapping[str, BaseException], landed: str | None) -> SendResult:
         """Judge passive mode's tries, made in order until one landed or ``tries_next`` said stop.
@@ -144,7 +145,7 @@ class SendJudge:
         missed = {name: error for name, error in results.items() if error is not None}
         faults = {name: classify(error) for name, error in missed.items()}
         if not landed:
-            for first in (Fault.MESSAGE, Fault.UNKNOWN):
+            for first in _FOR_THE_CALLER:
                 for name, fault in faults.items():
                     if fault is first:
                         raise _as_raised(name, missed[name])
@@ -155,7 +156,7 @@ class SendJudge:
                 return SendResult(landed=(), missed=missed, buffered=tuple(missed))
             raise ReplicationError("no namespace took the message", causes=missed)
         if self.quorum == WriteQuorum.ALL:
-            doomed = [e for n, e in missed.items() if faults[n] not in _MAY_TAKE_IT_LATER]
+            doomed = [e for n, e in missed.items() if faults[n] in _FOR_THE_CALLER]
             unkept = doomed or ([] if buffering else list(missed.values()))
             if unkept:
                 raise ReplicationError(

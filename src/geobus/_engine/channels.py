@@ -34,7 +34,7 @@ Payload = ServiceBusMessage | AmqpAnnotatedMessage | Sequence[ServiceBusMessage 
 
 
 class SendChannel(Protocol):
-    """What the replicated sender needs of one namespace."""
+    """What the replicator needs of one namespace (the sender and its drainer call it only there)."""
 
     name: str
 
@@ -58,12 +58,7 @@ class ReceiveChannel(Protocol):
     async def complete(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None: ...
     async def abandon(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None: ...
     async def dead_letter(
-        self,
-        message: ServiceBusReceivedMessage,
-        *,
-        reason: str | None,
-        description: str | None,
-        timeout: float,
+        self, message: ServiceBusReceivedMessage, *, reason: str | None, description: str | None, timeout: float
     ) -> None: ...
     async def renew_lock(self, message: ServiceBusReceivedMessage, *, timeout: float) -> datetime.datetime: ...
     async def reset(self) -> None: ...
@@ -189,7 +184,7 @@ class SdkSendChannel:
         if (queue is None) == (topic is None):
             raise ValueError("a send channel needs a queue or a topic")
         self.name = name
-        self._client = client
+
         def open_handler() -> ServiceBusSender:
             if queue is not None:
                 return client.get_queue_sender(queue)

@@ -5,27 +5,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import Mapping
-from typing import Any
 
 from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
-from typing_extensions import Self
 
 from .. import _metrics
 from .._closing import AsyncClosing
 from .._config import FailbackMode, NamespaceConfig, ReplicationConfig, ReplicationMode
 from .._decisions.health import Health
+from .._factories import FromConfig
 from .._storage.outbox import Outbox
 from .channels import SdkReceiveChannel, SdkSendChannel, build_client, close_quietly
 from .drainer import AsyncOutbox
 from .receiver import DedupReceiver
+from .replicator import Replicator
 from .sender import ReplicatedSender
+from .tasks import cancel_and_wait
 
 _LOG = logging.getLogger("geobus")
 
 
-class GeoServiceBusClient(AsyncClosing):
+class GeoServiceBusClient(FromConfig, AsyncClosing):
     """Replicated senders and deduplicating receivers over two namespaces (``geobus.aio``).
 
     Build it from a ``ReplicationConfig`` (``from_config``), from two connection
@@ -58,24 +58,9 @@ class GeoServiceBusClient(AsyncClosing):
         # but one it still holds is closed with the client, as the SDK's client does.
         self._senders: weakref.WeakSet[ReplicatedSender] = weakref.WeakSet()
         self._receivers: weakref.WeakSet[DedupReceiver] = weakref.WeakSet()
-        self._probe: SdkSendChannel | None = None
+        self._prober: Replicator | None = None
         self._probing: asyncio.Task[None] | None = None
         self._closed = False
-
-    @classmethod
-    def from_config(cls, config: ReplicationConfig | Mapping[str, Any]) -> Self:
-        return cls(config if isinstance(config, ReplicationConfig) else ReplicationConfig.from_mapping(config))
-
-    @classmethod
-    def from_connection_strings(cls, primary: str, secondary: str, **options: Any) -> Self:
-        """Two connection strings; ``options`` as ``ReplicationConfig`` (``mode="active"``...)."""
-        return cls(ReplicationConfig.from_connection_strings(primary, secondary, **options))
-
-    @classmethod
-    def from_namespaces(cls, primary: str, secondary: str, credential: Any, **options: Any) -> Self:
-        """Two fully qualified namespaces (``contoso-weu.servicebus.windows.net``) and one
-        azure-identity credential, sync or async."""
-        return cls(ReplicationConfig.from_namespaces(primary, secondary, credential, **options))
 
     def __repr__(self) -> str:
         names = [f"{ns.name}={ns.fully_qualified_namespace}" for ns in self.config.namespaces]
@@ -94,18 +79,21 @@ class GeoServiceBusClient(AsyncClosing):
     # -- senders ---------------------------------------------------------------------------
 
     def get_queue_sender(self, queue_name: str) -> ReplicatedSender:
+        """A ``ReplicatedSender`` to ``queue_name`` on both namespaces; its drainer (with an
+        outbox) starts on first use or ``async with``.
+
+        Raises:
+            RuntimeError: the client is closed.
+        """
         return self._sender(queue=queue_name)
 
     def get_topic_sender(self, topic_name: str) -> ReplicatedSender:
+        """A ``ReplicatedSender`` to ``topic_name`` on both namespaces; as ``get_queue_sender``."""
         return self._sender(topic=topic_name)
 
     def _sender(self, **entity: str) -> ReplicatedSender:
         channels = [SdkSendChannel(ns.name or "", self._client(ns), **entity) for ns in self.config.namespaces]
         ((kind, name),) = entity.items()
-
-        async def forget() -> None:
-            _metrics.forget(sender)
-
         sender = ReplicatedSender(
             channels,
             mode=self.config.mode,
@@ -116,20 +104,23 @@ class GeoServiceBusClient(AsyncClosing):
             outbox_policy=self.config.outbox,
             entity=f"{kind}:{name}",
             on_start=self._sender_started,
-            on_close=forget,
+            on_close=self._sender_closed,
         )
         self._senders.add(sender)
         _metrics.watch_sender(sender, destination=name, health=self.health, outbox=self._outbox)
         return sender
 
+    async def _sender_closed(self, sender: ReplicatedSender) -> None:
+        _metrics.forget(sender)
+
     # -- failback ------------------------------------------------------------------------------
 
-    def _sender_started(self, sender: ReplicatedSender) -> None:
+    def _sender_started(self, replicator: Replicator) -> None:
         """The first sender to start gives the failback probe an entity to open a link to."""
         wanted = self.config.failback.mode == FailbackMode.PREFER_PRIMARY and self.config.mode == ReplicationMode.PASSIVE
         if not wanted or self._probing is not None or self._closed:
             return
-        self._probe = sender._channels[self.health.preferred]  # type: ignore[assignment]
+        self._prober = replicator
         self._probing = asyncio.get_running_loop().create_task(self._probe_forever(), name="geobus-failback-probe")
 
     async def _probe_forever(self) -> None:
@@ -138,11 +129,11 @@ class GeoServiceBusClient(AsyncClosing):
         while True:
             await asyncio.sleep(policy.probe_interval)
             self.health.refresh()
-            if not self.health.wants_failback or self._probe is None:
+            if not self.health.wants_failback or self._prober is None:
                 self.health.observe_probe(False)
                 continue
             try:
-                await self._probe.probe(timeout=self.config.deadlines.attempt)
+                await self._prober.probe(self.health.preferred)
                 healthy = True
             except Exception as exc:
                 _LOG.debug("geobus: failback probe of %r failed: %s", self.health.preferred, type(exc).__name__)
@@ -159,6 +150,16 @@ class GeoServiceBusClient(AsyncClosing):
         max_wait_time: float | None = None,
         prefetch: int = 20,
     ) -> DedupReceiver:
+        """A ``DedupReceiver`` of ``queue_name`` on both namespaces.
+
+        ``receive_mode``: peek-lock (settle each message) or receive-and-delete;
+        ``max_wait_time``: seconds without a message before iteration ends (None:
+        never); ``prefetch``: messages each namespace's link fetches ahead.
+
+        Raises:
+            RuntimeError: the client is closed.
+            ValueError: ``max_wait_time`` not positive, or ``prefetch`` below 1.
+        """
         return self._receiver(
             {"queue": queue_name}, receive_mode=receive_mode, max_wait_time=max_wait_time, prefetch=prefetch
         )
@@ -172,6 +173,8 @@ class GeoServiceBusClient(AsyncClosing):
         max_wait_time: float | None = None,
         prefetch: int = 20,
     ) -> DedupReceiver:
+        """A ``DedupReceiver`` of ``subscription_name`` of ``topic_name`` on both namespaces;
+        options and errors as ``get_queue_receiver``."""
         return self._receiver(
             {"topic": topic_name, "subscription": subscription_name},
             receive_mode=receive_mode,
@@ -221,8 +224,7 @@ class GeoServiceBusClient(AsyncClosing):
         handles = [*self._senders, *self._receivers]
         await asyncio.gather(*(handle.close() for handle in handles), return_exceptions=True)
         if self._probing is not None:
-            self._probing.cancel()
-            await asyncio.gather(self._probing, return_exceptions=True)
+            await cancel_and_wait([self._probing])
             self._probing = None
         clients, self._clients = dict(self._clients), {}
         await asyncio.gather(*(close_quietly(client, name) for name, client in clients.items()))

@@ -2,9 +2,10 @@
 
 ``AsyncOutbox`` runs every SQLite call on a single thread of its own, so an
 fsync never blocks the event loop and the connection is only ever used by one
-thread. ``Drainer`` belongs to one ``ReplicatedSender`` (one entity): a task per
-lane sends buffered messages, oldest first, when the lane's namespace is back,
-with tenacity's jittered exponential backoff while it is not.
+thread. ``Drainer`` belongs to one ``ReplicatedSender`` (one entity) and sends
+through that sender's ``Replicator``: a task per lane sends buffered messages,
+oldest first, when the lane's namespace is back, with tenacity's jittered
+exponential backoff while it is not.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from tenacity import AsyncRetrying, retry_if_exception, wait_exponential, wait_r
 from .._config import OutboxPolicy, ReplicationMode
 from .._decisions.judge import SendJudge
 from .._storage.outbox import ANY_LANE, Entry, Outbox
+from .tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from .channels import SendChannel
-    from .sender import ReplicatedSender
+    from .replicator import Replicator
 
 _LOG = logging.getLogger("geobus")
 _T = TypeVar("_T")
@@ -93,19 +95,20 @@ class Drainer:
 
     def __init__(
         self,
-        sender: ReplicatedSender,
+        replicator: Replicator,
         outbox: AsyncOutbox,
         policy: OutboxPolicy,
-        entity: str,
+        mode: ReplicationMode,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self._sender = sender
+        self._replicator = replicator
         self._outbox = outbox
         self.policy = policy
-        self.entity = entity
+        self.mode = mode
+        self.entity = replicator.entity
         self._sleep = sleep
-        self._lanes = [ANY_LANE, *sender._channels]
+        self._lanes = [ANY_LANE, *replicator.names]
         self._wakes = {lane: asyncio.Event() for lane in self._lanes}
         self._one_at_a_time = dict.fromkeys(self._lanes, False)
         self._tasks: list[asyncio.Task[None]] = []
@@ -139,15 +142,7 @@ class Drainer:
             self._wakes[lane].set()
 
     async def stop(self) -> None:
-        # Cancel until they end: before Python 3.12, asyncio.wait_for (the idle wait for a
-        # wake, a channel's send) swallows a cancellation that lands as its awaitable
-        # completes, and the lane would then run on and close() wait for it forever.
-        pending = set(self._tasks)
-        while pending:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=0.05)
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         successor = self._outbox.release(self)
         if successor is not None:
@@ -216,23 +211,22 @@ class Drainer:
                     self._one_at_a_time[lane], singles = False, 0
         _LOG.info("geobus: outbox lane %s/%s drained", self.entity, lane)
         if sent and lane != ANY_LANE:
-            self._sender._stores_again(lane)  # caught up: every copy it missed is there now
+            self._replicator.stores_again(lane)  # caught up: every copy it missed is there now
 
     async def _send(self, lane: str, entries: list[Entry]) -> None:
-        sender = self._sender
+        replicator = self._replicator
         messages = [entry.message for entry in entries]
 
-        async def attempt(channel: SendChannel, seconds: float) -> None:
+        async def send(channel: SendChannel, seconds: float) -> None:
             await channel.send(messages, timeout=seconds)
 
-        deadline = sender._deadline(None)
-        sender._health.refresh()  # an operator may un-pause a namespace while nothing is sent
+        deadline = replicator.begin(None)
         if lane == ANY_LANE:
-            if sender.mode == ReplicationMode.PASSIVE:
-                await sender._passive(attempt, deadline, len(messages), judge=_JUDGE)
+            if self.mode == ReplicationMode.PASSIVE:
+                await replicator.passive(send, deadline, messages=len(messages), judge=_JUDGE)
                 return
             # Written in passive mode, drained in active: every namespace must get it.
-            results = await sender._concurrently(attempt, deadline, list(sender._channels), len(messages))
+            results = await replicator.concurrently(send, deadline, messages=len(messages))
             missed = list(_JUDGE.active(results).missed)  # raises when it landed nowhere
             if missed:
                 # Landed on one: the other's copy waits in that namespace's own lane, where
@@ -240,4 +234,4 @@ class Drainer:
                 await self._outbox.append(self.entity, missed, messages)
                 self._outbox.wake(self.entity, missed)
             return
-        _JUDGE.active(await sender._concurrently(attempt, deadline, [lane], len(messages)))
+        _JUDGE.active(await replicator.concurrently(send, deadline, [lane], messages=len(messages)))

@@ -1,12 +1,17 @@
-"""The async ``ReplicatedSender``: one send, two namespaces, a deadline that holds."""
+"""The async ``ReplicatedSender``: one send, two namespaces, a deadline that holds.
+
+The sender checks what it is given, picks the mode's strategy, judges the result
+(``SendJudge``) and buffers what no namespace took. It reaches the namespaces
+only through its ``Replicator`` (``replicator.py``), which its outbox's
+``Drainer`` shares.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
@@ -19,7 +24,6 @@ from .._decisions.health import Health
 from .._decisions.judge import SendJudge
 from .._decisions.validate import prepare_message, validate_schedule_time
 from .._errors import (
-    NamespaceTimeoutError,
     NamespaceUnavailableError,
     OutboxFullError,
     ReplicationError,
@@ -28,6 +32,7 @@ from .._models import ReplicatedMessageBatch, ScheduledMessage, SenderStats, Sen
 from .._storage.outbox import ANY_LANE
 from .channels import SendChannel
 from .drainer import AsyncOutbox, Drainer
+from .replicator import Call, Replicator
 
 _LOG = logging.getLogger("geobus")
 
@@ -103,55 +108,49 @@ class ReplicatedSender(AsyncClosing):
         outbox: AsyncOutbox | None = None,
         outbox_policy: OutboxPolicy | None = None,
         entity: str = "",
-        on_start: Any = None,
-        on_close: Any = None,
+        on_start: Callable[[Replicator], None] | None = None,
+        on_close: Callable[[ReplicatedSender], Awaitable[None]] | None = None,
     ) -> None:
-        if len(channels) != 2:
-            raise ValueError("a ReplicatedSender needs exactly two namespaces")
-        self._channels = {channel.name: channel for channel in channels}
-        # Shared by every sender of one client: a namespace's health is not per entity.
-        self._health = health or Health([channel.name for channel in channels])
+        # Health is shared by every sender of one client: a namespace's health is not per entity.
+        self._replicator = Replicator(channels, health=health, deadlines=deadlines, entity=entity)
         self.mode = ReplicationMode(mode)
         self.write_quorum = WriteQuorum(write_quorum)
         self._judge = SendJudge(quorum=self.write_quorum)
-        self.deadlines = deadlines or Deadlines()
+        self.deadlines = self._replicator.deadlines
         self.entity = entity
         self._outbox = outbox
         self._drainer = (
-            Drainer(self, outbox, outbox_policy or OutboxPolicy(), entity) if outbox is not None else None
+            Drainer(self._replicator, outbox, outbox_policy or OutboxPolicy(), self.mode)
+            if outbox is not None
+            else None
         )
         self._on_start = on_start
         self._on_close = on_close
-        self._sent = dict.fromkeys(self._channels, 0)
-        self._failures = dict.fromkeys(self._channels, 0)
-        self._failovers = 0
-        self._partial_writes = 0
-        self._missing: set[str] = set()  # namespaces missing copies since their last success
         self._buffered = 0
         self._started = False
         self._closed = False
-        self._warming: asyncio.Task[None] | None = None
 
     # -- inspection ---------------------------------------------------------------
 
     @property
     def active_namespace(self) -> str:
         """The namespace passive mode sends to first."""
-        return self._health.passive_order()[0]
+        return self._replicator.active_namespace
 
     @property
     def stats(self) -> SenderStats:
-        drainer = self._drainer
+        """A snapshot of this sender's counters and its outbox's depth (``SenderStats``)."""
+        replicator, drainer = self._replicator, self._drainer
         depth = drainer.depth() if drainer else 0
         return SenderStats(
             active_namespace=self.active_namespace,
             mode=self.mode.value,
-            messages_sent=dict(self._sent),
-            send_failures=dict(self._failures),
-            failovers=self._failovers,
-            partial_writes=self._partial_writes,
-            failbacks=self._health.failbacks,
-            breakers=self._health.breaker_states(),
+            messages_sent=replicator.messages_sent,
+            send_failures=replicator.send_failures,
+            failovers=replicator.failovers,
+            partial_writes=replicator.partial_writes,
+            failbacks=replicator.health.failbacks,
+            breakers=replicator.health.breaker_states(),
             buffered=self._buffered,
             drained=drainer.drained if drainer else 0,
             outbox_dead_lettered=drainer.dead_lettered if drainer else 0,
@@ -162,7 +161,7 @@ class ReplicatedSender(AsyncClosing):
 
     def __repr__(self) -> str:
         return (
-            f"ReplicatedSender(mode={self.mode.value!r}, namespaces={list(self._channels)!r}, "
+            f"ReplicatedSender(mode={self.mode.value!r}, namespaces={list(self._replicator.names)!r}, "
             f"active={self.active_namespace!r})"
         )
 
@@ -182,16 +181,15 @@ class ReplicatedSender(AsyncClosing):
         payload, messages = _payload(message)
         if not messages:
             return SendResult(landed=(), missed={})
-        deadline = self._deadline(timeout)
-        self._health.refresh()
-        self._warm_standby()
+        deadline = self._replicator.begin(timeout)
 
-        async def attempt(channel: SendChannel, seconds: float) -> None:
+        async def send(channel: SendChannel, seconds: float) -> None:
             await channel.send(payload, timeout=seconds)
 
         if self.mode == ReplicationMode.PASSIVE:
-            return await self._send_passive(attempt, deadline, messages)
-        return await self._send_active(attempt, deadline, messages)
+            self._replicator.warm_standby()
+            return await self._send_passive(send, deadline, messages)
+        return await self._send_active(send, deadline, messages)
 
     async def schedule_messages(
         self,
@@ -214,18 +212,18 @@ class ReplicatedSender(AsyncClosing):
             batch = list(messages)
             ids = [prepare_message(m, field=f"messages[{i}].") for i, m in enumerate(batch)]
         validate_schedule_time(schedule_time_utc)
-        deadline = self._deadline(timeout)
-        self._health.refresh()
+        deadline = self._replicator.begin(timeout)
         numbers: dict[str, list[int]] = {}
 
-        async def attempt(channel: SendChannel, seconds: float) -> None:
+        async def schedule(channel: SendChannel, seconds: float) -> None:
             numbers[channel.name] = await channel.schedule(batch, schedule_time_utc, timeout=seconds)
 
+        replicator = self._replicator
         if self.mode == ReplicationMode.PASSIVE:
-            await self._passive(attempt, deadline, len(batch))
+            await replicator.passive(schedule, deadline, messages=len(batch), judge=self._judge)
         else:
-            results = await self._concurrently(attempt, deadline, list(self._channels), len(batch))
-            self._noted(self._judge.active(results), "are missing")
+            results = await replicator.concurrently(schedule, deadline, messages=len(batch))
+            replicator.noted(self._judge.active(results), "are missing")
         return [
             ScheduledMessage(message_id, {name: seqs[i] for name, seqs in numbers.items()})
             for i, message_id in enumerate(ids)
@@ -235,6 +233,9 @@ class ReplicatedSender(AsyncClosing):
         self, scheduled: ScheduledMessage | Sequence[ScheduledMessage], *, timeout: float | None = None
     ) -> None:
         """Cancel scheduled messages on every namespace that holds them.
+
+        A namespace whose breaker is open, or that the operator paused, is not
+        called: it is named among the causes, as one that could not be reached.
 
         Raises:
             ReplicationError: a namespace could not be reached; ``landed`` names
@@ -246,16 +247,14 @@ class ReplicatedSender(AsyncClosing):
         for item in items:
             for name, seq in item.sequence_numbers.items():
                 per_namespace.setdefault(name, []).append(seq)
-        deadline = self._deadline(timeout)
-        names = [name for name in per_namespace if name in self._channels]
-        results = await asyncio.gather(
-            *(
-                self._bounded(self._channels[name], deadline, lambda ch, s, n=name: ch.cancel_scheduled(per_namespace[n], timeout=s))
-                for name in names
-            ),
-            return_exceptions=True,
-        )
-        failed = {name: error for name, error in zip(names, results, strict=True) if isinstance(error, BaseException)}
+        deadline = self._replicator.begin(timeout)
+
+        async def cancel(channel: SendChannel, seconds: float) -> None:
+            await channel.cancel_scheduled(per_namespace[channel.name], timeout=seconds)
+
+        names = [name for name in per_namespace if name in self._replicator.names]
+        results = await self._replicator.concurrently(cancel, deadline, names)
+        failed = {name: error for name, error in results.items() if isinstance(error, Exception)}
         if failed:
             landed = [name for name in names if name not in failed]
             raise ReplicationError("cancellation did not reach every namespace", causes=failed, landed=landed)
@@ -265,19 +264,23 @@ class ReplicatedSender(AsyncClosing):
     ) -> ReplicatedMessageBatch:
         """A batch sized for the smaller of the two namespaces (those reachable now).
 
+        A namespace whose breaker is open, or that the operator paused, is not
+        asked: the batch is sized by the other.
+
         Raises:
-            ReplicationError: neither namespace could be reached to learn its limit.
+            ReplicationError: neither namespace could be reached to learn its limit
+                (``causes`` names why, a skipped namespace's as ``NamespaceUnavailableError``).
         """
         await self._start()
-        deadline = self._deadline(timeout)
-        names = list(self._channels)
-        results = await asyncio.gather(
-            *(self._bounded(self._channels[n], deadline, lambda ch, s: ch.max_batch_size(timeout=s)) for n in names),
-            return_exceptions=True,
-        )
-        sizes = [r for r in results if isinstance(r, int)]
+        deadline = self._replicator.begin(timeout)
+
+        async def size(channel: SendChannel, seconds: float) -> int:
+            return await channel.max_batch_size(timeout=seconds)
+
+        results = await self._replicator.concurrently(size, deadline)
+        sizes = [result for result in results.values() if not isinstance(result, Exception)]
         if not sizes:
-            causes = {n: r for n, r in zip(names, results, strict=True) if isinstance(r, BaseException)}
+            causes = {name: error for name, error in results.items() if isinstance(error, Exception)}
             raise ReplicationError("no namespace could be reached to size a batch", causes=causes)
         limit = min(sizes)
         if max_size_in_bytes is not None:
@@ -288,130 +291,36 @@ class ReplicatedSender(AsyncClosing):
             limit = max_size_in_bytes
         return ReplicatedMessageBatch(ServiceBusMessageBatch(max_size_in_bytes=limit))
 
-    # -- passive ------------------------------------------------------------------------
+    # -- the two modes, with the outbox ---------------------------------------------------
 
-    async def _send_passive(self, attempt: Any, deadline: float, messages: list[Message]) -> SendResult:
+    async def _send_passive(self, send: Call[None], deadline: float, messages: list[Message]) -> SendResult:
         if self._outbox is not None and self._outbox.pending(self.entity, ANY_LANE):
             # Earlier messages wait in the outbox: this one queues behind them, in order.
             await self._buffer([ANY_LANE], messages, causes={}, landed=())
             return SendResult(landed=(), missed={}, buffered=(ANY_LANE,))
         try:
-            return await self._passive(attempt, deadline, len(messages))
+            return await self._replicator.passive(send, deadline, messages=len(messages), judge=self._judge)
         except ReplicationError as exc:
             if self._outbox is None:
                 raise
             await self._buffer([ANY_LANE], messages, causes=exc.causes, landed=())
             return SendResult(landed=(), missed=exc.causes, buffered=(ANY_LANE,))
 
-    async def _passive(
-        self, attempt: Any, deadline: float, count: int, *, judge: SendJudge | None = None
-    ) -> SendResult:
-        """The seed's algorithm: the active namespace, then the other on an availability error.
-
-        ``judge``: the drainer's, under which a namespace's refusal (a rotated key,
-        a missing entity) sends the message to the other namespace too.
-
-        Raises:
-            ReplicationError: no namespace took it (every error an availability error).
-            Exception: what stopped the failover, as ``SendJudge.passive`` says.
-        """
-        judge = judge or self._judge
-        errors: dict[str, BaseException] = {}
-        for name in self._health.passive_order():
-            skipped = self._health.unavailable(name)
-            if skipped is not None:
-                errors[name] = skipped
-                continue
-            try:
-                await self._attempt(name, deadline, attempt)
-            except Exception as exc:
-                self._failures[name] += 1
-                errors[name] = exc
-                if judge.tries_next(exc):
-                    continue
-                break
-            self._sent[name] += count
-            # Only a send that had to pass a namespace by may swap the roles: one that went
-            # straight to its first choice, decided before a concurrent failover or failback
-            # moved the roles, would otherwise swap them back with nothing wrong.
-            if errors and self._health.succeeded_on(name):
-                self._failovers += 1
-                _LOG.warning(
-                    "geobus: %s; sent to %r, which is now active",
-                    ", ".join(f"namespace {n!r} unavailable ({type(e).__name__})" for n, e in errors.items()),
-                    name,
-                )
-            return judge.passive(errors, landed=name)
-        return judge.passive(errors, landed=None)
-
-    # -- active ---------------------------------------------------------------------------
-
-    async def _send_active(self, attempt: Any, deadline: float, messages: list[Message]) -> SendResult:
-        names = list(self._channels)
+    async def _send_active(self, send: Call[None], deadline: float, messages: list[Message]) -> SendResult:
+        names = self._replicator.names
         results: dict[str, BaseException | None] = {}
         if self._outbox is not None:
             for name in names:
                 if self._outbox.pending(self.entity, name):
                     results[name] = NamespaceUnavailableError(name, "earlier copies wait in the outbox")
-        results.update(
-            await self._concurrently(attempt, deadline, [n for n in names if n not in results], len(messages))
-        )
+        tried = [name for name in names if name not in results]
+        results.update(await self._replicator.concurrently(send, deadline, tried, messages=len(messages)))
         results = {name: results[name] for name in names}
         result = self._judge.active(results, buffering=self._outbox is not None)
         if result.buffered:
             missed = dict(result.missed)
             await self._buffer(list(result.buffered), messages, causes=missed, landed=result.landed)
-        return self._noted(result, "wait in the outbox" if result.buffered else "are missing")
-
-    async def _concurrently(
-        self, attempt: Any, deadline: float, names: list[str], count: int
-    ) -> dict[str, BaseException | None]:
-        """Try ``names`` at once (skipping those the breaker or the operator hold back)."""
-
-        async def one(name: str) -> BaseException | None:
-            # The breaker's half-open slot is taken here, in the task that then records
-            # the outcome: a send cancelled before its tasks ran takes no slot.
-            skipped = self._health.unavailable(name)
-            if skipped is not None:
-                return skipped
-            try:
-                await self._attempt(name, deadline, attempt)
-            except Exception as exc:
-                self._failures[name] += 1
-                return exc
-            self._sent[name] += count
-            return None
-
-        outcomes = await asyncio.gather(*(one(name) for name in names))
-        return dict(zip(names, outcomes, strict=True))
-
-    def _stores_again(self, name: str) -> None:
-        """``name`` took a copy again (a send, or its outbox lane drained to the last one)."""
-        if name in self._missing:
-            self._missing.discard(name)
-            _LOG.info("geobus: %s stores its copies again (%s)", name, self.entity)
-
-    def _noted(self, result: SendResult, fate: str) -> SendResult:
-        """Counts a partial write; logs when a namespace starts (or stops) missing copies,
-        not once per message: an outage at 1,000 messages/s is one warning."""
-        for name in result.landed:
-            self._stores_again(name)
-        if not result.partial:
-            return result
-        self._partial_writes += 1
-        starting = [name for name in result.missed if name not in self._missing]
-        self._missing.update(result.missed)
-        if starting:
-            _LOG.warning(
-                "geobus: partial writes to %s: stored on %s; copies for %s %s (counted in stats.partial_writes)",
-                self.entity,
-                ", ".join(result.landed),
-                ", ".join(f"{name} ({type(result.missed[name]).__name__})" for name in starting),
-                fate,
-            )
-        return result
-
-    # -- the outbox --------------------------------------------------------------------------
+        return self._replicator.noted(result, "wait in the outbox" if result.buffered else "are missing")
 
     async def _buffer(
         self,
@@ -443,47 +352,6 @@ class ReplicatedSender(AsyncClosing):
             )
         self._outbox.wake(self.entity, lanes)
 
-    # -- one namespace -------------------------------------------------------------------------
-
-    async def _attempt(self, name: str, deadline: float, attempt: Any) -> Any:
-        """One namespace's try, bounded, with its outcome told to the namespace's breaker."""
-        try:
-            result = await self._bounded(self._channels[name], deadline, attempt)
-        except Exception as exc:
-            self._health.record(name, exc, availability=SendJudge.counts_against(exc))
-            raise
-        except BaseException as exc:  # cancelled: says nothing about the namespace
-            self._health.record(name, exc, availability=False)
-            raise
-        self._health.record(name, None)
-        return result
-
-    async def _bounded(self, channel: SendChannel, deadline: float, attempt: Any) -> Any:
-        remaining = deadline - asyncio.get_running_loop().time()
-        seconds = min(self.deadlines.attempt, remaining)
-        if seconds <= 0:
-            raise NamespaceTimeoutError(channel.name, 0.0)
-        return await attempt(channel, seconds)
-
-    def _deadline(self, timeout: float | None) -> float:
-        seconds = self.deadlines.send if timeout is None else timeout
-        if seconds <= 0:
-            raise ValueError("timeout must be positive")
-        return asyncio.get_running_loop().time() + seconds
-
-    def _warm_standby(self) -> None:
-        """Open the standby's link in the background once, so a failover costs one send."""
-        if self._warming is not None or self.mode != ReplicationMode.PASSIVE:
-            return
-        standby = self._channels[self._health.passive_order()[1]]
-        self._warming = asyncio.get_running_loop().create_task(self._warm(standby))
-
-    async def _warm(self, channel: SendChannel) -> None:
-        try:
-            await channel.warm(timeout=self.deadlines.attempt)
-        except Exception as exc:  # the standby may be down: the failover will open it, or fail
-            _LOG.debug("geobus: could not pre-open %r: %s", channel.name, type(exc).__name__)
-
     # -- lifecycle -----------------------------------------------------------------
 
     async def _start(self) -> None:
@@ -496,7 +364,7 @@ class ReplicatedSender(AsyncClosing):
         if self._drainer is not None:
             self._drainer.start()
         if self._on_start is not None:
-            self._on_start(self)
+            self._on_start(self._replicator)
 
     async def close(self) -> None:
         """Stop the drainer and close both namespaces' senders. Safe to call twice.
@@ -508,12 +376,9 @@ class ReplicatedSender(AsyncClosing):
         self._closed = True
         if self._drainer is not None:
             await self._drainer.stop()
-        if self._warming is not None:
-            self._warming.cancel()
-            await asyncio.gather(self._warming, return_exceptions=True)
-        await asyncio.gather(*(channel.close() for channel in self._channels.values()), return_exceptions=True)
+        await self._replicator.close()
         if self._on_close is not None:
-            await self._on_close()
+            await self._on_close(self)
 
     async def __aenter__(self) -> Self:
         await self._start()

@@ -19,25 +19,22 @@ from one worker thread.
 
 from __future__ import annotations
 
-import base64
-import datetime
-import json
-import os
 import sqlite3
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 from azure.servicebus import ServiceBusMessage
-from azure.servicebus.amqp import AmqpAnnotatedMessage, AmqpMessageBodyType
+from azure.servicebus.amqp import AmqpAnnotatedMessage
 
 from .._config import OutboxPolicy
 from .._errors import OutboxError, OutboxFullError
-from .sqlite import NotOurDatabase, check_file, check_tables, create_owner_only
+from .lockfile import Held, lock_beside, unlock
+from .messages import decode_message, encode_message, id_of, ttl_of
+from .sqlite import NotOurDatabase, open_database, transaction
 
 ANY_LANE = "any"
 _FORMAT = "1"
@@ -66,12 +63,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta (key, value) VALUES ('format', '{_FORMAT}');
 """
 _TABLES = frozenset({"outbox", "dead_letters", "meta"})
-_HEADER_FIELDS = ("delivery_count", "time_to_live", "durable", "first_acquirer", "priority")
-_PROPERTY_FIELDS = (
-    "message_id", "user_id", "to", "subject", "reply_to", "correlation_id", "content_type",
-    "content_encoding", "creation_time", "absolute_expiry_time", "group_id", "group_sequence",
-    "reply_to_group_id",
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -89,6 +80,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class LaneInfo:
+    """One lane's depth and when its oldest message was buffered (``time.time()`` seconds)."""
+
     entity: str
     lane: str
     depth: int
@@ -97,6 +90,8 @@ class LaneInfo:
 
 @dataclass(frozen=True)
 class DeadLetter:
+    """A row of the ``dead_letters`` table: a message with why it was given up on."""
+
     id: int
     entity: str
     lane: str
@@ -105,122 +100,6 @@ class DeadLetter:
     buffered_at: float
     dead_lettered_at: float
     attempts: int
-
-
-# -- messages to bytes and back ---------------------------------------------------------
-
-
-def encode_message(message: ServiceBusMessage | AmqpAnnotatedMessage) -> bytes:
-    """Every AMQP section of ``message``, as tagged JSON (no pickle: the file is data, not code).
-
-    Raises:
-        TypeError: a property holds a value geobus cannot keep (not an AMQP primitive).
-    """
-    raw = _raw(message)
-    body_type = raw.body_type
-    if body_type == AmqpMessageBodyType.DATA:
-        body: Any = [bytes(section) for section in raw.body]
-    elif body_type == AmqpMessageBodyType.SEQUENCE:
-        body = [list(section) for section in raw.body]
-    else:
-        body = raw.body
-    document = {
-        "body_type": body_type.value,
-        "body": body,
-        "header": _fields(raw.header, _HEADER_FIELDS),
-        "properties": _fields(raw.properties, _PROPERTY_FIELDS),
-        "application_properties": raw.application_properties,
-        "annotations": raw.annotations,
-        "delivery_annotations": raw.delivery_annotations,
-        "footer": raw.footer,
-    }
-    return json.dumps(_tag(document), separators=(",", ":")).encode()
-
-
-def decode_message(data: bytes) -> AmqpAnnotatedMessage:
-    """The message ``encode_message`` wrote.
-
-    Raises:
-        ValueError: ``data`` is not such a message.
-    """
-    try:
-        document = _untag(json.loads(data))
-        body_type = AmqpMessageBodyType(document["body_type"])
-        body_argument = {
-            AmqpMessageBodyType.DATA: "data_body",
-            AmqpMessageBodyType.SEQUENCE: "sequence_body",
-            AmqpMessageBodyType.VALUE: "value_body",
-        }[body_type]
-        return AmqpAnnotatedMessage(
-            **{body_argument: document["body"]},
-            header=document["header"],
-            properties=document["properties"],
-            application_properties=document["application_properties"],
-            annotations=document["annotations"],
-            delivery_annotations=document["delivery_annotations"],
-            footer=document["footer"],
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"not a buffered message: {exc}") from exc
-
-
-def _fields(section: Any, names: Sequence[str]) -> dict[str, Any] | None:
-    if section is None:
-        return None
-    values = {name: getattr(section, name, None) for name in names}
-    return {name: value for name, value in values.items() if value is not None} or None
-
-
-def _tag(value: Any) -> Any:
-    """JSON with every non-JSON value (and every map, whose keys may be bytes) tagged."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return {"b": base64.b64encode(bytes(value)).decode("ascii")}
-    if isinstance(value, datetime.datetime):
-        return {"t": value.isoformat()}
-    if isinstance(value, uuid.UUID):
-        return {"u": str(value)}
-    if isinstance(value, dict):
-        return {"m": [[_tag(k), _tag(v)] for k, v in value.items()]}
-    if isinstance(value, (list, tuple)):
-        return [_tag(item) for item in value]
-    raise TypeError(f"the outbox cannot keep a value of type {type(value).__name__}")
-
-
-def _untag(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_untag(item) for item in value]
-    if not isinstance(value, dict):
-        return value
-    ((tag, inner),) = value.items()
-    if tag == "b":
-        return base64.b64decode(inner)
-    if tag == "t":
-        return datetime.datetime.fromisoformat(inner)
-    if tag == "u":
-        return uuid.UUID(inner)
-    if tag == "m":
-        return {_untag(k): _untag(v) for k, v in inner}
-    raise ValueError(f"unknown tag {tag!r}")
-
-
-def _raw(message: ServiceBusMessage | AmqpAnnotatedMessage) -> AmqpAnnotatedMessage:
-    return message.raw_amqp_message if isinstance(message, ServiceBusMessage) else message
-
-
-def _message_id(message: ServiceBusMessage | AmqpAnnotatedMessage) -> str:
-    raw = _raw(message)
-    value = raw.properties.message_id if raw.properties is not None else None
-    if isinstance(value, bytes):  # a binary id: its text when it is UTF-8, as the SDK reads it
-        return value.decode("utf-8", "backslashreplace")
-    return str(value)
-
-
-def _ttl_seconds(message: ServiceBusMessage | AmqpAnnotatedMessage) -> float | None:
-    raw = _raw(message)
-    ttl = raw.header.time_to_live if raw.header is not None else None
-    return ttl / 1000.0 if ttl else None
 
 
 # -- the file ------------------------------------------------------------------------------
@@ -284,12 +163,15 @@ class Outbox:
         self._heads = heads
 
     def pending(self, entity: str, lane: str) -> int:
+        """Messages waiting in one lane."""
         return self._depth[(entity, lane)]
 
     def depth(self) -> int:
+        """Messages waiting in every lane."""
         return self._total
 
     def lanes(self) -> list[LaneInfo]:
+        """Every lane that holds a message, read from the file."""
         return [
             LaneInfo(entity, lane, count, oldest)
             for entity, lane, count, oldest in self._db.execute(
@@ -298,6 +180,7 @@ class Outbox:
         ]
 
     def oldest_age(self) -> float | None:
+        """Seconds since the oldest waiting message was buffered, read from the file; None when empty."""
         (oldest,) = self._db.execute("SELECT MIN(buffered_at) FROM outbox").fetchone()
         return None if oldest is None else max(0.0, self._clock() - oldest)
 
@@ -328,9 +211,9 @@ class Outbox:
         rows = []
         for message in messages:
             body = encode_message(message)
-            ttl = _ttl_seconds(message)
+            ttl = ttl_of(message)
             for lane in lanes:
-                rows.append((entity, lane, _message_id(message), body, len(body), now, now + ttl if ttl else None))
+                rows.append((entity, lane, id_of(message), body, len(body), now, now + ttl if ttl else None))
         added_bytes = sum(row[4] for row in rows)
         count = self.depth()
         if count + len(rows) > self.policy.max_messages or self._bytes + added_bytes > self.policy.max_bytes:
@@ -339,7 +222,7 @@ class Outbox:
                 f"{self.policy.max_messages} messages, {self.policy.max_bytes} bytes)",
                 causes={},
             )
-        with self._transaction():
+        with transaction(self._db):
             self._db.executemany(f"INSERT INTO outbox ({_ROW}) VALUES (?, ?, ?, ?, ?, ?, ?, 0)", rows)
         for row in rows:
             self._depth[(row[0], row[1])] += 1
@@ -379,7 +262,8 @@ class Outbox:
         self._move(ids, reason)
 
     def record_failure(self, ids: Sequence[int], error: str) -> None:
-        with self._transaction():
+        """Count a failed attempt to send messages, and keep its error."""
+        with transaction(self._db):
             self._db.executemany(
                 "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE id = ?", [(error, i) for i in ids]
             )
@@ -400,6 +284,7 @@ class Outbox:
     # -- dead letters ---------------------------------------------------------------------------
 
     def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
+        """The dead letters, oldest first (the first ``limit`` of them, if given)."""
         query = (
             "SELECT id, entity, lane, message_id, reason, buffered_at, dead_lettered_at, attempts"
             " FROM dead_letters ORDER BY id"
@@ -410,7 +295,7 @@ class Outbox:
     def retry_dead_letters(self, ids: Sequence[int] | None = None) -> int:
         """Move dead letters (all, or ``ids``) back to the tail of their lanes. Returns how many."""
         where, args = _selection(ids)
-        with self._transaction():
+        with transaction(self._db):
             moved = self._db.execute(
                 f"INSERT INTO outbox ({_ROW}) SELECT entity, lane, message_id, body, size, buffered_at,"
                 f" expires_at, 0 FROM dead_letters {where} ORDER BY id",
@@ -423,7 +308,7 @@ class Outbox:
     def purge_dead_letters(self, ids: Sequence[int] | None = None) -> int:
         """Delete dead letters (all, or ``ids``) for good. Returns how many."""
         where, args = _selection(ids)
-        with self._transaction():
+        with transaction(self._db):
             return self._db.execute(f"DELETE FROM dead_letters {where}", args).rowcount
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -433,7 +318,7 @@ class Outbox:
         if getattr(self, "_db", None) is not None:
             self._db.close()
             self._db = None  # type: ignore[assignment]
-        _unlock(self._lock)
+        unlock(self._lock)
         self._lock = None
 
     # -- internals -----------------------------------------------------------------------------
@@ -443,7 +328,7 @@ class Outbox:
             return
         marks = ",".join("?" * len(ids))
         gone = list(self._db.execute(f"SELECT entity, lane, size FROM outbox WHERE id IN ({marks})", list(ids)))
-        with self._transaction():
+        with transaction(self._db):
             if reason is not None:
                 self._db.execute(
                     f"INSERT INTO dead_letters ({_ROW}, reason, dead_lettered_at) SELECT {_ROW}, ?, ?"
@@ -473,20 +358,6 @@ class Outbox:
             else:
                 self._heads[key] = head[0]
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: Any, *rest: Any) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-
 
 def _selection(ids: Sequence[int] | None) -> tuple[str, list[int]]:
     if ids is None:
@@ -495,24 +366,18 @@ def _selection(ids: Sequence[int] | None) -> tuple[str, list[int]]:
 
 
 def _open(path: Path) -> sqlite3.Connection:
+    # Message bodies are the application's data: open_database makes the file owner-only.
     try:
-        check_file(path)
-        # Message bodies are the application's data: owner-only, like a key file.
-        create_owner_only(path)
-        db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        db = open_database(path, tables=_TABLES, schema=_SCHEMA, synchronous="FULL")
     except OSError as exc:
         raise _unusable(path, exc) from exc
-    except (sqlite3.Error, NotOurDatabase) as exc:
+    except NotOurDatabase as exc:
         raise OutboxError(f"{path} is not a geobus outbox: {exc}") from exc
     try:
-        check_tables(db, _TABLES)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
         (version,) = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
         if version != _FORMAT:
             raise NotOurDatabase(f"it is outbox format {version}; this geobus reads format {_FORMAT}")
-    except (sqlite3.DatabaseError, NotOurDatabase) as exc:
+    except (sqlite3.Error, NotOurDatabase) as exc:
         db.close()
         raise OutboxError(f"{path} is not a geobus outbox: {exc}") from exc
     return db
@@ -526,27 +391,8 @@ def _unusable(path: Path, exc: OSError) -> OutboxError:
 
 def _lock(path: Path) -> IO[bytes] | None:
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no cross-process guard
-        return None
-    lock_path = path.with_name(path.name + ".lock")
-    try:
-        handle = open(lock_path, "a+b")  # noqa: SIM115 - held for the outbox's lifetime
+        return lock_beside(path)
     except OSError as exc:
         raise _unusable(path, exc) from exc
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = handle.read().decode(errors="replace").strip() or "another process"
-        handle.close()
-        raise OutboxError(f"{path} is in use by {holder}; one producer process per outbox file") from None
-    handle.truncate(0)
-    handle.write(f"process {os.getpid()}".encode())
-    handle.flush()
-    return handle
-
-
-def _unlock(handle: IO[bytes] | None) -> None:
-    if handle is not None:
-        handle.close()  # closing the descriptor releases the flock
+    except Held as held:
+        raise OutboxError(f"{path} is in use by {held}; one producer process per outbox file") from None

@@ -1,25 +1,101 @@
-"""Opening a SQLite file that must hold what geobus acknowledged: refuse it if damaged.
+"""The one way geobus opens an SQLite file and writes to it.
 
-Shared by the local namespace's store and the producer's outbox. SQLite itself
-takes a file shorter than its header for an empty database and would silently
-start afresh over it; a store that acknowledged messages must say so instead.
+The local namespace's store, the producer's outbox and the ``sqlite:`` seen-set
+all open their file with ``open_database`` and write with ``transaction``:
+
+- a new file is created owner-only (0600): it holds the application's data;
+- a damaged file is refused, never started afresh. SQLite itself takes a file
+  shorter than its header for an empty database and would silently start over
+  it; a store that acknowledged messages must say so instead;
+- WAL mode, at the durability each caller chooses (``synchronous``);
+- a write of several statements is one ``BEGIN IMMEDIATE`` ... ``COMMIT``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
-from collections.abc import Set
+from collections.abc import Callable, Iterator, Set
 from pathlib import Path
+from typing import Literal
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+BUSY_TIMEOUT = 5.0  # seconds a statement waits for another connection's transaction
 
 
 class NotOurDatabase(Exception):
     """The file exists but is not, or is no longer, a whole database of ours."""
 
 
-def check_file(path: Path) -> None:
+def open_database(
+    path: Path,
+    *,
+    tables: Set[str],
+    schema: str,
+    synchronous: Literal["FULL", "NORMAL"],
+    busy_timeout: float = BUSY_TIMEOUT,
+    vet: Callable[[sqlite3.Connection], None] | None = None,
+) -> sqlite3.Connection:
+    """Open ``path`` (created owner-only if missing) in WAL mode, with ``schema`` applied.
+
+    The file must hold a sound database with ``tables``, or no tables at all (a
+    new one). ``vet``, if given, sees the connection first, to refuse a file by
+    the caller's own rules: what it raises is passed on, the connection closed.
+
+    The connection is in autocommit mode (write several statements with
+    ``transaction``) and may be used from any thread, one at a time.
+
+    Raises:
+        OSError: the file cannot be created or opened (a missing directory, a
+            directory at ``path``, no permission).
+        NotOurDatabase: the file is not SQLite, is truncated or damaged, holds
+            another program's tables, or SQLite failed to read it. The file is
+            left as it was.
+    """
+    _check_file(path)
+    _create_owner_only(path)
+    try:
+        db = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise NotOurDatabase(str(exc)) from exc
+    try:
+        if vet is not None:
+            vet(db)
+        _check_tables(db, tables)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.executescript(schema)
+    except sqlite3.Error as exc:
+        db.close()
+        raise NotOurDatabase(str(exc)) from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, or ``ROLLBACK`` if the block or the commit fails.
+
+    IMMEDIATE takes the write lock before the first read, so a read-then-write (a
+    seen-set claim) cannot lose to another process in between. The error raised
+    is the block's: SQLite may already have rolled back (a full disk), so a
+    failing ``ROLLBACK`` is not reported over it.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        raise
+
+
+def _check_file(path: Path) -> None:
     """Refuse, before SQLite writes to it, a file that is not a whole SQLite database.
 
     Raises:
@@ -41,7 +117,7 @@ def check_file(path: Path) -> None:
         raise NotOurDatabase(f"it is truncated ({size} bytes is not a whole number of {page_size}-byte pages)")
 
 
-def check_tables(db: sqlite3.Connection, ours: Set[str]) -> None:
+def _check_tables(db: sqlite3.Connection, ours: Set[str]) -> None:
     """Refuse a database that is damaged or that another program wrote.
 
     It must read back cleanly and hold either no tables (a new database) or ours.
@@ -58,7 +134,7 @@ def check_tables(db: sqlite3.Connection, ours: Set[str]) -> None:
         raise NotOurDatabase(f"it is damaged ({'; '.join(problems[:3])})")
 
 
-def create_owner_only(path: Path) -> None:
+def _create_owner_only(path: Path) -> None:
     """Create ``path`` readable and writable by its owner only (0600) if it is missing.
 
     SQLite gives the ``-wal`` and ``-shm`` files it creates beside a database the

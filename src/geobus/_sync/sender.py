@@ -6,58 +6,85 @@ import datetime
 from collections.abc import Sequence
 from typing import Any
 
-from .._closing import Closing
 from .._engine import sender as core
 from .._models import ReplicatedMessageBatch, ScheduledMessage, SenderStats, SendResult
-from .portal import Portal
+from .shell import Shell
 
 
-class ReplicatedSender(Closing):
+class ReplicatedSender(Shell[core.ReplicatedSender]):
     """Sends every message to two Service Bus namespaces.
 
     The sync face of ``geobus.aio.ReplicatedSender`` — same modes, same
     guarantees, same errors (see there). Every call returns within the send
     deadline, even when a namespace black-holes its traffic. Thread-safe: calls
     from several threads are serialised on the client's event loop.
-    """
 
-    def __init__(self, portal: Portal, sender: core.ReplicatedSender) -> None:
-        self._portal = portal
-        self._core = sender
+    Get one from ``GeoServiceBusClient.get_queue_sender`` or ``get_topic_sender``.
+    """
 
     @property
     def active_namespace(self) -> str:
+        """The namespace passive mode sends to first (``"primary"`` or ``"secondary"``)."""
         return self._core.active_namespace
 
     @property
     def stats(self) -> SenderStats:
+        """A snapshot of this sender's counters and its outbox's depth (``SenderStats``)."""
         return self._core.stats
 
-    def __repr__(self) -> str:
-        return repr(self._core)
-
     def send_messages(self, message: Any, *, timeout: float | None = None) -> SendResult:
-        """Send a message, a list of messages or a ``ReplicatedMessageBatch``; see the async class."""
+        """Send a message, a list of messages or a ``ReplicatedMessageBatch`` to both namespaces.
+
+        Every field of every message is checked before anything is sent; within
+        ``timeout`` seconds (default: ``deadlines.send``) whatever the network does.
+
+        Returns a ``SendResult``: the namespaces that stored it (``landed``), the
+        outbox lanes keeping it for later (``buffered``), and the namespaces that
+        missed it with their errors (``missed``).
+
+        Raises:
+            TypeError, ValueError: a field Service Bus would refuse, naming it.
+            ReplicationError: no namespace took it (or quorum ``all`` was not met)
+                and no outbox could keep it; ``OutboxFullError`` if the outbox is full.
+            The SDK's own errors for the message's fault or a namespace's setup
+            (``MessageSizeExceededError``, ``ServiceBusAuthenticationError``...),
+            unchanged and without failover. The async class lists every case.
+        """
         return self._portal.run(self._core.send_messages(message, timeout=timeout))
 
     def schedule_messages(
         self, messages: Any, schedule_time_utc: datetime.datetime, *, timeout: float | None = None
     ) -> list[ScheduledMessage]:
+        """Schedule a message (or a list) for ``schedule_time_utc`` on the namespace(s) a
+        send would reach. Never buffered: a schedule needs the namespace's answer.
+
+        Returns one ``ScheduledMessage`` per message, for ``cancel_scheduled_messages``.
+
+        Raises:
+            As ``send_messages`` (without the outbox), and ``TypeError`` for a
+            ``schedule_time_utc`` that is not a ``datetime``.
+        """
         return self._portal.run(self._core.schedule_messages(messages, schedule_time_utc, timeout=timeout))
 
     def cancel_scheduled_messages(
         self, scheduled: ScheduledMessage | Sequence[ScheduledMessage], *, timeout: float | None = None
     ) -> None:
+        """Cancel scheduled messages on every namespace that holds them.
+
+        Raises:
+            ReplicationError: a namespace could not be reached; ``landed`` names
+                those where the cancellation did happen. Calling again is safe.
+        """
         self._portal.run(self._core.cancel_scheduled_messages(scheduled, timeout=timeout))
 
     def create_message_batch(
         self, max_size_in_bytes: int | None = None, *, timeout: float | None = None
     ) -> ReplicatedMessageBatch:
-        return self._portal.run(self._core.create_message_batch(max_size_in_bytes, timeout=timeout))
+        """An empty ``ReplicatedMessageBatch`` sized for the smaller of the two namespaces'
+        limits (those reachable now), or ``max_size_in_bytes`` if smaller still.
 
-    def close(self) -> None:
-        """Close this sender. Safe to call twice, and after its client closed (then a no-op:
-        the client's close closed it)."""
-        if self._portal.closed:
-            return
-        self._portal.run(self._core.close())
+        Raises:
+            ReplicationError: neither namespace could be reached to learn its limit.
+            ValueError: ``max_size_in_bytes`` is over the namespaces' limit.
+        """
+        return self._portal.run(self._core.create_message_batch(max_size_in_bytes, timeout=timeout))

@@ -1,5 +1,14 @@
 """The embedded local namespace: an AMQP 1.0 server that azure-servicebus talks to.
 
+``LocalNamespace`` runs one in this process, ``LocalNamespaceProcess`` in a child
+process; ``ControlServer`` and ``ControlClient`` inject faults into one over HTTP.
+
+Constants: ``DEV_KEY_NAME`` and ``DEV_KEY``, the published development key
+(like Azurite's, it protects nothing; ``development_key(n)`` for namespace n of
+a set); ``DEFAULT_MAX_MESSAGE_SIZE``, the largest message a namespace takes
+unless told otherwise (1 MiB); ``MAX_LATENCY``, the most latency a
+fault may add, in seconds.
+
 Needs the ``local`` extra (``pip install 'geobus[local]'``), which brings
 python-qpid-proton.
 """

@@ -1,8 +1,9 @@
 """What the local namespace does with each AMQP event: the protocol, not the sockets.
 
-``Engine.dispatch`` handles one proton event. The sockets, the faults and the
-clock's turns belong to ``_server`` (one connection's bytes to ``_connection``);
-the messages' state belongs to the broker.
+``Engine.dispatch`` handles one proton event: connections, sessions and links
+here, the messages on entity links in ``_deliveries``. The sockets, the faults
+and the clock's turns belong to ``_server`` (one connection's bytes to
+``_connection``); the messages' state belongs to the broker.
 Everything here runs on the server's single loop thread.
 """
 
@@ -11,79 +12,50 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from proton import (
     Collector,
-    Condition,
     Connection,
     Delivery,
-    Disposition,
-    Endpoint,
     Event,
     Link,
     Message,
     Session,
     Terminus,
     Transport,
-    symbol,
-    timestamp,
 )
 
 from .._sas import SasToken, validate_sas_token
 from ._broker import BadAddress, Broker, EntityNotFound, Topic, entity_path
 from ._cbs import CBS_NODE, authorized, handle_put_token
-from ._codec import CodecError, encode_annotations, encode_header, parse_message, unpack_batch
-from ._entities import LockLost, MessageLog, MessageState, StoredMessage
-from ._limits import RESOURCE_LIMIT_EXCEEDED, Limits
+from ._codec import CodecError, parse_message, unpack_batch
+from ._conditions import (
+    DECODE_ERROR,
+    INVALID_FIELD,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    RESOURCE_LIMIT_EXCEEDED,
+    UNAUTHORIZED,
+    error_condition,
+)
+from ._deliveries import Consumers, reject, take_transfer
+from ._entities import MessageLog
+from ._limits import Limits
 
 _LOG = logging.getLogger("geobus.local")
 
 MANAGEMENT_SUFFIX = "/$management"
 LINK_CREDIT = 200
-
-# Error conditions, as Azure Service Bus names them (the SDK maps these to its exceptions).
-NOT_FOUND = "amqp:not-found"
-UNAUTHORIZED = "amqp:unauthorized-access"
-NOT_IMPLEMENTED = "amqp:not-implemented"
-DECODE_ERROR = "amqp:decode-error"
-INVALID_FIELD = "amqp:invalid-field"
-MESSAGE_SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
-LOCK_LOST = "com.microsoft:message-lock-lost"
-DEAD_LETTER = "com.microsoft:dead-letter"
-TRACKING_ID = symbol("com.microsoft:tracking-id")
 _LINK_EVENTS = (Event.LINK_REMOTE_OPEN, Event.LINK_FLOW, Event.LINK_REMOTE_CLOSE)
 
 
-def error_condition(name: str, description: str) -> Condition:
-    """An AMQP error as Service Bus sends it: with an info map.
-
-    azure-servicebus's pure-Python transport reads an error as a three-field list
-    (condition, description, info); proton leaves a null info off the wire, and the
-    client then fails with IndexError while handling the reply and never returns.
-    """
-    return Condition(name, description, {TRACKING_ID: str(uuid.uuid4())})
-
-
-def render(message: StoredMessage, log: MessageLog) -> bytes:
-    """The bytes a client receives for ``message``: broker sections + the stored rest."""
-    annotations = dict(message.annotations)
-    annotations[symbol("x-opt-sequence-number")] = message.seq
-    annotations[symbol("x-opt-enqueued-time")] = timestamp(int(message.enqueued_at * 1000))
-    if message.locked_until is not None:
-        annotations[symbol("x-opt-locked-until")] = timestamp(int(message.locked_until * 1000))
-    if message.state != MessageState.ACTIVE:
-        annotations[symbol("x-opt-message-state")] = int(message.state)
-    return (
-        encode_header(message.header, message.delivery_count)
-        + encode_annotations(annotations)
-        + message.rest
-    )
-
-
 class Engine:
-    """The protocol half of one local namespace."""
+    """The protocol half of one local namespace.
+
+    ``hosts``: the host names a token's audience may name (``_cbs.own_hosts``).
+    """
 
     def __init__(
         self,
@@ -99,12 +71,11 @@ class Engine:
         self.broker = broker
         self.key_name = key_name
         self._key = key
-        # The host names a token's audience may name (``_cbs.own_hosts``).
         self.hosts = hosts
         self.max_message_size = max_message_size
         self.limits = limits or Limits()
         self.clock = clock
-        self._consumers: dict[MessageLog, list[Link]] = {}
+        self.consumers = Consumers(clock)
 
     def validate_token(self, token: str) -> SasToken:
         """Check a SAS token against this namespace's key, now.
@@ -139,7 +110,7 @@ class Engine:
         """Forget a connection's consumers. Its messages' locks stay until they expire,
         as in Service Bus."""
         for link in connection.consumer_links:
-            self._unregister(link)
+            self.consumers.remove(link)
         connection.consumer_links = []
         # The links here hold the connection, which holds this dict: a cycle through
         # proton's C objects that Python's collector cannot see.
@@ -155,7 +126,7 @@ class Engine:
             if delivery.link.is_receiver:
                 self._incoming(delivery)
             elif delivery.updated:
-                self._settled_by_client(delivery)
+                self.consumers.settled(delivery)
         elif kind in _LINK_EVENTS and (link := event.link) is not None:
             self._link_event(kind, link)
         elif kind == Event.SESSION_REMOTE_OPEN and (session := event.session) is not None:
@@ -176,7 +147,7 @@ class Engine:
             self._open_link(link)
         elif kind == Event.LINK_FLOW:
             if link.is_sender and getattr(link, "kind", None) == "entity":
-                self._pump_link(link)
+                self.consumers.pump_link(link)
         else:
             self._link_gone(link)
 
@@ -207,7 +178,7 @@ class Engine:
         link.gone = True
         connection = link.connection
         connection.link_count -= 1
-        self._unregister(link)
+        self.consumers.remove(link)
         if link in connection.consumer_links:
             connection.consumer_links.remove(link)
         replies = connection.reply_links
@@ -303,9 +274,9 @@ class Engine:
         else:
             link.peek_lock = link.remote_snd_settle_mode != Link.SND_SETTLED
             link.open()
-            self._consumers.setdefault(link.log, []).append(link)
+            self.consumers.add(link)
             connection.consumer_links.append(link)
-            self._pump_link(link)
+            self.consumers.pump_link(link)
 
     def _open_node(self, link: Link, kind: str, address: str) -> None:
         link.kind = kind
@@ -330,131 +301,28 @@ class Engine:
         link.condition = error_condition(condition, description)
         link.close()
 
-    def _unregister(self, link: Link) -> None:
-        log = getattr(link, "log", None)
-        if log is not None and link in self._consumers.get(log, []):
-            self._consumers[log].remove(link)
-
-    # -- sending to clients ----------------------------------------------------
-
-    def pump(self, logs: Iterable[MessageLog]) -> None:
-        """Offer ready messages of ``logs`` to the links reading them."""
-        for log in logs:
-            for link in list(self._consumers.get(log, [])):
-                self._pump_link(link)
-
-    def _pump_link(self, link: Link) -> None:
-        if not link.state & Endpoint.LOCAL_ACTIVE:
-            return
-        log: MessageLog = link.log
-        now = self.clock()
-        while link.credit > 0:
-            message = log.take(now, peek_lock=link.peek_lock)
-            if message is None:
-                break
-            token = message.lock_token or uuid.uuid4()
-            # The SDK reads the tag as the lock token's 16 raw bytes; proton takes bytes
-            # here though its stubs say str.
-            delivery = link.delivery(token.bytes_le)  # type: ignore[arg-type]
-            link.send(render(message, log))
-            link.advance()
-            if link.peek_lock:
-                delivery.token = token
-            else:
-                delivery.settle()
-        if link.drain_mode and link.credit > 0:
-            link.drained()
-
-    def _settled_by_client(self, delivery: Delivery) -> None:
-        token = getattr(delivery, "token", None)
-        if token is None or (delivery.settled and delivery.local_state):
-            delivery.settle()
-            return
-        log: MessageLog = delivery.link.log
-        state = delivery.remote_state
-        remote = delivery.remote
-        now = self.clock()
-        local = delivery.local
-        try:
-            if state == Disposition.ACCEPTED:
-                log.complete(token, now)
-            elif state == Disposition.RELEASED:
-                log.abandon(token, now, count=False)
-            elif state == Disposition.MODIFIED:
-                if remote.undeliverable:
-                    log.defer(token, now)
-                else:
-                    log.abandon(token, now)
-                local.failed = remote.failed
-                local.undeliverable = remote.undeliverable
-            elif state == Disposition.REJECTED:
-                reason, description = _dead_letter_info(remote.condition)
-                log.dead_letter_locked(token, now, reason, description)
-            else:
-                return
-            delivery.update(state)
-        except LockLost:
-            local.condition = error_condition(
-                LOCK_LOST,
-                "The lock supplied is invalid. Either the lock expired, or the message has "
-                "already been removed from the queue.",
-            )
-            delivery.update(Disposition.REJECTED)
-        delivery.settle()
-        self.pump([log])
-
     # -- receiving from clients ------------------------------------------------
 
     def _incoming(self, delivery: Delivery) -> None:
         link = delivery.link
-        if not delivery.readable or delivery.aborted:
-            if delivery.aborted:
-                delivery.settle()
+        payload = take_transfer(delivery, self._request_limit(link))
+        if payload is None:
             return
-        chunk = link.recv(delivery.pending) or b""
-        if not link.state & Endpoint.LOCAL_ACTIVE:
-            # This end detached the link (a fault, a refusal) before the transfer came.
-            # The client never hears its outcome and sends it again on a new link, so
-            # storing it would make a duplicate: drop it.
-            delivery.buffer = None
-            if not delivery.partial:
-                link.advance()
-                delivery.settle()
-            return
-        buffer = getattr(delivery, "buffer", None)
-        if buffer is None:
-            buffer = bytearray()
-        buffer += chunk  # in place: a large message comes in many frames
-        if len(buffer) > (limit := self._request_limit(link)):
-            delivery.buffer = None
-            if not delivery.partial:
-                link.advance()
-            too_large = f"The message exceeds the maximum size ({limit} bytes)."
-            self._reject(delivery, MESSAGE_SIZE_EXCEEDED, too_large)
-            if delivery.partial:
-                link.condition = error_condition(MESSAGE_SIZE_EXCEEDED, too_large)
-                link.close()
-            return
-        if delivery.partial:
-            delivery.buffer = buffer
-            return
-        delivery.buffer = None
-        link.advance()
         kind = getattr(link, "kind", None)
         try:
             if kind == "cbs":
-                handle_put_token(self, link, bytes(buffer))
+                handle_put_token(self, link, payload)
             elif kind == "management":
                 from ._management import handle_request
 
-                handle_request(self, link, bytes(buffer))
+                handle_request(self, link, payload)
             elif kind == "entity":
-                self._enqueue(link, bytes(buffer))
+                self._enqueue(link, payload)
             else:
-                self._reject(delivery, NOT_FOUND, "the link is not attached to a node")
+                reject(delivery, NOT_FOUND, "the link is not attached to a node")
                 return
         except CodecError as exc:
-            self._reject(delivery, DECODE_ERROR, str(exc))
+            reject(delivery, DECODE_ERROR, str(exc))
             return
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
@@ -467,18 +335,13 @@ class Engine:
             return self.limits.max_cbs_request
         return self.max_message_size
 
-    def _reject(self, delivery: Delivery, condition: str, description: str) -> None:
-        delivery.local.condition = error_condition(condition, description)
-        delivery.update(Delivery.REJECTED)
-        delivery.settle()
-
     def _enqueue(self, link: Link, data: bytes) -> None:
         target: MessageLog | Topic = link.send_target
         inner = unpack_batch(data) or [data]
         parsed = [parse_message(m) for m in inner]
         for message in parsed:
             self.broker.enqueue(target, message)
-        self.pump(target.subscriptions.values() if isinstance(target, Topic) else [target])
+        self.consumers.pump(target.subscriptions.values() if isinstance(target, Topic) else [target])
 
     def reply(
         self,
@@ -518,18 +381,6 @@ def _advertise_idle_timeout_only(transport: Transport) -> None:
     """
     transport.pending()
     transport.idle_timeout = 0
-
-
-def _dead_letter_info(condition: Condition | None) -> tuple[str | None, str | None]:
-    if condition is None or not isinstance(condition.info, dict):
-        return None, None
-    info = {str(k): v for k, v in condition.info.items()}
-    reason = info.get("DeadLetterReason")
-    description = info.get("DeadLetterErrorDescription")
-    return (
-        None if reason is None else str(reason),
-        None if description is None else str(description),
-    )
 
 
 def _has_session_filter(link: Link) -> bool:

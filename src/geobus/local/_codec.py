@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from proton import Data, Described, symbol, timestamp, ubyte, uint, ulong
+from proton import Data, Described, symbol, ubyte, uint, ulong
 
 HEADER = 0x70
 DELIVERY_ANNOTATIONS = 0x71
@@ -350,10 +350,6 @@ def encode_annotations(annotations: dict[Any, Any]) -> bytes:
     if not annotations:
         return b""
     return _encode(Described(ulong(MESSAGE_ANNOTATIONS), annotations))
-
-
-def ms_timestamp(epoch_seconds: float) -> timestamp:
-    return timestamp(int(epoch_seconds * 1000))
 
 
 def with_application_properties(rest: bytes, extra: Mapping[str, Any]) -> bytes:

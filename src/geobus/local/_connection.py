@@ -21,7 +21,8 @@ from pathlib import Path
 
 from proton import Collector, Connection, Transport
 
-from ._amqp import Engine, error_condition
+from ._amqp import Engine
+from ._conditions import error_condition
 
 _LOG = logging.getLogger("geobus.local")
 _READ_SIZE = 256 * 1024

@@ -23,6 +23,7 @@ import ipaddress
 import json
 import threading
 import urllib.request
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -31,7 +32,8 @@ from ._namespace import LocalNamespace
 
 HEADER = "X-Geobus-Control"
 
-_FAULTS = {
+# POST /fault/<name>: the LocalNamespace method it calls, which ControlClient has too.
+_FAULTS: dict[str, Callable[[LocalNamespace], object]] = {
     "refuse": LocalNamespace.refuse,
     "black_hole": LocalNamespace.black_hole,
     "freeze": LocalNamespace.freeze,
@@ -42,6 +44,7 @@ _FAULTS = {
 
 
 def status(namespace: LocalNamespace) -> dict[str, Any]:
+    """What ``GET /`` answers: the namespace's address, fault, latency, connections and counts."""
     return {
         "endpoint": namespace.endpoint,
         "fault": namespace.fault.value,
@@ -65,13 +68,16 @@ class ControlServer:
 
     @property
     def url(self) -> str:
+        """Where the endpoint listens (``http://127.0.0.1:<port>``), for ``ControlClient``."""
         return f"http://{self._host}:{self._http.server_port}"
 
     def start(self) -> ControlServer:
+        """Serve on a daemon thread; returns this server."""
         self._thread.start()
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the listening socket."""
         self._http.shutdown()
         self._http.server_close()
 
@@ -174,8 +180,25 @@ def _seconds(query: str) -> float:
         raise ValueError("latency seconds must be a number") from None
 
 
+def _command(name: str) -> Callable[[ControlClient], None]:
+    """The ``ControlClient`` method that posts fault ``name`` (a key of ``_FAULTS``)."""
+    method = _FAULTS[name]
+
+    def command(self: ControlClient) -> None:
+        self._call("POST", f"/fault/{name}")
+
+    command.__name__ = command.__qualname__ = method.__name__
+    command.__doc__ = f"``LocalNamespace.{method.__name__}`` on the namespace, through ``POST /fault/{name}``."
+    return command
+
+
 class ControlClient:
-    """Sends fault commands to a namespace started by ``geobus local``."""
+    """Sends fault commands to a namespace started by ``geobus local``.
+
+    Each method is one HTTP request; it raises ``urllib.error.URLError`` (an
+    ``HTTPError`` for a refused or bad command) when it fails, and
+    ``TimeoutError`` after ``timeout`` seconds. Thread-safe.
+    """
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
@@ -189,25 +212,16 @@ class ControlClient:
             return result
 
     def status(self) -> dict[str, Any]:
+        """The namespace's ``status``: its address, fault, latency, connections and counts."""
         return self._call("GET", "/")
 
-    def refuse(self) -> None:
-        self._call("POST", "/fault/refuse")
-
-    def black_hole(self) -> None:
-        self._call("POST", "/fault/black_hole")
-
-    def freeze(self) -> None:
-        self._call("POST", "/fault/freeze")
-
-    def heal(self) -> None:
-        self._call("POST", "/fault/heal")
-
-    def drop_connections(self) -> None:
-        self._call("POST", "/fault/drop")
-
-    def detach_links(self) -> None:
-        self._call("POST", "/fault/detach")
+    refuse = _command("refuse")
+    black_hole = _command("black_hole")
+    freeze = _command("freeze")
+    heal = _command("heal")
+    drop_connections = _command("drop")
+    detach_links = _command("detach")
 
     def set_latency(self, seconds: float) -> None:
+        """``LocalNamespace.set_latency`` on the namespace, through ``POST /latency``."""
         self._call("POST", f"/latency?seconds={seconds}")

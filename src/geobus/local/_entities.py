@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import heapq
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -314,16 +314,3 @@ class MessageLog:
         message = self.messages.get(seq)
         if message is not None and message.state == MessageState.SCHEDULED:
             self._remove(message)
-
-    def release_all_locks(self) -> None:
-        """Forget every lock without counting a delivery (a restart, a dropped link)."""
-        for message in list(self._locks.values()):
-            self._unlock(message)
-            self._make_ready(message)
-
-    def __iter__(self) -> Iterator[StoredMessage]:
-        return iter(self.messages.values())
-
-    @property
-    def active_count(self) -> int:
-        return sum(1 for m in self.messages.values() if m.state == MessageState.ACTIVE)

@@ -45,11 +45,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
+from ._conditions import RESOURCE_LIMIT_EXCEEDED, UNAUTHORIZED
+
 if TYPE_CHECKING:
     from ._connection import Conn
 
-RESOURCE_LIMIT_EXCEEDED = "amqp:resource-limit-exceeded"
-UNAUTHORIZED = "amqp:unauthorized-access"
 # How long a connection closed for a limit may take to read its close frame.
 CLOSE_GRACE = 2.0
 
@@ -106,6 +106,17 @@ def next_deadline(conn: Conn, limits: Limits) -> float:
     if conn.close_by:
         deadlines.append(conn.close_by)
     return min(deadlines)
+
+
+def restart_clocks(conns: Iterable[Conn], limits: Limits, now: float) -> None:
+    """Start every connection's clocks afresh at ``now``, after a fault that stopped the
+    server reading: the silence was the server's, not the clients'."""
+    for conn in conns:
+        conn.last_input = now
+        if conn.authorise_by:
+            conn.authorise_by = now + limits.handshake_timeout
+        if conn.close_by:
+            conn.close_by = now + CLOSE_GRACE
 
 
 def oldest_unauthorised(conns: Iterable[Conn]) -> Conn | None:

@@ -16,6 +16,8 @@ from proton import UNDESCRIBED, Array, Data, Link, Message, symbol, timestamp
 
 from ._broker import BadAddress, EntityNotFound, Topic
 from ._codec import CodecError, parse_message
+from ._conditions import ARGUMENT_ERROR, LOCK_LOST, MESSAGE_NOT_FOUND, NOT_FOUND, NOT_IMPLEMENTED
+from ._deliveries import render
 from ._entities import LockLost, MessageLog
 
 # proton types Array's descriptor as data, though UNDESCRIBED is its documented marker.
@@ -24,11 +26,6 @@ _PLAIN: Any = UNDESCRIBED
 if TYPE_CHECKING:
     from ._amqp import Engine
 
-MESSAGE_NOT_FOUND = "com.microsoft:message-not-found"
-LOCK_LOST = "com.microsoft:message-lock-lost"
-ARGUMENT_ERROR = "com.microsoft:argument-error"
-NOT_IMPLEMENTED = "amqp:not-implemented"
-NOT_FOUND = "amqp:not-found"
 
 # receiver-settle-mode in receive-by-sequence-number: 0 is receive-and-delete.
 _RECEIVE_AND_DELETE = 0
@@ -151,25 +148,21 @@ def _update_disposition(engine: Engine, entity: str, body: dict[str, Any]) -> Re
                 raise ManagementError(400, ARGUMENT_ERROR, f"unknown disposition {status!r}")
         except LockLost as exc:
             raise ManagementError(410, LOCK_LOST, "The lock supplied is invalid.") from exc
-    engine.pump([log])
+    engine.consumers.pump([log])
     return 200, {}
 
 
 def _peek(engine: Engine, entity: str, body: dict[str, Any]) -> Reply:
-    from ._amqp import render
-
     log = _log(engine, entity)
     start = int(body.get("from-sequence-number") or 0)
     count = max(1, int(body.get("message-count") or 1))
     found = log.peek(start, count, engine.clock())
     if not found:
         return 204, None
-    return 200, {"messages": [{"message": render(m, log)} for m in found]}
+    return 200, {"messages": [{"message": render(m)} for m in found]}
 
 
 def _receive_by_sequence_number(engine: Engine, entity: str, body: dict[str, Any]) -> Reply:
-    from ._amqp import render
-
     log = _log(engine, entity)
     peek_lock = int(body.get("receiver-settle-mode") or 0) != _RECEIVE_AND_DELETE
     now = engine.clock()
@@ -181,7 +174,7 @@ def _receive_by_sequence_number(engine: Engine, entity: str, body: dict[str, Any
             raise ManagementError(
                 404, MESSAGE_NOT_FOUND, f"no deferred message with sequence number {seq}"
             ) from exc
-        entry: dict[str, Any] = {"message": render(message, log)}
+        entry: dict[str, Any] = {"message": render(message)}
         if message.lock_token is not None:
             entry["lock-token"] = message.lock_token
         messages.append(entry)
@@ -201,7 +194,7 @@ def _schedule(engine: Engine, entity: str, body: dict[str, Any]) -> Reply:
             raise ManagementError(400, ARGUMENT_ERROR, str(exc)) from exc
         seq = engine.broker.enqueue(target, parsed)
         numbers.append(seq if seq is not None else 0)
-    engine.pump(target.subscriptions.values() if isinstance(target, Topic) else [target])
+    engine.consumers.pump(target.subscriptions.values() if isinstance(target, Topic) else [target])
     return 200, {"sequence-numbers": Array(_PLAIN, Data.LONG, *numbers)}
 
 

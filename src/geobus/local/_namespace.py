@@ -7,9 +7,11 @@ import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
+from typing_extensions import Self
+
+from .._closing import Serving
 from ._amqp import Engine
 from ._broker import Broker
 from ._cbs import own_hosts
@@ -43,7 +45,7 @@ def development_key(number: int) -> str:
     return base64.b64encode(f"geobus-local-development-key-{number}".encode()).decode()
 
 
-class LocalNamespace:
+class LocalNamespace(Serving):
     """An AMQP 1.0 server that azure-servicebus talks to as if it were a namespace.
 
     Start it with ``with LocalNamespace() as ns:`` (or ``start()``/``stop()``) and
@@ -135,7 +137,12 @@ class LocalNamespace:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def start(self) -> LocalNamespace:
+    def start(self) -> Self:
+        """Listen and serve on the server's thread; a second call does nothing.
+
+        Raises:
+            OSError: the port cannot be bound.
+        """
         if not self._started:
             self._server.start()
             self._started = True
@@ -148,23 +155,19 @@ class LocalNamespace:
             self._started = False
         self._store.close()
 
+    def close(self) -> None:
+        """The same as ``stop``."""
+        self.stop()
+
     @property
     def failure(self) -> BaseException | None:
         """Why the namespace stopped by itself (an ``OSError`` from its store), or None."""
         return self._server.failure
 
-    def __enter__(self) -> LocalNamespace:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def __exit__(self, *exc_info: Any) -> None:
+        super().__exit__(*exc_info)
         failure = self._server.failure
-        if failure is not None and failure is not exc:
+        if failure is not None and failure is not exc_info[1]:
             # The block may have failed because of it (the SDK saw its connection
             # close): raised here, the store's error is the one the reader sees first.
             raise failure
@@ -176,18 +179,22 @@ class LocalNamespace:
 
     @property
     def host(self) -> str:
-        return self._server.host
+        """The address it listens on."""
+        return self._server.address.host
 
     @property
     def port(self) -> int:
-        return self._server.port
+        """The port it listens on (the one picked, once started, when asked for port 0)."""
+        return self._server.address.port
 
     @property
     def endpoint(self) -> str:
+        """``sb://host:port``."""
         return f"sb://{self.host}:{self.port}"
 
     @property
     def fully_qualified_namespace(self) -> str:
+        """``host:port``, what the SDK takes as a fully qualified namespace."""
         return f"{self.host}:{self.port}"
 
     @property
@@ -202,10 +209,12 @@ class LocalNamespace:
 
     @property
     def fault(self) -> Fault:
+        """The fault in force (``Fault.NONE`` when healthy)."""
         return self._server.fault
 
     @property
     def latency(self) -> float:
+        """Seconds every inbound chunk is held (``set_latency``)."""
         return self._server.latency
 
     def refuse(self) -> None:
@@ -262,13 +271,21 @@ class LocalNamespace:
 
     @property
     def connection_count(self) -> int:
+        """Client connections open now."""
         return self._server.call(lambda: self._server.connection_count)
 
     def declare_topic(self, name: str, subscriptions: Iterable[str] = ()) -> None:
+        """Create topic ``name`` with ``subscriptions`` (those it lacks, if it exists).
+
+        Raises:
+            ValueError: ``name`` cannot name an entity, or is a queue's.
+        """
         self._server.call(lambda: self._broker.declare_topic(name, subscriptions) and None)
 
     def declare_queue(self, name: str) -> None:
-        self._server.call(lambda: self._broker.declare_queue(name) and None)
+        """Create queue ``name`` unless it exists.
 
-    def _on_loop(self, fn: Callable[[], Any]) -> Any:
-        return self._server.call(fn)
+        Raises:
+            ValueError: ``name`` cannot name an entity, or is a topic's.
+        """
+        self._server.call(lambda: self._broker.declare_queue(name) and None)

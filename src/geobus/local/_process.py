@@ -11,13 +11,15 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
+from typing_extensions import Self
+
+from .._closing import Serving
 from ._control import ControlClient
 
 
-class LocalNamespaceProcess:
+class LocalNamespaceProcess(Serving):
     """Runs ``geobus local`` in a child process and knows its connection strings.
 
     ``restart()`` starts it again on the same ports and store (an outage that
@@ -58,17 +60,25 @@ class LocalNamespaceProcess:
 
     @property
     def pid(self) -> int | None:
+        """The child's process id while it runs, else None."""
         return self._process.pid if self._process else None
 
     @property
     def connection_string(self) -> str:
+        """The first namespace's connection string (key included: a development key)."""
         return self.connection_strings[0]
 
     @property
     def control(self) -> ControlClient:
+        """The first namespace's fault control."""
         return self.controls[0]
 
-    def start(self) -> LocalNamespaceProcess:
+    def start(self) -> Self:
+        """Start ``geobus local`` and wait for its connection strings.
+
+        Raises:
+            RuntimeError: see the class docstring.
+        """
         command = [sys.executable, "-m", "geobus", "local", "--namespaces", str(self.namespaces)]
         command += ["--port", str(self._ports[0] if self._ports else 0)]
         if self.store is not None:
@@ -150,23 +160,17 @@ class LocalNamespaceProcess:
             self._process.send_signal(signal.SIGSTOP)
 
     def resume(self) -> None:
+        """SIGCONT: the host answers again."""
         if self._process is not None:
             self._process.send_signal(signal.SIGCONT)
 
-    def restart(self) -> LocalNamespaceProcess:
+    def restart(self) -> Self:
         """Start again on the same ports with the same store."""
         self.kill()
         return self.start()
 
-    def __enter__(self) -> LocalNamespaceProcess:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """``stop``, without its exit status."""
         self.stop()
 
 

@@ -1,7 +1,8 @@
 """The local namespace's sockets: one selector loop on one thread, and its faults.
 
-The loop owns the listener, the selector and the set of connections; what one
-connection does with its bytes and events is ``_connection.Conn``'s.
+The loop owns the selector and the set of connections. The listening socket is
+``_listener.Listener``'s, the calls other threads hand the loop ``_inbox.Inbox``'s,
+and what one connection does with its bytes and events ``_connection.Conn``'s.
 
 Owning the sockets is what makes faults exact. ``refuse`` stops listening (the port
 stays bound, so ``heal`` gets it back) and resets open connections; ``black_hole``
@@ -21,31 +22,29 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import errno
 import logging
 import selectors
 import socket
-import struct
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
 from proton import Endpoint
 
-from ._amqp import UNAUTHORIZED, Engine, error_condition
+from ._amqp import Engine
 from ._broker import Broker
 from ._cbs import expired_links
+from ._conditions import UNAUTHORIZED, error_condition
 from ._connection import Conn
-from ._limits import CLOSE_GRACE, AcceptBackoff, next_deadline, oldest_unauthorised, overdue
+from ._inbox import WAKE, Inbox
+from ._limits import CLOSE_GRACE, next_deadline, oldest_unauthorised, overdue, restart_clocks
+from ._listener import LISTENER, Listener
+from ._sockets import KeptPort, arm_reset
 from ._store import StoreWriteError
 
 _LOG = logging.getLogger("geobus.local")
 _T = TypeVar("_T")
-# ``accept()`` errors that mean "no descriptor (or buffer) for a new socket now".
-_OUT_OF_DESCRIPTORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class Store(Protocol):
@@ -79,26 +78,16 @@ class Server:
     ) -> None:
         self.engine = engine
         self.store = store
-        self.host = host
-        self.port = port
         self.fault = Fault.NONE
         self.latency = 0.0
         self._selector = selectors.DefaultSelector()
-        self._listener: socket.socket | None = None
-        # While refusing, the port stays bound (not listening) so that nothing else,
-        # such as a client's ephemeral port, can take it before ``heal``.
-        self._reserved: socket.socket | None = None
+        # The port is kept through ``refuse`` (0 until started, when any free one was asked for).
+        self.address = KeptPort(host, port)
+        self._listener = Listener(self._selector, self.address)
         self._conns: set[Conn] = set()
-        self._commands: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
-        self._commands_lock = threading.Lock()
-        self._loop_done = False
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._inbox = Inbox(self._selector)
         self._stopping = False
         self._thread: threading.Thread | None = None
-        self._accept_backoff = AcceptBackoff()
         self._full = False  # at max_connections with no one to give way: logged once
         # Why the loop ended by itself; None while it runs or once ``stop`` ended it.
         self.failure: BaseException | None = None
@@ -107,9 +96,10 @@ class Server:
     # -- lifecycle (any thread) ----------------------------------------------------
 
     def start(self) -> None:
-        self._listen()
+        self._listener.listen()
+        self._watch_listener()
         self._thread = threading.Thread(
-            target=self._run, name=f"geobus-local-{self.port}", daemon=True
+            target=self._run, name=f"geobus-local-{self.address.port}", daemon=True
         )
         self._thread.start()
 
@@ -117,7 +107,7 @@ class Server:
         if self._thread is None:
             return
         self._stopping = True
-        self._wake()
+        self._inbox.wake()
         self._thread.join(timeout=10)
         self._thread = None
 
@@ -129,22 +119,7 @@ class Server:
         """
         if self._thread is None or threading.current_thread() is self._thread:
             return fn()
-        future: Future[_T] = Future()
-        with self._commands_lock:
-            if self._loop_done:
-                raise RuntimeError(self._not_running()) from self.failure
-            self._commands.append((fn, future))
-        self._wake()
-        return future.result(timeout)
-
-    def _not_running(self) -> str:
-        if self.failure is None:
-            return "the local namespace's loop is not running"
-        return f"the local namespace stopped: {self.failure}"
-
-    def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
-            self._wake_w.send(b"x")
+        return self._inbox.call(fn, timeout)
 
     # -- faults (loop thread) ------------------------------------------------------
 
@@ -157,27 +132,16 @@ class Server:
             for conn in list(self._conns):
                 self._reset(conn)
             if self.fault != Fault.REFUSE:
-                self._close_listener()
-                self._reserve_port()
+                self._listener.refuse()
         elif self.fault == Fault.REFUSE:
-            self._listen()
+            self._listener.listen()
         if self.fault in _SILENT and fault not in _SILENT:
-            self._restart_clocks()
+            # The server read nothing during the fault: that silence is not the clients'.
+            restart_clocks(self._conns, self.engine.limits, time.monotonic())
         self.fault = fault
         self._watch_listener()
         for conn in list(self._conns):
             self._update_interest(conn)
-
-    def _restart_clocks(self) -> None:
-        # The server read nothing during the fault: that silence is not the clients'.
-        now = time.monotonic()
-        handshake = self.engine.limits.handshake_timeout
-        for conn in self._conns:
-            conn.last_input = now
-            if conn.authorise_by:
-                conn.authorise_by = now + handshake
-            if conn.close_by:
-                conn.close_by = now + CLOSE_GRACE
 
     def drop_connections(self) -> int:
         conns = list(self._conns)
@@ -208,10 +172,9 @@ class Server:
         try:
             while not self._stopping:
                 for key, mask in self._selector.select(self._timeout()):
-                    if key.data == "wake":
-                        with contextlib.suppress(BlockingIOError):
-                            self._wake_r.recv(4096)
-                    elif key.data == "listener":
+                    if key.data == WAKE:
+                        self._inbox.woken()
+                    elif key.data == LISTENER:
                         self._accept()
                     else:
                         conn: Conn = key.data
@@ -219,41 +182,34 @@ class Server:
                             self._read(conn)
                         if mask & selectors.EVENT_WRITE:
                             conn.want_write = False
-                self._run_commands()
+                self._inbox.run_all()
                 self._turn()
         except StoreWriteError as exc:
             # Not a bug: the disk is full, say. Serving on would acknowledge what is not
             # saved, so stop; the sockets close below without sending this turn's answers.
             self.failure = exc
-            _LOG.error("local namespace %s:%s stopped: %s", self.host, self.port, exc)
+            _LOG.error("local namespace %s:%s stopped: %s", self.address.host, self.address.port, exc)
         except Exception as exc:  # pragma: no cover - a bug; keep the traceback visible
             self.failure = exc
             _LOG.exception("local namespace loop crashed")
             raise
         finally:
-            with self._commands_lock:
-                self._loop_done = True
-                orphans = list(self._commands)
-                self._commands.clear()
-            for _, future in orphans:
-                future.set_exception(RuntimeError(self._not_running()))
+            if self.failure is None:
+                self._inbox.close("the local namespace's loop is not running", None)
+            else:
+                self._inbox.close(f"the local namespace stopped: {self.failure}", self.failure)
             for conn in list(self._conns):
                 self._close(conn)
-            self._close_listener()
-            if self._reserved is not None:
-                self._reserved.close()
-                self._reserved = None
+            self._listener.close()
             self._selector.close()
-            self._wake_r.close()
-            self._wake_w.close()
             if self.failure is not None and self._on_failure is not None:
                 self._on_failure(self.failure)
 
     def _timeout(self) -> float:
         now = time.monotonic()
         deadlines = [now + 0.5]
-        if self._accept_backoff.resume_at:
-            deadlines.append(self._accept_backoff.resume_at)
+        if self._listener.backoff.resume_at:
+            deadlines.append(self._listener.backoff.resume_at)
         if self.fault != Fault.FREEZE:
             deadline = self.engine.broker.next_deadline()
             if deadline is not None:
@@ -267,14 +223,6 @@ class Server:
                     deadlines.append(next_deadline(conn, self.engine.limits))
         return max(0.0, min(deadlines) - now)
 
-    def _run_commands(self) -> None:
-        while self._commands:
-            fn, future = self._commands.popleft()
-            try:
-                future.set_result(fn())
-            except BaseException as exc:
-                future.set_exception(exc)
-
     def _turn(self) -> None:
         """Feed delayed input, run the clock's work and every event, persist, write."""
         if self.fault == Fault.FREEZE:
@@ -287,7 +235,7 @@ class Server:
                     conn.push(data)
                     self._update_interest(conn)  # the transport may have refused it
         if self.engine.broker.next_deadline() is not None:
-            self.engine.pump(self.engine.broker.tick())
+            self.engine.consumers.pump(self.engine.broker.tick())
         self._revoke_expired_tokens()
         self._dispatch_all()
         if self.fault != Fault.BLACK_HOLE:
@@ -347,71 +295,20 @@ class Server:
 
     # -- sockets -----------------------------------------------------------------
 
-    def _bind(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self.port))
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
-    def _listen(self) -> None:
-        sock, self._reserved = self._reserved or self._bind(), None
-        try:
-            sock.listen(128)
-        except OSError:
-            sock.close()
-            raise
-        sock.setblocking(False)
-        self.port = sock.getsockname()[1]
-        self._listener = sock
-        self._watch_listener()
-
-    def _reserve_port(self) -> None:
-        # A bound socket that does not listen refuses connects, as a closed port does.
-        try:
-            self._reserved = self._bind()
-        except OSError as exc:  # heal will try to bind again, and say why if it cannot
-            _LOG.warning("could not keep port %s while refusing: %r", self.port, exc)
-
     def _watch_listener(self) -> None:
-        """Accept unless frozen: a stopped process leaves new connections in the backlog."""
-        if self._listener is None:
-            return
-        try:
-            self._selector.get_key(self._listener)
-            watched = True
-        except KeyError:
-            watched = False
-        wanted = self.fault != Fault.FREEZE and not self._accept_backoff.paused(time.monotonic())
-        if watched and not wanted:
-            self._selector.unregister(self._listener)
-        elif wanted and not watched:
-            self._selector.register(self._listener, selectors.EVENT_READ, "listener")
-
-    def _close_listener(self) -> None:
-        if self._listener is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(self._listener)
-            self._listener.close()
-            self._listener = None
+        self._listener.watch(frozen=self.fault == Fault.FREEZE)
 
     def _accept(self) -> None:
-        while self._listener is not None:
+        while True:
             try:
-                sock, _ = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
+                sock = self._listener.accept()
+            except OSError as exc:  # out of descriptors
+                self._out_of_descriptors(exc)
+                if self._listener.backoff.resume_at:
+                    return
+                continue
+            if sock is None:
                 return
-            except OSError as exc:
-                if exc.errno in _OUT_OF_DESCRIPTORS:
-                    self._out_of_descriptors(exc)
-                    if self._accept_backoff.resume_at:
-                        return
-                    continue
-                return
-            self._accept_backoff.succeeded()
             self._serve(sock)
 
     def _out_of_descriptors(self, exc: OSError) -> None:
@@ -421,9 +318,9 @@ class Server:
         if victim is not None:
             self._reset(victim)  # its descriptor is the next client's
             return
-        if not self._accept_backoff.resume_at:
+        if not self._listener.backoff.resume_at:
             _LOG.warning("cannot accept connections (%s): retrying when one closes", exc.strerror)
-        self._accept_backoff.failed(time.monotonic())
+        self._listener.backoff.failed(time.monotonic())
         self._watch_listener()
 
     def _serve(self, sock: socket.socket) -> None:
@@ -485,8 +382,7 @@ class Server:
             self._close(conn)
 
     def _reset(self, conn: Conn) -> None:
-        with contextlib.suppress(OSError):
-            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        arm_reset(conn.sock)
         self._close(conn)
 
     def _close(self, conn: Conn) -> None:
@@ -499,8 +395,8 @@ class Server:
         conn.sock.close()
         conn.inbound.clear()
         self._conns.discard(conn)
-        if self._accept_backoff.resume_at:  # a descriptor is free: accept again now
-            self._accept_backoff.clear()
+        if self._listener.backoff.resume_at:  # a descriptor is free: accept again now
+            self._listener.backoff.clear()
             self._watch_listener()
         self.engine.connection_gone(conn.connection)
         with contextlib.suppress(Exception):

@@ -15,12 +15,11 @@ acknowledges anything that was not saved.
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
-from .._storage.sqlite import NotOurDatabase, check_file, check_tables, create_owner_only
+from .._storage.sqlite import NotOurDatabase, open_database, transaction
 from ._broker import DEAD_LETTER_SUFFIX, SUBSCRIPTIONS, Broker, Change
 from ._codec import encode_annotations, encode_header, parse_message
 from ._entities import MessageState, StoredMessage
@@ -75,26 +74,17 @@ class SqliteStore:
         """
         self.path = Path(path)
         try:
-            check_file(self.path)
-            # Message bodies are the application's data: owner-only, like the outbox.
-            create_owner_only(self.path)
-            self._db = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False
-            )
+            self._db = open_database(self.path, tables=_TABLES, schema=_SCHEMA, synchronous="NORMAL")
         except OSError as exc:
             reason = exc.strerror or str(exc)
             if self.path.exists():  # a directory, say
                 raise ValueError(f"{self.path} is not a geobus local store: {reason}") from exc
             raise ValueError(f"cannot create the store {self.path}: {reason}") from exc
-        except (sqlite3.Error, NotOurDatabase) as exc:
+        except NotOurDatabase as exc:
             raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
         try:
-            check_tables(self._db, _TABLES)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
             self._saved_entities = set(self._db.execute("SELECT path, kind FROM entities"))
-        except (sqlite3.DatabaseError, NotOurDatabase) as exc:
+        except sqlite3.Error as exc:
             self._db.close()
             raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
 
@@ -164,9 +154,7 @@ class SqliteStore:
         entities = set(_entity_rows(broker)) - self._saved_entities
         if not changes and not seqs and not entities:
             return
-        db = self._db
-        db.execute("BEGIN")
-        try:
+        with transaction(self._db) as db:
             db.executemany(
                 "INSERT OR IGNORE INTO entities (path, kind) VALUES (?, ?)", sorted(entities)
             )
@@ -192,12 +180,6 @@ class SqliteStore:
                             message.delivery_count,
                         ),
                     )
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:  # SQLite may already have rolled back (disk full)
-                with contextlib.suppress(sqlite3.Error):  # the first error is the one to report
-                    db.execute("ROLLBACK")
-            raise
         self._saved_entities |= entities
 
     def close(self) -> None:

@@ -2,7 +2,8 @@
 
 ``FaultProxy`` sits between a client and a namespace and breaks the network on
 demand (``refuse``, ``black_hole``, ``set_latency``, ``set_bandwidth``,
-``reset``, ``heal``). ``local_pair`` starts two in-process local namespaces;
+``reset``, ``heal``). ``local_pair`` starts two in-process local namespaces,
+``process_pair`` two ``geobus local`` child processes (both a ``NamespacePair``);
 ``fault_proxy`` puts a proxy in front of one. ``sdk_proxy_options`` and
 ``proxied_connection_string`` point the azure-servicebus client, or a geobus
 configuration, at a proxy.
@@ -20,15 +21,8 @@ into: ``pytest_plugins = ["geobus.testing.pytest_plugin"]``.
 Needs the ``local`` extra: ``pip install 'geobus[local]'``.
 """
 
-try:
-    import proton  # noqa: F401 - only to fail early, with the fix in the message
-except ImportError as exc:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "geobus.testing needs the 'local' extra (python-qpid-proton): "
-        "pip install 'geobus[local]'"
-    ) from exc
-
-from ._namespaces import NamespacePair, fault_proxy, local_pair
+# First: it checks for the local extra before anything imports it (geobus._extras).
+from ._namespaces import NamespacePair, fault_proxy, local_pair, process_pair
 from ._proxy import FaultProxy
 from ._redis import RedisServer, redis_server_binary
 from ._sdk import namespace_tls_context, proxied_connection_string, sdk_proxy_options
@@ -44,6 +38,7 @@ __all__ = [
     "fault_proxy",
     "local_pair",
     "namespace_tls_context",
+    "process_pair",
     "proxied_connection_string",
     "redis_server_binary",
     "sdk_proxy_options",

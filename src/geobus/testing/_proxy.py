@@ -1,33 +1,35 @@
 """``FaultProxy``: a TCP proxy that breaks the network under a live client, on demand.
 
-One asyncio loop on a private thread owns every socket. The public methods hand
-their change to that loop and return once it is in force, so a fault reaches the
-connections already open as well as the ones still to come. The relaying itself
-is in ``_relay``.
+One asyncio loop on a private thread (a ``Portal``, as the sync clients use)
+owns every socket. The public methods hand their change to that loop and return
+once it is in force, so a fault reaches the connections already open as well as
+the ones still to come. The relaying itself is in ``_relay``; refusing while
+keeping the port, and resetting, are the local namespace's own ways
+(``geobus.local._sockets``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import math
-import socket
 import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from .._closing import Closing
+from typing_extensions import Self
+
+from .._closing import Serving
+from .._sync.portal import Portal
 from ..local import Fault
+from ..local._sockets import KeptPort
 from ._relay import CHUNK, Conditions, Connection
 
-_LOG = logging.getLogger("geobus.testing")
 _T = TypeVar("_T")
 
 _CALL_TIMEOUT = 10.0
-_CLOSE_TIMEOUT = 10.0
 
 
-class FaultProxy(Closing):
+class FaultProxy(Serving):
     """A TCP proxy on loopback whose network faults switch on and off at runtime.
 
     ``FaultProxy(("127.0.0.1", 5672))`` listens on ``host``:``port`` (port 0: any
@@ -77,22 +79,19 @@ class FaultProxy(Closing):
         if not _is_number(connect_timeout) or not connect_timeout > 0:
             raise ValueError(f"connect_timeout must be a number > 0, got {connect_timeout!r}")
         self.upstream: tuple[str, int] = (upstream[0], int(upstream[1]))
-        self._host = host
-        self._port = int(port)
         self._connect_timeout = float(connect_timeout)
         self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._portal: Portal | None = None
         self._closed = False
         # Owned by the loop once started.
+        self._port = KeptPort(host, int(port))
         self._conditions: Conditions | None = None
         self._server: asyncio.Server | None = None
-        self._reserved: socket.socket | None = None
         self._conns: dict[Connection, asyncio.Task[None]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
-    def start(self) -> FaultProxy:
+    def start(self) -> Self:
         """Bind, listen and start forwarding; a second call does nothing.
 
         Raises:
@@ -101,14 +100,9 @@ class FaultProxy(Closing):
         with self._lock:
             if self._closed:
                 raise RuntimeError("this FaultProxy is closed; start a new one")
-            if self._thread is not None:
+            if self._portal is not None:
                 return self
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=_run_loop, args=(loop,), name="geobus-fault-proxy", daemon=True
-            )
-            thread.start()
-            self._loop, self._thread = loop, thread
+            self._portal = Portal("geobus-fault-proxy")
         try:
             self._call(self._open)
         except BaseException:
@@ -122,22 +116,16 @@ class FaultProxy(Closing):
             if self._closed:
                 return
             self._closed = True
-            loop, thread = self._loop, self._thread
-        if loop is None or thread is None:
+            portal = self._portal
+        if portal is None:
             return
         try:
-            asyncio.run_coroutine_threadsafe(self._teardown(), loop).result(_CLOSE_TIMEOUT)
+            portal.run(self._teardown(), timeout=_CALL_TIMEOUT)
         finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(_CLOSE_TIMEOUT)
-        if thread.is_alive():  # pragma: no cover - a bug, not a fault the proxy injects
-            raise RuntimeError("the FaultProxy thread did not stop")
-
-    def __enter__(self) -> FaultProxy:  # __exit__ (Closing) closes it
-        return self.start()
+            portal.close()
 
     def __repr__(self) -> str:
-        listening = f"{self._host}:{self._port}" if self._port else f"{self._host}:?"
+        listening = f"{self.host}:{self._port.port or '?'}"
         upstream = f"{self.upstream[0]}:{self.upstream[1]}"
         return f"FaultProxy({listening} -> {upstream}, fault={self.fault.value!r})"
 
@@ -146,7 +134,7 @@ class FaultProxy(Closing):
     @property
     def host(self) -> str:
         """The address the proxy listens on."""
-        return self._host
+        return self._port.host
 
     @property
     def port(self) -> int:
@@ -155,9 +143,9 @@ class FaultProxy(Closing):
         Raises:
             RuntimeError: the proxy was asked for any free port and is not started yet.
         """
-        if not self._port:
+        if not self._port.port:
             raise RuntimeError("the FaultProxy has no port until it is started")
-        return self._port
+        return self._port.port
 
     @property
     def address(self) -> tuple[str, int]:
@@ -252,10 +240,10 @@ class FaultProxy(Closing):
 
     def _call(self, fn: Callable[[], Coroutine[Any, Any, _T]]) -> _T:
         """Run ``fn()`` on the proxy's loop and wait for its result."""
-        loop = self._loop
-        if loop is None or self._closed:
+        portal = self._portal
+        if portal is None or self._closed:
             raise RuntimeError("the FaultProxy is not running (start it, or it was closed)")
-        return asyncio.run_coroutine_threadsafe(fn(), loop).result(_CALL_TIMEOUT)
+        return portal.run(fn(), timeout=_CALL_TIMEOUT)
 
     async def _open(self) -> None:
         self._conditions = Conditions()
@@ -276,7 +264,7 @@ class FaultProxy(Closing):
             if self._server is not None:
                 self._server.close()  # closes the listening socket now
                 self._server = None
-                self._reserve_port()
+                self._port.keep()
         elif self._conditions.fault == Fault.REFUSE:
             await self._listen()
         self._conditions.fault = fault
@@ -291,33 +279,13 @@ class FaultProxy(Closing):
             self._conditions.changed()  # a held connection wakes up to find itself reset
         return len(conns)
 
-    def _bind(self) -> socket.socket:
-        family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self._host, self._port))
-        except OSError:
-            sock.close()
-            raise
-        return sock
-
     async def _listen(self) -> None:
-        sock, self._reserved = self._reserved or self._bind(), None
+        sock = self._port.bind()
         try:
-            self._port = sock.getsockname()[1]
             self._server = await asyncio.start_server(self._accepted, sock=sock, limit=CHUNK)
         except BaseException:
             sock.close()
             raise
-
-    def _reserve_port(self) -> None:
-        # A bound socket that does not listen refuses connects, as a closed port does,
-        # and nothing else (a client's ephemeral port, say) can take the port before heal.
-        try:
-            self._reserved = self._bind()
-        except OSError as exc:  # heal binds again, and says why if it cannot
-            _LOG.warning("could not keep port %s while refusing: %r", self._port, exc)
 
     async def _teardown(self) -> None:
         if self._server is not None:
@@ -330,9 +298,7 @@ class FaultProxy(Closing):
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-        if self._reserved is not None:
-            self._reserved.close()
-            self._reserved = None
+        self._port.close()
 
     def _accepted(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # A plain callback, not a coroutine, so that the task is ours to track and cancel
@@ -343,15 +309,6 @@ class FaultProxy(Closing):
         task = asyncio.get_running_loop().create_task(conn.serve(self.upstream, self._connect_timeout))
         self._conns[conn] = task
         task.add_done_callback(lambda _: self._conns.pop(conn, None))
-
-
-def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_forever()
-    finally:
-        loop.run_until_complete(loop.shutdown_asyncgens())
-        loop.close()
 
 
 def _is_number(value: Any) -> bool:

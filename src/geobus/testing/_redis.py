@@ -16,7 +16,10 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
+
+from typing_extensions import Self
+
+from .._closing import Serving
 
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
@@ -34,7 +37,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class RedisServer:
+class RedisServer(Serving):
     """One ``redis-server`` child process; ``stop`` and ``start`` keep its port (an outage).
 
     ``url`` is ``redis://[:password@]127.0.0.1:PORT/0``. Only ever stops the
@@ -50,14 +53,16 @@ class RedisServer:
 
     @property
     def url(self) -> str:
+        """``redis://[:password@]127.0.0.1:PORT/0`` (with the password, if any: do not print it)."""
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     @property
     def running(self) -> bool:
+        """Whether its process is alive."""
         return self._process is not None and self._process.poll() is None
 
-    def start(self) -> RedisServer:
+    def start(self) -> Self:
         """Starts the server (again, on the same port) and returns once it answers PING.
 
         Raises:
@@ -105,17 +110,6 @@ class RedisServer:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
-
-    def __enter__(self) -> RedisServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"RedisServer(port={self.port}, running={self.running})"

@@ -14,18 +14,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
-import struct
 from collections.abc import Callable
 
 from ..local import Fault
+from ..local._sockets import arm_reset
 
 _LOG = logging.getLogger("geobus.testing")
 
 CHUNK = 64 * 1024
 _QUEUE_CHUNKS = 16  # per direction: at most 1 MiB held per direction of a connection
 _PACE_SLICE = 0.02  # a throttled chunk goes out in slices of this many seconds' worth
-_RST = struct.pack("ii", 1, 0)  # SO_LINGER on, zero seconds: close() sends a reset
 
 _Chunk = tuple[float, bytes]  # (arrival time on the loop's clock, data); b"" is end of stream
 
@@ -79,27 +77,23 @@ class Connection:
 
     def reset(self) -> None:
         """Reset both sides at once (RST, no FIN) and stop relaying."""
-        if self.closed:
-            return
-        self.closed = True
-        for writer in (self.client, self.upstream):
-            if writer is not None:
-                sock = writer.get_extra_info("socket")
-                if sock is not None:
-                    with contextlib.suppress(OSError):
-                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RST)
-                writer.transport.abort()
-        for task in self._relays:
-            task.cancel()
+        if self._end(_abort):
+            for task in self._relays:
+                task.cancel()
 
     def close(self) -> None:
         """Close both sides in an orderly way (FIN after what is already written)."""
+        self._end(asyncio.StreamWriter.close)
+
+    def _end(self, how: Callable[[asyncio.StreamWriter], object]) -> bool:
+        """End both sides with ``how``, unless they are ended already; whether they were now."""
         if self.closed:
-            return
+            return False
         self.closed = True
         for writer in (self.client, self.upstream):
             if writer is not None:
-                writer.close()
+                how(writer)
+        return True
 
     async def serve(self, upstream: tuple[str, int], connect_timeout: float) -> None:
         """Connect upstream once no black hole holds the connection, then relay until both ends close."""
@@ -171,3 +165,11 @@ class Connection:
                 await sink.drain()
                 if rate is not None:
                     await conditions.pace(written + len(piece) / rate)
+
+
+def _abort(writer: asyncio.StreamWriter) -> None:
+    """Drop ``writer``'s connection at once, with a reset."""
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        arm_reset(sock)
+    writer.transport.abort()

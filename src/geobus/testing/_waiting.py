@@ -7,8 +7,8 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 
-# How often a condition is asked again: often enough not to slow a test, rarely enough
-# not to starve the code under test of the (shared, two-core) machine.
+# How often a condition is asked again by default: often enough not to slow a test, rarely
+# enough not to starve the code under test of a small, shared machine.
 POLL_EVERY = 0.01
 
 
@@ -41,9 +41,14 @@ def _timed_out(within: float, what: str | Callable[[], object]) -> AssertionErro
 
 
 def eventually(
-    condition: Callable[[], object], *, within: float = 10.0, what: str | Callable[[], object] = "the condition"
+    condition: Callable[[], object],
+    *,
+    within: float = 10.0,
+    what: str | Callable[[], object] = "the condition",
+    every: float = POLL_EVERY,
 ) -> None:
-    """Poll ``condition`` until it is true; fail naming ``what`` after ``within`` seconds.
+    """Poll ``condition`` every ``every`` seconds until it is true; fail naming ``what``
+    after ``within`` seconds. Pick ``within`` as a bound ("never"), not an expected time.
 
     ``what`` may be a callable, called only on failure (to show the state then).
 
@@ -54,7 +59,7 @@ def eventually(
     while not condition():
         if time.monotonic() > deadline:
             raise _timed_out(within, what)
-        time.sleep(POLL_EVERY)
+        time.sleep(every)
 
 
 async def eventually_async(
@@ -62,6 +67,7 @@ async def eventually_async(
     *,
     within: float = 10.0,
     what: str | Callable[[], object] = "the condition",
+    every: float = POLL_EVERY,
 ) -> None:
     """``eventually`` for a coroutine test: yields to the loop between polls.
 
@@ -80,4 +86,4 @@ async def eventually_async(
             return
         if loop.time() > deadline:
             raise _timed_out(within, what)
-        await asyncio.sleep(POLL_EVERY)
+        await asyncio.sleep(every)

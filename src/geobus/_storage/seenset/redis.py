@@ -150,9 +150,7 @@ class RedisSeenSet:
             raise self._error(exc) from exc
 
     def _error(self, exc: BaseException) -> SeenSetError:
-        text = f"{type(exc).__name__}: {exc}"
-        if self._password:
-            text = text.replace(self._password, "***")
+        text = redact(f"{type(exc).__name__}: {exc}", known=[self._password])
         return SeenSetError(f"the seen-set at {self._label} failed: {text}")
 
 

@@ -38,7 +38,7 @@ from typing import TypeVar
 
 from ..._decisions.dedup import Key
 from ..._redact import redact
-from ..sqlite import NotOurDatabase, check_file, check_tables, create_owner_only
+from ..sqlite import BUSY_TIMEOUT, NotOurDatabase, open_database, transaction
 from . import Claim, SeenSetError
 from .factory import check_key, check_max_entries, check_outcome, check_seconds
 
@@ -60,7 +60,6 @@ CREATE INDEX IF NOT EXISTS {TABLE}_processed ON {TABLE} (updated_at) WHERE state
 """
 _STATE = {"c": Claim.COMPLETED, "d": Claim.DEAD_LETTERED}
 _CODE = {Claim.COMPLETED: "c", Claim.DEAD_LETTERED: "d"}
-BUSY_TIMEOUT = 5.0  # seconds a call waits for another process's transaction before it fails
 PRUNE_EVERY = 256
 
 
@@ -157,24 +156,16 @@ class SqliteSeenSet:
             raise SeenSetError(f"the seen-set {self.path} failed: {exc}") from exc
 
     def _claim(self, key: str, owner: str, lease: float) -> Claim:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db) as db:
             now = self.clock()
             row = db.execute(f"SELECT state, owner, expires_at FROM {TABLE} WHERE key = ?", (key,)).fetchone()
             if row is not None and row[2] > now:
                 state, holder, _ = row
                 if state in _STATE:
-                    db.execute("COMMIT")
                     return _STATE[state]
                 if holder != owner:
-                    db.execute("COMMIT")
                     return Claim.TAKEN
             db.execute(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, 'f', ?, ?, ?)", (key, owner, now + lease, now))
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
         self._wrote()
         return Claim.CLAIMED
 
@@ -201,9 +192,7 @@ class SqliteSeenSet:
             self._prune()
 
     def _prune(self) -> None:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self._db) as db:
             db.execute(f"DELETE FROM {TABLE} WHERE expires_at <= ?", (self.clock(),))
             (processed,) = db.execute(f"SELECT count(*) FROM {TABLE} WHERE state <> 'f'").fetchone()
             if processed > self.max_entries:
@@ -212,45 +201,37 @@ class SqliteSeenSet:
                     f"(SELECT key FROM {TABLE} WHERE state <> 'f' ORDER BY updated_at LIMIT ?)",
                     (processed - self.max_entries,))
                 self.evictions += cursor.rowcount
-            db.execute("COMMIT")
-        except BaseException:
-            _rollback(db)
-            raise
 
 
-def _rollback(db: sqlite3.Connection) -> None:
-    if db.in_transaction:
-        db.execute("ROLLBACK")
+class _Untyped(Exception):
+    """The file is geobus 0.1.0.dev0's seen-set (see the module docstring)."""
+
+
+def _vet(db: sqlite3.Connection) -> None:
+    """Refuse an untyped seen-set, and a table of our name with other columns.
+
+    Raises:
+        _Untyped: the file holds ``UNTYPED_TABLE``.
+        NotOurDatabase: its ``TABLE`` has other columns.
+    """
+    if db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (UNTYPED_TABLE,)).fetchone():
+        raise _Untyped
+    columns = tuple(row[1] for row in db.execute(f"PRAGMA table_info({TABLE})"))
+    if columns and columns != _COLUMNS:
+        raise NotOurDatabase(f"its {TABLE} table has the columns {list(columns)}, not {list(_COLUMNS)}")
 
 
 def _open(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    # Message ids can be the application's data: open_database makes the file owner-only.
     try:
-        check_file(path)
-        # Message ids can be the application's data: owner-only, like the outbox.
-        create_owner_only(path)
-        db = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
+        return open_database(
+            path, tables={TABLE}, schema=_SCHEMA, synchronous="NORMAL", busy_timeout=busy_timeout, vet=_vet)
     except OSError as exc:
         raise ValueError(f"cannot open the seen-set {path}: {exc.strerror or exc}") from exc
-    except (sqlite3.Error, NotOurDatabase) as exc:
+    except NotOurDatabase as exc:
         raise ValueError(f"{path} is not a geobus seen-set: {exc}") from exc
-    try:
-        untyped = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (UNTYPED_TABLE,)).fetchone()
-        if not untyped:
-            check_tables(db, {TABLE})
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            columns = tuple(row[1] for row in db.execute(f"PRAGMA table_info({TABLE})"))
-            if columns and columns != _COLUMNS:
-                raise NotOurDatabase(f"its {TABLE} table has the columns {list(columns)}, not {list(_COLUMNS)}")
-            db.executescript(_SCHEMA)
-    except (sqlite3.Error, NotOurDatabase) as exc:
-        db.close()
-        raise ValueError(f"{path} is not a geobus seen-set: {exc}") from exc
-    if untyped:
-        db.close()
+    except _Untyped:
         raise ValueError(
             f"{path} is a seen-set of geobus 0.1.0.dev0, whose keys lost their type (42 and '42' were one "
             "key): its rows cannot be read safely. Stop the workers using it, then delete it (it only "
-            "remembers the dedup window's keys) or name a new file")
-    return db
+            "remembers the dedup window's keys) or name a new file") from None

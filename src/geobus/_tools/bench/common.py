@@ -1,33 +1,73 @@
-"""What the benchmarks share: servers, timing, the machine, the command line.
+"""What the benchmarks share: the namespaces, timing, closing handlers, the row, the command line.
 
 Not a benchmark itself. The benchmarks live in the package, so that ``geobus
 bench`` runs them from an installed geobus; ``benchmarks/*.py`` in a checkout
-are thin scripts that call them.
+are thin scripts that call them. Each measures both sides of what it compares
+in the same run, and reads geobus only through its public API (stats, the local
+namespaces' control endpoints).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import asyncio
+import contextlib
 import math
 import os
 import platform
 import statistics
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, NoReturn
 
 from azure.servicebus import ServiceBusMessage
 
-from geobus.local import LocalNamespaceProcess, development_key
-
-from ..._cli.signals import sigterm_as_interrupt as sigterm_as_interrupt
+from ..._cli.output import INTERRUPTED, Out
+from ..._cli.signals import sigterm_as_interrupt
+from ..._version import __version__
+from ...local import LocalNamespaceProcess
+from ...testing import NamespacePair, process_pair
 
 BODY = b"x" * 128
+STALL = 60.0  # a loop that makes no progress for this long is a bug, not noise
+OUT = Out("bench")
+
+Pair = NamespacePair[LocalNamespaceProcess]
+
+
+# -- the namespaces -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def namespaces() -> Iterator[Pair]:
+    """Two local namespaces, each ``geobus local`` in its own process (as two regions would
+    be), started at once; only ever stops what it started."""
+    started = time.perf_counter()
+    with process_pair(args=["--host", "127.0.0.1"]) as pair:
+        log(f"  two namespaces up in {time.perf_counter() - started:.1f} s")
+        yield pair
+
+
+def held(pair: Pair, queue: str) -> tuple[int, int]:
+    """Messages each namespace holds in ``queue`` (from its control endpoint)."""
+    primary, secondary = (counts.get(queue, 0) for counts in pair.counts().values())
+    return primary, secondary
+
+
+def expect_on_each(pair: Pair, queue: str, count: int) -> None:
+    """Each namespace holds ``count`` messages in ``queue``: a copy on both, say."""
+    if held(pair, queue) != (count, count):
+        raise RuntimeError(f"{queue}: the namespaces hold {held(pair, queue)} messages, expected {count} on each")
+
+
+def expect_in_all(pair: Pair, queue: str, count: int) -> None:
+    """Every message sent arrived once: the two namespaces hold ``count`` between them."""
+    if sum(held(pair, queue)) != count:
+        raise RuntimeError(f"{queue}: the namespaces hold {held(pair, queue)} messages, expected {count} in all")
 
 
 # -- timing -------------------------------------------------------------------------------
@@ -46,6 +86,11 @@ def rate(count: int, seconds: float) -> float:
 def queue_name(purpose: str) -> str:
     """A fresh queue per scenario, so no run reads what another left behind."""
     return f"bench-{purpose}-{uuid.uuid4().hex[:8]}"
+
+
+def messages(count: int) -> list[ServiceBusMessage]:
+    """``count`` new messages with the benchmark body."""
+    return [ServiceBusMessage(BODY) for _ in range(count)]
 
 
 def time_single_sends(send: Callable[[ServiceBusMessage], object], count: int) -> tuple[float, list[float]]:
@@ -73,129 +118,125 @@ async def atime_single_sends(send: Callable[[ServiceBusMessage], Awaitable[objec
     return time.perf_counter() - started, latencies
 
 
+class Stall:
+    """A deadline on silence rather than on the whole: ``check`` raises once ``state``
+    has not changed for STALL seconds."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._state: Any = None
+        self._since = time.perf_counter()
+
+    def check(self, state: Any) -> None:
+        """Raises:
+        RuntimeError: ``state`` is what it was STALL seconds ago."""
+        now = time.perf_counter()
+        if state != self._state:
+            self._state, self._since = state, now
+        elif now - self._since > STALL:
+            raise RuntimeError(f"{self.what}: stuck at {state} for {STALL:.0f} s")
+
+
+# -- closing in the background ---------------------------------------------------------------
+#
+# Opening an SDK handler costs ~0.45 s (it polls every 50 ms between handshake steps) and
+# closing one ~0.5 s of waiting (the sync one joins a keep-alive thread that sleeps in 1 s
+# steps), so handlers finish closing in the background while the next scenario runs, and
+# the round waits for them at its end. Only the loops are timed.
+
+
+def close_later(closing: list[threading.Thread], *objects: Any) -> None:
+    """Close ``objects`` in order on a thread, added to ``closing``; errors are ignored."""
+
+    def close_all() -> None:
+        for obj in objects:
+            with contextlib.suppress(Exception):
+                obj.close()
+
+    thread = threading.Thread(target=close_all, name="close-handlers", daemon=True)
+    thread.start()
+    closing.append(thread)
+
+
+def aclose_later(closing: list[asyncio.Task[None]], *objects: Any) -> None:
+    """As ``close_later``, on a task of the running loop."""
+
+    async def close_all() -> None:
+        for obj in objects:
+            with contextlib.suppress(Exception):
+                await obj.close()
+
+    closing.append(asyncio.create_task(close_all()))
+
+
+def join_closing(closing: list[threading.Thread]) -> None:
+    """Wait for ``close_later``'s threads; RuntimeError if one is still closing after 30 s."""
+    for thread in closing:
+        thread.join(timeout=30)
+    if any(thread.is_alive() for thread in closing):
+        raise RuntimeError("a handler did not close within 30 s")
+    closing.clear()
+
+
+# -- the row ---------------------------------------------------------------------------------
+
+
 @dataclass
-class Comparison:
+class Metric:
     """One measurement taken on geobus and on plain azure-servicebus; ``ratio`` is geobus / plain.
 
-    ``plain`` is None where the plain side has no figure; scripts subclass this to
-    add their own columns (after these, in ``asdict`` order) and ``as_json``."""
+    ``plain`` is None where the plain side has no figure: none exists (``note`` says
+    why), or ``plain_source`` is ``cut-off`` (still running when the benchmark gave up
+    on it; ``extra["ratio_below"]`` bounds the ratio)."""
 
     name: str
     unit: str
     geobus: float
     plain: float | None
     better: str  # "higher" or "lower"
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    plain_source: str | None = None  # None: "measured" when there is a plain figure
 
     @property
     def ratio(self) -> float | None:
         return self.geobus / self.plain if self.plain else None
 
     def as_json(self) -> dict[str, Any]:
-        """The row's fields and its ratio, to four decimals."""
+        """The row's fields and its ratio, to four significant figures."""
         data = asdict(self)
-        data["ratio"] = None if self.ratio is None else round(self.ratio, 4)
+        data["ratio"] = None if self.ratio is None else float(f"{self.ratio:.4g}")
+        data["plain_source"] = self.plain_source or ("measured" if self.plain is not None else None)
         return data
-
-
-@dataclass
-class Metric(Comparison):
-    """A table row with a note."""
-
-    note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-# -- servers ------------------------------------------------------------------------------
-
-
-class Namespaces:
-    """Two local namespaces, each in its own child process; only ever stops what it started."""
-
-    def __init__(self) -> None:
-        self._processes = [
-            LocalNamespaceProcess(args=["--host", "127.0.0.1"], key=development_key(n)) for n in (1, 2)
-        ]
-
-    def __enter__(self) -> Namespaces:
-        try:
-            with ThreadPoolExecutor(2) as pool:
-                for future in [pool.submit(p.start) for p in self._processes]:
-                    future.result()
-        except BaseException:  # one failed, or Ctrl-C: the other may be listening already
-            self.__exit__()
-            raise
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for process in self._processes:
-            process.stop()  # SIGTERM to the pid it started, SIGKILL after 15 s
-
-    @property
-    def primary(self) -> str:
-        return self._processes[0].connection_string
-
-    @property
-    def secondary(self) -> str:
-        return self._processes[1].connection_string
-
-    @property
-    def primary_control(self) -> Any:
-        return self._processes[0].control
-
-    def refuse(self) -> None:
-        for process in self._processes:
-            process.control.refuse()  # returns once the server applied it
-
-    def heal(self) -> None:
-        for process in self._processes:
-            process.control.heal()
-
-    def counts(self, queue: str) -> tuple[int, int]:
-        return tuple(p.control.status()["counts"].get(queue, 0) for p in self._processes)
-
-    def expect_on_each(self, queue: str, held: int) -> None:
-        """Each namespace holds ``held`` messages in ``queue``: a copy on both, say."""
-        counts = self.counts(queue)
-        if counts != (held, held):
-            raise RuntimeError(f"{queue}: the namespaces hold {counts} messages, expected {held} on each")
-
-    def expect_in_all(self, queue: str, held: int) -> None:
-        """Every message sent arrived once: the two namespaces hold ``held`` between them."""
-        counts = list(self.counts(queue))
-        if sum(counts) != held:
-            raise RuntimeError(f"{queue}: the namespaces hold {counts} messages, expected {held} in all")
 
 
 # -- the machine ----------------------------------------------------------------------------
 
 
 def machine(more: dict[str, Any]) -> dict[str, Any]:
-    """Cores and Python, then ``more`` (package versions and the like) in its order."""
+    """Cores, Python and geobus, then ``more`` (package versions and the like) in its order."""
     return {
         "cores": os.cpu_count(),
         "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
+        "geobus": __version__,
         **more,
     }
-
-
-def machine_line(m: dict[str, Any], rest: str) -> str:
-    """The table's first line: ``machine()``'s cores and Python, then ``rest``."""
-    return f"machine: {m['cores']} cores ({m['usable_cores']} usable), {m['implementation']} {m['python']}, {rest}"
 
 
 # -- the command line -----------------------------------------------------------------------
 
 
 def parse_args(doc: str, argv: list[str] | None, *, quick_help: str, rounds_help: str,
-               more: Callable[[argparse.ArgumentParser], None] | None = None,
-               ) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+               sizes: tuple[Any, Any] | None = None,
+               more: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
     """``--quick``, the script's own options (added by ``more``), ``--rounds``, ``--json``.
 
-    ``args.rounds`` comes back filled in (3, or 1 with ``--quick``) but unchecked,
-    so each script words its own ``parser.error``."""
+    ``args.rounds`` comes back filled in (3, or 1 with ``--quick``) and at least 1;
+    ``args.sizes`` is the first of ``sizes`` (quick, full) with ``--quick``, else the second;
+    ``args.started`` is when the run began (``report`` takes its time from it)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
     if more is not None:
@@ -205,38 +246,48 @@ def parse_args(doc: str, argv: list[str] | None, *, quick_help: str, rounds_help
     args = parser.parse_args(argv)
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
-    return parser, args
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if sizes is not None:
+        args.sizes = sizes[0] if args.quick else sizes[1]
+    args.started = time.perf_counter()
+    return args
 
 
 def report(
-    result: dict[str, Any],
-    rows: Sequence[Comparison],
-    started: float,
-    *,
-    as_json: bool,
-    render: Callable[[dict[str, Any]], str],
+    result: dict[str, Any], rows: Sequence[Metric], args: argparse.Namespace, *, render: Callable[[dict[str, Any]], str]
 ) -> int:
     """How a comparison benchmark ends: a measurement that is not positive and finite is a
-    broken run, not a result (RuntimeError); else ``result`` gets ``metrics`` and
-    ``elapsed_s`` and is printed as JSON or as ``render``'s table. Returns the exit status."""
+    broken run, not a result (RuntimeError); else ``result`` gets ``quick``, ``rounds``,
+    ``metrics`` and ``elapsed_s`` and is printed as JSON (``--json``) or as ``render``'s
+    table. Returns the exit status."""
     bad = [row.name for row in rows if not math.isfinite(row.geobus) or row.geobus <= 0]
     if bad:
         raise RuntimeError(f"not a positive finite measurement: {bad}")
-    result["metrics"] = [row.as_json() for row in rows]
-    result["elapsed_s"] = round(time.perf_counter() - started, 1)
-    print(json.dumps(result, indent=2) if as_json else render(result))
+    result = {"quick": args.quick, "rounds": args.rounds, **result, "metrics": [row.as_json() for row in rows],
+              "elapsed_s": round(time.perf_counter() - args.started, 1)}
+    if args.json:
+        OUT.json(result)
+    else:
+        OUT.line(render(result))
     return 0
 
 
 def log(line: str) -> None:
     """Progress, on stderr, so that stdout holds only the table or the JSON."""
-    print(line, file=sys.stderr, flush=True)
+    OUT.note(line)
 
 
 def run(main: Callable[[], int], *, interrupted: str) -> NoReturn:
-    """Exits with ``main()``'s status, or 130 after printing ``interrupted`` on Ctrl-C or SIGTERM."""
+    """Exits with ``main()``'s status, or 130 after printing ``interrupted`` on Ctrl-C or SIGTERM.
+
+    Each benchmark's ``main`` runs under ``sigterm_as_interrupt``, so every server it
+    started is stopped on the way out."""
     try:
-        sys.exit(main())
+        with sigterm_as_interrupt():
+            status = main()
     except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
-        sys.exit(130)
+        OUT.error(interrupted)
+        sys.exit(INTERRUPTED)
+    sys.exit(status)
+

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, NoReturn
 
 from . import common as bench
 from .seenset import redis_server
+from .table import report_text
 
 QUICK, FULL = 600, 3000  # messages
 WORKERS = 3
@@ -53,15 +53,12 @@ def fleet_run(store_env: dict[str, str], messages: int, workdir: Path) -> tuple[
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser, args = bench.parse_args(__doc__ or "", argv, quick_help=f"{QUICK} messages instead of {FULL}",
-                                    rounds_help="rounds per store")
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
-    messages = QUICK if args.quick else FULL
-    started = time.perf_counter()
+    args = bench.parse_args(__doc__ or "", argv, quick_help=f"{QUICK} messages instead of {FULL}",
+                               sizes=(QUICK, FULL), rounds_help="rounds per store")
+    messages: int = args.sizes
     skipped: dict[str, str] = {}
     best: dict[str, tuple[float, int]] = {}
-    with bench.sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="geobus-bench-fleet-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="geobus-bench-fleet-") as scratch:
         with contextlib.ExitStack() as stack:
             stores = {"memory": {}, "sqlite": {"GEOBUS_DEDUP_STORE": "sqlite:{dir}/seen.db"}}
             redis_url = stack.enter_context(redis_server())
@@ -87,30 +84,17 @@ def main(argv: list[str] | None = None) -> int:
     ]
     result = {
         "machine": bench.machine({}),
-        "quick": args.quick,
-        "rounds": args.rounds,
         "sizes": {"messages": messages, "workers": WORKERS, "handle_time_s": HANDLE_TIME},
         "memory": {"msgs_per_s": memory_rate, "duplicates": memory_duplicates},
         "skipped": skipped,
     }
-    return bench.report(result, metrics, started, as_json=args.json, render=_render)
+    return bench.report(result, metrics, args, render=_render)
 
 
 def _render(result: dict[str, Any]) -> str:
-    m = result["machine"]
-    lines = [
-        bench.machine_line(m, m["platform"]),
-        f"{result['sizes']['messages']:,} messages on both namespaces, {WORKERS} worker processes, "
-        f"best of {result['rounds']} round(s); took {result['elapsed_s']:.0f} s",
-        "ratio = shared seen-set / in-memory seen-set (msgs/s: higher is better)",
-        "",
-        f"{'metric':<44}{'unit':<8}{'shared':>10}{'memory':>10}{'ratio':>8}   note",
-    ]
-    for row in result["metrics"]:
-        lines.append(f"{row['name']:<44}{row['unit']:<8}{row['geobus']:>10,.0f}{row['plain']:>10,.0f}"
-                     f"{row['ratio']:>8.3g}   {row['note']}")
-    lines += [f"skipped {name}: {why}" for name, why in result["skipped"].items()]
-    return "\n".join(lines)
+    return report_text(result, about=[
+        f"{result['sizes']['messages']:,} messages on both namespaces, {WORKERS} worker processes",
+    ], ratio="shared seen-set / in-memory seen-set (msgs/s: higher is better)", labels=("shared", "memory"))
 
 
 def cli() -> NoReturn:

@@ -20,7 +20,7 @@ from typing import Any
 
 from geobus._decisions.dedup import Copy, DuplicateTracker, Verdict, key_of
 
-from .replication_shared import Metric
+from .common import Metric
 
 
 def _traced_bytes(build: Callable[[], Any]) -> int:
@@ -43,7 +43,7 @@ def _fill_tracker(ids: list[str]) -> DuplicateTracker:
     for message_id in ids:
         key = key_of(message_id)  # read once per copy, kept for its settlement
         tracker.arrived(key, first)
-        tracker.completed(key, first)
+        tracker.completed(key)
     return tracker
 
 
@@ -80,30 +80,10 @@ def seen_set(count: int) -> list[Metric]:
     set_checks = count / (time.perf_counter() - started)
     assert all(found)
 
-    how_many = f"{count:,} ids"
+    how_many, note = f"{count:,} ids", "plain: a Python set"
     return [
-        Metric(
-            f"seen-set bytes/id, {how_many} (incl. id string)",
-            "bytes",
-            tracker_bytes,
-            set_bytes,
-            "lower",
-            extra={"key_string_bytes": key_bytes, "id_string_bytes": id_bytes, "plain": "Python set"},
-        ),
-        Metric(
-            f"seen-set duplicate checks/s at {how_many}",
-            "checks/s",
-            tracker_checks,
-            set_checks,
-            "higher",
-            extra={"plain": "Python set"},
-        ),
-        Metric(
-            f"seen-set new ids recorded/s, up to {how_many}",
-            "ids/s",
-            tracker_records,
-            set_records,
-            "higher",
-            extra={"plain": "Python set"},
-        ),
+        Metric(f"seen-set bytes/id, {how_many} (incl. id string)", "bytes", tracker_bytes, set_bytes, "lower", note,
+               {"key_string_bytes": key_bytes, "id_string_bytes": id_bytes}),
+        Metric(f"seen-set duplicate checks/s at {how_many}", "checks/s", tracker_checks, set_checks, "higher", note),
+        Metric(f"seen-set new ids recorded/s, up to {how_many}", "ids/s", tracker_records, set_records, "higher", note),
     ]

@@ -39,11 +39,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, NoReturn
 
-import geobus
 from geobus._decisions.dedup import Copy, DuplicateTracker, Key, Verdict, key_of
 from geobus._storage.seenset import Claim, SeenSet, open_seen_set
 
 from . import common as bench
+from .table import report_text
 
 CONCURRENCY = 32  # tasks claiming at once in step 5
 LEASE = 60.0
@@ -135,7 +135,7 @@ def tracker_steps(keys: list[Key]) -> dict[str, Step]:
     steps = {
         STEPS[0]: timed(lambda k: tracker.arrived(k, first), Verdict.DELIVER),
         STEPS[1]: timed(lambda k: tracker.arrived(k, twin), Verdict.HOLD),
-        STEPS[2]: timed(lambda k: tracker.completed(k, first), [(twin, Verdict.COMPLETE)]),
+        STEPS[2]: timed(lambda k: tracker.completed(k), [(twin, Verdict.COMPLETE)]),
         STEPS[3]: timed(lambda k: tracker.arrived(k, twin), Verdict.COMPLETE),
     }
     steps[STEPS[4]] = steps[STEPS[0]]  # one receiver's tracker has no concurrency to speak of
@@ -159,8 +159,7 @@ def redis_server() -> Iterator[str | None]:
 # -- the run -----------------------------------------------------------------------------------
 
 
-def run_round(urls: dict[str, str], sizes: Sizes, round_no: int,
-              log: Callable[[str], None]) -> dict[str, dict[str, Step]]:
+def run_round(urls: dict[str, str], sizes: Sizes, round_no: int) -> dict[str, dict[str, Step]]:
     """Every store, then the tracker; stores in a rotated order from round to round."""
     started = time.perf_counter()
     names = list(urls)
@@ -181,7 +180,7 @@ def run_round(urls: dict[str, str], sizes: Sizes, round_no: int,
 
         out[name] = asyncio.run(one())
     out["tracker"] = tracker_steps(new_keys(sizes.keys))
-    log(f"  round {round_no + 1}: {time.perf_counter() - started:.1f} s")
+    bench.log(f"  round {round_no + 1}: {time.perf_counter() - started:.1f} s")
     return out
 
 
@@ -214,37 +213,17 @@ def _machine(temp: str, redis_source: str) -> dict[str, Any]:
         "sqlite_dir": temp,
         "redis-py": _version("redis"),
         "redis_server": redis_source,
-        "geobus": geobus.__version__,
     })
-
-
-def _cell(value: float | None, unit: str) -> str:
-    if value is None:
-        return "-"
-    if unit == "us":
-        return f"{value:.1f}"
-    return f"{value:,.0f}"
 
 
 def render(result: dict[str, Any]) -> str:
     m = result["machine"]
-    lines = [
-        bench.machine_line(m, m["platform"]),
-        f"sqlite {m['sqlite']} (file in {m['sqlite_dir']}); redis-py {m['redis-py']}, {m['redis_server']}; "
-        f"geobus {m['geobus']}",
-        f"{result['sizes']['keys']:,} keys per store per round; best of {result['rounds']} round(s); "
-        f"took {result['elapsed_s']:.0f} s" + ("; --quick" if result["quick"] else ""),
-        "ratio = store / in-memory DuplicateTracker (checks/s, writes/s: higher is better; us: lower)",
-        "",
-        f"{'metric':<44}{'unit':<10}{'store':>11}{'tracker':>11}{'ratio':>8}   note",
-    ]
-    for row in result["metrics"]:
-        ratio = "-" if row["ratio"] is None else f"{row['ratio']:#.3g}"
-        lines.append(f"{row['name']:<44}{row['unit']:<10}{_cell(row['geobus'], row['unit']):>11}"
-                     f"{_cell(row['plain'], row['unit']):>11}{ratio:>8}   {row['note']}")
-    lines += ["", "one asyncio loop, one awaited call at a time (but the x32 rows); tracker: sync calls, no I/O."]
-    lines += [f"skipped {name}: {why}" for name, why in result["skipped"].items()]
-    return "\n".join(lines)
+    return report_text(result, about=[
+        f"sqlite {m['sqlite']} (file in {m['sqlite_dir']}); redis-py {m['redis-py']}, {m['redis_server']}",
+        f"{result['sizes']['keys']:,} keys per store per round",
+    ], ratio="store / in-memory DuplicateTracker (checks/s, writes/s: higher is better; us: lower)",
+        labels=("store", "tracker"),
+        notes=["one asyncio loop, one awaited call at a time (but the x32 rows); tracker: sync calls, no I/O."])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,14 +232,11 @@ def main(argv: list[str] | None = None) -> int:
                             help="use this Redis instead of starting a redis-server (keys expire within "
                                  f"{TTL:.0f} s)")
 
-    parser, args = bench.parse_args(__doc__, argv, quick_help="a smoke run: fewer keys, one round",
-                                    rounds_help="rounds", more=more)
-    sizes = QUICK if args.quick else FULL
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
-    started = time.perf_counter()
+    args = bench.parse_args(__doc__ or "", argv, quick_help="a smoke run: fewer keys, one round",
+                               sizes=(QUICK, FULL), rounds_help="rounds", more=more)
+    sizes: Sizes = args.sizes
     skipped: dict[str, str] = {}
-    with bench.sigterm_as_interrupt(), tempfile.TemporaryDirectory(prefix="geobus-bench-seenset-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="geobus-bench-seenset-") as scratch:
         with contextlib.ExitStack() as stack:
             redis_url = args.redis or stack.enter_context(redis_server())
             urls = {"memory": "memory", "sqlite": f"sqlite:{Path(scratch) / 'seen.sqlite'}"}
@@ -271,17 +247,15 @@ def main(argv: list[str] | None = None) -> int:
                 bench.log(f"  skipping redis: {skipped['redis']}")
             redis_source = ("--redis (yours)" if args.redis else "redis-server started for the run"
                             ) if redis_url else "no redis"
-            done = [run_round(urls, sizes, n, bench.log) for n in range(args.rounds)]
+            done = [run_round(urls, sizes, n) for n in range(args.rounds)]
     rows = metrics(done, list(urls), sizes)
     result = {
         "machine": _machine(os.path.realpath(tempfile.gettempdir()), redis_source),
-        "quick": args.quick,
-        "rounds": args.rounds,
         "sizes": {"keys": sizes.keys, "concurrency": CONCURRENCY},
         "stores": list(urls),
         "skipped": skipped,
     }
-    return bench.report(result, rows, started, as_json=args.json, render=render)
+    return bench.report(result, rows, args, render=render)
 
 
 def cli() -> NoReturn:

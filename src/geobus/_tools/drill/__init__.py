@@ -11,7 +11,6 @@ row broke a promise of its mode (see ``_report`` for the definitions).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import random
 import sys
@@ -19,8 +18,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
 
+from ..._cli.common import number
+from ..._cli.output import FAILED, INTERRUPTED, OK, Out
 from ..._cli.signals import sigterm_as_interrupt
 from ..._redact import redact
 from ..._version import __version__
@@ -30,12 +30,6 @@ from .scenarios import SCENARIOS, Scenario
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.description = (
-        "Run outage scenarios against two local namespaces in separate processes (kill -9 "
-        "and SIGSTOP are real), with a producer and a worker process. Prints one row per "
-        "scenario, API and mode; exit status 1 if anything was lost that the mode keeps, "
-        "or a duplicate reached the handler."
-    )
     parser.add_argument(
         "--scenario",
         action="append",
@@ -45,12 +39,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--api", choices=["sync", "async", "both"], default="both")
     parser.add_argument("--mode", choices=["passive", "active", "both"], default="both")
-    parser.add_argument("--messages", type=int, default=200, help="messages per run (default 200)")
     parser.add_argument(
-        "--rate", type=float, default=100.0, help="producer's messages per second (default 100)"
+        "--messages", type=number(int, "a whole number", at_least=40), default=200,
+        help="messages per run (default 200, at least 40)",
     )
     parser.add_argument(
-        "--fault-seconds", type=float, default=1.5, help="how long each fault lasts (default 1.5)"
+        "--rate", type=number(float, "a number"), default=100.0, help="producer's messages per second (default 100)"
+    )
+    parser.add_argument(
+        "--fault-seconds", type=number(float, "a number"), default=1.5, help="how long each fault lasts (default 1.5)"
     )
     parser.add_argument("--seed", help="seed for message sizes and ids (default: random, printed)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -61,55 +58,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Every run asked for, one row each; 0 if every run kept its promises, 1 if not, 130 if
+    interrupted (every process a run started is stopped on the way out)."""
+    out = Out("drill", text=sys.stderr if args.json else sys.stdout)  # stdout: the JSON, if asked
     if args.list:
         for scenario in SCENARIOS.values():
-            print(f"{scenario.name:<16} {scenario.summary}")
-        return 0
-    if args.messages < 40:
-        raise SystemExit("geobus drill: --messages must be at least 40")
-    if args.rate <= 0 or args.fault_seconds <= 0:
-        raise SystemExit("geobus drill: --rate and --fault-seconds must be positive")
+            out.line(f"{scenario.name:<16} {scenario.summary}")
+        return OK
     seed = args.seed if args.seed is not None else str(random.randrange(1_000_000))
     names = args.scenario or list(SCENARIOS)
     apis = ["sync", "async"] if args.api == "both" else [args.api]
     modes = ["passive", "active"] if args.mode == "both" else [args.mode]
-    out: TextIO = sys.stderr if args.json else sys.stdout
-    print(
+    out.line(
         f"geobus drill {__version__}: {len(names) * len(apis) * len(modes)} run(s), "
         f"{args.messages} messages each, seed {seed} ({platform.python_implementation()} "
-        f"{platform.python_version()}, {platform.system()})",
-        file=out,
+        f"{platform.python_version()}, {platform.system()})"
     )
-    print(header(), file=out)
+    out.line(header())
     rows = []
-    with tempfile.TemporaryDirectory(prefix="geobus-drill-") as scratch:
-        workdir = args.keep or Path(scratch)
-        settings = Settings(args.messages, args.rate, args.fault_seconds, seed, workdir)
+    with tempfile.TemporaryDirectory(prefix="geobus-drill-") as scratch, out.logging():
+        settings = Settings(args.messages, args.rate, args.fault_seconds, seed, args.keep or Path(scratch))
         try:
             with sigterm_as_interrupt():  # every process a run started is stopped on the way out
                 for name in names:
                     for api in apis:
                         for mode in modes:
-                            row = execute(SCENARIOS[name], api, mode, settings, _progress(out))
-                            _clear_progress(out)
-                            print(line(row), file=out, flush=True)
-                            rows.append(row)
+                            rows.append(execute(SCENARIOS[name], api, mode, settings, _progress(out)))
+                            out.line(line(rows[-1]))
         except KeyboardInterrupt:
-            _clear_progress(out)
-            print(f"geobus drill: interrupted after {len(rows)} run(s); its processes are stopped", file=sys.stderr)
-            return 130
+            out.error(f"interrupted after {len(rows)} run(s); its processes are stopped")
+            return INTERRUPTED
     failed = [row for row in rows if not row.ok]
     for row in failed:
-        print(f"\n{row.scenario} {row.api} {row.mode}: " + "; ".join(row.violations), file=out)
+        out.line(f"\n{row.scenario} {row.api} {row.mode}: " + "; ".join(row.violations))
         for entry in row.timeline:
-            print(f"    {entry}", file=out)
+            out.line(f"    {entry}")
     if args.json:
-        print(json.dumps({"seed": seed, "rows": [row.as_json() for row in rows]}, indent=2))
+        out.json({"seed": seed, "rows": [row.as_json() for row in rows]})
     verdict = "FAILED" if failed else "OK"
-    print(
-        f"\n{verdict}: {len(rows) - len(failed)} of {len(rows)} run(s) kept every promise", file=out
-    )
-    return 1 if failed else 0
+    out.line(f"\n{verdict}: {len(rows) - len(failed)} of {len(rows)} run(s) kept every promise")
+    return FAILED if failed else OK
 
 
 def execute(
@@ -159,24 +147,14 @@ def execute(
     return row
 
 
-def _progress(out: TextIO) -> Callable[[Run], None]:
-    """A live line on a terminal: what the run has acknowledged and delivered so far."""
-    interactive = out.isatty()
-    last = [0.0]
+def _progress(out: Out) -> Callable[[Run], None]:
+    """The live line on a terminal: what the run has acknowledged and delivered so far."""
 
     def show(run: Run) -> None:
-        if not interactive or time.monotonic() - last[0] < 0.2:
-            return
-        last[0] = time.monotonic()
-        out.write(
-            f"\r  {run.scenario} {run.api} {run.mode}: acknowledged {run.count('ack')}, "
-            f"delivered {run.count('deliver')}, completed {run.count('complete')}   "
-        )
-        out.flush()
+        out.progress(
+            f"{run.scenario} {run.api} {run.mode}",
+            lambda: {"acknowledged": run.count("ack"), "delivered": run.count("deliver"),
+                     "completed": run.count("complete")},
+        )  # fmt: skip
 
     return show
-
-
-def _clear_progress(out: TextIO) -> None:
-    if out.isatty():
-        out.write("\r" + " " * 100 + "\r")

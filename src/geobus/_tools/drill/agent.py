@@ -34,6 +34,8 @@ import geobus
 import geobus.aio
 from geobus import GeobusError, ReplicationConfig, SendResult
 
+from ..._cli.output import Out
+
 STATS_INTERVAL = 0.5
 
 
@@ -223,24 +225,31 @@ def _parser() -> argparse.ArgumentParser:
 def main() -> int:
     args = _parser().parse_args()
     events = Events(args.events)
+    # geobus's warnings on stderr (the run's log file, whose tail a failed row shows) as the
+    # demo and the CLI print them: scrubbed, the SDK's reconnect tracebacks hidden.
     try:
-        events.emit("started", role=args.role, pid=os.getpid(), life=args.life)
-        if args.role == "producer":
-            if args.api == "sync":
-                produce_sync(args, events)
-            else:
-                asyncio.run(produce_async(args, events))
-        else:
-            worker = _Worker(args, events)
-            signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
-            if args.api == "sync":
-                work_sync(args, worker)
-            else:
-                asyncio.run(work_async(args, worker))
-        events.emit("exited", role=args.role, life=args.life)
+        with Out(f"drill {args.role}").logging():
+            events.emit("started", role=args.role, pid=os.getpid(), life=args.life)
+            _act(args, events)
+            events.emit("exited", role=args.role, life=args.life)
     finally:
         events.close()
     return 0
+
+
+def _act(args: argparse.Namespace, events: Events) -> None:
+    if args.role == "producer":
+        if args.api == "sync":
+            produce_sync(args, events)
+        else:
+            asyncio.run(produce_async(args, events))
+        return
+    worker = _Worker(args, events)
+    signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
+    if args.api == "sync":
+        work_sync(args, worker)
+    else:
+        asyncio.run(work_async(args, worker))
 
 
 if __name__ == "__main__":

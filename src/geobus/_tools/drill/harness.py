@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ..._redact import redact
-from ...local import LocalNamespaceProcess, development_key
-from ...local._broker import DEAD_LETTER_SUFFIX
+from ...local import LocalNamespaceProcess
 from ...local._codec import parse_message
+from ...testing import NamespacePair
+from ...testing._namespaces import ROLES
 
 QUEUE = "drill"
 LOCK_DURATION = 4.0  # seconds: a killed worker's messages come back this soon
@@ -166,24 +167,25 @@ class Run:
             "100",
         ]
         # Two regions, two keys: a connection string mixed up between them is refused.
-        self.primary = LocalNamespaceProcess(store=self.dir / "primary.db", args=args, key=development_key(1))
-        self.secondary = LocalNamespaceProcess(store=self.dir / "secondary.db", args=args, key=development_key(2))
+        self.namespaces = NamespacePair.of_processes(
+            args=args, stores=(self.dir / "primary.db", self.dir / "secondary.db")
+        )
 
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> None:
-        self.primary.start()
-        self.secondary.start()
+        self.namespaces.start()
         for _ in range(self.worker_count):
             self.start_worker()
         self.start_producer()
 
     def _env(self, role: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("GEOBUS_")}
+        primary, secondary = self.namespaces.connection_strings
         env.update(
             GEOBUS_MODE=self.mode,
-            GEOBUS_PRIMARY_CONNECTION_STRING=self.primary.connection_string,
-            GEOBUS_SECONDARY_CONNECTION_STRING=self.secondary.connection_string,
+            GEOBUS_PRIMARY_CONNECTION_STRING=primary,
+            GEOBUS_SECONDARY_CONNECTION_STRING=secondary,
             GEOBUS_DEADLINE_ATTEMPT="1.0",
             GEOBUS_DEADLINE_SEND="3.0",
             GEOBUS_DEADLINE_RECEIVE_STALL="2.0",
@@ -252,13 +254,14 @@ class Run:
         """Stops every process this run started, each on its own: one that fails to stop
         does not leave the others running. Namespaces are woken and healed first, so the
         agents' own shutdown does not wait on a fault."""
-        for namespace in (self.primary, self.secondary):
+        for namespace in self.namespaces:
             namespace.resume()
+        for role in ROLES:
             with contextlib.suppress(Exception):  # not running, or paused a moment ago
-                namespace.control.heal()
+                self.namespaces.heal(role)
         errors: list[BaseException] = []
         stops = [agent.terminate for agent in [*self.producers, *self.workers]]
-        for stop in [*stops, self.primary.stop, self.secondary.stop]:
+        for stop in [*stops, self.namespaces.stop]:
             try:
                 stop()
             except Exception as exc:
@@ -330,17 +333,8 @@ class Run:
 
     def queue_depths(self) -> tuple[int, int]:
         """Messages (locked or not) in the drill's queue on each namespace."""
-        primary, secondary = (
-            ns.control.status()["counts"].get(QUEUE, 0) for ns in (self.primary, self.secondary)
-        )
+        primary, secondary = (counts.get(QUEUE, 0) for counts in self.namespaces.counts().values())
         return primary, secondary
-
-    def dead_lettered(self) -> int:
-        """Messages in either namespace's dead-letter queue (the drill's handler never
-        dead-letters, so each one is a message the run did not deliver as it should)."""
-        return sum(
-            ns.control.status()["counts"].get(QUEUE + DEAD_LETTER_SUFFIX, 0) for ns in (self.primary, self.secondary)
-        )
 
     # -- what the namespaces hold -----------------------------------------------------------
 
@@ -359,8 +353,8 @@ class Run:
         from azure.servicebus import ServiceBusClient
 
         found: set[str] = set()
-        for namespace in (self.primary, self.secondary):
-            with ServiceBusClient.from_connection_string(namespace.connection_string) as client:
+        for connection_string in self.namespaces.connection_strings:
+            with ServiceBusClient.from_connection_string(connection_string) as client:
                 with client.get_queue_receiver(QUEUE) as receiver:
                     sequence = 0
                     while True:

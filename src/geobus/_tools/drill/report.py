@@ -8,13 +8,9 @@ Definitions (per run, from the agents' events):
 - lost: acknowledged, never delivered to a handler. A passive disaster may lose
   what the wiped primary held (its bound); nothing else may be lost.
 - unexpected: delivered, never attempted.
-- duplicates delivered: a handler got a message again after a completion of it
-  had succeeded, or while it was still in a handler. A worker killed with an
-  in-memory seen-set may see twins of what it completed that were still queued
-  at its death; those are counted apart (``restart duplicates``), against that
-  bound, since only a persistent seen-set can remember across a restart.
-- redelivered: a handler got a message again after its settlement failed or its
-  worker died before settling: at-least-once delivery, not a duplicate.
+- duplicates delivered, restart duplicates (against the twins still queued when
+  a worker with an in-memory seen-set was killed), redelivered: each delivery as
+  ``geobus._tools.ledger`` classifies it, the one definition the demo uses too.
 - duplicates absorbed: copies the DedupReceivers settled without a handler.
 """
 
@@ -23,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..ledger import Delivery, Ledger
 from .harness import Run
 
 
@@ -104,37 +101,17 @@ def tally(run: Run, seconds: float) -> Row:
 
 
 def _count_deliveries(run: Run, row: Row) -> None:
-    completed_in: dict[str, int] = {}  # id -> the worker life that last completed it
-    in_handler: dict[str, set[int]] = {}  # id -> the live workers whose handler has it unsettled
-    seen: set[str] = set()
-    restarted: set[str] = set()  # ids already counted as a restart duplicate (one each at most)
+    """The agents' events, in the order they happened, through the one ``Ledger``."""
+    ledger = Ledger(restart_allowed=run.restart_bound)
+    feed = {"deliver": ledger.delivered, "complete": ledger.completed, "settle_failed": ledger.settle_failed}
     for event in sorted(run.log.events, key=lambda e: e["t"]):
-        kind = event["e"]
-        if kind == "killed":  # what a dead worker held is no longer in a handler
-            for lives in in_handler.values():
-                lives.discard(event["life"])
-            continue
-        if kind not in ("deliver", "complete", "settle_failed"):
-            continue
-        message_id, life = event["id"], event["life"]
-        holders = in_handler.setdefault(message_id, set())
-        if kind != "deliver":
-            holders.discard(life)
-            if kind == "complete":
-                completed_in[message_id] = life
-            continue
-        if holders:  # in a live handler (this worker's or another's) at the same time
-            row.duplicates_delivered += 1
-        elif message_id in completed_in:
-            if completed_in[message_id] != life and message_id in run.restart_bound and message_id not in restarted:
-                restarted.add(message_id)
-                row.restart_duplicates += 1
-            else:
-                row.duplicates_delivered += 1
-        elif message_id in seen:
-            row.redelivered += 1
-        seen.add(message_id)
-        holders.add(life)
+        if event["e"] == "killed":
+            ledger.died(event["life"])
+        elif event["e"] in feed:
+            feed[event["e"]](event["id"], event["life"])
+    row.duplicates_delivered = ledger.duplicates
+    row.restart_duplicates = ledger.counts[Delivery.RESTART_DUPLICATE]
+    row.redelivered = ledger.counts[Delivery.REDELIVERED]
     row.restart_bound = len(run.restart_bound)
 
 

@@ -34,65 +34,47 @@ def _quarter(run: Run) -> None:
 
 
 def _outage(
-    run: Run, breaks: Callable[[], object], mends: Callable[[], object], broken: str, mended: str
-) -> None:
-    """A quarter into the stream, break something for ``fault_seconds``, then mend it."""
-    _quarter(run)
-    breaks()
-    run.mark(broken)
-    run.hold(run.settings.fault_seconds)
-    mends()
-    run.mark(mended)
+    breaks: Callable[[Run], object], mends: Callable[[Run], object], broken: str, mended: str
+) -> Callable[[Run], None]:
+    """The scenario that, a quarter into the stream, breaks something for ``fault_seconds``, then mends it."""
+
+    def act(run: Run) -> None:
+        _quarter(run)
+        breaks(run)
+        run.mark(broken)
+        run.hold(run.settings.fault_seconds)
+        mends(run)
+        run.mark(mended)
+
+    return act
 
 
-def primary_refused(run: Run) -> None:
-    control = run.primary.control
-    _outage(run, control.refuse, control.heal, "primary refuses connections", "primary healed")
+def _primary(action: str, *args: float) -> Callable[[Run], object]:
+    """``action`` on the primary: one of the pair's faults (``refuse``, ``black_hole``,
+    ``set_latency``, ``heal``) or, on its process, ``pause``, ``resume``, ``kill``, ``start``."""
+
+    def act(run: Run) -> object:
+        if action in ("refuse", "black_hole", "set_latency", "heal"):
+            return getattr(run.namespaces, action)(*args, "primary")
+        return getattr(run.namespaces.primary, action)()
+
+    return act
 
 
-def primary_black_hole(run: Run) -> None:
-    control = run.primary.control
-    _outage(
-        run,
-        control.black_hole,
-        control.heal,
-        "primary black-holed (accepts TCP, never answers)",
-        "primary healed",
-    )
-
-
-def primary_frozen(run: Run) -> None:
-    primary = run.primary
-    _outage(
-        run,
-        primary.pause,
-        primary.resume,
-        "primary process stopped (SIGSTOP)",
-        "primary process continued (SIGCONT)",
-    )
-
-
-def primary_outage(run: Run) -> None:
-    primary = run.primary
-    _outage(
-        run,
-        primary.kill,
-        primary.start,
-        "primary killed (kill -9); its store kept",
-        "primary restarted with its store",
-    )
+def _both(action: str) -> Callable[[Run], object]:
+    return lambda run: getattr(run.namespaces, action)()
 
 
 def primary_disaster(run: Run) -> None:
     _quarter(run)
-    run.primary.kill()
-    held = run.stored_ids(run.primary)
+    run.namespaces.primary.kill()
+    held = run.stored_ids(run.namespaces.primary)
     if run.mode == "passive":  # what the region held when it died: the most passive may lose
         run.allowed_losses = held
-    run.wipe(run.primary)
+    run.wipe(run.namespaces.primary)
     run.mark(f"primary killed (kill -9) and its store wiped, with {len(held)} message(s) in it")
     run.hold(run.settings.fault_seconds)
-    run.primary.start()
+    run.namespaces.primary.start()
     run.mark("primary restarted empty")
 
 
@@ -100,36 +82,17 @@ def flapping_primary(run: Run) -> None:
     _quarter(run)
     half = run.settings.fault_seconds / 2
     for flap in range(FLAPS):
-        run.primary.control.refuse()
+        run.namespaces.refuse("primary")
         run.mark(f"primary down ({flap + 1}/{FLAPS})")
         run.hold(half)
-        run.primary.control.heal()
+        run.namespaces.heal("primary")
         run.mark("primary up")
         run.hold(half)
 
 
-def both_down(run: Run) -> None:
-    def refuse() -> None:
-        run.primary.control.refuse()
-        run.secondary.control.refuse()
-
-    def heal() -> None:
-        run.primary.control.heal()
-        run.secondary.control.heal()
-
-    _outage(
-        run,
-        refuse,
-        heal,
-        "both namespaces refuse connections (the outbox keeps what is sent)",
-        "both healed",
-    )
-
-
 def producer_killed(run: Run) -> None:
     _quarter(run)
-    run.primary.control.refuse()
-    run.secondary.control.refuse()
+    run.namespaces.refuse()
     run.mark("both namespaces refuse connections")
     buffered_before = run.count("ack") - _unbuffered(run)
     run.wait_until(
@@ -140,8 +103,7 @@ def producer_killed(run: Run) -> None:
     run.producers[-1].kill()
     held = run.count("ack") - _unbuffered(run)
     run.mark(f"producer killed (kill -9) with {held} buffered send(s) acknowledged")
-    run.primary.control.heal()
-    run.secondary.control.heal()
+    run.namespaces.heal()
     run.mark("both healed")
     resume_at = max((int(i.rsplit("-", 1)[1]) for i in run.ids("attempt")), default=-1) + 1
     run.start_producer(start=resume_at)
@@ -202,75 +164,38 @@ def fleet(run: Run) -> None:
     )
 
 
-def latency(run: Run) -> None:
-    control = run.primary.control
-    _outage(
-        run,
-        lambda: control.set_latency(0.2),
-        control.heal,
-        "primary answers 200 ms late",
-        "primary healed",
-    )
-
-
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in (
-        Scenario("refused", "the primary refuses connections, then heals", primary_refused),
-        Scenario(
-            "black-hole",
-            "the primary accepts TCP and never answers, then heals",
-            primary_black_hole,
-        ),
-        Scenario(
-            "frozen", "the primary's process is stopped (SIGSTOP), then continued", primary_frozen
-        ),
-        Scenario(
-            "outage", "the primary is killed (kill -9) and restarted with its store", primary_outage
-        ),
-        Scenario(
-            "disaster",
-            "the primary is killed and its store wiped (passive may lose what it held)",
-            primary_disaster,
-        ),
-        Scenario(
-            "flapping",
-            "the primary goes down and up four times (failback prefer_primary)",
-            flapping_primary,
-            env={
-                "GEOBUS_FAILBACK_MODE": "prefer_primary",
-                "GEOBUS_FAILBACK_PROBE_INTERVAL": "0.2",
-                "GEOBUS_FAILBACK_HEALTHY_PROBES": "2",
-                "GEOBUS_FAILBACK_COOLDOWN": "1.0",
-            },
-        ),
-        Scenario("both-down", "both namespaces refuse; the outbox keeps the stream", both_down),
-        Scenario(
-            "producer-killed",
-            "both down, the producer is killed with messages in its outbox; a new one drains it",
-            producer_killed,
-        ),
-        Scenario(
-            "worker-killed",
-            "the worker is killed before completing; its messages come back when their locks expire",
-            worker_killed,
-            handle_time=0.01,
-        ),
-        Scenario(
-            "worker-restart",
-            "as worker-killed, with a SQLite seen-set: the new worker remembers what the dead one completed",
-            worker_killed,
-            env=SQLITE_SEEN_SET,
-            handle_time=0.01,
-        ),
-        Scenario(
-            "fleet",
-            "three workers share a SQLite seen-set; one is killed mid-stream",
-            fleet,
-            env=SQLITE_SEEN_SET,
-            handle_time=0.005,
-            workers=3,
-        ),
-        Scenario("latency", "the primary answers 200 ms late", latency),
+        Scenario("refused", "the primary refuses connections, then heals", _outage(
+            _primary("refuse"), _primary("heal"), "primary refuses connections", "primary healed")),
+        Scenario("black-hole", "the primary accepts TCP and never answers, then heals", _outage(
+            _primary("black_hole"), _primary("heal"), "primary black-holed (accepts TCP, never answers)",
+            "primary healed")),
+        Scenario("frozen", "the primary's process is stopped (SIGSTOP), then continued", _outage(
+            _primary("pause"), _primary("resume"), "primary process stopped (SIGSTOP)",
+            "primary process continued (SIGCONT)")),
+        Scenario("outage", "the primary is killed (kill -9) and restarted with its store", _outage(
+            _primary("kill"), _primary("start"), "primary killed (kill -9); its store kept",
+            "primary restarted with its store")),
+        Scenario("disaster", "the primary is killed and its store wiped (passive may lose what it held)",
+                 primary_disaster),
+        Scenario("flapping", "the primary goes down and up four times (failback prefer_primary)",
+                 flapping_primary, env={
+                     "GEOBUS_FAILBACK_MODE": "prefer_primary", "GEOBUS_FAILBACK_PROBE_INTERVAL": "0.2",
+                     "GEOBUS_FAILBACK_HEALTHY_PROBES": "2", "GEOBUS_FAILBACK_COOLDOWN": "1.0"}),
+        Scenario("both-down", "both namespaces refuse; the outbox keeps the stream", _outage(
+            _both("refuse"), _both("heal"), "both namespaces refuse connections (the outbox keeps what is sent)",
+            "both healed")),
+        Scenario("producer-killed", "both down, the producer is killed with messages in its outbox; a new one "
+                 "drains it", producer_killed),
+        Scenario("worker-killed", "the worker is killed before completing; its messages come back when their "
+                 "locks expire", worker_killed, handle_time=0.01),
+        Scenario("worker-restart", "as worker-killed, with a SQLite seen-set: the new worker remembers what the "
+                 "dead one completed", worker_killed, env=SQLITE_SEEN_SET, handle_time=0.01),
+        Scenario("fleet", "three workers share a SQLite seen-set; one is killed mid-stream", fleet,
+                 env=SQLITE_SEEN_SET, handle_time=0.005, workers=3),
+        Scenario("latency", "the primary answers 200 ms late", _outage(
+            _primary("set_latency", 0.2), _primary("heal"), "primary answers 200 ms late", "primary healed")),
     )
-}
+}  # fmt: skip

@@ -1,0 +1,94 @@
+"""What a ``Deduplicator`` tells its receiver to do: the vocabulary between decisions and I/O.
+
+Actions for the application's copies (``Deliver``, ``Hold``, ``Settle``, ``Drop``,
+``GiveBack``) and questions for the shared seen-set (``ClaimKey``, ``RecheckKey``,
+``RenewLease``, ``RecordOutcome``, ``ReleaseKey``), whose answers (``StoreAnswer``)
+go back to ``Deduplicator.store_answered`` (or, when the receiver stopped waiting for
+one, the question to ``store_given_up``). Plain values: equal when their fields
+are (a ``Copy`` only to itself).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .._storage.seenset import Claim, SeenSetError
+from .dedup import Copy, Key, Outcome
+
+# Subclasses that add no field need no decorator of their own: they keep their base's frozen
+# __init__, its __eq__ (equal only to the same class) and a __repr__ with their own name.
+
+
+@dataclass(frozen=True)
+class _AboutCopy:
+    copy: Copy
+
+
+@dataclass(frozen=True)
+class _AboutKey:
+    key: Key
+
+
+# -- what the receiver does ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Deliver(_AboutCopy):
+    """Hand ``copy`` to the application (``key``: its duplicate key, None for none)."""
+
+    key: Key | None
+
+
+class Hold(_AboutCopy):
+    """Keep ``copy`` locked and unsettled: it waits for its twin's outcome (``held_copies``)."""
+
+
+@dataclass(frozen=True)
+class Settle(_AboutCopy):
+    """Settle ``copy``, a duplicate, as its twin was settled; it never reaches the application."""
+
+    outcome: Outcome
+    reason: str | None = None  # a dead-letter's, as the application gave them for the twin
+    description: str | None = None
+
+
+class Drop(_AboutCopy):
+    """``copy`` is a duplicate already gone from its namespace (receive-and-delete): nothing to settle."""
+
+
+class GiveBack(_AboutCopy):
+    """Abandon ``copy``, fetched and never handed out, so it is available again at once (on close)."""
+
+
+# -- what the shared seen-set is asked (its answer goes to ``store_answered``) ----------------
+
+
+@dataclass(frozen=True)
+class ClaimKey(_AboutKey):
+    """``SeenSet.claim(key)``: may this process deliver ``copy``, the first it has of ``key``?"""
+
+    copy: Copy
+
+
+class RecheckKey(_AboutKey):
+    """``SeenSet.claim(key)`` again: is ``key``, whose copy waits here, still in flight elsewhere?"""
+
+
+class RenewLease(_AboutKey):
+    """``SeenSet.renew(key)``: this process still holds ``key``."""
+
+
+@dataclass(frozen=True)
+class RecordOutcome(_AboutKey):
+    """``SeenSet.complete(key, outcome)``: the application settled ``key`` (``COMPLETED`` or ``DEAD_LETTERED``)."""
+
+    outcome: Claim
+
+
+class ReleaseKey(_AboutKey):
+    """``SeenSet.release(key)``: this process no longer holds ``key`` (abandoned, lock lost, given back)."""
+
+
+StoreQuestion = ClaimKey | RecheckKey | RenewLease | RecordOutcome | ReleaseKey
+StoreAnswer = Claim | bool | None | SeenSetError  # a claim's, a renewal's, nothing, or the failure
+Action = Deliver | Hold | Settle | Drop | StoreQuestion

@@ -1,0 +1,280 @@
+"""One sender's two namespaces and every call to them: the replicator.
+
+``Replicator`` owns what a ``ReplicatedSender`` and its outbox ``Drainer`` both
+need of the namespaces: the channels, the shared ``Health`` (breakers, passive
+roles, the operator's override), the deadlines, and the per-namespace counters.
+Every call to a namespace passes through ``attempt``: skipped without waiting
+while the breaker or the operator holds the namespace back, cut off at the
+call's deadline, its outcome told to the breaker. ``passive`` (in order, with
+failover) and ``concurrently`` (both at once, as active mode sends) are built on
+it. The sender and the drainer decide what to send and what a result means
+(``SendJudge``); they reach the namespaces only through here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TypeVar
+
+from .._config import Deadlines
+from .._decisions.health import Health
+from .._decisions.judge import SendJudge
+from .._errors import NamespaceTimeoutError
+from .._models import SendResult
+from .channels import SendChannel
+from .tasks import cancel_and_wait
+
+_LOG = logging.getLogger("geobus")
+_T = TypeVar("_T")
+
+# One call to one namespace: given its channel and the seconds it may take.
+Call = Callable[[SendChannel, float], Awaitable[_T]]
+
+
+class Replicator:
+    """The channels, health, deadlines and counters of one sender's two namespaces.
+
+    ``health`` is shared by every sender of a client (a namespace's health is
+    not per entity); the counters are this sender's. Task-safe within one event
+    loop; not thread-safe.
+
+    Raises:
+        ValueError: not exactly two channels (on construction).
+    """
+
+    def __init__(
+        self,
+        channels: Sequence[SendChannel],
+        *,
+        health: Health | None = None,
+        deadlines: Deadlines | None = None,
+        entity: str = "",
+    ) -> None:
+        if len(channels) != 2:
+            raise ValueError(f"replication needs exactly two namespaces, not {len(channels)}")
+        self._channels = {channel.name: channel for channel in channels}
+        self.names = tuple(self._channels)
+        self.health = health or Health(list(self.names))
+        self.deadlines = deadlines or Deadlines()
+        self.entity = entity
+        self._sent = dict.fromkeys(self.names, 0)
+        self._failures = dict.fromkeys(self.names, 0)
+        self._failovers = 0
+        self._partial_writes = 0
+        self._missing: set[str] = set()  # namespaces missing copies since their last success
+        self._warming: asyncio.Task[None] | None = None
+
+    # -- what it has done ----------------------------------------------------------------
+
+    @property
+    def active_namespace(self) -> str:
+        """The namespace passive mode tries first."""
+        return self.health.passive_order()[0]
+
+    @property
+    def messages_sent(self) -> dict[str, int]:
+        """Messages each namespace stored (sends, schedules and drains)."""
+        return dict(self._sent)
+
+    @property
+    def send_failures(self) -> dict[str, int]:
+        """Calls that sent messages to a namespace and failed (a skipped namespace is not tried)."""
+        return dict(self._failures)
+
+    @property
+    def failovers(self) -> int:
+        """Times passive mode moved the active role to the other namespace."""
+        return self._failovers
+
+    @property
+    def partial_writes(self) -> int:
+        """Calls whose messages landed on one namespace while the other missed them."""
+        return self._partial_writes
+
+    # -- one call --------------------------------------------------------------------------
+
+    def begin(self, timeout: float | None) -> float:
+        """Start a call: apply a changed override file (cheap when none is due: the drainer
+        calls it too, so an un-paused namespace is seen while nothing else is sent), and
+        return the loop time by which the whole call, failover included, must end.
+
+        Raises:
+            ValueError: ``timeout`` is not positive.
+        """
+        seconds = self.deadlines.send if timeout is None else timeout
+        if seconds <= 0:
+            raise ValueError("timeout must be positive")
+        deadline = asyncio.get_running_loop().time() + seconds
+        self.health.refresh()
+        return deadline
+
+    async def attempt(self, name: str, deadline: float, call: Call[_T], *, messages: int | None = None) -> _T:
+        """One call to namespace ``name``: the only way geobus reaches a namespace's sender.
+
+        Skipped without a call while its breaker is open or the operator paused it;
+        otherwise given the smaller of ``deadlines.attempt`` and what is left until
+        ``deadline``, and its outcome told to the breaker (an outage counts against
+        it, as ``SendJudge.counts_against`` says; a cancellation says nothing).
+        ``messages``: how many messages the call stores, for the counters; None for a
+        call that stores none (a cancellation, sizing a batch), which is not counted.
+
+        Raises:
+            NamespaceUnavailableError: skipped; the namespace was not called.
+            NamespaceTimeoutError: ``deadline`` passed, or the call outlasted its share.
+            Exception: what the channel raised.
+        """
+        skipped = self.health.unavailable(name)
+        if skipped is not None:
+            raise skipped
+        # From here the breaker may have given this call its half-open slot: every way
+        # out records the outcome.
+        try:
+            seconds = min(self.deadlines.attempt, deadline - asyncio.get_running_loop().time())
+            if seconds <= 0:
+                raise NamespaceTimeoutError(name, 0.0)
+            result = await call(self._channels[name], seconds)
+        except Exception as exc:
+            self.health.record(name, exc, availability=SendJudge.counts_against(exc))
+            if messages is not None:
+                self._failures[name] += 1
+            raise
+        except BaseException as exc:  # cancelled: says nothing about the namespace
+            self.health.record(name, exc, availability=False)
+            raise
+        self.health.record(name, None)
+        if messages is not None:
+            self._sent[name] += messages
+        return result
+
+    # -- the two strategies ------------------------------------------------------------------
+
+    async def passive(self, call: Call[object], deadline: float, *, messages: int, judge: SendJudge) -> SendResult:
+        """The active namespace, then the other while ``judge.tries_next`` says so.
+
+        ``judge``: the sender's, or the drainer's (under which a namespace's refusal,
+        a rotated key or a missing entity, sends the message to the other too).
+
+        Raises:
+            ReplicationError: no namespace took it (every error an outage or a skip).
+            Exception: what stopped the failover, as ``SendJudge.passive`` says.
+        """
+        errors: dict[str, BaseException] = {}
+        for name in self.health.passive_order():
+            try:
+                await self.attempt(name, deadline, call, messages=messages)
+            except Exception as exc:
+                errors[name] = exc
+                if judge.tries_next(exc):
+                    continue
+                break
+            # Only a send that had to pass a namespace by may swap the roles: one that went
+            # straight to its first choice, decided before a concurrent failover or failback
+            # moved the roles, would otherwise swap them back with nothing wrong.
+            if errors and self.health.succeeded_on(name):
+                self._failovers += 1
+                _LOG.warning(
+                    "geobus: %s; sent to %r, which is now active",
+                    ", ".join(f"namespace {n!r} unavailable ({type(e).__name__})" for n, e in errors.items()),
+                    name,
+                )
+            return judge.passive(errors, landed=name)
+        return judge.passive(errors, landed=None)
+
+    async def concurrently(
+        self,
+        call: Call[_T],
+        deadline: float,
+        names: Iterable[str] | None = None,
+        *,
+        messages: int | None = None,
+    ) -> dict[str, _T | Exception]:
+        """``attempt`` on ``names`` (both namespaces by default) at once.
+
+        Returns each namespace's result, or the error it raised (a skipped namespace's
+        is a ``NamespaceUnavailableError``), in the order of ``names``.
+        """
+        chosen = list(self.names if names is None else names)
+
+        async def one(name: str) -> _T | Exception:
+            # The breaker's half-open slot is taken here, in the task that then records
+            # the outcome: a call cancelled before its tasks ran takes no slot.
+            try:
+                return await self.attempt(name, deadline, call, messages=messages)
+            except Exception as exc:
+                return exc
+
+        outcomes = await asyncio.gather(*(one(name) for name in chosen))
+        return dict(zip(chosen, outcomes, strict=True))
+
+    # -- missing copies ----------------------------------------------------------------------
+
+    def stores_again(self, name: str) -> None:
+        """``name`` took a copy again (a send, or its outbox lane drained to the last one)."""
+        if name in self._missing:
+            self._missing.discard(name)
+            _LOG.info("geobus: %s stores its copies again (%s)", name, self.entity)
+
+    def noted(self, result: SendResult, fate: str) -> SendResult:
+        """Counts a partial write; logs when a namespace starts (or stops) missing copies,
+        not once per message: an outage at 1,000 messages/s is one warning. ``fate``
+        says where the missing copies are (``"are missing"``, ``"wait in the outbox"``)."""
+        for name in result.landed:
+            self.stores_again(name)
+        if not result.partial:
+            return result
+        self._partial_writes += 1
+        starting = [name for name in result.missed if name not in self._missing]
+        self._missing.update(result.missed)
+        if starting:
+            _LOG.warning(
+                "geobus: partial writes to %s: stored on %s; copies for %s %s (counted in stats.partial_writes)",
+                self.entity,
+                ", ".join(result.landed),
+                ", ".join(f"{name} ({type(result.missed[name]).__name__})" for name in starting),
+                fate,
+            )
+        return result
+
+    # -- links -----------------------------------------------------------------------------
+
+    def warm_standby(self) -> None:
+        """Open the passive standby's link in the background, once, so a failover costs one send.
+
+        A standby the operator paused, or whose breaker is not closed, is left alone.
+        The warm-up stores nothing and proves nothing, so it neither takes a breaker's
+        half-open slot nor is counted against the breaker when it fails.
+        """
+        if self._warming is not None:
+            return
+        standby = self.health.passive_order()[1]
+        if not self.health.is_clear(standby):
+            return
+        self._warming = asyncio.get_running_loop().create_task(self._warm(self._channels[standby]))
+
+    async def _warm(self, channel: SendChannel) -> None:
+        try:
+            await channel.warm(timeout=self.deadlines.attempt)
+        except Exception as exc:  # the standby may be down: the failover will open it, or fail
+            _LOG.debug("geobus: could not pre-open %r: %s", channel.name, type(exc).__name__)
+
+    async def probe(self, name: str) -> None:
+        """Open a fresh link to ``name`` and close it: does it take senders now?
+
+        The client's failback probe. Not gated by the breaker: it is the check that
+        finds a namespace well again, and ``Health.observe_probe`` records its result
+        (closing the breaker). It runs only while ``Health.wants_failback``, which no
+        paused or overridden namespace does.
+
+        Raises:
+            NamespaceTimeoutError: no answer within ``deadlines.attempt``.
+            Exception: the namespace refused.
+        """
+        await self._channels[name].probe(timeout=self.deadlines.attempt)
+
+    async def close(self) -> None:
+        """Stop the warm-up and close both channels. Safe to call twice."""
+        if self._warming is not None:
+            await cancel_and_wait([self._warming])
+        await asyncio.gather(*(channel.close() for channel in self._channels.values()), return_exceptions=True)
