@@ -16,7 +16,7 @@
     └── OutboxError             the outbox file is damaged, not an outbox, or in use by another process
 
 What an error from a namespace means is decided once, by the table in
-``_faults.py``:
+``_decisions/faults.py``:
 
 - **The message's fault** — raised unchanged, before or instead of anything
   else: ``TypeError``/``ValueError`` naming the field, raised by geobus's

@@ -113,9 +113,12 @@ def looks_like(value: object) -> str | None:
     return None
 
 
-def describe(value: object) -> str:
+def describe(value: object, *, prefix: bool = True) -> str:
     """What ``value`` is, for a message about it, never quoting what may be a secret: the one
     describer of geobus's errors and of what its commands print about a failure.
+
+    ``prefix=False`` never shows any of a string's characters (a message's fields: an
+    application's data is not geobus's to print), only what it looks like and its length.
 
     - a number, a flag or None: as it is (nothing secret to hide);
     - bytes: their type and size;
@@ -146,6 +149,8 @@ def describe(value: object) -> str:
     scheme = _SCHEME.match(text)
     if scheme:
         return f"a URL ({scheme.group(1).lower()}://...)" + (" with a user or password" if "@" in text else "")
+    if not prefix:
+        return f"str of {len(value)} characters"
     if len(text) <= 32:
         try:
             float(text)

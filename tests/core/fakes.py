@@ -105,6 +105,7 @@ class FakeSendChannel:
         self.stored: list[str] = []  # MessageIds this namespace accepted, in order
         self.warmed = 0
         self.closed = False
+        self.batch_limit = 256 * 1024  # what max_batch_size answers (a Standard namespace's)
         self._next_sequence = itertools.count(1)
 
     def behave(self, *acts: Act) -> None:
@@ -141,7 +142,7 @@ class FakeSendChannel:
 
     async def max_batch_size(self, *, timeout: float) -> int:
         await self._run("max_batch_size", timeout, ())
-        return 256 * 1024
+        return self.batch_limit
 
     async def warm(self, *, timeout: float) -> None:
         self.warmed += 1

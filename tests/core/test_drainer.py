@@ -154,7 +154,7 @@ class Rig:
             **options,
         )
         # The drainer's backoff goes through the fake sleep (the sender builds one with asyncio.sleep).
-        sender._drainer = Drainer(sender._replicator, outbox, self.policy, sender.mode, sleep=self.sleep)
+        sender._drainer = Drainer(sender._replicator, outbox, self.policy, lambda: sender.mode, sleep=self.sleep)
         self._senders.append(sender)
         return sender
 
@@ -721,6 +721,33 @@ class TestClose:
             await eventually_async(lambda: sender2.stats.drained == 2, what="the 'any' lane drained")
         assert weu2.stored == ["m1", "m2"]
         assert neu2.stored == ["m1", "m2"]
+
+    async def test_the_next_drainer_for_the_entity_starts_when_the_running_one_stops(
+        self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        both_down(weu, neu)
+        first = rig.sender()
+        await first.send_messages(message("m1"))
+        await parked(rig)
+        weu2, neu2 = FakeSendChannel("weu"), FakeSendChannel("neu")
+        second = rig.sender(channels=[weu2, neu2])
+        async with second:  # its drainer waits its turn: one per entity, or each message goes twice
+            assert second._drainer is not None and second._drainer._tasks == []
+            await first.close()
+            await eventually_async(lambda: second.stats.drained == 1, what="the next drainer drained the lane")
+        assert weu2.stored == ["m1"] and neu2.stored == []
+
+    async def test_the_mode_is_read_at_each_drain(self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel) -> None:
+        both_down(weu, neu)
+        sender = rig.sender()
+        await sender.send_messages(message("m1"))  # buffered in passive mode: the 'any' lane
+        await parked(rig)
+        sender.mode = ACTIVE  # a public attribute: the drainer follows it
+        weu.behave(ok())
+        neu.behave(ok())
+        rig.sleep.release()
+        await eventually_async(lambda: sender.stats.drained == 1, what="the 'any' lane drained")
+        assert weu.stored == ["m1"] and neu.stored == ["m1"]  # to both, as active mode drains it
 
     async def test_close_right_after_a_buffered_send(
         self, rig: Rig, weu: FakeSendChannel, neu: FakeSendChannel

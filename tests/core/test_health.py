@@ -535,6 +535,19 @@ class TestHealth:
         assert health.unavailable("weu") is None  # the half-open probe slot is now taken
         assert isinstance(health.unavailable("weu"), NamespaceUnavailableError)
 
+    def test_held_back_says_why_and_takes_no_probe_slot(self, clock: FakeClock) -> None:
+        health = make_health(clock, breaker=BreakerPolicy(failure_threshold=1, cooldown=10.0))
+        assert health.held_back("weu") is None and health.is_clear("weu")
+        health.record("weu", DOWN)
+        clock.advance(10.0)  # a probe may go through now
+        for _ in range(3):  # asking, however often, leaves the probe slot for a call
+            skipped = health.held_back("weu")
+            assert isinstance(skipped, NamespaceUnavailableError)
+            assert skipped.reason == "circuit open (retry in 0.0 s)" and not health.is_clear("weu")
+        assert health.breakers["weu"].state == BreakerState.OPEN
+        assert health.unavailable("weu") is None  # the call takes the slot: half-open
+        assert isinstance(health.held_back("weu"), NamespaceUnavailableError)  # still not clear
+
     def test_rejection_releases_the_probe_slot(self, clock: FakeClock) -> None:
         health = make_health(clock, breaker=BreakerPolicy(failure_threshold=1, cooldown=10.0))
         health.record("weu", DOWN)

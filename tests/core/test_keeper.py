@@ -1,14 +1,17 @@
 """The receiver's keeper: held copies' locks (and shared leases) renewed, a slow namespace
-isolated (fakes, fake lock clock)."""
+isolated (fakes, fake lock clock). Which copies are due is ``locks.due_for_renewal``'s
+call, tested in ``test_locks.py``; here, the ``LockKeeper`` that carries it out."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 
 from geobus import Deadlines, DedupPolicy
 from geobus._decisions.dedup import Copy, key_of
+from geobus._engine.copies import copy_of
 from geobus._engine.pumps import LockKeeper
 from geobus._storage.seenset.memory import MemorySeenSet
 from geobus.aio import DedupReceiver
@@ -21,34 +24,6 @@ from .test_receiver_core import BOUND, QUICK, receive
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
-
-
-@pytest.fixture
-def ticks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Counts the keeper's ticks (so a test can wait for some to pass)."""
-    done: list[int] = []
-    renew_due = LockKeeper.renew_due
-
-    def counted(self: LockKeeper, held: list[Copy]) -> None:
-        done.append(len(held))
-        renew_due(self, held)
-
-    monkeypatch.setattr(LockKeeper, "renew_due", counted)
-    return done
-
-
-@pytest.fixture
-def renewal_runs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The namespaces of the per-namespace renewal runs that have ended, in order."""
-    ended: list[str] = []
-    renew_on = LockKeeper._renew_on
-
-    async def recorded(self: LockKeeper, namespace: str, copies: list[Copy]) -> None:
-        await renew_on(self, namespace, copies)
-        ended.append(namespace)
-
-    monkeypatch.setattr(LockKeeper, "_renew_on", recorded)
-    return ended
 
 
 @pytest.fixture
@@ -83,8 +58,60 @@ async def _hold_twins(
     raise AssertionError(f"the twins of {ids} were not held")
 
 
-async def test_a_held_twin_is_renewed_when_its_lock_nears_its_end(
-    clock: FakeClock, receivers: list[DedupReceiver], ticks: list[int]
+def _held(channel: FakeReceiveChannel, *ids: str) -> list[Copy]:
+    """Copies of ``ids`` as ``channel`` hands them out now, held here."""
+    return [copy_of(channel, message) for message in channel.publish(*ids)]
+
+
+@pytest.fixture
+async def keepers() -> AsyncIterator[list[LockKeeper]]:
+    made: list[LockKeeper] = []
+    yield made
+    for keeper in made:
+        await keeper.close()
+
+
+class TestLockKeeper:
+    """One run per namespace at a time, each renewing the copies due; a keeper turn is a call
+    of ``renew_due``, so no test waits for one."""
+
+    async def test_only_the_copies_due_are_renewed(self, clock: FakeClock, keepers: list[LockKeeper]) -> None:
+        weu, neu = _channels(clock)
+        keeper = LockKeeper({"weu": weu, "neu": neu}, clock=clock, renew_ahead=10.0, deadlines=Deadlines())
+        keepers.append(keeper)
+        copies = _held(neu, "a", "b")
+        assert keeper.renew_due(copies) == {}  # 60 s of lock left: nothing is due yet
+        clock.advance(51)  # 9 s left: due
+        runs = keeper.renew_due(copies)
+        await asyncio.gather(*runs.values())
+        assert list(runs) == ["neu"] and len(neu.renewals) == 2
+        assert all(copy.locked_until is not None and copy.locked_until > clock() + 50 for copy in copies)
+        assert keeper.renew_due(copies) == {}  # renewed: not due again
+
+    async def test_a_black_holed_namespace_does_not_hold_up_the_others_renewals(
+        self, clock: FakeClock, keepers: list[LockKeeper]
+    ) -> None:
+        weu, neu = _channels(clock)
+        weu.renews = Script(hang())  # accepts the request, never answers
+        # Every copy is always due (60 s locks, renewed 100 s ahead): each call is a full turn.
+        keeper = LockKeeper(
+            {"weu": weu, "neu": neu}, clock=clock, renew_ahead=100.0, deadlines=Deadlines(attempt=0.3, send=0.3)
+        )
+        keepers.append(keeper)
+        copies = [*_held(weu, "k1", "k2", "k3"), *_held(neu, "k4", "k5", "k6")]
+        first = keeper.renew_due(copies)
+        await asyncio.wait_for(first["neu"], BOUND)
+        # neu's copies were not kept waiting behind weu's unanswered renewal (0.3 s).
+        assert len(neu.renewals) == 3 and not first["weu"].done()
+        assert list(keeper.renew_due(copies)) == ["neu"]  # weu's run has not ended: none beside it
+        await asyncio.wait_for(first["weu"], BOUND)
+        # The run gave up at its first unanswered renewal: one deadline per turn, not one per copy.
+        assert weu.renew_attempts == 1 and weu.renewals == []
+        assert "weu" in keeper.renew_due(copies)  # tried again on the next turn
+
+
+async def test_a_held_twin_is_renewed_by_the_receivers_keeper(
+    clock: FakeClock, receivers: list[DedupReceiver]
 ) -> None:
     weu, neu = _channels(clock)
     receiver = DedupReceiver([weu, neu], clock=clock, deadlines=Deadlines(receive_stall=0.1), timings=QUICK)
@@ -92,52 +119,10 @@ async def test_a_held_twin_is_renewed_when_its_lock_nears_its_end(
     await _hold_twins(receiver, weu, neu, "a", "b")
     twins = neu.published
     before = [m.locked_until_utc for m in twins]
-    passes = len(ticks)
-    await eventually_async(lambda: len(ticks) >= passes + 3, within=BOUND)  # 60 s of lock left: nothing is due yet
-    assert neu.renew_attempts == 0
     clock.advance(51)  # 9 s left: due
     await eventually_async(lambda: len(neu.renewals) == 2, within=BOUND)
     assert all(m.locked_until_utc > b for m, b in zip(twins, before, strict=True))
     assert weu.renew_attempts == 0  # the application's own copies are its to renew
-
-
-async def test_a_black_holed_namespace_does_not_hold_up_the_others_renewals(
-    clock: FakeClock, receivers: list[DedupReceiver], renewal_runs: list[str]
-) -> None:
-    # Copies waiting on another worker are held locked on both namespaces at once (a
-    # worker's own twins cannot be: a namespace is not asked while the application holds
-    # one of its messages). Worker "a" holds k1..k6; worker "b" has copies of all six.
-    store = MemorySeenSet(max_entries=100, clock=FakeClock())  # leases do not run out here
-    a_weu, a_neu = _channels(clock)
-    a = DedupReceiver(
-        [a_weu, a_neu], clock=clock, deadlines=Deadlines(receive_stall=0.1), seen_set=store, timings=QUICK
-    )
-    b_weu, b_neu = _channels(clock)
-    b_weu.renews = Script(hang())  # accepts the request, never answers
-    b = DedupReceiver(
-        [b_weu, b_neu],
-        clock=clock,
-        deadlines=Deadlines(attempt=0.3, send=0.3, receive_stall=0.1),
-        seen_set=store,
-        timings=QUICK,
-    )
-    receivers.extend([a, b])
-    keys = [f"k{i}" for i in range(1, 7)]
-    a_weu.publish(*keys)
-    await receive(a, 6)
-    await _hold_twins(b, None, b_weu, *keys[:3])  # held first: the keeper meets them first
-    await _hold_twins(b, None, b_neu, *keys[3:])
-    clock.advance(55)
-    await eventually_async(lambda: len(b_neu.renewals) == 3, within=BOUND)
-    # One unanswered renewal leaves weu for this turn: neu's copies were not kept waiting
-    # behind three of them (0.9 s), and weu is tried again on the next turn.
-    assert b_weu.renew_attempts == 1
-    # Each run on weu gives up at its first unanswered renewal (three would be 0.9 s of a
-    # run), and the next starts on a later tick.
-    await eventually_async(lambda: renewal_runs.count("weu") >= 3, within=3 * BOUND)
-    assert b_weu.renew_attempts <= renewal_runs.count("weu") + 1
-    assert b_weu.renewals == []
-    assert b.stats.delivered == 0
 
 
 async def test_leases_are_renewed_on_time_while_lock_renewals_hang(

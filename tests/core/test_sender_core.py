@@ -541,6 +541,71 @@ class TestEveryCallGoesThroughTheBreaker:
         assert sender.stats.breakers["neu"] == ("open" if held.how == "breaker" else "closed")
 
 
+PREMIUM_LIMIT = 1024 * 1024  # a Premium namespace's batch limit; the fakes answer a Standard one's
+
+
+class TestBatchSizing:
+    """A batch fits the smaller namespace, even one held back now; sizing proves nothing."""
+
+    async def test_a_namespace_held_back_still_counts_with_its_last_limit(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, held: HeldBack
+    ) -> None:
+        weu.batch_limit = PREMIUM_LIMIT
+        sender = make_sender(health=held.health)
+        assert (await sender.create_message_batch()).max_size_in_bytes == 256 * 1024
+        held.hold_back("neu")
+        # Sized for weu alone, the batch would be refused by neu, as the message's fault, once it is back.
+        assert (await sender.create_message_batch()).max_size_in_bytes == 256 * 1024
+        assert [c.method for c in neu.calls] == ["max_batch_size"]  # not asked while held back
+        assert [c.method for c in weu.calls] == ["max_batch_size", "max_batch_size"]
+
+    async def test_both_held_back_with_known_limits_asks_neither(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel, held: HeldBack
+    ) -> None:
+        neu.batch_limit = PREMIUM_LIMIT
+        sender = make_sender(health=held.health)
+        await sender.create_message_batch()
+        held.hold_back("weu", "neu")
+        assert (await sender.create_message_batch()).max_size_in_bytes == 256 * 1024
+        assert len(weu.calls) == len(neu.calls) == 1
+
+    async def test_a_limit_told_once_counts_after_a_failed_sizing(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        neu.batch_limit = PREMIUM_LIMIT
+        sender = make_sender()
+        await sender.create_message_batch()
+        weu.behave(fail(DOWN))
+        assert (await sender.create_message_batch()).max_size_in_bytes == 256 * 1024
+
+    async def test_an_answer_does_not_end_a_failure_streak(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        health = Health(["weu", "neu"], breaker=BreakerPolicy(failure_threshold=3))
+        sender = make_sender(health=health)
+        health.record("weu", DOWN)
+        health.record("weu", DOWN)
+        await sender.create_message_batch()  # weu answers from its link: no proof it is back
+        assert len(weu.calls) == 1
+        health.record("weu", DOWN)
+        assert sender.stats.breakers["weu"] == "open"  # the third failure in a row
+
+    async def test_a_breaker_past_its_cool_down_keeps_its_probe_for_a_send(
+        self, make_sender: MakeSender, weu: FakeSendChannel, neu: FakeSendChannel
+    ) -> None:
+        clock = FakeClock(0.0)
+        health = Health(["weu", "neu"], breaker=BreakerPolicy(failure_threshold=1, cooldown=30.0), clock=clock)
+        sender = make_sender(health=health)
+        await sender.create_message_batch()
+        health.record("weu", DOWN)
+        clock.advance(31.0)  # a probe may go through now
+        assert (await sender.create_message_batch()).max_size_in_bytes == 256 * 1024
+        assert len(weu.calls) == 1  # not asked: sizing takes no probe slot and closes no breaker
+        assert sender.stats.breakers["weu"] == "open"
+        result = await sender.send_messages(message("m1"))  # the send is the probe
+        assert result.landed == ("weu",) and sender.stats.breakers["weu"] == "closed"
+
+
 class TestFailoversCountedOnce:
     """A failover is counted once, by the sender whose send (or drain) moved the roles."""
 

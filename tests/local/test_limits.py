@@ -29,9 +29,9 @@ from azure.servicebus.aio import ServiceBusClient as AsyncServiceBusClient
 from azure.servicebus.exceptions import ServiceBusError
 from proton import Condition, Delivery, Endpoint, Link
 
+from geobus._cli.local import _limits, add_arguments
 from geobus.local import Limits, LocalNamespace, LocalNamespaceProcess
 from geobus.local._limits import AcceptBackoff
-from geobus.local._main import _limits, add_arguments
 from geobus.testing import eventually
 
 from .raw_amqp import (

@@ -104,7 +104,7 @@ COMMANDS: dict[str, Command] = {
         "Exit 1 if the file does not exist or is not a geobus outbox.",
     ),
     "local": Command(
-        "geobus.local._main",
+        "geobus._cli.local",
         "serve local Service Bus namespaces (AMQP 1.0) for tests, drills and demos",
         "Serve local namespaces until SIGTERM/SIGINT. Prints one connection string per "
         "namespace on stdout once listening; control endpoints go to stderr.",

@@ -220,17 +220,27 @@ class Health:
         A None answer may take the breaker's half-open probe slot: the caller must
         then ``record`` the outcome.
         """
-        if name in self.override.current.paused:
-            return NamespaceUnavailableError(name, "paused by operator")
-        breaker = self.breakers[name]
-        if not breaker.allow():
-            return NamespaceUnavailableError(name, f"circuit open (retry in {breaker.retry_after():.1f} s)")
-        return None
+        return self._skipped(name, CircuitBreaker.allow)
 
     def is_clear(self, name: str) -> bool:
         """Neither paused nor behind a breaker that is open or half-open. Read-only: for a
-        call that proves nothing either way (a warm-up) and must not take the probe slot."""
-        return name not in self.override.current.paused and self.breakers[name].state == BreakerState.CLOSED
+        call that proves nothing either way (a warm-up, sizing a batch) and must not take
+        the probe slot."""
+        return self.held_back(name) is None
+
+    def held_back(self, name: str) -> NamespaceUnavailableError | None:
+        """Why ``name`` is not clear (``is_clear``), or None if it is. Read-only."""
+        return self._skipped(name, lambda breaker: breaker.state == BreakerState.CLOSED)
+
+    def _skipped(
+        self, name: str, lets_through: Callable[[CircuitBreaker], bool]
+    ) -> NamespaceUnavailableError | None:
+        if name in self.override.current.paused:
+            return NamespaceUnavailableError(name, "paused by operator")
+        breaker = self.breakers[name]
+        if not lets_through(breaker):
+            return NamespaceUnavailableError(name, f"circuit open (retry in {breaker.retry_after():.1f} s)")
+        return None
 
     def passive_order(self) -> tuple[str, str]:
         """The namespaces passive mode tries, in order: the active one first (a forced

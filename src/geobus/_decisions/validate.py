@@ -9,9 +9,9 @@ each problem is a ``TypeError`` (a type the SDK cannot encode) or a
 ``ValueError`` (out of range, too long, inconsistent) naming the field, raised
 before any namespace is tried or anything is buffered.
 
-Errors describe a bad value as every geobus error does (``_redact.describe``):
-by its type, its size or what it looks like, never by the value itself: a field
-may hold a secret.
+Errors describe a bad value with geobus's one describer (``_redact.describe``,
+``prefix=False``): by its type, its size or what it looks like, never by any part
+of the value itself: a field may hold a secret.
 """
 
 from __future__ import annotations
@@ -126,14 +126,14 @@ def _utf8(field: str, value: bytes | bytearray) -> str:
     try:
         return bytes(value).decode("utf-8")
     except UnicodeDecodeError:
-        raise ValueError(f"{field}: {describe(value)} that are not UTF-8 text") from None
+        raise ValueError(f"{field}: {describe(value, prefix=False)} that are not UTF-8 text") from None
 
 
 def _text(field: str, value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError(f"{field}: {describe(value)} that cannot be encoded as UTF-8") from None
+        raise ValueError(f"{field}: {describe(value, prefix=False)} that cannot be encoded as UTF-8") from None
     return value
 
 
@@ -153,12 +153,12 @@ def _message_id(field: str, value: Any, *, limit: int | None = None) -> str:
             text = value.decode("utf-8")
         except UnicodeDecodeError:
             if limit is not None and len(value) > limit:
-                raise ValueError(f"{field}: {describe(value)}; Service Bus allows at most {limit}") from None
+                raise ValueError(f"{field}: {describe(value, prefix=False)}; Service Bus allows at most {limit}") from None
             return value.hex()
     else:
         text = _text(field, value)
     if limit is not None and len(text) > limit:
-        raise ValueError(f"{field}: {describe(value)}; Service Bus allows at most {limit}")
+        raise ValueError(f"{field}: {describe(value, prefix=False)}; Service Bus allows at most {limit}")
     return text
 
 
@@ -173,7 +173,7 @@ def _string(field: str, value: Any, *, limit: int | None = None) -> str | None:
     else:
         raise TypeError(f"{field}: expected str, got {type(value).__name__}")
     if limit is not None and len(text) > limit:
-        raise ValueError(f"{field}: {describe(value)}; Service Bus allows at most {limit}")
+        raise ValueError(f"{field}: {describe(value, prefix=False)}; Service Bus allows at most {limit}")
     return text
 
 
@@ -181,7 +181,7 @@ def _symbol(field: str, value: Any) -> None:
     """An AMQP symbol: ASCII text."""
     text = _string(field, value)
     if text is not None and not text.isascii():
-        raise ValueError(f"{field}: {describe(value)} with non-ASCII characters; an AMQP symbol is ASCII")
+        raise ValueError(f"{field}: {describe(value, prefix=False)} with non-ASCII characters; an AMQP symbol is ASCII")
 
 
 def _binary(field: str, value: Any) -> None:

@@ -138,6 +138,11 @@ class _Bounded:
         self._one_at_a_time = asyncio.Lock()
         self._closing: set[asyncio.Task[None]] = set()
 
+    @property
+    def handler(self) -> Any:
+        """The handler open now; None before the first call, or after a fault dropped it."""
+        return self._handler
+
     async def call(self, fn: Callable[[Any], Awaitable[_T]], timeout: float) -> _T:
         using: list[Any] = [None]  # the handler this call holds when its time runs out
         try:
@@ -184,7 +189,6 @@ class SdkSendChannel:
         if (queue is None) == (topic is None):
             raise ValueError("a send channel needs a queue or a topic")
         self.name = name
-
         def open_handler() -> ServiceBusSender:
             if queue is not None:
                 return client.get_queue_sender(queue)
@@ -280,7 +284,7 @@ class SdkReceiveChannel:
     async def _settle(self, message: ServiceBusReceivedMessage, action: Callable[[Any], Awaitable[Any]], timeout: float) -> Any:
         # A message is settled through the SDK receiver that received it, even if that
         # receiver has since been replaced.
-        receiver = getattr(message, "_receiver", None) or self._bounded._handler
+        receiver = getattr(message, "_receiver", None) or self._bounded.handler
 
         async def one_at_a_time() -> Any:
             # Concurrent settlements on one SDK receiver are ~40x slower than the same

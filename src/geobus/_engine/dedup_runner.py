@@ -68,20 +68,45 @@ class DedupRunner:
             clock=clock,
             store_backoff=store_backoff,
         )
-        self.ready: collections.deque[Deliver] = collections.deque()  # for the application, in turn
-        self.settling = {name: 0 for name in channels}  # duplicates being settled, per namespace
+        self._ready: collections.deque[Deliver] = collections.deque()  # for the application, in turn
+        self._settling = {name: 0 for name in channels}  # duplicates being settled, per namespace
         self.absorbed = 0  # duplicates that never reached the application
         self._channels = channels
         self._deadlines = deadlines
         self._settled = settled
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    # -- what it holds ----------------------------------------------------------------------------
+
+    def take_ready(self) -> Deliver | None:
+        """The next copy to hand to the application, in turn; None when none is ready."""
+        return self._ready.popleft() if self._ready else None
+
+    @property
+    def has_ready(self) -> bool:
+        """A copy waits to be handed to the application."""
+        return bool(self._ready)
+
+    def is_ready(self, copy: Copy) -> bool:
+        """``copy`` waits to be handed to the application."""
+        return any(deliver.copy is copy for deliver in self._ready)
+
+    def ready_keys(self) -> list[Key | None]:
+        """The keys of the copies waiting to be handed to the application."""
+        return [deliver.key for deliver in self._ready]
+
+    def settling_on(self, namespace: str) -> int:
+        """Duplicates of ``namespace`` being settled in the background now."""
+        return self._settling[namespace]
+
+    # -- carrying out ------------------------------------------------------------------------------
+
     async def run(self, actions: Iterable[Action]) -> None:
         """Do what the deduplicator says, in order; each store answer goes back to it at once,
         and so does a question cancelled before its answer (``store_given_up``)."""
         for action in actions:
             if isinstance(action, Deliver):
-                self.ready.append(action)
+                self._ready.append(action)
             elif isinstance(action, Hold):
                 pass  # locked and unsettled until its twin's outcome; the keeper renews its lock
             elif isinstance(action, Settle):
@@ -113,7 +138,7 @@ class DedupRunner:
     def _settle_in_background(self, action: Settle) -> None:
         self.absorbed += 1
         namespace = action.copy.namespace
-        self.settling[namespace] += 1
+        self._settling[namespace] += 1
         task = asyncio.get_running_loop().create_task(self._quietly(self._settlement(action), namespace))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -125,7 +150,7 @@ class DedupRunner:
             # Not lost: an unsettled copy comes back after its lock expires, and is settled then.
             _LOG.info("geobus: settling a duplicate on %r failed (%s)", namespace, type(exc).__name__)
         finally:
-            self.settling[namespace] -= 1
+            self._settling[namespace] -= 1
             self._settled.set()
 
     # -- closing --------------------------------------------------------------------------------
@@ -137,8 +162,8 @@ class DedupRunner:
         most ``deadlines.attempt`` more."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        ready = [deliver.copy for deliver in self.ready]
-        self.ready.clear()
+        ready = [deliver.copy for deliver in self._ready]
+        self._ready.clear()
 
         async def quietly(settlement: Awaitable[None]) -> None:
             with contextlib.suppress(Exception):  # it comes back when its lock expires instead

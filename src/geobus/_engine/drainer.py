@@ -55,13 +55,14 @@ class AsyncOutbox:
         for drainer in self._drainers.get(entity, [])[:1]:
             drainer.wake(lanes)
 
-    def release(self, drainer: Drainer) -> Drainer | None:
-        """Unregister ``drainer``; return the next one to run for its entity, if it was running."""
+    def release(self, drainer: Drainer) -> None:
+        """Unregister ``drainer``; if it was the one running, the next for its entity starts."""
         queue = self._drainers.get(drainer.entity, [])
         was_running = bool(queue) and queue[0] is drainer
         if drainer in queue:
             queue.remove(drainer)
-        return queue[0] if was_running and queue else None
+        if was_running and queue:
+            queue[0].run()
 
     def pending(self, entity: str, lane: str) -> int:
         return self.sync.pending(entity, lane)
@@ -98,14 +99,14 @@ class Drainer:
         replicator: Replicator,
         outbox: AsyncOutbox,
         policy: OutboxPolicy,
-        mode: ReplicationMode,
+        mode: Callable[[], ReplicationMode],
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._replicator = replicator
         self._outbox = outbox
         self.policy = policy
-        self.mode = mode
+        self._mode = mode  # read at each drain: the sender's mode may be changed while it runs
         self.entity = replicator.entity
         self._sleep = sleep
         self._lanes = [ANY_LANE, *replicator.names]
@@ -130,10 +131,12 @@ class Drainer:
         return self._outbox.sync.dead_lettered[self.entity]
 
     def start(self) -> None:
+        """Register with the outbox; run now if no other drainer runs for this entity."""
         if self._outbox.claim(self):
-            self._run()
+            self.run()
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Start a task per lane: this drainer's turn has come (``start``, ``AsyncOutbox.release``)."""
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._lane(lane), name=f"geobus-drain-{lane}") for lane in self._lanes]
 
@@ -144,9 +147,7 @@ class Drainer:
     async def stop(self) -> None:
         await cancel_and_wait(self._tasks)
         self._tasks = []
-        successor = self._outbox.release(self)
-        if successor is not None:
-            successor._run()
+        self._outbox.release(self)
 
     async def _lane(self, lane: str) -> None:
         first, cap = self.policy.backoff_initial, self.policy.backoff_max
@@ -222,7 +223,7 @@ class Drainer:
 
         deadline = replicator.begin(None)
         if lane == ANY_LANE:
-            if self.mode == ReplicationMode.PASSIVE:
+            if self._mode() == ReplicationMode.PASSIVE:
                 await replicator.passive(send, deadline, messages=len(messages), judge=_JUDGE)
                 return
             # Written in passive mode, drained in active: every namespace must get it.

@@ -2,8 +2,9 @@
 
 Each loop runs until the receiver stops it with ``tasks.cancel_and_wait`` (the
 one home of the cancellation workaround they need). What they do with a copy is
-not decided here: pumps only fetch, the keeper only renews the locks of the
-copies the receiver's ``Deduplicator`` holds.
+not decided here: pumps only fetch (when ``locks.namespace_busy`` allows), the
+keeper only renews the locks of the copies the receiver's ``Deduplicator``
+holds that ``locks.due_for_renewal`` names.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from azure.servicebus import ServiceBusReceivedMessage
 from .._config import Deadlines
 from .._decisions.dedup import Copy
 from .._decisions.faults import Fault, classify
+from .._decisions.locks import due_for_renewal
 from .channels import ReceiveChannel
 from .tasks import cancel_and_wait
 
@@ -145,21 +147,16 @@ class LockKeeper:
         self._deadlines = deadlines
         self._renewing: dict[str, asyncio.Task[None]] = {}
 
-    def renew_due(self, held: list[Copy]) -> None:
-        """Start renewing, on each namespace not still busy with its last run, the copies due."""
-        for namespace, due in self.due(held).items():
+    def renew_due(self, held: list[Copy]) -> dict[str, asyncio.Task[None]]:
+        """Start renewing, on each namespace not still busy with its last run, the copies due
+        (``locks.due_for_renewal``). Returns the runs it started, by namespace."""
+        started: dict[str, asyncio.Task[None]] = {}
+        for namespace, due in due_for_renewal(held, self._clock(), self._renew_ahead).items():
             task = self._renewing.get(namespace)
             if task is None or task.done():
-                self._renewing[namespace] = asyncio.get_running_loop().create_task(self._renew_on(namespace, due))
-
-    def due(self, copies: list[Copy]) -> dict[str, list[Copy]]:
-        """Per namespace, the copies whose locks run out within ``renew_ahead``, soonest first."""
-        now = self._clock()
-        due: dict[str, list[Copy]] = {}
-        for copy in sorted(copies, key=lambda c: c.locked_until or 0.0):
-            if copy.locked_until is not None and copy.locked_until - now <= self._renew_ahead:
-                due.setdefault(copy.namespace, []).append(copy)
-        return due
+                task = asyncio.get_running_loop().create_task(self._renew_on(namespace, due))
+                self._renewing[namespace] = started[namespace] = task
+        return started
 
     async def _renew_on(self, namespace: str, copies: list[Copy]) -> None:
         """Renew in turn (settlements on one SDK receiver go one at a time anyway). A

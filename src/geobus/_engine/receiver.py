@@ -4,9 +4,10 @@ The receiver does I/O only. Which copy the application sees, which are held,
 settled as their twins were, or put to the shared seen-set is decided by its
 ``Deduplicator`` (``_decisions/deduplicator.py``): the receiver tells it what
 happened, and its ``DedupRunner`` (``dedup_runner.py``) carries out the actions
-that come back — SDK calls, store calls whose answers go back to it. Its
-background loops, a pump per namespace and the lock keeper, are in ``pumps.py``;
-what it reads off a received message, in ``copies.py``.
+that come back — SDK calls, store calls whose answers go back to it. What lock
+times decide (when a pump may fetch, which keys are held) is in
+``_decisions/locks.py``. Its background loops, a pump per namespace and the lock
+keeper, are in ``pumps.py``; what it reads off a received message, in ``copies.py``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .._closing import AsyncClosing
 from .._config import Deadlines, DedupPolicy
 from .._decisions.actions import Deliver
 from .._decisions.dedup import Copy, Key
+from .._decisions.locks import held_keys, namespace_busy
 from .._models import ReceiverStats
 from .._storage.seenset import SeenSet
 from .channels import ReceiveChannel
@@ -41,11 +43,6 @@ class _Delivered:
     key: Key | None
     copy: Copy
     channel: ReceiveChannel
-
-
-def _live(record: _Delivered, now: float) -> bool:
-    """The application holds ``record``'s copy under a lock that has not run out."""
-    return record.copy.locked_until is None or record.copy.locked_until > now
 
 
 class DedupReceiver(AsyncClosing):
@@ -192,13 +189,12 @@ class DedupReceiver(AsyncClosing):
             self._inbox_put((channel, message))
 
     def _busy(self, name: str) -> bool:
-        # Duplicates being settled count as held: a receive call would make them wait.
-        if self._queued[name] or self._runner.settling[name]:
-            return True
-        if self._already_settled:
-            return False
-        now = self._clock()
-        return any(r.copy.namespace == name and _live(r, now) for r in self._delivered.values())
+        return namespace_busy(
+            queued=self._queued[name],
+            settling=self._runner.settling_on(name),
+            handed_out=[r.copy for r in self._delivered.values() if r.copy.namespace == name],
+            now=self._clock(),
+        )
 
     async def receive_messages(
         self, max_message_count: int | None = 1, max_wait_time: float | None = None
@@ -215,8 +211,9 @@ class DedupReceiver(AsyncClosing):
         out: list[ServiceBusReceivedMessage] = []
         while len(out) < count:
             await self._promote_expired()
-            if self._runner.ready:
-                out.append(self._hand_out(self._runner.ready.popleft()))
+            ready = self._runner.take_ready()
+            if ready is not None:
+                out.append(self._hand_out(ready))
                 continue
             if out and inbox.empty():
                 break
@@ -245,7 +242,7 @@ class DedupReceiver(AsyncClosing):
         except asyncio.CancelledError:
             # The caller gave up waiting while the store was asked: the copy goes back in line, not
             # astray, and its deduplicator, told the claim was given up, delivers it when it comes out.
-            if not any(ready.copy is copy for ready in self._runner.ready):
+            if not self._runner.is_ready(copy):
                 self._queued[channel.name] += 1
                 self._inbox_put((channel, message))
             raise
@@ -289,12 +286,10 @@ class DedupReceiver(AsyncClosing):
     async def _keep_shared(self) -> None:
         """Ask again about copies waiting on another worker; keep the leases of keys held here."""
         await self._runner.run(self._dedup.recheck())
-        if self._runner.ready:
+        if self._runner.has_ready:
             self._inbox_put(None)  # wake a waiting receive_messages: the other worker died
-        # Held here: with the application under a live lock, or ready to be handed out.
-        now = self._clock()
-        held = {r.key for r in self._delivered.values() if r.key is not None and _live(r, now)}
-        held |= {ready.key for ready in self._runner.ready if ready.key is not None}
+        handed_out = [(record.key, record.copy) for record in self._delivered.values()]
+        held = held_keys(handed_out, self._runner.ready_keys(), self._clock())
         await self._runner.run(self._dedup.keep_leases(held))
 
     # -- settling ------------------------------------------------------------------------

@@ -3,11 +3,13 @@
 ``Replicator`` owns what a ``ReplicatedSender`` and its outbox ``Drainer`` both
 need of the namespaces: the channels, the shared ``Health`` (breakers, passive
 roles, the operator's override), the deadlines, and the per-namespace counters.
-Every call to a namespace passes through ``attempt``: skipped without waiting
-while the breaker or the operator holds the namespace back, cut off at the
-call's deadline, its outcome told to the breaker. ``passive`` (in order, with
+Every call that stores or cancels passes through ``attempt``: skipped without
+waiting while the breaker or the operator holds the namespace back, cut off at
+the call's deadline, its outcome told to the breaker. ``passive`` (in order, with
 failover) and ``concurrently`` (both at once, as active mode sends) are built on
-it. The sender and the drainer decide what to send and what a result means
+it. Calls that prove nothing about a namespace (sizing a batch, warming the
+standby's link) go only to a namespace that is clear, and never close a breaker.
+The sender and the drainer decide what to send and what a result means
 (``SendJudge``); they reach the namespaces only through here.
 """
 
@@ -21,7 +23,7 @@ from typing import TypeVar
 from .._config import Deadlines
 from .._decisions.health import Health
 from .._decisions.judge import SendJudge
-from .._errors import NamespaceTimeoutError
+from .._errors import NamespaceTimeoutError, ReplicationError
 from .._models import SendResult
 from .channels import SendChannel
 from .tasks import cancel_and_wait
@@ -64,6 +66,7 @@ class Replicator:
         self._failovers = 0
         self._partial_writes = 0
         self._missing: set[str] = set()  # namespaces missing copies since their last success
+        self._batch_limits: dict[str, int] = {}  # the last batch size limit each namespace told
         self._warming: asyncio.Task[None] | None = None
 
     # -- what it has done ----------------------------------------------------------------
@@ -111,14 +114,14 @@ class Replicator:
         return deadline
 
     async def attempt(self, name: str, deadline: float, call: Call[_T], *, messages: int | None = None) -> _T:
-        """One call to namespace ``name``: the only way geobus reaches a namespace's sender.
+        """One call to namespace ``name``: how every send, schedule and cancel reaches it.
 
         Skipped without a call while its breaker is open or the operator paused it;
         otherwise given the smaller of ``deadlines.attempt`` and what is left until
         ``deadline``, and its outcome told to the breaker (an outage counts against
         it, as ``SendJudge.counts_against`` says; a cancellation says nothing).
         ``messages``: how many messages the call stores, for the counters; None for a
-        call that stores none (a cancellation, sizing a batch), which is not counted.
+        call that stores none (a cancellation), which is not counted.
 
         Raises:
             NamespaceUnavailableError: skipped; the namespace was not called.
@@ -131,12 +134,9 @@ class Replicator:
         # From here the breaker may have given this call its half-open slot: every way
         # out records the outcome.
         try:
-            seconds = min(self.deadlines.attempt, deadline - asyncio.get_running_loop().time())
-            if seconds <= 0:
-                raise NamespaceTimeoutError(name, 0.0)
-            result = await call(self._channels[name], seconds)
+            result = await self._call(name, deadline, call)
         except Exception as exc:
-            self.health.record(name, exc, availability=SendJudge.counts_against(exc))
+            self._failed(name, exc)
             if messages is not None:
                 self._failures[name] += 1
             raise
@@ -147,6 +147,16 @@ class Replicator:
         if messages is not None:
             self._sent[name] += messages
         return result
+
+    async def _call(self, name: str, deadline: float, call: Call[_T]) -> _T:
+        """``call`` on ``name``, given the smaller of ``deadlines.attempt`` and what is left."""
+        seconds = min(self.deadlines.attempt, deadline - asyncio.get_running_loop().time())
+        if seconds <= 0:
+            raise NamespaceTimeoutError(name, 0.0)
+        return await call(self._channels[name], seconds)
+
+    def _failed(self, name: str, error: Exception) -> None:
+        self.health.record(name, error, availability=SendJudge.counts_against(error))
 
     # -- the two strategies ------------------------------------------------------------------
 
@@ -236,6 +246,45 @@ class Replicator:
                 fate,
             )
         return result
+
+    # -- calls that prove nothing ---------------------------------------------------------
+
+    async def batch_limit(self, deadline: float) -> int:
+        """The smallest batch size limit, in bytes, known for the two namespaces.
+
+        Each namespace that is clear (``Health.is_clear``) is asked; one held back is
+        not, but the limit it told last still counts: a batch sized for the larger
+        of a Standard/Premium pair would be refused, as the message's fault, by the
+        smaller when it is back. The SDK answers from its link, usually without a
+        round trip, so an answer proves nothing: it is never told to the breaker
+        (it would end a failure streak, or close a half-open breaker, on no
+        evidence); a failure counts against it as a send's would.
+
+        Raises:
+            ReplicationError: no limit is known and no namespace answered (``causes``
+                names why, a namespace held back as ``NamespaceUnavailableError``).
+        """
+        causes: dict[str, BaseException] = {}
+
+        async def size(channel: SendChannel, seconds: float) -> int:
+            return await channel.max_batch_size(timeout=seconds)
+
+        async def ask(name: str) -> None:
+            try:
+                self._batch_limits[name] = await self._call(name, deadline, size)
+            except Exception as exc:
+                self._failed(name, exc)
+                causes[name] = exc
+
+        for name in self.names:
+            held_back = self.health.held_back(name)
+            if held_back is not None:
+                causes[name] = held_back
+        await asyncio.gather(*(ask(name) for name in self.names if name not in causes))
+        if not self._batch_limits:
+            ordered = {name: causes[name] for name in self.names if name in causes}
+            raise ReplicationError("no namespace could be reached to size a batch", causes=ordered)
+        return min(self._batch_limits.values())
 
     # -- links -----------------------------------------------------------------------------
 

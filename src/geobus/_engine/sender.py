@@ -56,6 +56,19 @@ def _payload(message: Any) -> tuple[Any, list[Message]]:
     raise TypeError(f"cannot send {type(message).__name__}; expected a message, a list of them, or a batch")
 
 
+async def start(sender: ReplicatedSender) -> None:
+    """Start ``sender``'s drainer (and the client's failback probe) now, as its first use would.
+
+    For the sync client, which starts each sender as it hands it out: a producer
+    restarted with a full outbox drains it before (and without) sending anything
+    new. The async client leaves it to first use or ``async with``.
+
+    Raises:
+        RuntimeError: ``sender`` is closed.
+    """
+    await sender._start()
+
+
 class ReplicatedSender(AsyncClosing):
     """Sends every message to two Service Bus namespaces (``geobus.aio``).
 
@@ -120,7 +133,7 @@ class ReplicatedSender(AsyncClosing):
         self.entity = entity
         self._outbox = outbox
         self._drainer = (
-            Drainer(self._replicator, outbox, outbox_policy or OutboxPolicy(), self.mode)
+            Drainer(self._replicator, outbox, outbox_policy or OutboxPolicy(), lambda: self.mode)
             if outbox is not None
             else None
         )
@@ -262,27 +275,19 @@ class ReplicatedSender(AsyncClosing):
     async def create_message_batch(
         self, max_size_in_bytes: int | None = None, *, timeout: float | None = None
     ) -> ReplicatedMessageBatch:
-        """A batch sized for the smaller of the two namespaces (those reachable now).
+        """A batch sized for the smaller of the two namespaces' limits.
 
-        A namespace whose breaker is open, or that the operator paused, is not
-        asked: the batch is sized by the other.
+        A namespace whose breaker is not closed, or that the operator paused, is
+        not asked: the limit it told before still counts (a batch it could not take
+        would be refused when it is back), and one never told is sized by the other.
 
         Raises:
-            ReplicationError: neither namespace could be reached to learn its limit
+            ReplicationError: no namespace's limit is known and none could be asked
                 (``causes`` names why, a skipped namespace's as ``NamespaceUnavailableError``).
+            ValueError: ``max_size_in_bytes`` is over that limit.
         """
         await self._start()
-        deadline = self._replicator.begin(timeout)
-
-        async def size(channel: SendChannel, seconds: float) -> int:
-            return await channel.max_batch_size(timeout=seconds)
-
-        results = await self._replicator.concurrently(size, deadline)
-        sizes = [result for result in results.values() if not isinstance(result, Exception)]
-        if not sizes:
-            causes = {name: error for name, error in results.items() if isinstance(error, Exception)}
-            raise ReplicationError("no namespace could be reached to size a batch", causes=causes)
-        limit = min(sizes)
+        limit = await self._replicator.batch_limit(self._replicator.begin(timeout))
         if max_size_in_bytes is not None:
             if max_size_in_bytes > limit:
                 raise ValueError(

@@ -27,7 +27,7 @@ from .._decisions.actions import (
 from .._storage.seenset import SeenSet, SeenSetError, open_seen_set
 
 
-def owner_id() -> str:
+def _owner_id() -> str:
     """This receiver's name in the store: host, process and a random part."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -37,7 +37,7 @@ class SharedKeys:
 
     def __init__(self, store: SeenSet, policy: DedupPolicy, *, owned: bool) -> None:
         self.store = store
-        self.owner = owner_id()
+        self.owner = _owner_id()
         self._lease = policy.lease
         self._ttl = policy.max_age
         self._owned = owned  # a store given to the receiver is the caller's to close

@@ -4,7 +4,8 @@ Before Python 3.12, ``asyncio.wait_for`` swallows a cancellation that lands just
 as the awaitable it waits for completes (an ``Event`` set by a settlement, a
 batch arriving, a channel's send): the task runs on as if nothing happened, and
 a ``close()`` that cancelled it once and then awaited it would wait forever.
-Every loop geobus runs in the background is therefore stopped here, by
+Every loop geobus runs in the background (the engine's, a private loop's
+tasks when it closes, the fault proxy's relays) is therefore stopped here, by
 cancelling until it has ended.
 """
 

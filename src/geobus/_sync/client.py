@@ -67,7 +67,7 @@ class GeoServiceBusClient(FromConfig, Closing):
     def _started(self, sender: core_sender.ReplicatedSender) -> ReplicatedSender:
         # Its drainer starts now, on the private loop: a producer restarted with a full
         # outbox drains it before (and without) sending anything new.
-        self._portal.run(sender._start())
+        self._portal.run(core_sender.start(sender))
         return ReplicatedSender(self._portal, sender)
 
     def get_queue_receiver(self, queue_name: str, **options: Any) -> DedupReceiver:

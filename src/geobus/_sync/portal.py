@@ -14,6 +14,8 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from .._engine.tasks import cancel_and_wait
+
 _T = TypeVar("_T")
 
 CLOSE_TIMEOUT = 10.0  # seconds ``close`` waits for the loop's tasks to end, then for its thread
@@ -65,10 +67,7 @@ class Portal:
         self._closed = True
 
         async def _drain() -> None:
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_and_wait(t for t in asyncio.all_tasks() if t is not asyncio.current_task())
 
         try:
             asyncio.run_coroutine_threadsafe(_drain(), self._loop).result(timeout=CLOSE_TIMEOUT)

@@ -81,10 +81,11 @@ class ReplicatedSender(Shell[core.ReplicatedSender]):
         self, max_size_in_bytes: int | None = None, *, timeout: float | None = None
     ) -> ReplicatedMessageBatch:
         """An empty ``ReplicatedMessageBatch`` sized for the smaller of the two namespaces'
-        limits (those reachable now), or ``max_size_in_bytes`` if smaller still.
+        limits, or ``max_size_in_bytes`` if smaller still. A namespace held back (breaker
+        not closed, or paused) is not asked; the limit it told before still counts.
 
         Raises:
-            ReplicationError: neither namespace could be reached to learn its limit.
+            ReplicationError: no namespace's limit is known and none could be asked.
             ValueError: ``max_size_in_bytes`` is over the namespaces' limit.
         """
         return self._portal.run(self._core.create_message_batch(max_size_in_bytes, timeout=timeout))

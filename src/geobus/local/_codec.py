@@ -41,7 +41,6 @@ _SECTION_NAMES = {
     b"amqp:value:*": AMQP_VALUE,
     b"amqp:footer:map": FOOTER,
 }
-_BROKER_OWNED = (HEADER, DELIVERY_ANNOTATIONS, MESSAGE_ANNOTATIONS)
 # The header's fields, which the broker re-encodes: (name, type, upper bound of an int).
 _HEADER_FIELDS: tuple[tuple[str, type, int], ...] = (
     ("durable", bool, 0),

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-ACTIVE_STATE = 0
-
 
 class MessageState(IntEnum):
     """The values of ``x-opt-message-state`` (ServiceBusMessageState)."""

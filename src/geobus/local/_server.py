@@ -129,8 +129,7 @@ class Server:
         Raises OSError when leaving ``REFUSE`` cannot listen again; the fault stays.
         """
         if fault == Fault.REFUSE:
-            for conn in list(self._conns):
-                self._reset(conn)
+            self.drop_connections()
             if self.fault != Fault.REFUSE:
                 self._listener.refuse()
         elif self.fault == Fault.REFUSE:
@@ -351,12 +350,10 @@ class Server:
     def _update_interest(self, conn: Conn) -> None:
         if conn.closed:
             return
-        if self.fault in (Fault.BLACK_HOLE, Fault.FREEZE):
-            wanted = 0
-        else:
-            wanted = (0 if conn.input_done else selectors.EVENT_READ) | (
-                selectors.EVENT_WRITE if conn.want_write else 0
-            )
+        wanted = 0
+        if self.fault not in _SILENT:
+            read = 0 if conn.input_done else selectors.EVENT_READ
+            wanted = read | (selectors.EVENT_WRITE if conn.want_write else 0)
         if wanted == conn.registered:
             return
         if conn.registered and wanted:
@@ -374,12 +371,10 @@ class Server:
     def _write(self, conn: Conn) -> None:
         if conn.closed:
             return
-        if not conn.flush():
-            self._close(conn)
-            return
-        self._update_interest(conn)
-        if conn.finished:
-            self._close(conn)
+        if conn.flush() and not conn.finished:
+            self._update_interest(conn)
+        else:
+            self._close(conn)  # the socket or the transport failed, or every answer is out
 
     def _reset(self, conn: Conn) -> None:
         arm_reset(conn.sock)

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from typing_extensions import Self
 
 from .._closing import Serving
+from .._engine.tasks import cancel_and_wait
 from .._sync.portal import Portal
 from ..local import Fault
 from ..local._sockets import KeptPort
@@ -292,9 +293,7 @@ class FaultProxy(Serving):
             self._server.close()  # accept nothing more, then end what is open
         handlers = list(self._conns.values())
         await self._reset_all()
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
+        await cancel_and_wait(handlers)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -16,6 +16,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from .._engine.tasks import cancel_and_wait
 from ..local import Fault
 from ..local._sockets import arm_reset
 
@@ -131,9 +132,7 @@ class Connection:
             if any(not task.cancelled() and task.exception() is not None for task in done):
                 self.reset()  # one side was reset: the other side is told the same way
         finally:
-            for task in self._relays:
-                task.cancel()
-            await asyncio.gather(*self._relays, return_exceptions=True)
+            await cancel_and_wait(self._relays)
 
     async def _read(self, source: asyncio.StreamReader, queue: asyncio.Queue[_Chunk]) -> None:
         loop = asyncio.get_running_loop()

@@ -30,8 +30,6 @@ from .._redact import describe
 from .._sas import ConnectionString, SasTokenError
 from ._proxy import FaultProxy
 
-AMQPS_PORT = 5671
-
 
 class _NamespaceTLSContext(ssl.SSLContext):
     """An SSLContext that verifies (and sends as SNI) one fixed host name.

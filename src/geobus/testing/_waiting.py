@@ -15,9 +15,10 @@ POLL_EVERY = 0.01
 class FakeClock:
     """A clock that moves only when the test says so; call it for the time.
 
-    Pass it wherever geobus takes a ``clock`` (``time.time``- or
-    ``time.monotonic``-shaped): ``DuplicateTracker``, ``Health``, the outbox,
-    the local namespace's ``Broker``.
+    Pass it to code under test that takes a clock (a ``time.time``- or
+    ``time.monotonic``-shaped callable) and move it with ``advance``: a lease, a
+    lock or a backoff then runs out at once, without the test sleeping. geobus's
+    own suite drives its duplicate tracker, breakers and outbox this way.
     """
 
     def __init__(self, now: float = 1_700_000_000.0) -> None:

@@ -71,26 +71,6 @@ class Drain:
             self.ended = time.perf_counter()
 
 
-def _absorbed(receiver: Any, drain: Drain) -> int:
-    return receiver.stats.duplicates_absorbed if drain.dedup else 0
-
-
-def _pump(receiver: Any, drain: Drain) -> None:
-    while (ask := drain.ask()) is not None:
-        batch = receiver.receive_messages(max_message_count=ask[0], max_wait_time=ask[1])
-        for message in batch:
-            receiver.complete_message(message)
-        drain.took(batch, _absorbed(receiver, drain))
-
-
-async def _apump(receiver: Any, drain: Drain) -> None:
-    while (ask := drain.ask()) is not None:
-        batch = await receiver.receive_messages(max_message_count=ask[0], max_wait_time=ask[1])
-        for message in batch:
-            await receiver.complete_message(message)
-        drain.took(batch, _absorbed(receiver, drain))
-
-
 def pump(receiver: Any, drain: Drain) -> None:
     """Receive (and complete) what ``drain`` asks for, until its phase is done."""
     while (ask := drain.ask()) is not None:

@@ -1,20 +1,31 @@
-"""``geobus local``: serve local namespaces from the command line until SIGTERM/SIGINT."""
+"""``geobus local``: serve local namespaces from the command line until SIGTERM/SIGINT.
+
+The one command whose stdout is not scrubbed: it prints the connection strings of
+the namespaces it serves, keys included, because handing them out is its job (they
+are local development keys unless ``--key`` says otherwise). Everything on stderr
+goes through ``Out`` as in every other command.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from ._control import ControlServer
-from ._limits import Limits
-from ._namespace import DEFAULT_MAX_MESSAGE_SIZE, DEV_KEY_NAME, LocalNamespace, development_key
+from ..local import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEV_KEY_NAME,
+    ControlServer,
+    Limits,
+    LocalNamespace,
+    development_key,
+)
+from .output import USAGE, Out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,7 +108,7 @@ def _topics(specs: list[str]) -> dict[str, list[str]]:
     for spec in specs:
         name, _, subs = spec.partition(":")
         if not name:
-            raise SystemExit(f"geobus local: --topic {spec!r} needs a topic name")
+            raise Out("local").fail(f"--topic {spec!r} needs a topic name", USAGE)
         topics[name] = [s for s in subs.split(",") if s]
     return topics
 
@@ -106,13 +117,14 @@ def _keys(args: argparse.Namespace) -> list[str]:
     """One key per namespace: the one given to all, or each its own development key."""
     key = args.key if args.key is not None else os.environ.get("GEOBUS_LOCAL_KEY")
     if key is not None and not key.strip():
-        raise SystemExit("geobus local: --key (or GEOBUS_LOCAL_KEY) is set but empty")
+        raise Out("local").fail("--key (or GEOBUS_LOCAL_KEY) is set but empty", USAGE)
     return [key or development_key(index + 1) for index in range(args.namespaces)]
 
 
 def run(args: argparse.Namespace) -> int:
+    out = Out("local")
     if args.namespaces < 1:
-        raise SystemExit("geobus local: --namespaces must be at least 1")
+        raise out.fail("--namespaces must be at least 1", USAGE)
     keys = _keys(args)
     # Set by SIGTERM/SIGINT, or by a namespace that stopped by itself (its store failed).
     stop = threading.Event()
@@ -144,13 +156,8 @@ def run(args: argparse.Namespace) -> int:
             control = ControlServer(namespace, port=control_port).start()
             started.append((namespace, control))
         for namespace, control in started:
-            print(namespace.connection_string, flush=True)
-            print(
-                f"geobus local: {namespace.endpoint} control {control.url} "
-                f"store {_describe_store(namespace)}",
-                file=sys.stderr,
-                flush=True,
-            )
+            print(namespace.connection_string, flush=True)  # unscrubbed: see the docstring
+            out.note(f"geobus local: {namespace.endpoint} control {control.url} store {_describe_store(namespace)}")
         stop.wait()
     finally:
         for namespace, control in started:
@@ -158,11 +165,9 @@ def run(args: argparse.Namespace) -> int:
             namespace.stop()
     failed = [namespace for namespace, _ in started if namespace.failure is not None]
     for namespace in failed:
-        print(
-            f"geobus local: {namespace.endpoint} stopped: {namespace.failure}; every namespace "
-            "was stopped, and nothing that was not saved had been acknowledged",
-            file=sys.stderr,
-            flush=True,
+        out.error(
+            f"{namespace.endpoint} stopped: {namespace.failure}; every namespace "
+            "was stopped, and nothing that was not saved had been acknowledged"
         )
     return 1 if failed else 0
 
