@@ -248,9 +248,14 @@ def namespace_identity(address: str, *, tls: bool) -> tuple[str, int | None]:
     return host.name.rstrip("."), (None if tls else host.port or AMQP_PORT)
 
 
+def normal_host(host: str) -> str:
+    """Lower case, no trailing dot, no IPv6 brackets: the form ``urlsplit`` gives."""
+    return host.strip().strip("[]").rstrip(".").lower()
+
+
 def is_loopback(host: str) -> bool:
     """``localhost``, 127.0.0.0/8 or ::1 (also written ``[::1]`` or IPv4-mapped)."""
-    host = host.strip().strip("[]").rstrip(".").lower()
+    host = normal_host(host)
     if host == "localhost":
         return True
     try:

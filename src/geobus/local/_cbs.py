@@ -22,7 +22,6 @@ default).
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import socket
 from collections.abc import Iterable
@@ -31,7 +30,7 @@ from urllib.parse import urlsplit
 
 from proton import Connection, Endpoint, Link, Message
 
-from .._sas import SasTokenError
+from .._sas import SasTokenError, is_loopback, normal_host
 from ._broker import BadAddress, entity_path
 
 if TYPE_CHECKING:
@@ -69,12 +68,12 @@ def own_hosts(host: str, hostnames: Iterable[str] = ()) -> frozenset[str]:
     addresses too; for a wildcard address (``0.0.0.0``, ``::``), the loopback
     names and this machine's host name.
     """
-    names = {_normal_host(name) for name in hostnames}
+    names = {normal_host(name) for name in hostnames}
     if host in _WILDCARDS:  # every address of this machine, but no name of its own
-        names |= _LOOPBACK_NAMES | {_normal_host(socket.gethostname())}
+        names |= _LOOPBACK_NAMES | {normal_host(socket.gethostname())}
     else:
-        names.add(_normal_host(host))
-    if _is_loopback(host):
+        names.add(normal_host(host))
+    if is_loopback(host):
         names |= _LOOPBACK_NAMES
     return frozenset(names - {""})
 
@@ -91,7 +90,7 @@ def check_audience_host(audience: str, hosts: frozenset[str]) -> None:
         _ = parts.port  # a port that is not a number raises here
     except ValueError:
         raise SasTokenError("the token audience (sr) is not a URL") from None
-    host = _normal_host(parts.hostname or "")
+    host = normal_host(parts.hostname or "")
     if (
         parts.scheme.lower() not in _AUDIENCE_SCHEMES
         or not host
@@ -169,20 +168,6 @@ def _audience_path(audience: str) -> str:
         return entity_path(audience)
     except BadAddress:
         return ""  # the namespace itself: covers every entity
-
-
-def _normal_host(host: str) -> str:
-    """Lower case, no trailing dot, no IPv6 brackets: the form ``urlsplit`` gives."""
-    return host.strip().strip("[]").rstrip(".").lower()
-
-
-def _is_loopback(host: str) -> bool:
-    if _normal_host(host) == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(_normal_host(host)).is_loopback
-    except ValueError:
-        return False
 
 
 def _status(status: int, description: str) -> dict[str, Any]:
