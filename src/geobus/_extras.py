@@ -2,8 +2,8 @@
 
 ``geobus.local`` and ``geobus.testing`` need it, and so do the commands built on
 them (``geobus local``, ``demo``, ``drill``, ``bench``); the library itself does
-not. ``geobus.testing`` calls this on import, the ``geobus`` command when a
-command's module does not import, ``geobus bench`` before it starts a benchmark.
+not. ``geobus.testing`` calls this on import, the ``geobus`` command before it imports
+a command built on ``geobus.local``, ``geobus bench`` before it starts a benchmark.
 """
 
 from __future__ import annotations
