@@ -10,10 +10,25 @@ are (a ``Copy`` only to itself).
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
-from .._storage.seenset import Claim, SeenSetError
 from .dedup import Copy, Key, Outcome
+
+
+# The shared seen-set's answers, defined here so that decisions never import storage:
+# every store (``geobus._storage.seenset``) speaks this vocabulary.
+class Claim(enum.Enum):
+    """What ``SeenSet.claim`` found."""
+
+    CLAIMED = "claimed"  # absent (or its lease had expired): now in flight, owned by the caller
+    TAKEN = "taken"  # in flight with another owner whose lease is current
+    COMPLETED = "completed"  # processed: a twin was completed
+    DEAD_LETTERED = "dead_lettered"  # processed: a twin was dead-lettered
+
+
+class SeenSetError(Exception):
+    """The store could not answer (Redis down, SQLite file locked too long...)."""
 
 # Subclasses that add no field need no decorator of their own: they keep their base's frozen
 # __init__, its __eq__ (equal only to the same class) and a __repr__ with their own name.

@@ -37,9 +37,9 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 
 from .._config import DedupPolicy, StoreUnavailable
-from .._storage.seenset import Claim, SeenSetError
 from .actions import (
     Action,
+    Claim,
     ClaimKey,
     Deliver,
     Drop,
@@ -49,6 +49,7 @@ from .actions import (
     RecordOutcome,
     ReleaseKey,
     RenewLease,
+    SeenSetError,
     Settle,
     StoreAnswer,
     StoreQuestion,

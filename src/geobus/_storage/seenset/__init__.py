@@ -31,24 +31,12 @@ Stores: ``memory`` (one process; the default, and the contract's reference),
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
+from ..._decisions.actions import Claim as Claim
+from ..._decisions.actions import SeenSetError as SeenSetError
 from ..._decisions.dedup import Key
-
-
-class Claim(enum.Enum):
-    """What ``SeenSet.claim`` found."""
-
-    CLAIMED = "claimed"  # absent (or its lease had expired): now in flight, owned by the caller
-    TAKEN = "taken"  # in flight with another owner whose lease is current
-    COMPLETED = "completed"  # processed: a twin was completed
-    DEAD_LETTERED = "dead_lettered"  # processed: a twin was dead-lettered
-
-
-class SeenSetError(Exception):
-    """The store could not answer (Redis down, SQLite file locked too long...)."""
 
 
 @runtime_checkable
