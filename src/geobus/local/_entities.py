@@ -38,6 +38,7 @@ class EntitySettings:
     default_ttl: float | None = None
     duplicate_detection_window: float | None = None
     dead_letter_on_expiration: bool = False
+    requires_session: bool = False
 
     def __post_init__(self) -> None:
         if self.lock_duration <= 0:

@@ -274,18 +274,32 @@ class LocalNamespace(Serving):
         """Client connections open now."""
         return self._server.call(lambda: self._server.connection_count)
 
-    def declare_topic(self, name: str, subscriptions: Iterable[str] = ()) -> None:
-        """Create topic ``name`` with ``subscriptions`` (those it lacks, if it exists).
+    def declare_topic(
+        self,
+        name: str,
+        subscriptions: Iterable[str] = (),
+        *,
+        settings: EntitySettings | None = None,
+    ) -> None:
+        """Create topic ``name`` with ``subscriptions`` (those it lacks, if it exists);
+        ``settings`` (an ``EntitySettings``) apply to the subscriptions created here.
 
         Raises:
             ValueError: ``name`` cannot name an entity, or is a queue's.
         """
-        self._server.call(lambda: self._broker.declare_topic(name, subscriptions) and None)
 
-    def declare_queue(self, name: str) -> None:
-        """Create queue ``name`` unless it exists.
+        def declare() -> None:
+            self._broker.declare_topic(name)
+            for sub in subscriptions:
+                self._broker.declare_subscription(name, sub, settings)
+
+        self._server.call(declare)
+
+    def declare_queue(self, name: str, *, settings: EntitySettings | None = None) -> None:
+        """Create queue ``name`` unless it exists, with ``settings`` (an ``EntitySettings``;
+        default: the namespace's).
 
         Raises:
             ValueError: ``name`` cannot name an entity, or is a topic's.
         """
-        self._server.call(lambda: self._broker.declare_queue(name) and None)
+        self._server.call(lambda: self._broker.declare_queue(name, settings) and None)
