@@ -274,6 +274,27 @@ def test_fleet_benchmark_compares_each_shared_store_with_the_memory_fleet() -> N
     _assert_no_secret(printed)
 
 
+# -- benchmarks/sessions.py --------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(200)
+def test_sessions_benchmark_compares_the_session_receiver_with_two_plain_ones() -> None:
+    result, printed = _run_benchmark("sessions.py", "--quick", "--json", timeout=180)
+    assert result["sizes"] == {"messages": 120, "sessions": 4} and result["quick"] is True
+    assert [m["name"] for m in result["metrics"]] == [f"{api} session receive, 4 sessions" for api in APIS]
+    for metric in result["metrics"]:
+        assert metric["unit"] == "copies/s" and metric["better"] == "higher" and metric["plain_source"] == "measured"
+        assert _positive(metric["geobus"]) and _positive(metric["plain"])
+        assert metric["ratio"] == pytest.approx(metric["geobus"] / metric["plain"], rel=1e-3)
+        assert metric["extra"]["copies"] == 240  # every message on both namespaces, each copy settled
+    [row] = _bench.table_rows("sessions", {"metrics": result["metrics"][:1]})
+    assert (row["benchmark"], row["scenario"], row["ratio"]) == ("sessions", "sync session receive, 4 sessions",
+                                                                 result["metrics"][0]["ratio"])  # fmt: skip
+    assert "sessions" in _bench.BENCHMARKS
+    _assert_no_secret(printed)
+
+
 # -- geobus bench --------------------------------------------------------------------------------
 
 # Two of the three, to keep the run short: each is also run alone above. Named out of order:

@@ -21,7 +21,10 @@ import pytest
 from geobus._cli import main
 from geobus._tools.drill.agent import _message, _parser
 from geobus._tools.drill.harness import Agent, EventLog, Run, Settings, redact
+from geobus._tools.drill.poison import MAX_DELIVERY_COUNT, POISON, REASON, verdict
 from geobus._tools.drill.report import header, line, tally
+from geobus._tools.drill.session_order import ORDER_GAP_WAIT, WAIT_SLACK, open_holdings
+from geobus._tools.drill.session_order import verdict as order_verdict
 from geobus._tools.ledger import Delivery, Ledger
 from geobus.local import DEV_KEY, development_key
 
@@ -146,6 +149,15 @@ class TestCounting:
         run.restart_bound = set()  # a twin that was not queued at the kill: a real duplicate
         assert tally(run, 1.0).duplicates_delivered == 1
 
+    def test_a_poison_message_that_killed_each_worker_is_redelivered_not_duplicated(self, run: Run) -> None:
+        lives = [  # each life got it, and died in its handler
+            event for life in range(MAX_DELIVERY_COUNT)
+            for event in (("deliver", POISON, {"ns": "primary", "life": life}), ("killed", "", {"life": life}))
+        ]  # fmt: skip
+        _events(run, *_sent("a", POISON), *_handled("a"), *lives)
+        row = tally(run, 1.0)
+        assert (row.redelivered, row.duplicates_delivered, row.lost) == (MAX_DELIVERY_COUNT - 1, 0, 0) and row.ok
+
     def test_a_message_nobody_sent_is_unexpected(self, run: Run) -> None:
         _events(run, *_sent("a"), *_handled("a"), *_handled("zzz"))
         row = tally(run, 1.0)
@@ -179,6 +191,117 @@ class TestCounting:
     def test_the_table_has_one_cell_per_column(self, run: Run) -> None:
         _events(run, *_sent("a"), *_handled("a"))
         assert len(line(tally(run, 1.0)).split()) >= len(header().split()) - 4  # headers hold spaces
+
+
+DEAD = [(POISON, REASON)]  # a dead-letter queue holding the poison, dead-lettered as it should be
+
+
+class TestPoisonVerdict:
+    """The poison scenario's own promises; lost and duplicated messages are the ledger's."""
+
+    def test_the_poison_in_each_region_it_landed_in_and_nothing_else_keeps_the_promise(self) -> None:
+        assert verdict({"primary"}, {"primary": DEAD, "secondary": []}, MAX_DELIVERY_COUNT, 5) == []
+        both = {"primary": DEAD, "secondary": DEAD}
+        assert verdict({"primary", "secondary"}, both, 2 * MAX_DELIVERY_COUNT, 5) == []
+
+    def test_a_copy_left_out_of_a_dead_letter_queue_breaks_it(self) -> None:
+        [problem] = verdict({"primary", "secondary"}, {"primary": DEAD, "secondary": []}, 3, 5)
+        assert problem.startswith("the secondary's dead-letter queue holds []")
+
+    def test_another_message_dead_lettered_with_it_breaks_it(self) -> None:
+        held = {"primary": [*DEAD, ("m-11", REASON)], "secondary": []}
+        [problem] = verdict({"primary"}, held, 3, 5)
+        assert "m-11" in problem
+
+    def test_a_dead_letter_for_another_reason_breaks_it(self) -> None:
+        [problem] = verdict({"primary"}, {"primary": [(POISON, "TTLExpiredException")], "secondary": []}, 3, 5)
+        assert "TTLExpiredException" in problem
+
+    def test_dead_lettered_before_its_deliveries_were_used_up_breaks_it(self) -> None:
+        [problem] = verdict({"primary"}, {"primary": DEAD, "secondary": []}, MAX_DELIVERY_COUNT - 1, 5)
+        assert "fewer than its" in problem
+
+    def test_a_fleet_that_delivered_nothing_after_the_first_death_breaks_it(self) -> None:
+        [problem] = verdict({"primary"}, {"primary": DEAD, "secondary": []}, 3, 0)
+        assert "the fleet stopped" in problem
+
+
+def _session(*steps: tuple[Any, ...]) -> list[dict[str, Any]]:
+    """Events of the session-order scenario, one per step, a second apart: ``("own", session, life)``,
+    ``("deliver", id, session, seq, life)`` (producer ``p.1``; seq None: unstamped),
+    ``("release", session, life, {stats})``, ``("kill", life)``."""
+    events: list[dict[str, Any]] = []
+    for t, (kind, *rest) in enumerate(steps):
+        if kind == "own":
+            events.append({"e": "owned", "t": float(t), "session": rest[0], "life": rest[1]})
+        elif kind == "deliver":
+            message_id, session, seq, life = rest
+            events.append({"e": "deliver", "t": float(t), "id": message_id, "ns": "primary", "life": life,
+                           "session": session, "producer": None if seq is None else "p.1", "seq": seq})
+        elif kind == "release":
+            stats = {"gaps": 0, "gap_messages": 0, "out_of_order": 0, "gap_wait_seconds": 0.0, **rest[2]}
+            events.append({"e": "released", "t": float(t), "session": rest[0], "life": rest[1], "error": None, **stats})
+        else:
+            events.append({"e": "killed", "t": float(t), "life": rest[0]})
+    return events
+
+
+IN_ORDER = (("own", "s0", 0), ("deliver", "a", "s0", 1, 0), ("deliver", "b", "s0", 2, 0), ("release", "s0", 0, {}),
+            ("own", "s0", 1), ("deliver", "c", "s0", 3, 1), ("release", "s0", 1, {}))  # fmt: skip
+# s0's 2 delivered after its 3 (stranded in the region that went down, then back).
+LATE = (("own", "s0", 0), ("deliver", "a", "s0", 1, 0), ("deliver", "c", "s0", 3, 0),
+        ("deliver", "b", "s0", 2, 0))  # fmt: skip
+
+
+class TestSessionOrderVerdict:
+    """The session-order scenario's promises; lost and duplicated messages are the ledger's."""
+
+    @pytest.mark.parametrize("mode", ["passive", "active"])
+    def test_each_session_in_order_with_one_holder_at_a_time_keeps_the_promise(self, mode: str) -> None:
+        judged = order_verdict(_session(*IN_ORDER), mode, ORDER_GAP_WAIT)
+        assert judged.problems == [] and (judged.sessions, judged.holdings, judged.late) == (1, 2, 0)
+
+    def test_a_redelivery_is_not_a_reordering(self) -> None:
+        again = (*IN_ORDER[:3], ("deliver", "a", "s0", 1, 0), *IN_ORDER[3:])  # a's lock was lost: it came back
+        assert order_verdict(_session(*again), "active", ORDER_GAP_WAIT).problems == []
+
+    def test_a_late_message_breaks_active_mode(self) -> None:
+        judged = order_verdict(_session(*LATE, ("release", "s0", 0, {"out_of_order": 1})), "active", ORDER_GAP_WAIT)
+        [problem] = judged.problems
+        assert judged.late == 1 and "active mode keeps the order" in problem
+
+    def test_a_late_message_the_receiver_reported_keeps_passive_modes_promise(self) -> None:
+        for stats in ({"out_of_order": 1}, {"gaps": 1, "gap_messages": 1, "gap_wait_seconds": ORDER_GAP_WAIT}):
+            judged = order_verdict(_session(*LATE, ("release", "s0", 0, stats)), "passive", ORDER_GAP_WAIT)
+            assert judged.problems == [] and (judged.late, judged.reported) == (1, 1)
+
+    def test_a_late_message_nobody_reported_is_a_silent_reordering(self) -> None:
+        [problem] = order_verdict(_session(*LATE, ("release", "s0", 0, {})), "passive", ORDER_GAP_WAIT).problems
+        assert problem == "session s0: 1 message(s) delivered after later ones, 0 reported: a silent reordering"
+
+    def test_a_gap_waited_beyond_the_bound_breaks_it(self) -> None:
+        beyond = {"gaps": 1, "gap_wait_seconds": ORDER_GAP_WAIT + WAIT_SLACK + 0.5}
+        [problem] = order_verdict(_session(*IN_ORDER[:3], ("release", "s0", 0, beyond)), "passive", ORDER_GAP_WAIT).problems
+        assert "beyond the 2 s bound" in problem
+
+    def test_two_workers_holding_one_session_at_once_break_it(self) -> None:
+        both = (("own", "s0", 0), ("own", "s0", 1), ("release", "s0", 1, {}), ("release", "s0", 0, {}))
+        judged = order_verdict(_session(*both), "passive", ORDER_GAP_WAIT)
+        assert judged.overlaps == 1 and judged.problems == ["session s0: held by workers 0 and 1 at once"]
+
+    def test_a_killed_workers_holding_ends_at_its_death(self) -> None:
+        steps = (("own", "s0", 0), ("kill", 0), ("own", "s0", 1), ("release", "s0", 1, {}))
+        assert order_verdict(_session(*steps), "passive", ORDER_GAP_WAIT).problems == []
+        assert open_holdings(_session(*steps[:3])) == {("s0", 1)}
+
+    def test_a_session_message_without_a_stamp_breaks_it(self) -> None:
+        steps = (("own", "s0", 0), ("deliver", "a", "s0", None, 0), ("release", "s0", 0, {}))
+        [problem] = order_verdict(_session(*steps), "active", ORDER_GAP_WAIT).problems
+        assert "without an order stamp" in problem
+
+    def test_list_names_the_scenario(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["drill", "--list"]) == 0
+        assert "session-order" in capsys.readouterr().out
 
 
 class TestHarness:
@@ -238,7 +361,7 @@ class TestCommand:
         assert main(["drill", "--list"]) == 0
         out = capsys.readouterr().out
         for name in ("refused", "black-hole", "frozen", "outage", "disaster", "flapping", "both-down",
-                     "producer-killed", "worker-killed", "worker-restart", "fleet", "latency"):  # fmt: skip
+                     "producer-killed", "worker-killed", "worker-restart", "fleet", "latency", "poison"):  # fmt: skip
             assert name in out
 
     @pytest.mark.parametrize(("argv", "problem"), [
@@ -313,3 +436,28 @@ class TestRuns:
         [kill] = [entry for entry in row["timeline"] if "worker killed" in entry]
         holding = int(kill.split("holding ")[1].split()[0])
         assert row["redelivered"] >= min(holding, 1)  # what the dead worker held came back
+
+    @pytest.mark.parametrize(("api", "mode"), [("async", "active")])
+    def test_poison_is_dead_lettered_in_each_region_and_the_rest_delivered_once(
+        self, api: str, mode: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, report, _ = _drill(capsys, "--scenario", "poison", "--api", api, "--mode", mode)
+        [row] = report["rows"]
+        assert code == 0, row
+        assert (row["lost"], row["duplicates_delivered"], row["unexpected"]) == (0, 0, 0)
+        assert row["redelivered"] >= MAX_DELIVERY_COUNT - 1  # each new worker got the poison again
+        [judged] = [entry for entry in row["timeline"] if "dead-lettered after" in entry]
+        dead = str([(POISON, REASON)])
+        assert f"primary {dead}, secondary {dead if mode == 'active' else []}" in judged
+
+    @pytest.mark.parametrize(("api", "mode"), [("sync", "passive")])
+    def test_session_order_holds_through_a_primary_killed_mid_session(
+        self, api: str, mode: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, report, printed = _drill(capsys, "--scenario", "session-order", "--api", api, "--mode", mode)
+        [row] = report["rows"]
+        assert code == 0, row
+        assert (row["lost"], row["duplicates_delivered"], row["unexpected"], row["acknowledged"]) == (0, 0, 0, 60)
+        [judged] = [entry for entry in row["timeline"] if "session order" in entry]
+        assert "6 sessions" in judged and "0 overlapping holding(s)" in judged
+        assert not any(development_key(n) in printed for n in (1, 2)) and "SharedAccessKey=" not in printed

@@ -157,6 +157,23 @@ class FakeReceiver:
         return id(self)
 
 
+@dataclass
+class FakeSessionStats:
+    """A ``SessionStats``'s counters that the metrics read."""
+
+    gaps: int = 0
+    gap_messages: int = 0
+    out_of_order: int = 0
+
+
+@dataclass
+class FakeSessionReceiver(FakeReceiver):
+    session_stats: Any = field(default_factory=FakeSessionStats)
+
+    def __hash__(self) -> int:
+        return id(self)
+
+
 class BrokenStats:
     """A sender whose snapshot fails once ``broken`` is set."""
 
@@ -179,7 +196,7 @@ class TestInstruments:
     """Each instrument reports what the live senders' and receivers' stats say."""
 
     def test_every_instrument_is_reported_with_its_unit_and_documented(self, metrics: Metrics) -> None:
-        sender, receiver = FakeSender(), FakeReceiver()
+        sender, receiver = FakeSender(), FakeSessionReceiver()
         sender.set(outbox_depth=2, outbox_oldest_age=1.5)
         receiver.stats.receive_lag = {"primary": 0.25, "secondary": 0.5}
         _metrics.watch_sender(sender, destination="m-units", health=Shared(), outbox=Shared())
@@ -317,6 +334,25 @@ class TestInstruments:
         assert points["geobus.receiver.lag"][
             key("m-events", "primary", **{"messaging.destination.subscription.name": "audit"})
         ] == 9.0
+
+    def test_session_gaps_and_out_of_order_add_up_and_outlive_the_receiver(self, metrics: Metrics) -> None:
+        one, two, plain = FakeSessionReceiver(), FakeSessionReceiver(), FakeReceiver()
+        one.session_stats = FakeSessionStats(gaps=2, gap_messages=5, out_of_order=1)
+        two.session_stats = FakeSessionStats(gaps=1, gap_messages=1, out_of_order=0)
+        for receiver in (one, two, plain):
+            _metrics.watch_receiver(receiver, destination="m-sessions")
+        try:
+            points = metrics.collect()
+            _metrics.forget(one)  # closed: what it counted stays in the totals
+            two.session_stats = FakeSessionStats(gaps=3, gap_messages=4, out_of_order=2)
+            after = metrics.collect()
+        finally:
+            _metrics.forget(two)
+            _metrics.forget(plain)
+        here = key("m-sessions")
+        assert [points[f"geobus.receiver.session_{n}"][here] for n in ("gaps", "gap_messages", "out_of_order")] == [3, 6, 1]
+        assert [after[f"geobus.receiver.session_{n}"][here] for n in ("gaps", "gap_messages", "out_of_order")] == [5, 9, 3]
+        assert points["geobus.receiver.delivered"][here] == 0  # the plain receiver counts as before
 
     def test_disable_then_enable_on_the_same_provider(
         self, metrics: Metrics, caplog: pytest.LogCaptureFixture

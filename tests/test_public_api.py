@@ -23,7 +23,7 @@ import geobus.aio
 
 PACKAGES = ["geobus", "geobus.aio", "geobus.local", "geobus.testing"]
 # The classes each face has its own (sync or async) version of; the rest are the same objects.
-OWN_CLASSES = {"DedupReceiver", "GeoServiceBusClient", "ReplicatedSender"}
+OWN_CLASSES = {"DedupReceiver", "DedupSessionReceiver", "GeoServiceBusClient", "ReplicatedSender"}
 
 
 def literal_all(module: ModuleType) -> list[str]:
@@ -119,7 +119,7 @@ class TestAll:
 
 
 class TestTwoFaces:
-    """``geobus`` and ``geobus.aio``: the same names, the same objects but for three classes."""
+    """``geobus`` and ``geobus.aio``: the same names, the same objects but for their own classes."""
 
     def test_the_same_names_and_the_version(self) -> None:
         assert set(geobus.__all__) - set(geobus.aio.__all__) == {"__version__"}
@@ -134,7 +134,9 @@ class TestTwoFaces:
     def test_sync_and_async_classes_offer_the_same_methods(self, name: str) -> None:
         sync, aio = getattr(geobus, name), getattr(geobus.aio, name)
         assert sync is not aio
-        assert set(public_members(sync)) == set(public_members(aio))
+        # azure-servicebus's sync receiver has next(); its aio receiver has __anext__ only.
+        sync_only = {"next"} if name == "DedupReceiver" else set()
+        assert set(public_members(sync)) - sync_only == set(public_members(aio))
 
 
 class TestDocstrings:

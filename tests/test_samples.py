@@ -19,6 +19,16 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 RUN_TIMEOUT = 60.0  # seconds; each sample finishes in a few
 
 # A line each sample prints only when its scenario worked (besides exiting 0).
+DEAD_LETTERS = (
+    "order-2: NoAddress (the order has no shipping address)",
+    "order-4: NoAddress (the order has no shipping address)",
+    "read 2 dead-lettered orders, 0 twice",
+)
+SESSIONS = (
+    "customer-a: placed, paid, shipped",
+    "customer-b: placed, paid, shipped",
+    "handled 2 sessions, 6 steps, in order; session states up to date",
+)
 EXPECTED: dict[str, tuple[str, ...]] = {
     "producer.py": ("sent 5 orders in passive mode",),
     "producer_async.py": ("order-6, order-7 (one batch): landed on primary", "sent 7 orders in passive mode"),
@@ -36,13 +46,27 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     ),
     "identity_credentials.py": ("credential=DefaultAzureCredential", "sent with connection strings to local namespaces"),
     "identity_credentials_async.py": ("credential='default'", "sent with connection strings to local namespaces"),
+    "dead_letter_worker.py": DEAD_LETTERS,
+    "dead_letter_worker_async.py": DEAD_LETTERS,
+    "session_worker.py": SESSIONS,
+    "session_worker_async.py": SESSIONS,
 }
+# Samples written to the SDK's API ahead of the geobus feature they use: skipped, with why.
+PENDING: dict[str, str] = {}
 # Samples without an async twin, and why it would add nothing.
 SYNC_ONLY = {"configuration.py"}  # loading a configuration does no I/O
 
 
 def sample_names() -> list[str]:
     return sorted(path.name for path in SAMPLES.glob("*.py") if not path.name.startswith("_"))
+
+
+def runnable(*names: str) -> list[object]:
+    """``names`` as parameters, those in ``PENDING`` skipped with its reason."""
+    return [
+        pytest.param(name, marks=pytest.mark.skip(reason=PENDING[name])) if name in PENDING else name
+        for name in names
+    ]
 
 
 def run_sample(name: str, settings: Mapping[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -86,7 +110,7 @@ class TestSamplesRun:
     """Every sample finishes by itself locally, exits 0, prints its result and never a key."""
 
     @pytest.mark.timeout(RUN_TIMEOUT + 30)
-    @pytest.mark.parametrize("name", sample_names())
+    @pytest.mark.parametrize("name", runnable(*sample_names()))
     def test_sample_runs_locally(self, name: str) -> None:
         assert name in EXPECTED, f"add the line {name} prints on success to EXPECTED"
         finished = run_cleanly(name)
@@ -129,6 +153,13 @@ class TestSamplesFromEnvironment:
         finished = run_cleanly("worker_async.py", self.settings(pair))
         assert "handled 3 orders, 0 twice" in finished.stdout
         assert pair.counts() == {"primary": {}, "secondary": {}}
+
+    @pytest.mark.timeout(RUN_TIMEOUT + 30)
+    @pytest.mark.parametrize("name", runnable("dead_letter_worker.py", "dead_letter_worker_async.py"))
+    def test_dead_letter_worker_empties_both_dead_letter_queues(self, pair: NamespacePair, name: str) -> None:
+        finished = run_cleanly(name, self.settings(pair))
+        assert "read 2 dead-lettered orders, 0 twice" in finished.stdout
+        assert pair.counts() == {"primary": {}, "secondary": {}}  # each twin completed too
 
     @pytest.mark.timeout(RUN_TIMEOUT + 30)
     def test_a_fault_sample_says_it_runs_locally_and_leaves_the_configured_namespaces_alone(

@@ -18,9 +18,11 @@ from ._config import (
     ReplicationConfig,
     ReplicationMode,
     SdkRetryPolicy,
+    SessionPolicy,
     StoreUnavailable,
     WriteQuorum,
 )
+from ._engine.sessions.session import SessionStats
 from ._errors import (
     ConfigurationError,
     GeobusError,
@@ -43,6 +45,7 @@ from ._redact import redact_logs as _redact_logs
 from ._sync.client import GeoServiceBusClient
 from ._sync.receiver import DedupReceiver
 from ._sync.sender import ReplicatedSender
+from ._sync.session_receiver import DedupSessionReceiver
 from ._version import __version__
 
 _redact_logs()  # no log line of geobus's carries a key, whoever configured the handlers
@@ -55,6 +58,7 @@ __all__ = [
     "DedupKey",
     "DedupPolicy",
     "DedupReceiver",
+    "DedupSessionReceiver",
     "FailbackMode",
     "FailbackPolicy",
     "GeoServiceBusClient",
@@ -77,6 +81,8 @@ __all__ = [
     "SdkRetryPolicy",
     "SendResult",
     "SenderStats",
+    "SessionPolicy",
+    "SessionStats",
     "StoreUnavailable",
     "WriteQuorum",
     "__version__",

@@ -8,7 +8,8 @@ and ``disable_metrics()`` to stop. Without opentelemetry, nothing is imported,
 nothing is kept and ``enable_metrics`` returns False.
 
 Every instrument is observable: at each collection its callback reads the
-``stats`` snapshot of every live sender and receiver, so sending and receiving
+``stats`` snapshot of every live sender and receiver (and the ``session_stats``
+of every session receiver, for the ``session_`` ones), so sending and receiving
 pay nothing for metrics. Counters are cumulative for the process: what a closed
 sender or receiver counted stays in the totals.
 
@@ -33,6 +34,9 @@ sender or receiver counted stays in the totals.
 | `geobus.receiver.evictions` | counter | `{key}` | dest | keys the seen-set dropped to stay within its bounds |
 | `geobus.receiver.receive_errors` | counter | `{error}` | ns, dest | failed receive calls (each one reconnects) |
 | `geobus.receiver.lag` | gauge | `s` | ns, dest | enqueued-to-received time of the newest message from the namespace |
+| `geobus.receiver.session_gaps` | counter | `{gap}` | dest | session receivers: producers' gaps delivered past after their wait |
+| `geobus.receiver.session_gap_messages` | counter | `{message}` | dest | session receivers: the messages those gaps skipped |
+| `geobus.receiver.session_out_of_order` | counter | `{message}` | dest | session receivers: messages delivered after later ones of their producer |
 
 Attributes: every point has ``messaging.system`` = ``servicebus``; *ns* is
 ``geobus.namespace`` (the namespace's name in the configuration, ``primary`` and
@@ -108,6 +112,7 @@ class _Spec:
     description: str
     role: str
     read: Read
+    snapshot: str = "stats"  # the property read: a session receiver's order counters are its session_stats
 
 
 def _each(watched: _Watched, token: int, values: Mapping[str, float | None]) -> list[Reading]:
@@ -167,6 +172,9 @@ _SPECS = tuple(
         ("geobus.receiver.evictions", COUNTER, "{key}", "Keys the seen-set dropped to stay in bounds", RECEIVER, _total("evictions")),
         ("geobus.receiver.receive_errors", COUNTER, "{error}", "Failed receive calls (each reconnects)", RECEIVER, _per_namespace("receive_errors")),
         ("geobus.receiver.lag", GAUGE, "s", "Enqueued-to-received time of the newest message from a namespace", RECEIVER, _per_namespace("receive_lag")),
+        ("geobus.receiver.session_gaps", COUNTER, "{gap}", "Producers' gaps in a session delivered past after their wait", RECEIVER, _total("gaps"), "session_stats"),
+        ("geobus.receiver.session_gap_messages", COUNTER, "{message}", "Session messages skipped by the gaps delivered past", RECEIVER, _total("gap_messages"), "session_stats"),
+        ("geobus.receiver.session_out_of_order", COUNTER, "{message}", "Session messages delivered after later ones of their producer", RECEIVER, _total("out_of_order"), "session_stats"),
     )
 )  # fmt: skip
 INSTRUMENTS = tuple(spec.name for spec in _SPECS)
@@ -255,8 +263,8 @@ def _read(spec: _Spec, objects: list[tuple[Any, _Watched]]) -> tuple[dict[tuple[
         if watched.role != spec.role:
             continue
         try:
-            stats = obj.stats
-            found = spec.read(watched, stats)
+            stats = getattr(obj, spec.snapshot, None)  # None: a receiver without sessions, for a session instrument
+            found = spec.read(watched, stats) if stats is not None else []
         except Exception as exc:  # a snapshot taken mid-change: the next collection reads it
             _LOG.debug("geobus: metrics could not read %r: %r", obj, exc)
             continue

@@ -24,6 +24,7 @@ from typing import Any
 from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
 from azure.servicebus._pyamqp.message import Message, Properties
 from azure.servicebus.amqp import AmqpAnnotatedMessage
+from azure.servicebus.exceptions import MessageNotFoundError
 
 from geobus._errors import NamespaceTimeoutError
 from geobus.testing import FakeClock as FakeClock  # the suite's one fake clock, shipped to users
@@ -205,7 +206,14 @@ class FakeReceiveChannel:
     ``publish`` stores messages; ``receive`` returns them (waiting up to its
     ``max_wait`` for some to appear). ``receives`` scripts the receive calls
     (fail, hang); ``fail_next`` makes the next settlement of a kind raise.
+    ``defer`` keeps a message for ``receive_deferred`` (a fresh copy, locked anew;
+    scripted by ``deferred_receives``); ``peek`` browses what is published and
+    not settled, from a sequence number (scripted by ``peeks``).
     """
+
+    fully_qualified_namespace: str | None
+    entity_path: str | None = "orders"
+    client_identifier: str | None = None
 
     def __init__(
         self,
@@ -228,6 +236,12 @@ class FakeReceiveChannel:
         self.resets = 0
         self.closed = False
         self.published: list[ServiceBusReceivedMessage] = []
+        self.fully_qualified_namespace = f"{name}.servicebus.windows.net"
+        self.deferred: dict[int, ServiceBusReceivedMessage] = {}  # by sequence number
+        self.deferred_receives = Script()
+        self.deferred_asks: list[list[int]] = []
+        self.peeks = Script()
+        self.peek_asks: list[tuple[int, int | None]] = []
         self._pending: list[ServiceBusReceivedMessage] = []
         self._arrival: asyncio.Event | None = None
         self._failures = _Failures()
@@ -287,6 +301,42 @@ class FakeReceiveChannel:
     async def abandon(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None:
         await self._settle(Settlement("abandon", message))
 
+    async def defer(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None:
+        await self._settle(Settlement("defer", message))
+        self.deferred[message.sequence_number or 0] = message
+
+    async def receive_deferred(
+        self, sequence_numbers: Sequence[int], *, timeout: float
+    ) -> list[ServiceBusReceivedMessage]:
+        self.deferred_asks.append(list(sequence_numbers))
+        await self.deferred_receives.play(self.name, timeout)
+        missing = [n for n in sequence_numbers if n not in self.deferred]
+        if missing:
+            raise MessageNotFoundError(message=f"no deferred message {missing} on {self.name}")
+        return [self._again(self.deferred[n]) for n in sequence_numbers]
+
+    def _again(self, message: ServiceBusReceivedMessage) -> ServiceBusReceivedMessage:
+        """A fresh copy of ``message``, locked anew, as receive-by-sequence-number hands it out."""
+        return self.message(
+            _text(message.message_id),
+            sequence_number=message.sequence_number,
+            subject=message.subject,
+            application_properties=message.application_properties,
+        )
+
+    async def peek(
+        self, max_count: int, sequence_number: int | None, *, timeout: float
+    ) -> list[ServiceBusReceivedMessage]:
+        self.peek_asks.append((max_count, sequence_number))
+        await self.peeks.play(self.name, timeout)
+        gone = {id(s.message) for s in self.settlements if s.action in ("complete", "dead_letter")}
+        start = sequence_number or 1
+        live = [m for m in self.published if id(m) not in gone and (m.sequence_number or 0) >= start]
+        return [
+            received_message(_text(m.message_id), sequence_number=m.sequence_number or 0, locked_until=None)
+            for m in sorted(live, key=lambda m: m.sequence_number or 0)[:max_count]
+        ]
+
     async def dead_letter(
         self,
         message: ServiceBusReceivedMessage,
@@ -313,6 +363,10 @@ class FakeReceiveChannel:
 
     async def close(self) -> None:
         self.closed = True
+
+
+def _text(value: Any) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def sdk_handler_failed() -> BaseException:

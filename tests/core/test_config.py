@@ -694,6 +694,8 @@ ENV_NAMES = {
     "GEOBUS_OUTBOX_BACKOFF_MAX": "outbox.backoff_max",
     "GEOBUS_OVERRIDE_PATH": "override.path",
     "GEOBUS_OVERRIDE_INTERVAL": "override.interval",
+    "GEOBUS_SESSIONS_ORDER_GAP_WAIT": "sessions.order_gap_wait",
+    "GEOBUS_SESSIONS_LOCK_ATTEMPTS": "sessions.lock_attempts",
 }
 BASE = {"primary": {"connection_string": WEU}, "secondary": {"connection_string": NEU}}
 BASE_ENV = {"GEOBUS_PRIMARY_CONNECTION_STRING": WEU, "GEOBUS_SECONDARY_CONNECTION_STRING": NEU}

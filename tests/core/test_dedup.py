@@ -242,3 +242,44 @@ class TestBounds:
         assert tracker.evictions == 10
         assert tracker.in_flight == 1
         assert tracker.arrived("busy", copy(clock, "neu", 7)) is Verdict.HOLD
+
+
+class TestDeferred:
+    """A deferred key defers its twins until a deferred copy is received back."""
+
+    def test_owner_deferred_defers_held_and_later_twins(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        owner, twin = copy(clock, "weu", 1), copy(clock, "neu", 7)
+        tracker.arrived("m1", owner)
+        tracker.arrived("m1", twin)
+        assert tracker.deferred("m1") == [(twin, Verdict.DEFER)]
+        assert (tracker.in_flight, tracker.held, tracker.processed) == (0, 0, 0)
+        assert tracker.is_deferred("m1")
+        late = copy(clock, "neu", 8)
+        assert tracker.arrived("m1", late) is Verdict.DEFER
+
+    def test_taken_back_puts_the_key_in_flight_with_its_twins_held(
+        self, tracker: DuplicateTracker, clock: FakeClock
+    ) -> None:
+        tracker.arrived("m1", copy(clock, "weu", 1))
+        tracker.deferred("m1")
+        again, twin = copy(clock, "weu", 1), copy(clock, "neu", 7)
+        tracker.taken_back("m1", again, [twin])
+        assert not tracker.is_deferred("m1")
+        assert (tracker.in_flight, tracker.held_copies()) == (1, [twin])
+        assert tracker.completed("m1") == [(twin, Verdict.COMPLETE)]
+        assert tracker.arrived("m1", copy(clock, "neu", 9)) is Verdict.COMPLETE
+
+    def test_deferred_keys_are_apart_from_processed_ones_and_bounded_by_age(self, clock: FakeClock) -> None:
+        small = DuplicateTracker(max_entries=1, max_age=10.0, clock=clock)
+        small.arrived("m1", copy(clock, "weu", 1))
+        small.deferred("m1")
+        for n in range(3):
+            small.arrived(f"x{n}", copy(clock, "weu", 10 + n))
+            small.completed(f"x{n}")
+        assert small.arrived("m1", copy(clock, "neu", 2)) is Verdict.DEFER
+        clock.advance(10.1)
+        assert small.arrived("m1", copy(clock, "neu", 3)) is Verdict.DELIVER  # forgotten after max_age
+
+    def test_no_key_is_never_deferred(self, tracker: DuplicateTracker, clock: FakeClock) -> None:
+        assert tracker.deferred(None) == []
+        assert tracker.arrived(None, copy(clock, "weu", 1)) is Verdict.DELIVER

@@ -72,6 +72,14 @@ class TestOneProcess:
             Settle(twin, Outcome.DEAD_LETTERED, "poison", "bad json")
         ]
 
+    def test_a_twin_arriving_after_the_dead_letter_gets_its_reason_too(self, clock: FakeClock) -> None:
+        dedup = make(clock)
+        owner = copy(clock, "weu", 1)
+        dedup.arrived(KEY, owner)
+        assert dedup.dead_lettered(KEY, reason="poison", description="bad json") == []
+        late = copy(clock, "neu", 7)
+        assert dedup.arrived(KEY, late) == [Settle(late, Outcome.DEAD_LETTERED, "poison", "bad json")]
+
     def test_released_hands_over_the_twin_or_forgets_the_key(self, clock: FakeClock) -> None:
         dedup = make(clock)
         owner, twin = copy(clock, "weu", 1), copy(clock, "neu", 1)

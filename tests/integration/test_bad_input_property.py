@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, Phase, event, example, given, settings
 from hypothesis import strategies as st
 
 import geobus
+from geobus._decisions.session_stamps import PRODUCER, SEQUENCE
 from geobus.local import LocalNamespace
 
 QUEUE = "orders"
@@ -169,7 +170,12 @@ def _check_delivered(rig: Rig, sent: ServiceBusMessage, body: bytes | str, given
     if ttl:
         assert got.time_to_live == datetime.timedelta(seconds=int(ttl.total_seconds()))
     sent_properties = given_fields.get("application_properties") or {}
-    got_properties = got.application_properties or {}
+    got_properties = dict(got.application_properties or {})
+    if given_fields.get("session_id"):
+        # A session message carries the sender's order stamp besides the application's own.
+        stamp = {PRODUCER.encode(), SEQUENCE.encode()}
+        assert stamp <= set(got_properties), "a session message lacks geobus's order stamp"
+        got_properties = {k: v for k, v in got_properties.items() if k not in stamp}
     expected = {(k.encode() if isinstance(k, str) else k): _as_received_property(v) for k, v in sent_properties.items()}
     assert set(got_properties) == set(expected)
     for key, value in expected.items():

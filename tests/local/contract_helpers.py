@@ -20,6 +20,8 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiver
 from azure.servicebus.aio import ServiceBusReceiver as AsyncServiceBusReceiver
 
+from geobus.local import EntitySettings
+
 QUEUE = "orders"
 DEAD_LETTERS = f"{QUEUE}/$deadletterqueue"  # as LocalNamespace.counts() names it
 TOPIC, SUBSCRIPTIONS = "events", ("audit", "billing")
@@ -45,6 +47,12 @@ LOCK = 30.0
 # steps and close() waits for it: half a second per sender on average, and no sender
 # here idles long enough to need it. (Receivers with prefetch 0 force their own.)
 NO_KEEP_ALIVE: dict[str, Any] = {"keep_alive": 0}
+# Sessions (test_sessions*.py): a session-enabled entity with the LOCK above; the
+# namespace's (and a receiver's) wait for a next-available session; client options
+# that report a refusal or a timeout once, not after the SDK's retries and backoff.
+SESSIONS = EntitySettings(requires_session=True, lock_duration=LOCK)
+SHORT_WAIT = 1.0
+ONCE: dict[str, Any] = {"retry_total": 0}
 
 
 
@@ -76,6 +84,13 @@ def numbered(index: int, prefix: str = "m") -> ServiceBusMessage:
         message_id=f"{prefix}-{index:04d}",
         application_properties={"index": index, "kind": "contract"},
     )
+
+
+def session_message(session: str, index: int) -> ServiceBusMessage:
+    """``numbered(index)`` in session ``session``, its id prefixed with the session's."""
+    message = numbered(index, prefix=session)
+    message.session_id = session
+    return message
 
 
 def batches(

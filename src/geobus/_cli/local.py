@@ -17,13 +17,16 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from .._errors import ConfigurationError
 from ..local import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEV_KEY_NAME,
     ControlServer,
+    EntityDefinitions,
     Limits,
     LocalNamespace,
     development_key,
+    load_entities,
 )
 from .output import USAGE, Out
 
@@ -54,6 +57,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", type=Path, default=None, help="SQLite file (with several namespaces: one file each, suffixed -2, -3...)")
     parser.add_argument("--queue", action="append", default=[], help="declare a queue (repeatable)")
     parser.add_argument("--topic", action="append", default=[], metavar="TOPIC:SUB1,SUB2", help="declare a topic and its subscriptions (repeatable)")
+    parser.add_argument(
+        "--entities",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="TOML file of queues, topics and subscriptions with their settings, created at "
+        "start (the administration API's names: requires_session, lock_duration...)",
+    )
     parser.add_argument("--strict", action="store_true", help="unknown entities are an error instead of being created")
     parser.add_argument("--control-port", type=int, default=0, help="HTTP control port of the first namespace (0: any free port)")
     limits = parser.add_argument_group("limits (what one client may hold of a namespace)")
@@ -72,6 +83,8 @@ _LIMITS_HELP = {
     "max_connections": "open connections; a new one replaces the oldest not yet authorised",
     "max_links_per_connection": "links attached at once on one connection; more are refused",
     "max_cbs_request": "bytes in one $cbs request; a larger one detaches its link",
+    "session_wait": "seconds a next-available session receiver waits for a free session "
+    "(or the com.microsoft:timeout its attach names)",
 }
 
 
@@ -121,11 +134,22 @@ def _keys(args: argparse.Namespace) -> list[str]:
     return [key or development_key(index + 1) for index in range(args.namespaces)]
 
 
+def _entities(path: Path | None) -> EntityDefinitions | None:
+    """The file read once for every namespace; a bad one is a usage error naming the key."""
+    if path is None:
+        return None
+    try:
+        return load_entities(path)
+    except ConfigurationError as exc:
+        raise Out("local").fail(str(exc), USAGE) from None
+
+
 def run(args: argparse.Namespace) -> int:
     out = Out("local")
     if args.namespaces < 1:
         raise out.fail("--namespaces must be at least 1", USAGE)
     keys = _keys(args)
+    entities = _entities(args.entities)
     # Set by SIGTERM/SIGINT, or by a namespace that stopped by itself (its store failed).
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -146,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
                 duplicate_detection_window=args.duplicate_detection_window,
                 max_message_size=args.max_message_size,
                 auto_create=not args.strict,
+                entities=entities,
                 queues=args.queue,
                 topics=_topics(args.topic),
                 store=_store_path(args.store, index),

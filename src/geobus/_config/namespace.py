@@ -11,29 +11,10 @@ from .._errors import ConfigurationError
 from .._redact import describe, looks_like
 from .._sas import ConnectionString, SasTokenError, host_problem, is_loopback, namespace_identity
 from .checks import Checked, checked, flag, settle
+from .sdk_options import CLIENT_OPTIONS, GEOBUS_CLIENT_OPTIONS, check_client_option
 
 # Names accepted for ``credential`` in files and the environment (azure-identity classes).
 CREDENTIAL_NAMES = ("default", "managed_identity", "workload_identity", "cli", "environment")
-
-# ServiceBusClient options geobus sets from its own policies (``build_client``).
-GEOBUS_CLIENT_OPTIONS = frozenset(
-    {"retry_total", "retry_backoff_factor", "retry_backoff_max", "retry_mode", "try_timeout"}
-)
-# The other ServiceBusClient keyword options (azure-servicebus 7.x); a misspelt one would be
-# ignored by the SDK, so a test meant to go through a fault proxy would quietly not.
-CLIENT_OPTIONS = frozenset(
-    {
-        "transport_type",
-        "http_proxy",
-        "user_agent",
-        "logging_enable",
-        "custom_endpoint_address",
-        "connection_verify",
-        "ssl_context",
-        "socket_timeout",
-        "uamqp_transport",
-    }
-)
 
 
 def _client_options(name: str, options: Any) -> Mapping[str, Any]:
@@ -42,14 +23,20 @@ def _client_options(name: str, options: Any) -> Mapping[str, Any]:
         raise ConfigurationError(name, "must be a mapping of ServiceBusClient options")
     owned = sorted(set(options) & GEOBUS_CLIENT_OPTIONS)
     if owned:
-        raise ConfigurationError(name, f"{', '.join(owned)} are set by geobus (see deadlines and retry)")
-    unknown = sorted(set(options) - CLIENT_OPTIONS)
+        raise ConfigurationError(
+            name,
+            f"{', '.join(owned)} are set by geobus for both namespaces: give them to the client's "
+            "constructor (retry_* become ReplicationConfig.retry) or see deadlines.attempt",
+        )
+    unknown = sorted(set(options) - CLIENT_OPTIONS, key=str)
     if unknown:
         raise ConfigurationError(
             name,
             f"{', '.join(map(str, unknown))} not among the options geobus passes on: {', '.join(sorted(CLIENT_OPTIONS))}",
         )
-    return MappingProxyType(dict(options))
+    return MappingProxyType(
+        {option: check_client_option(f"{name}.{option}", option, value) for option, value in options.items()}
+    )
 
 
 @dataclass(frozen=True)
@@ -65,9 +52,11 @@ class NamespaceConfig(Checked):
     ``localhost``) unless ``allow_remote_emulator`` is true.
 
     ``client_options`` (in code only) go to this namespace's ``ServiceBusClient``
-    as they are: ``transport_type``, ``http_proxy``, ``custom_endpoint_address``,
-    ``ssl_context`` (``geobus.testing.sdk_proxy_options`` builds the last ones for a
-    fault proxy). The retry and timeout options are geobus's and are refused.
+    as they are, each checked for its type: ``transport_type``, ``http_proxy``,
+    ``custom_endpoint_address``, ``ssl_context``, ``logging_enable``... (``CLIENT_OPTIONS``;
+    ``geobus.testing.sdk_proxy_options`` builds some for a fault proxy). The retry and
+    timeout options are the client's, for both namespaces, and are refused here. They
+    never show in the repr (``http_proxy`` may hold a password).
 
     Raises:
         ConfigurationError: neither or both forms given, a malformed connection

@@ -38,6 +38,7 @@ class Deadlines(Checked):
 
 
 def _retry_mode(name: str, value: Any) -> str:
+    value = getattr(value, "value", value)  # the SDK's RetryMode.FIXED is "fixed"
     if value not in ("fixed", "exponential"):
         raise ConfigurationError(name, f"must be one of fixed | exponential, got {describe(value)}")
     return str(value)

@@ -37,6 +37,8 @@ from .policies import (
     OverridePolicy,
     SdkRetryPolicy,
 )
+from .sdk_options import CLIENT_OPTIONS, RETRY_OPTIONS, backoff_total, split
+from .sessions import SessionPolicy
 
 
 def _namespace(role: str, namespace: Any) -> NamespaceConfig:
@@ -65,6 +67,7 @@ class ReplicationConfig(Checked):
     failback: FailbackPolicy = field(default_factory=FailbackPolicy, metadata=checked(table=FailbackPolicy))
     outbox: OutboxPolicy = field(default_factory=OutboxPolicy, metadata=checked(table=OutboxPolicy))
     override: OverridePolicy = field(default_factory=OverridePolicy, metadata=checked(table=OverridePolicy))
+    sessions: SessionPolicy = field(default_factory=SessionPolicy, metadata=checked(table=SessionPolicy))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,24 +89,92 @@ class ReplicationConfig(Checked):
 
     @classmethod
     def from_connection_strings(cls, primary: str, secondary: str, **options: Any) -> ReplicationConfig:
-        """Two connection strings; ``options`` are the other fields (``mode="active"``...)."""
+        """Two connection strings; ``options`` are the other fields (``mode="active"``...) and
+        azure-servicebus's client options (``logging_enable=True``, ``retry_total=2``...), as
+        ``with_sdk_options`` takes them.
+
+        Raises:
+            ConfigurationError: a bad or unknown option (``field`` names it).
+        """
+        fields_given, client, retry = _sort_options(options)
         # Named here, so an error says which one is wrong (``secondary.connection_string``).
-        return cls(
-            primary=NamespaceConfig(name="primary", connection_string=primary),
-            secondary=NamespaceConfig(name="secondary", connection_string=secondary),
-            **options,
+        config = cls(
+            primary=NamespaceConfig(name="primary", connection_string=primary, client_options=client),
+            secondary=NamespaceConfig(name="secondary", connection_string=secondary, client_options=client),
+            **fields_given,
         )
+        return config._with_retry(retry)
 
     @classmethod
     def from_namespaces(cls, primary: str, secondary: str, credential: Any, **options: Any) -> ReplicationConfig:
-        """Two fully qualified namespaces and one azure-identity credential."""
-        return cls(
-            primary=NamespaceConfig(name="primary", fully_qualified_namespace=primary, credential=credential),
-            secondary=NamespaceConfig(
-                name="secondary", fully_qualified_namespace=secondary, credential=credential
+        """Two fully qualified namespaces and one azure-identity credential; ``options`` as
+        ``from_connection_strings``."""
+        fields_given, client, retry = _sort_options(options)
+        config = cls(
+            primary=NamespaceConfig(
+                name="primary", fully_qualified_namespace=primary, credential=credential, client_options=client
             ),
-            **options,
+            secondary=NamespaceConfig(
+                name="secondary", fully_qualified_namespace=secondary, credential=credential, client_options=client
+            ),
+            **fields_given,
         )
+        return config._with_retry(retry)
+
+    def with_sdk_options(self, **options: Any) -> ReplicationConfig:
+        """This configuration with azure-servicebus ``ServiceBusClient`` options applied.
+
+        - ``logging_enable``, ``transport_type``, ``http_proxy``, ``user_agent``,
+          ``custom_endpoint_address``, ``connection_verify``, ``ssl_context``,
+          ``socket_timeout``, ``uamqp_transport`` (``CLIENT_OPTIONS``) go to both
+          namespaces' clients, over their own ``client_options``. ``logging_enable``
+          must be a ``bool`` (stricter than the SDK); a ``custom_endpoint_address``
+          given here sends both namespaces to one address (a gateway that routes by
+          host name): an endpoint per region belongs in each ``client_options``;
+        - ``retry_total``, ``retry_backoff_factor``, ``retry_backoff_max``, ``retry_mode``
+          set ``retry`` (``SdkRetryPolicy``): the SDK's retries inside one namespace's
+          attempt. Those not given keep geobus's values, not the SDK's defaults (3 retries
+          of up to 120 s, more than ``deadlines.attempt``);
+        - ``try_timeout`` is refused: ``deadlines.attempt`` is geobus's (``OWNED_OPTIONS``).
+
+        Raises:
+            ConfigurationError: an unknown option, a client option of the wrong type,
+                ``try_timeout``, ``uamqp_transport=True``, or retries whose waits alone
+                outlast ``deadlines.attempt`` (they could never run). ``field`` names the
+                option; the message never quotes its value.
+        """
+        others, client, retry = split(options)
+        for option in others:
+            raise ConfigurationError(option, f"not a ServiceBusClient option geobus knows ({_known_options()})")
+        config = self
+        if client:
+            config = replace(
+                config,
+                primary=replace(self.primary, client_options={**self.primary.client_options, **client}),
+                secondary=replace(self.secondary, client_options={**self.secondary.client_options, **client}),
+            )
+        return config._with_retry(retry)
+
+    def _with_retry(self, retry: dict[str, Any]) -> ReplicationConfig:
+        """``retry``'s fields (from the SDK's ``retry_*`` options) over this config's policy."""
+        if not retry:
+            return self
+        sdk_names = {field_name: option for option, field_name in RETRY_OPTIONS.items()}
+        try:
+            policy = replace(self.retry, **retry)
+        except ConfigurationError as exc:
+            option = sdk_names.get(exc.field.removeprefix("retry."), exc.field)
+            raise ConfigurationError(option, exc.problem) from None
+        waits = backoff_total(policy.total, policy.backoff_factor, policy.backoff_max, policy.mode)
+        if waits >= self.deadlines.attempt:
+            raise ConfigurationError(
+                sdk_names[next(iter(retry))],
+                f"the SDK's waits between {policy.total} retries add up to {waits:g} s, not less than "
+                f"deadlines.attempt ({self.deadlines.attempt:g} s), which bounds each namespace's attempt, "
+                "retries included: the last retries could never run. Lower retry_total or the backoff, "
+                "or raise deadlines.attempt",
+            )
+        return replace(self, retry=policy)
 
     @classmethod
     def from_mapping(cls, mapping: Mapping[str, Any]) -> ReplicationConfig:
@@ -190,6 +261,24 @@ class Setting(NamedTuple):
     """``mode``, or ``table.field`` (``deadlines.attempt``)."""
     env: str | None
     """``GEOBUS_DEADLINE_ATTEMPT``; None: files, mappings and code only."""
+
+
+def _sort_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(ReplicationConfig fields, client options, retry fields)`` of a constructor's options."""
+    others, client, retry = split(options)
+    known = {f.name for f in fields(ReplicationConfig)} - set(_ROLES)
+    for option in others:
+        if option not in known:
+            raise ConfigurationError(
+                option,
+                f"not a ReplicationConfig field ({', '.join(sorted(known))}) nor a ServiceBusClient "
+                f"option geobus knows ({_known_options()})",
+            )
+    return others, client, retry
+
+
+def _known_options() -> str:
+    return ", ".join(sorted({*CLIENT_OPTIONS, *RETRY_OPTIONS}))
 
 
 def _keys(table: type) -> set[str]:

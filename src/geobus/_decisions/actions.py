@@ -2,7 +2,7 @@
 
 Actions for the application's copies (``Deliver``, ``Hold``, ``Settle``, ``Drop``,
 ``GiveBack``) and questions for the shared seen-set (``ClaimKey``, ``RecheckKey``,
-``RenewLease``, ``RecordOutcome``, ``ReleaseKey``), whose answers (``StoreAnswer``)
+``ReclaimKey``, ``RenewLease``, ``RecordOutcome``, ``ReleaseKey``), whose answers (``StoreAnswer``)
 go back to ``Deduplicator.store_answered`` (or, when the receiver stopped waiting for
 one, the question to ``store_given_up``). Plain values: equal when their fields
 are (a ``Copy`` only to itself).
@@ -25,6 +25,7 @@ class Claim(enum.Enum):
     TAKEN = "taken"  # in flight with another owner whose lease is current
     COMPLETED = "completed"  # processed: a twin was completed
     DEAD_LETTERED = "dead_lettered"  # processed: a twin was dead-lettered
+    DEFERRED = "deferred"  # a twin was deferred and is not received back yet: defer this copy too
 
 
 class SeenSetError(Exception):
@@ -89,13 +90,23 @@ class RecheckKey(_AboutKey):
     """``SeenSet.claim(key)`` again: is ``key``, whose copy waits here, still in flight elsewhere?"""
 
 
+@dataclass(frozen=True)
+class ReclaimKey(_AboutKey):
+    """``SeenSet.claim_deferred(key)``: may this process hand out the deferred copy of ``key`` it
+    received back? ``first``: asked the first time (later ones are asked again while another
+    worker has ``key`` in flight)."""
+
+    first: bool = False
+
+
 class RenewLease(_AboutKey):
     """``SeenSet.renew(key)``: this process still holds ``key``."""
 
 
 @dataclass(frozen=True)
 class RecordOutcome(_AboutKey):
-    """``SeenSet.complete(key, outcome)``: the application settled ``key`` (``COMPLETED`` or ``DEAD_LETTERED``)."""
+    """``SeenSet.complete(key, outcome)``: the application settled ``key`` (``COMPLETED`` or
+    ``DEAD_LETTERED``), or deferred it (``DEFERRED``)."""
 
     outcome: Claim
 
@@ -104,6 +115,6 @@ class ReleaseKey(_AboutKey):
     """``SeenSet.release(key)``: this process no longer holds ``key`` (abandoned, lock lost, given back)."""
 
 
-StoreQuestion = ClaimKey | RecheckKey | RenewLease | RecordOutcome | ReleaseKey
+StoreQuestion = ClaimKey | RecheckKey | ReclaimKey | RenewLease | RecordOutcome | ReleaseKey
 StoreAnswer = Claim | bool | None | SeenSetError  # a claim's, a renewal's, nothing, or the failure
 Action = Deliver | Hold | Settle | Drop | StoreQuestion

@@ -6,9 +6,18 @@ Every message reaches the worker twice (once per namespace), sometimes more
 - key already processed → settle the copy silently, the way its twin was settled;
 - key in flight (a twin is with the application) → hold the copy, locked, until
   the twin's outcome: twin completed → complete the copy; twin dead-lettered →
-  dead-letter it; twin abandoned or its lock lost → the copy goes to the
-  application;
+  dead-letter it; twin deferred → defer it; twin abandoned or its lock lost → the
+  copy goes to the application;
+- key deferred (a twin was deferred, and not received back yet) → defer the copy;
 - otherwise → deliver it, and the key is in flight.
+
+A deferred key is not processed: it waits for the application to receive a
+deferred copy back (``taken_back``), which puts the key in flight again, with the
+twins it fetched held, as for a copy received the ordinary way. If that copy is
+abandoned or its lock runs out, it is deferred again on its namespace (as Service
+Bus does with a deferred message), and so is the key here (``put_back``). Deferred
+keys are bounded as processed ones are (``max_entries``, ``max_age``): a twin that
+arrives after its key was forgotten is delivered.
 
 A duplicate never costs a message: a copy is only settled after its twin was
 settled by the application, and an in-flight key is never evicted. The set of
@@ -75,6 +84,7 @@ class Verdict(enum.Enum):
     HOLD = "hold"
     COMPLETE = "complete"
     DEAD_LETTER = "dead_letter"
+    DEFER = "defer"
     DROP = "drop"
 
 
@@ -83,6 +93,7 @@ class Outcome(enum.Enum):
 
     COMPLETED = "completed"
     DEAD_LETTERED = "dead_lettered"
+    DEFERRED = "deferred"  # not final: the key waits for its copy to be received back
 
 
 @dataclass(eq=False)
@@ -104,6 +115,7 @@ class Copy:
 class _InFlight:
     owner: Copy
     held: list[Copy] = field(default_factory=list)
+    taken_back: bool = False  # the owner is a deferred copy received back
 
 
 class _ProcessedKeys(TTLCache[Key, Outcome]):
@@ -140,6 +152,7 @@ class DuplicateTracker:
         self.clock = clock
         self._processed = _ProcessedKeys(max_entries, max_age, clock)
         self._in_flight: dict[Key, _InFlight] = {}
+        self._deferred: TTLCache[Key, bool] = TTLCache(maxsize=max_entries, ttl=max_age, timer=clock)
 
     # -- arrivals --------------------------------------------------------------------
 
@@ -148,6 +161,8 @@ class DuplicateTracker:
         where a copy is gone from its namespace the moment it arrives."""
         if key is None:
             return Verdict.DELIVER  # nothing to compare: never risk a message
+        if key in self._deferred:
+            return Verdict.DEFER
         outcome = self._processed.get(key)
         if outcome is not None:
             if already_settled:
@@ -160,8 +175,9 @@ class DuplicateTracker:
         if flight is None:
             self._in_flight[key] = _InFlight(copy)
             return Verdict.DELIVER
-        if self._owner_lost(flight.owner, copy):
+        if self._owner_lost(flight, copy):
             flight.owner = copy
+            flight.taken_back = False
             return Verdict.DELIVER
         # A held copy that comes back was redelivered after its lock expired: keep the fresh one.
         flight.held = [h for h in flight.held if h.identity != copy.identity]
@@ -174,9 +190,12 @@ class DuplicateTracker:
         if key is not None:
             self._processed.pop(key, None)
 
-    def _owner_lost(self, owner: Copy, arriving: Copy) -> bool:
+    def _owner_lost(self, flight: _InFlight, arriving: Copy) -> bool:
+        owner = flight.owner
         if owner.identity == arriving.identity:
             return True  # the owner's own namespace redelivered it: its lock is gone
+        if flight.taken_back:
+            return False  # its lock running out defers it again (``lapsed``): the arriving twin waits
         return owner.locked_until is not None and owner.locked_until <= self.clock()
 
     # -- the application's outcomes ------------------------------------------------
@@ -187,8 +206,61 @@ class DuplicateTracker:
         if key is None:
             return []
         flight = self._in_flight.pop(key, None)
-        self._processed[key] = outcome
+        if outcome is Outcome.DEFERRED:
+            self._deferred[key] = True
+        else:
+            self._deferred.pop(key, None)
+            self._processed[key] = outcome
         return list(flight.held) if flight else []
+
+    def taken_back(self, key: Key | None, owner: Copy, twins: list[Copy]) -> None:
+        """The application received ``owner``, a deferred copy of ``key``, back (by sequence
+        number), and ``twins``, its deferred twins fetched with it: ``key`` is in flight again,
+        ``owner`` the application's (or waiting for the fleet's word), the twins held for its
+        outcome. The caller checked that ``key`` is not processed (``outcome``)."""
+        if key is None:
+            return
+        self._deferred.pop(key, None)
+        flight = self._in_flight.get(key)
+        held = [*twins, *(flight.held if flight else [])]
+        self._in_flight[key] = _InFlight(owner, held, taken_back=True)
+
+    def hold_too(self, key: Key, copies: list[Copy]) -> None:
+        """``copies`` wait, held, for the outcome of ``key``'s copy in flight here."""
+        self._in_flight[key].held.extend(copies)
+
+    def put_back(self, key: Key | None, copy: Copy | None = None) -> list[Copy] | None:
+        """``key``'s deferred copy received back went back to deferred on its namespace (abandoned,
+        its lock lost; ``copy``, if given, must be that copy): ``key`` is deferred again. Returns
+        its held twins, to be deferred as well; None when ``key`` has no such copy in flight here."""
+        flight = self._in_flight.get(key) if key is not None else None
+        if key is None or flight is None or not flight.taken_back:
+            return None
+        if copy is not None and flight.owner.identity != copy.identity:
+            return None
+        del self._in_flight[key]
+        self._deferred[key] = True
+        return list(flight.held)
+
+    def lapsed(self) -> list[Key]:
+        """Keys whose deferred copy received back lost its lock: deferred again on its namespace."""
+        now = self.clock()
+        return [
+            key
+            for key, flight in self._in_flight.items()
+            if flight.taken_back and flight.owner.locked_until is not None and flight.owner.locked_until <= now
+        ]
+
+    def is_taken_back(self, key: Key | None) -> bool:
+        flight = self._in_flight.get(key) if key is not None else None
+        return flight is not None and flight.taken_back
+
+    def outcome(self, key: Key | None) -> Outcome | None:
+        """How ``key`` was settled for good here (completed, dead-lettered), if it was."""
+        return self._processed.get(key) if key is not None else None
+
+    def is_deferred(self, key: Key | None) -> bool:
+        return key is not None and key in self._deferred
 
     def completed(self, key: Key | None) -> list[tuple[Copy, Verdict]]:
         """``settled`` as completed: the held twins, each with its verdict (``COMPLETE``)."""
@@ -197,6 +269,10 @@ class DuplicateTracker:
     def dead_lettered(self, key: Key | None) -> list[tuple[Copy, Verdict]]:
         """``settled`` as dead-lettered: the held twins, each with its verdict (``DEAD_LETTER``)."""
         return [(held, Verdict.DEAD_LETTER) for held in self.settled(key, Outcome.DEAD_LETTERED)]
+
+    def deferred(self, key: Key | None) -> list[tuple[Copy, Verdict]]:
+        """``settled`` as deferred: the held twins, each with its verdict (``DEFER``)."""
+        return [(held, Verdict.DEFER) for held in self.settled(key, Outcome.DEFERRED)]
 
     def released(self, key: Key | None, copy: Copy) -> Copy | None:
         """The application abandoned ``copy`` or lost its lock.
@@ -216,11 +292,14 @@ class DuplicateTracker:
         return None
 
     def sweep(self) -> list[tuple[Key, Copy]]:
-        """Promote held twins whose owner's lock has expired; returns the copies to deliver, with their keys."""
+        """Promote held twins whose owner's lock has expired (not a deferred copy received back:
+        ``lapsed``); returns the copies to deliver, with their keys."""
         now = self.clock()
         promoted = []
         for key, flight in self._in_flight.items():
             owner_until = flight.owner.locked_until
+            if flight.taken_back:
+                continue  # deferred again on its namespace, twins and all: ``lapsed``
             if flight.held and owner_until is not None and owner_until <= now:
                 flight.owner = flight.held.pop(0)
                 promoted.append((key, flight.owner))

@@ -6,23 +6,19 @@ passed, the shared seen-set answered, the receiver is closing — and carries ou
 the actions it gets back (``actions.py``), in order:
 
 - for the application: ``Deliver`` a copy, ``Hold`` it (locked, until its twin's
-  outcome), ``Settle`` a duplicate the way its twin was settled, ``Drop`` one
-  already gone from its namespace (receive-and-delete), ``GiveBack`` one on close;
-- for the shared seen-set (``[dedup] store``): ``ClaimKey``, ``RecheckKey``,
-  ``RenewLease``, ``RecordOutcome``, ``ReleaseKey``. The receiver puts each to the
-  store and hands the answer (or the ``SeenSetError``) to ``store_answered``,
-  which says what follows from it; a question whose answer it stopped waiting for
-  (cancelled) goes to ``store_given_up``.
+  outcome), ``Settle`` a duplicate as its twin was settled, ``Drop`` one already
+  gone (receive-and-delete), ``GiveBack`` one on close;
+- for the shared seen-set (``[dedup] store``): the questions of ``actions.py``,
+  whose answers (or ``SeenSetError``) go to ``store_answered``; one it stopped
+  waiting for (cancelled) goes to ``store_given_up``.
 
-Inside, two memories meet, and only here: the process's own ``DuplicateTracker``
-(``dedup.py``) decides first; a key new to this process is then claimed in the
-shared store, which knows what the rest of the fleet has in flight or processed.
-This object keeps the fleet's side of it: the keys claimed here and when their
-leases were last taken, copies waiting on another worker (they are asked about
-again until that worker settles the key, or its lease runs out), completions the
-store has not recorded yet, and a breaker: after the store fails it is left alone
-for ``store_backoff`` seconds, and the policy (``store_unavailable``) applies at
-once — a black-holed Redis must not cost every message its timeout.
+Two memories meet here: the process's own ``DuplicateTracker`` (``dedup.py``)
+decides first; a key new to this process is then claimed in the shared store.
+This object keeps the fleet's side: keys claimed here and when their leases were
+last taken, copies waiting on another worker (asked about again until that
+worker settles the key, or its lease runs out), completions the store has not
+recorded yet, and the store's breaker (``breaker.py``). Deferred keys and
+deferred copies received back: ``deferred_keys.py``.
 
 Methods that may ask the store several questions in a row (``sweep``, ``recheck``,
 ``keep_leases``, ``let_go``) return them lazily, as an iterator: each is decided
@@ -36,6 +32,8 @@ import logging
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator
 
+from cachetools import TTLCache
+
 from .._config import DedupPolicy, StoreUnavailable
 from .actions import (
     Action,
@@ -46,6 +44,7 @@ from .actions import (
     GiveBack,
     Hold,
     RecheckKey,
+    ReclaimKey,
     RecordOutcome,
     ReleaseKey,
     RenewLease,
@@ -54,26 +53,36 @@ from .actions import (
     StoreAnswer,
     StoreQuestion,
 )
+from .breaker import StoreBreaker
 from .dedup import Copy, DuplicateTracker, Key, Outcome, Verdict
+from .deferred_keys import DeferredKeys
 
 _LOG = logging.getLogger("geobus")
 
-_OUTCOME_OF = {Claim.COMPLETED: Outcome.COMPLETED, Claim.DEAD_LETTERED: Outcome.DEAD_LETTERED}
+_OUTCOME_OF = {
+    Claim.COMPLETED: Outcome.COMPLETED,
+    Claim.DEAD_LETTERED: Outcome.DEAD_LETTERED,
+    Claim.DEFERRED: Outcome.DEFERRED,
+}
 _CLAIM_OF = {outcome: claim for claim, outcome in _OUTCOME_OF.items()}
-_SETTLED_AS = {Verdict.COMPLETE: Outcome.COMPLETED, Verdict.DEAD_LETTER: Outcome.DEAD_LETTERED}
+_SETTLED_AS = {
+    Verdict.COMPLETE: Outcome.COMPLETED,
+    Verdict.DEAD_LETTER: Outcome.DEAD_LETTERED,
+    Verdict.DEFER: Outcome.DEFERRED,
+}
 
 
-class Deduplicator:
+class Deduplicator(DeferredKeys):
     """Which copy the application sees, within this process and across a fleet. No I/O.
 
-    ``shared``: a shared seen-set is asked about keys new to this process.
+    ``shared``: a shared seen-set is asked about keys new to this process;
+    ``defers_shared``: it records deferred keys too (``claim_deferred``).
     ``already_settled``: receive-and-delete, where a copy is gone from its namespace
     the moment it arrives. ``clock``: the receiver's (``time.time``-shaped: lock
     times are wall-clock). Keys are ``key_of``'s spellings; None is no key (such a
     copy is always delivered).
 
-    Not thread-safe: one event loop owns it; ``held``, ``in_flight`` and ``evictions``
-    may be read from another thread.
+    Not thread-safe: one event loop owns it; ``held``, ``in_flight``, ``evictions`` may be read from another thread.
     """
 
     def __init__(
@@ -81,6 +90,7 @@ class Deduplicator:
         policy: DedupPolicy,
         *,
         shared: bool = False,
+        defers_shared: bool = True,
         already_settled: bool = False,
         clock: Callable[[], float] = time.time,
         store_backoff: float = 5.0,
@@ -88,14 +98,19 @@ class Deduplicator:
         self._clock = clock
         self._local = DuplicateTracker(max_entries=policy.max_entries, max_age=policy.max_age, clock=clock)
         self._shared = shared
+        self._defers_shared = defers_shared
         self._already_settled = already_settled
         self._lease = policy.lease
         self._when_down = policy.store_unavailable
-        self._store_backoff = store_backoff
+        self._breaker = StoreBreaker(clock, store_backoff, policy.store_unavailable)
         self._claimed: dict[Key, float] = {}  # key -> when its lease was last taken or renewed
         self._waiting: dict[Key, Copy] = {}  # key -> the copy waiting on another worker
+        self._reclaiming: set[Key] = set()  # waiting keys whose copy is a deferred one received back
         self._unrecorded: dict[Key, Claim] = {}  # settled on the bus, not yet in the store
-        self._down_until: float | None = None
+        # A dead-letter's reason and description, for twins that arrive after it was settled.
+        self._dead_letter_info: TTLCache[Key, tuple[str | None, str | None]] = TTLCache(
+            maxsize=policy.max_entries, ttl=policy.max_age, timer=clock
+        )
 
     # -- arrivals ------------------------------------------------------------------------------
 
@@ -110,6 +125,9 @@ class Deduplicator:
             return [Hold(copy)]
         if verdict is Verdict.DROP:
             return [Drop(copy)]
+        if verdict is Verdict.DEAD_LETTER and key is not None:
+            reason, description = self._dead_letter_info.get(key, (None, None))
+            return [Settle(copy, Outcome.DEAD_LETTERED, reason, description)]
         return [Settle(copy, _SETTLED_AS[verdict])]
 
     def _admit(self, key: Key, copy: Copy) -> list[Action]:
@@ -155,6 +173,8 @@ class Deduplicator:
     def _settled(
         self, key: Key | None, outcome: Outcome, reason: str | None = None, description: str | None = None
     ) -> list[Action]:
+        if outcome is Outcome.DEAD_LETTERED and key is not None and (reason or description):
+            self._dead_letter_info[key] = (reason, description)
         actions: list[Action] = [
             Settle(twin, outcome, reason, description) for twin in self._local.settled(key, outcome)
         ]
@@ -164,7 +184,11 @@ class Deduplicator:
 
     def released(self, key: Key | None, copy: Copy) -> list[Action]:
         """The application abandoned ``copy``, or settling it failed (lock lost, namespace gone):
-        it was not processed, so its twin, or the redelivery, must be."""
+        it was not processed, so its twin, or the redelivery, must be. A deferred copy received
+        back goes back to deferred instead, and its key with it (``deferred_keys.py``)."""
+        back = self._put_back(key, copy) if key is not None else None
+        if back is not None:
+            return back
         twin = self._local.released(key, copy)
         if twin is not None:
             return [Deliver(twin, key)]  # this process keeps the key: the twin goes to the application
@@ -176,7 +200,10 @@ class Deduplicator:
 
     def sweep(self) -> Iterator[Action]:
         """Held twins whose owner's lock ran out go to the application — with a shared store, once
-        it is asked again (the owner may have been waiting on another worker). Lazy."""
+        it is asked again (the owner may have been waiting on another worker). A deferred copy
+        received back whose lock ran out is deferred again, with its twins. Lazy."""
+        for key in self._local.lapsed():
+            yield from self._put_back(key) or []
         for key, copy in self._local.sweep():
             if self._shared:
                 yield from self._admit(key, copy)
@@ -190,7 +217,7 @@ class Deduplicator:
             if self.store_down:
                 return
             if key in self._waiting:
-                yield RecheckKey(key)
+                yield ReclaimKey(key) if key in self._reclaiming else RecheckKey(key)
 
     def _rechecked(self, key: Key, claim: Claim) -> list[Action]:
         if claim is Claim.TAKEN:
@@ -198,6 +225,7 @@ class Deduplicator:
         if claim is Claim.CLAIMED:
             self._claimed[key] = self._clock()  # the other worker died: its lease ran out
         copy = self._waiting.pop(key, None)
+        self._reclaiming.discard(key)
         if copy is None:
             return []  # it stopped waiting meanwhile (a twin promoted here was answered first)
         if claim is Claim.CLAIMED:
@@ -209,7 +237,8 @@ class Deduplicator:
         for it, under a live lock. Claims no longer held are released, completions the store
         missed are retried, leases renewed a third of the way in. Lazy."""
         for key in [k for k in self._claimed if k not in held and k not in self._unrecorded]:
-            yield from self._release(key)  # its copy's lock ran out unsettled: the lock is lost
+            # Its copy's lock ran out unsettled: the lock is lost (a deferred one is deferred again).
+            yield from self._put_back(key) or self._release(key)
         for key, outcome in list(self._unrecorded.items()):
             if self.store_down:
                 return
@@ -232,13 +261,16 @@ class Deduplicator:
         ``SeenSetError`` it raised."""
         if isinstance(answer, SeenSetError):
             return self._unanswered(question, answer)
-        self._store_back()
+        self._breaker.answered()
         if isinstance(question, ClaimKey):
             assert isinstance(answer, Claim)
             return self._claim_answered(question.key, question.copy, answer)
         if isinstance(question, RecheckKey):
             assert isinstance(answer, Claim)
             return self._rechecked(question.key, answer)
+        if isinstance(question, ReclaimKey):
+            assert isinstance(answer, Claim)
+            return self._reclaim_answered(question.key, answer, first=question.first)
         if isinstance(question, RenewLease):
             if answer is True and question.key in self._claimed:
                 self._claimed[question.key] = self._clock()
@@ -248,16 +280,12 @@ class Deduplicator:
         return []
 
     def store_given_up(self, question: StoreQuestion) -> None:
-        """The receiver stopped waiting for ``question``'s answer (it was cancelled): the store
-        may or may not have acted on it.
+        """The receiver stopped waiting for ``question``'s answer (cancelled); the store may have acted.
 
-        A ``ClaimKey``'s copy goes back in line and arrives again. In receive-and-delete
-        mode ``arrived`` marked its key processed already, and the copy is gone from its
-        namespace: the mark is undone, or the copy would come back as its own duplicate
-        and be lost. In peek-lock mode it comes back as its own redelivery, still the
-        key's owner here, and is asked about again (a claim this process may have taken
-        meanwhile is ``CLAIMED`` again). A ``RecordOutcome`` is kept and retried, as when
-        the store fails. Anything else is asked again in its turn, or left to the lease.
+        A ``ClaimKey``'s copy goes back in line and arrives again: in receive-and-delete mode
+        its processed mark is undone (or it would come back as its own duplicate and be lost);
+        in peek-lock mode it is its own redelivery, still the key's owner here, asked about
+        again. A ``RecordOutcome`` is retried. Anything else is asked again, or left to the lease.
         """
         if isinstance(question, ClaimKey) and self._already_settled:
             self._local.unmark(question.key)
@@ -273,12 +301,14 @@ class Deduplicator:
                         question.key,
                         error,
                     )
-                self._store_failed(error)
+                self._breaker.failed(error)
             self._keep_unrecorded(question.key, question.outcome)
             return []
-        self._store_failed(error)
+        self._breaker.failed(error)
         if isinstance(question, ClaimKey):
             return self._claim_answered(question.key, question.copy, None)
+        if isinstance(question, ReclaimKey):
+            return self._reclaim_answered(question.key, None, first=question.first)
         # A recheck waits for the store; a lease may lapse (a twin elsewhere is then
         # delivered); a release is left to the lease.
         return []
@@ -303,21 +333,7 @@ class Deduplicator:
     @property
     def store_down(self) -> bool:
         """The store failed less than ``store_backoff`` seconds ago, and is left alone."""
-        return self._down_until is not None and self._clock() < self._down_until
-
-    def _store_failed(self, error: SeenSetError) -> None:
-        if self._down_until is None:
-            _LOG.warning(
-                "geobus: the shared seen-set is unavailable (%s); new keys are %s until it is back",
-                error,
-                "delivered (a twin may reach another worker)" if self._when_down is StoreUnavailable.DELIVER else "held",
-            )
-        self._down_until = self._clock() + self._store_backoff
-
-    def _store_back(self) -> None:
-        if self._down_until is not None:
-            self._down_until = None
-            _LOG.info("geobus: the shared seen-set answers again")
+        return self._breaker.down
 
     # -- closing -------------------------------------------------------------------------------------
 
@@ -325,32 +341,35 @@ class Deduplicator:
         self, ready: Iterable[Copy], unread: Iterable[tuple[Key | None, Copy]]
     ) -> list[GiveBack | Settle]:
         """The receiver is closing: what becomes of copies fetched and never handed out — ``ready``
-        ones, those waiting on another worker, and ``unread`` ones never looked at.
+        ones, those waiting on another worker, ``unread`` ones never looked at.
 
-        A late twin of a completed key is completed (settled now, it spares the next
-        receiver a duplicate); a copy nobody here has seen, or that was ready or
-        waiting, is given back; one whose twin the application still holds is left
-        locked (given back, another worker could process it while the handler still
-        runs), as is a twin of a dead-lettered key. Nothing in receive-and-delete mode:
-        a copy is gone from its namespace the moment it arrives.
+        A late twin of a completed key is completed (it spares the next receiver a
+        duplicate); a copy nobody here has seen, or ready or waiting, is given back; one
+        whose twin the application still holds is left locked (another worker could
+        process it while the handler runs), as is a twin of a dead-lettered key. Nothing
+        in receive-and-delete mode.
         """
         if self._already_settled:
             return []
         actions: list[GiveBack | Settle] = [GiveBack(copy) for copy in ready]
         actions += [GiveBack(copy) for copy in self._waiting.values()]
         self._waiting.clear()
+        self._reclaiming.clear()
         for key, copy in unread:
             verdict = self._local.arrived(key, copy)
             if verdict is Verdict.COMPLETE:
                 actions.append(Settle(copy, Outcome.COMPLETED))
+            elif verdict is Verdict.DEFER:
+                actions.append(Settle(copy, Outcome.DEFERRED))  # a late twin of a deferred key
             elif verdict is Verdict.DELIVER:
                 actions.append(GiveBack(copy))
         return actions
 
     def let_go(self) -> Iterator[Action]:
-        """Release every key still claimed here (given back, or never settled): free for the fleet. Lazy."""
+        """Release every key still claimed here (given back, never settled): free for the fleet; one
+        received back from deferral is recorded deferred again (so its copy will be). Lazy."""
         for key in list(self._claimed):
-            yield from self._release(key)
+            yield from self._deferred_in_store(key) if self._local.is_taken_back(key) else self._release(key)
 
     # -- inspection ----------------------------------------------------------------------------------
 
@@ -370,6 +389,10 @@ class Deduplicator:
     def evictions(self) -> int:
         """Processed keys this process forgot (by count or age); the store counts its own."""
         return self._local.evictions
+
+    def is_processed(self, key: Key | None) -> bool:
+        """``key`` was completed or dead-lettered (here, or by the fleet as far as this process heard)."""
+        return self._local.outcome(key) is not None
 
     @property
     def claimed(self) -> set[Key]:

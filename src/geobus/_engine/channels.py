@@ -15,10 +15,15 @@ import asyncio
 import datetime
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 
-from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage, ServiceBusReceiveMode
+from azure.servicebus import (
+    ServiceBusMessage,
+    ServiceBusReceivedMessage,
+    ServiceBusReceiveMode,
+    ServiceBusSubQueue,
+)
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 from azure.servicebus.amqp import AmqpAnnotatedMessage
 from azure.servicebus.exceptions import MessageLockLostError
@@ -50,13 +55,27 @@ class SendChannel(Protocol):
 
 
 class ReceiveChannel(Protocol):
-    """What the dedup receiver needs of one namespace."""
+    """What the dedup receiver needs of one namespace.
+
+    ``fully_qualified_namespace`` and ``entity_path`` are the SDK receiver's (None when
+    unknown); ``client_identifier`` the identifier its SDK receivers were given, if any.
+    """
 
     name: str
+    fully_qualified_namespace: str | None
+    entity_path: str | None
+    client_identifier: str | None
 
     async def receive(self, max_count: int, max_wait: float, *, timeout: float) -> list[ServiceBusReceivedMessage]: ...
+    async def peek(
+        self, max_count: int, sequence_number: int | None, *, timeout: float
+    ) -> list[ServiceBusReceivedMessage]: ...
+    async def receive_deferred(
+        self, sequence_numbers: Sequence[int], *, timeout: float
+    ) -> list[ServiceBusReceivedMessage]: ...
     async def complete(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None: ...
     async def abandon(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None: ...
+    async def defer(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None: ...
     async def dead_letter(
         self, message: ServiceBusReceivedMessage, *, reason: str | None, description: str | None, timeout: float
     ) -> None: ...
@@ -183,17 +202,31 @@ class _Bounded:
 
 
 class SdkSendChannel:
-    """A namespace's queue or topic sender (azure.servicebus.aio)."""
+    """A namespace's queue or topic sender (azure.servicebus.aio).
 
-    def __init__(self, name: str, client: ServiceBusClient, *, queue: str | None = None, topic: str | None = None) -> None:
+    ``options`` go to each SDK sender it opens (``client_identifier``, ``socket_timeout``).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        client: ServiceBusClient,
+        *,
+        queue: str | None = None,
+        topic: str | None = None,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
         if (queue is None) == (topic is None):
             raise ValueError("a send channel needs a queue or a topic")
         self.name = name
+        self.fully_qualified_namespace: str | None = getattr(client, "fully_qualified_namespace", None)
+        sender_options = dict(options or {})
+
         def open_handler() -> ServiceBusSender:
             if queue is not None:
-                return client.get_queue_sender(queue)
+                return client.get_queue_sender(queue, **sender_options)
             assert topic is not None
-            return client.get_topic_sender(topic)
+            return client.get_topic_sender(topic, **sender_options)
 
         self._open_handler = open_handler
         self._bounded = _Bounded(name, open_handler)
@@ -259,18 +292,28 @@ class SdkReceiveChannel:
         subscription: str | None = None,
         receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
         prefetch_count: int = 0,
+        sub_queue: ServiceBusSubQueue | str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> None:
         if queue is None and (topic is None or subscription is None):
             raise ValueError("a receive channel needs a queue, or a topic and a subscription")
         self.name = name
+        self.sub_queue = sub_queue
+        self.fully_qualified_namespace: str | None = getattr(client, "fully_qualified_namespace", None)
+        self.entity_path: str | None = queue if queue is not None else f"{topic}/Subscriptions/{subscription}"
+        self.client_identifier: str | None = (options or {}).get("client_identifier")
+        kwargs: dict[str, Any] = {
+            **(options or {}),
+            "receive_mode": receive_mode,
+            "prefetch_count": prefetch_count,
+            "sub_queue": sub_queue,
+        }
 
         def open_handler() -> ServiceBusReceiver:
             if queue is not None:
-                return client.get_queue_receiver(queue, receive_mode=receive_mode, prefetch_count=prefetch_count)
+                return client.get_queue_receiver(queue, **kwargs)
             assert topic is not None and subscription is not None
-            return client.get_subscription_receiver(
-                topic, subscription, receive_mode=receive_mode, prefetch_count=prefetch_count
-            )
+            return client.get_subscription_receiver(topic, subscription, **kwargs)
 
         self._bounded = _Bounded(name, open_handler)
         self._settling = asyncio.Lock()
@@ -279,6 +322,22 @@ class SdkReceiveChannel:
         return await self._bounded.call(
             lambda receiver: receiver.receive_messages(max_message_count=max_count, max_wait_time=max_wait),
             timeout,
+        )
+
+    async def peek(
+        self, max_count: int, sequence_number: int | None, *, timeout: float
+    ) -> list[ServiceBusReceivedMessage]:
+        """Browse without locking, from ``sequence_number`` (None: where the SDK receiver left off)."""
+        return await self._bounded.call(
+            lambda receiver: receiver.peek_messages(max_count, sequence_number=sequence_number or 0),
+            timeout,
+        )
+
+    async def receive_deferred(
+        self, sequence_numbers: Sequence[int], *, timeout: float
+    ) -> list[ServiceBusReceivedMessage]:
+        return await self._bounded.call(
+            lambda receiver: receiver.receive_deferred_messages(list(sequence_numbers)), timeout
         )
 
     async def _settle(self, message: ServiceBusReceivedMessage, action: Callable[[Any], Awaitable[Any]], timeout: float) -> Any:
@@ -310,6 +369,9 @@ class SdkReceiveChannel:
 
     async def abandon(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None:
         await self._settle(message, lambda r: r.abandon_message(message), timeout)
+
+    async def defer(self, message: ServiceBusReceivedMessage, *, timeout: float) -> None:
+        await self._settle(message, lambda r: r.defer_message(message), timeout)
 
     async def dead_letter(
         self,

@@ -3,29 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 import weakref
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
-from azure.servicebus import ServiceBusReceiveMode
 from azure.servicebus.aio import ServiceBusClient
 
 from .. import _metrics
 from .._closing import AsyncClosing
 from .._config import FailbackMode, NamespaceConfig, ReplicationConfig, ReplicationMode
 from .._decisions.health import Health
-from .._factories import FromConfig
+from .._factories import FromConfig, ReceiverFactories, SessionListings
 from .._storage.outbox import Outbox
-from .channels import SdkReceiveChannel, SdkSendChannel, build_client, close_quietly
+from .channels import SdkSendChannel, build_client, close_quietly
 from .drainer import AsyncOutbox
+from .handler_options import ReceiverOptions, handler_options
 from .receiver import DedupReceiver
+from .receiving import build_receiver, list_sessions
 from .replicator import Replicator
 from .sender import ReplicatedSender
 from .tasks import cancel_and_wait
 
+if TYPE_CHECKING:
+    from .sessions.receiver import DedupSessionReceiver
+
 _LOG = logging.getLogger("geobus")
 
 
-class GeoServiceBusClient(FromConfig, AsyncClosing):
+class GeoServiceBusClient(
+    FromConfig,
+    ReceiverFactories[DedupReceiver, "DedupSessionReceiver"],
+    SessionListings[AsyncIterator[str]],
+    AsyncClosing,
+):
     """Replicated senders and deduplicating receivers over two namespaces (``geobus.aio``).
 
     Build it from a ``ReplicationConfig`` (``from_config``), from two connection
@@ -57,7 +69,7 @@ class GeoServiceBusClient(FromConfig, AsyncClosing):
         # Weak: a sender or receiver the application dropped is not kept alive by the client,
         # but one it still holds is closed with the client, as the SDK's client does.
         self._senders: weakref.WeakSet[ReplicatedSender] = weakref.WeakSet()
-        self._receivers: weakref.WeakSet[DedupReceiver] = weakref.WeakSet()
+        self._receivers: weakref.WeakSet[DedupReceiver | DedupSessionReceiver] = weakref.WeakSet()
         self._prober: Replicator | None = None
         self._probing: asyncio.Task[None] | None = None
         self._closed = False
@@ -65,6 +77,17 @@ class GeoServiceBusClient(FromConfig, AsyncClosing):
     def __repr__(self) -> str:
         names = [f"{ns.name}={ns.fully_qualified_namespace}" for ns in self.config.namespaces]
         return f"GeoServiceBusClient(mode={self.config.mode.value!r}, {', '.join(names)})"
+
+    @property
+    def fully_qualified_namespace(self) -> str:
+        """The host of the namespace passive mode sends to first now (it changes on a
+        failover); the primary's in active mode. ``config.namespaces`` has both."""
+        first = self.config.primary.name
+        if self.config.mode == ReplicationMode.PASSIVE:
+            first = self.health.passive_order()[0]
+        namespace = self.config.primary if first == self.config.primary.name else self.config.secondary
+        assert namespace.fully_qualified_namespace is not None  # set by NamespaceConfig's checks
+        return namespace.fully_qualified_namespace
 
     def _client(self, namespace: NamespaceConfig) -> ServiceBusClient:
         if self._closed:
@@ -78,21 +101,36 @@ class GeoServiceBusClient(FromConfig, AsyncClosing):
 
     # -- senders ---------------------------------------------------------------------------
 
-    def get_queue_sender(self, queue_name: str) -> ReplicatedSender:
+    def get_queue_sender(
+        self, queue_name: str, *, client_identifier: str | None = None, socket_timeout: float | None = None
+    ) -> ReplicatedSender:
         """A ``ReplicatedSender`` to ``queue_name`` on both namespaces; its drainer (with an
         outbox) starts on first use or ``async with``.
 
+        ``client_identifier`` and ``socket_timeout`` go to both namespaces' SDK senders, as
+        ``ServiceBusClient.get_queue_sender`` takes them; without a ``client_identifier``
+        both get the same generated one (``ReplicatedSender.client_identifier``).
+
         Raises:
             RuntimeError: the client is closed.
+            ValueError: ``socket_timeout`` is not a positive number.
         """
-        return self._sender(queue=queue_name)
+        return self._sender({"queue": queue_name}, client_identifier, socket_timeout)
 
-    def get_topic_sender(self, topic_name: str) -> ReplicatedSender:
+    def get_topic_sender(
+        self, topic_name: str, *, client_identifier: str | None = None, socket_timeout: float | None = None
+    ) -> ReplicatedSender:
         """A ``ReplicatedSender`` to ``topic_name`` on both namespaces; as ``get_queue_sender``."""
-        return self._sender(topic=topic_name)
+        return self._sender({"topic": topic_name}, client_identifier, socket_timeout)
 
-    def _sender(self, **entity: str) -> ReplicatedSender:
-        channels = [SdkSendChannel(ns.name or "", self._client(ns), **entity) for ns in self.config.namespaces]
+    def _sender(
+        self, entity: dict[str, str], client_identifier: str | None, socket_timeout: float | None
+    ) -> ReplicatedSender:
+        identifier, options = handler_options("SBSender", client_identifier, socket_timeout)
+        channels = [
+            SdkSendChannel(ns.name or "", self._client(ns), options=options, **entity)
+            for ns in self.config.namespaces
+        ]
         ((kind, name),) = entity.items()
         sender = ReplicatedSender(
             channels,
@@ -105,6 +143,7 @@ class GeoServiceBusClient(FromConfig, AsyncClosing):
             entity=f"{kind}:{name}",
             on_start=self._sender_started,
             on_close=self._sender_closed,
+            client_identifier=identifier,
         )
         self._senders.add(sender)
         _metrics.watch_sender(sender, destination=name, health=self.health, outbox=self._outbox)
@@ -142,76 +181,17 @@ class GeoServiceBusClient(FromConfig, AsyncClosing):
 
     # -- receivers ---------------------------------------------------------------------------
 
-    def get_queue_receiver(
-        self,
-        queue_name: str,
-        *,
-        receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
-        max_wait_time: float | None = None,
-        prefetch: int = 20,
-    ) -> DedupReceiver:
-        """A ``DedupReceiver`` of ``queue_name`` on both namespaces.
+    def _receiver(self, entity: dict[str, str], options: ReceiverOptions) -> DedupReceiver | DedupSessionReceiver:
+        """``get_queue_receiver`` and ``get_subscription_receiver`` (``ReceiverFactories``) build here."""
+        return build_receiver(self, entity, options)
 
-        ``receive_mode``: peek-lock (settle each message) or receive-and-delete;
-        ``max_wait_time``: seconds without a message before iteration ends (None:
-        never); ``prefetch``: messages each namespace's link fetches ahead.
+    # -- sessions --------------------------------------------------------------------------------
 
-        Raises:
-            RuntimeError: the client is closed.
-            ValueError: ``max_wait_time`` not positive, or ``prefetch`` below 1.
-        """
-        return self._receiver(
-            {"queue": queue_name}, receive_mode=receive_mode, max_wait_time=max_wait_time, prefetch=prefetch
-        )
-
-    def get_subscription_receiver(
-        self,
-        topic_name: str,
-        subscription_name: str,
-        *,
-        receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
-        max_wait_time: float | None = None,
-        prefetch: int = 20,
-    ) -> DedupReceiver:
-        """A ``DedupReceiver`` of ``subscription_name`` of ``topic_name`` on both namespaces;
-        options and errors as ``get_queue_receiver``."""
-        return self._receiver(
-            {"topic": topic_name, "subscription": subscription_name},
-            receive_mode=receive_mode,
-            max_wait_time=max_wait_time,
-            prefetch=prefetch,
-        )
-
-    def _receiver(
-        self,
-        entity: dict[str, str],
-        *,
-        receive_mode: ServiceBusReceiveMode,
-        max_wait_time: float | None,
-        prefetch: int,
-    ) -> DedupReceiver:
-        receive_mode = ServiceBusReceiveMode(receive_mode)
-        channels = [
-            SdkReceiveChannel(ns.name or "", self._client(ns), receive_mode=receive_mode, **entity)  # type: ignore[arg-type]
-            for ns in self.config.namespaces
-        ]
-
-        async def forget() -> None:
-            _metrics.forget(receiver)
-
-        receiver = DedupReceiver(
-            channels,
-            dedup=self.config.dedup,
-            deadlines=self.config.deadlines,
-            receive_mode=receive_mode,
-            max_wait_time=max_wait_time,
-            prefetch=prefetch,
-            on_close=forget,
-        )
-        self._receivers.add(receiver)
-        destination = entity.get("queue") or entity["topic"]
-        _metrics.watch_receiver(receiver, destination=destination, subscription=entity.get("subscription"))
-        return receiver
+    def _list_sessions(
+        self, entity: dict[str, str], state_updated_after: datetime.datetime | None, timeout: float | None
+    ) -> AsyncIterator[str]:
+        """``list_queue_sessions`` and ``list_subscription_sessions`` (``SessionListings``)."""
+        return list_sessions(self, entity, state_updated_after, timeout)
 
     # -- lifecycle -----------------------------------------------------------------------------
 

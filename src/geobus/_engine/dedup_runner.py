@@ -13,7 +13,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from .._config import Deadlines, DedupPolicy
@@ -41,7 +41,9 @@ class DedupRunner:
     seen-set (``store``: ``seen_set``, or the one ``policy`` names; None for none).
 
     ``settled`` is set whenever a background settlement ends (a pump may then ask
-    its namespace again). Task-safe within one event loop.
+    its namespace again); ``on_deferred`` is told of each duplicate deferred (as its
+    twin was). ``key_scope`` prefixes every key put to the shared seen-set (a
+    dead-letter receiver's keys are not the main queue's). Task-safe within one event loop.
 
     Raises:
         ValueError, ImportError: as ``open_seen_set``, for a store URL it cannot open.
@@ -58,22 +60,28 @@ class DedupRunner:
         store_backoff: float,
         deadlines: Deadlines,
         settled: asyncio.Event,
+        on_deferred: Callable[[Copy], None] | None = None,
+        key_scope: str = "",
     ) -> None:
         # A shared seen-set (``[dedup] store``): the fleet's memory of keys, asked about new ones.
-        self.store = SharedKeys.open(policy, seen_set)
+        self.store = SharedKeys.open(policy, seen_set, scope=key_scope)
         self.dedup = Deduplicator(
             policy,
             shared=self.store is not None,
+            defers_shared=self.store is not None and self.store.defers,
             already_settled=already_settled,
             clock=clock,
             store_backoff=store_backoff,
         )
         self._ready: collections.deque[Deliver] = collections.deque()  # for the application, in turn
+        # Deferred copies received back, each to its caller (None until the deduplicator says so).
+        self._handing_back: dict[Copy, Deliver | None] = {}
         self._settling = {name: 0 for name in channels}  # duplicates being settled, per namespace
         self.absorbed = 0  # duplicates that never reached the application
         self._channels = channels
         self._deadlines = deadlines
         self._settled = settled
+        self._on_deferred = on_deferred
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # -- what it holds ----------------------------------------------------------------------------
@@ -92,8 +100,30 @@ class DedupRunner:
         return any(deliver.copy is copy for deliver in self._ready)
 
     def ready_keys(self) -> list[Key | None]:
-        """The keys of the copies waiting to be handed to the application."""
-        return [deliver.key for deliver in self._ready]
+        """The keys of the copies waiting to be handed to the application (or to the caller of
+        ``receive_deferred_messages``)."""
+        handing = [deliver.key for deliver in self._handing_back.values() if deliver is not None]
+        return [deliver.key for deliver in self._ready] + handing
+
+    @contextlib.contextmanager
+    def handing_back(self, owners: list[Copy]) -> Iterator[list[Deliver]]:
+        """While in this block, a ``Deliver`` of one of ``owners`` (deferred copies received back)
+        is kept for the caller of ``receive_deferred_messages`` instead of joining the ready line;
+        the list yielded holds them once the block is left. A block left by an exception (or a
+        cancellation) puts them in the ready line instead: handed out by ``receive_messages``."""
+        for owner in owners:
+            self._handing_back[owner] = None
+        handed: list[Deliver] = []
+        ok = False
+        try:
+            yield handed
+            ok = True
+        finally:
+            kept = [d for d in (self._handing_back.pop(owner, None) for owner in owners) if d is not None]
+            if ok:
+                handed += kept
+            else:
+                self._ready.extend(kept)
 
     def settling_on(self, namespace: str) -> int:
         """Duplicates of ``namespace`` being settled in the background now."""
@@ -106,7 +136,10 @@ class DedupRunner:
         and so does a question cancelled before its answer (``store_given_up``)."""
         for action in actions:
             if isinstance(action, Deliver):
-                self._ready.append(action)
+                if action.copy in self._handing_back:
+                    self._handing_back[action.copy] = action
+                else:
+                    self._ready.append(action)
             elif isinstance(action, Hold):
                 pass  # locked and unsettled until its twin's outcome; the keeper renews its lock
             elif isinstance(action, Settle):
@@ -133,6 +166,10 @@ class DedupRunner:
             return channel.abandon(message, timeout=timeout)
         if action.outcome is Outcome.COMPLETED:
             return channel.complete(message, timeout=timeout)
+        if action.outcome is Outcome.DEFERRED:
+            if self._on_deferred is not None:
+                self._on_deferred(action.copy)  # now: its sequence number receives it back, whenever deferred
+            return channel.defer(message, timeout=timeout)
         return channel.dead_letter(message, reason=action.reason, description=action.description, timeout=timeout)
 
     def _settle_in_background(self, action: Settle) -> None:

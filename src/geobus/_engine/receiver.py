@@ -7,7 +7,9 @@ happened, and its ``DedupRunner`` (``dedup_runner.py``) carries out the actions
 that come back — SDK calls, store calls whose answers go back to it. What lock
 times decide (when a pump may fetch, which keys are held) is in
 ``_decisions/locks.py``. Its background loops, a pump per namespace and the lock
-keeper, are in ``pumps.py``; what it reads off a received message, in ``copies.py``.
+keeper, are in ``pumps.py``; what it reads off a received message, in ``copies.py``;
+peeking both namespaces, in ``peek.py``; receiving deferred messages back, in
+``deferral.py`` (the deferral handles: ``_decisions/deferrals.py``).
 """
 
 from __future__ import annotations
@@ -16,23 +18,24 @@ import asyncio
 import functools
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode
+from azure.servicebus import ServiceBusReceivedMessage, ServiceBusReceiveMode, ServiceBusSubQueue
 
 from .._closing import AsyncClosing
 from .._config import Deadlines, DedupPolicy
 from .._decisions.actions import Deliver
 from .._decisions.dedup import Copy, Key
 from .._decisions.locks import held_keys, namespace_busy
-from .._models import ReceiverStats
 from .._storage.seenset import SeenSet
 from .channels import ReceiveChannel
 from .copies import copy_of, key_function, lock_time
-from .dedup_runner import DedupRunner
-from .pumps import LockKeeper, PumpCounters, ReceiverTimings, every, pump
+from .handing import HandsOut, check_options
+from .pumps import LockKeeper, ReceiverTimings, every, pump
+from .receiver_extras import ReceiverExtras
+from .shared_keys import key_scope
 from .tasks import cancel_and_wait
 
 _Fetched = tuple[ReceiveChannel, ServiceBusReceivedMessage]
@@ -45,7 +48,7 @@ class _Delivered:
     channel: ReceiveChannel
 
 
-class DedupReceiver(AsyncClosing):
+class DedupReceiver(ReceiverExtras, HandsOut[_Delivered], AsyncClosing):
     """Receives one queue or subscription from two namespaces as one stream (``geobus.aio``).
 
     Each message is handed to the application once, whichever namespace's copy
@@ -57,6 +60,14 @@ class DedupReceiver(AsyncClosing):
     this receiver. ``namespace_of(message)`` tells where one came from. A namespace
     that fails or stalls is reconnected in the background without stopping the other.
     Task-safe within one event loop; not thread-safe.
+
+    ``sub_queue`` (``ServiceBusSubQueue.DEAD_LETTER`` or ``TRANSFER_DEAD_LETTER``) reads
+    both namespaces' dead-letter queues, each message once; its keys in a shared
+    seen-set are apart from the main queue's. ``auto_lock_renewer`` (an
+    ``azure.servicebus.aio.AutoLockRenewer``) is registered with each message handed
+    out, as the SDK's receiver does, and renews it through this receiver (so on the
+    message's own namespace); held twins are renewed by the receiver itself.
+    Deferral, deferral handles, peek and dead-letter rules: docs/receiving.md.
 
     Raises (from settlement): the SDK's errors, unchanged (``MessageLockLostError``,
     ``ServiceBusConnectionError``...); ``ValueError`` for a message this receiver
@@ -76,13 +87,13 @@ class DedupReceiver(AsyncClosing):
         on_close: Any = None,
         seen_set: SeenSet | None = None,
         timings: ReceiverTimings | None = None,
+        sub_queue: ServiceBusSubQueue | str | None = None,
+        auto_lock_renewer: Any = None,
     ) -> None:
-        if len(channels) != 2:
-            raise ValueError("a DedupReceiver needs exactly two namespaces")
-        if max_wait_time is not None and max_wait_time <= 0:
-            raise ValueError("max_wait_time must be positive")
-        if prefetch < 1:
-            raise ValueError("prefetch must be at least 1")
+        check_options("DedupReceiver", channels, max_wait_time=max_wait_time, prefetch=prefetch, least_prefetch=1)
+        if auto_lock_renewer is not None and receive_mode == ServiceBusReceiveMode.RECEIVE_AND_DELETE:
+            raise ValueError("an auto_lock_renewer needs PEEK_LOCK: receive-and-delete messages have no lock")
+        scope = key_scope(sub_queue)
         policy = dedup or DedupPolicy()
         self._timings = timings or ReceiverTimings()
         self._channels = list(channels)
@@ -92,28 +103,20 @@ class DedupReceiver(AsyncClosing):
         self.receive_mode = receive_mode
         self.max_wait_time = max_wait_time
         self._prefetch = prefetch
+        self._sub_queue = sub_queue
+        self.auto_lock_renewer = auto_lock_renewer
         self._clock = clock
-        self._already_settled = receive_mode == ServiceBusReceiveMode.RECEIVE_AND_DELETE
-        self._settled = asyncio.Event()  # a settlement happened: a pump may ask its namespace again
-        self._runner = DedupRunner(
-            policy,
-            self._channel_of,
-            seen_set=seen_set,
-            already_settled=self._already_settled,
-            clock=clock,
-            store_backoff=self._timings.store_backoff,
-            deadlines=self.deadlines,
-            settled=self._settled,
-        )
+        self._init_handing(
+            policy, self._channel_of, receive_mode=receive_mode, seen_set=seen_set, clock=clock,
+            timings=self._timings, deadlines=self.deadlines, on_deferred=self._twin_deferred, key_scope=scope,
+        )  # fmt: skip
         self._dedup = self._runner.dedup
         # None in the inbox only wakes a waiting receive_messages (a copy became ready).
         self._inbox: asyncio.Queue[_Fetched | None] | None = None
-        self._delivered: dict[int, _Delivered] = {}
         # Receive-and-delete messages are settled on arrival and never come back to us:
         # keeping them in _delivered would grow without bound. Only their origin is kept,
         # for as long as the application holds the message.
         self._origins: weakref.WeakKeyDictionary[ServiceBusReceivedMessage, str] = weakref.WeakKeyDictionary()
-        self._counters = {c.name: PumpCounters() for c in channels}
         self._keeper = LockKeeper(
             self._channel_of, clock=clock, renew_ahead=self._timings.renew_ahead, deadlines=self.deadlines
         )
@@ -121,35 +124,24 @@ class DedupReceiver(AsyncClosing):
         self._on_close = on_close
         self._closed = False
         self._queued = {c.name: 0 for c in channels}  # fetched, not yet looked at
-        self._delivered_count = 0
+        self._init_extras()
 
-    # -- inspection ----------------------------------------------------------------------
-
-    @property
-    def stats(self) -> ReceiverStats:
-        """Counters only: safe to read from another thread (a metrics exporter)."""
-        store = self._runner.store
-        store_evictions = store.evictions if store is not None else 0
-        return ReceiverStats(
-            received={name: counters.received for name, counters in self._counters.items()},
-            delivered=self._delivered_count,
-            duplicates_absorbed=self._runner.absorbed,
-            held=self._dedup.held,
-            in_flight=self._dedup.in_flight,
-            evictions=self._dedup.evictions + store_evictions,
-            receive_errors={name: counters.errors for name, counters in self._counters.items()},
-            receive_lag={name: counters.lag for name, counters in self._counters.items()},
-        )
+    # -- inspection (``stats``: ``HandsOut``) ----------------------------------------------
 
     def namespace_of(self, message: ServiceBusReceivedMessage) -> str:
-        """The namespace ``message`` was received from.
+        """The namespace ``message`` was received (or peeked, or deferred) from.
 
         Raises:
             ValueError: this receiver did not hand out ``message`` (or it is settled).
         """
         if self._already_settled and message in self._origins:
             return self._origins[message]
-        return self._record(message).copy.namespace
+        if id(message) in self._delivered:
+            return self._record(message).copy.namespace
+        seen = self._seen_in(message)
+        if seen is None:
+            raise ValueError("this message was not handed out by this DedupReceiver, or is already settled")
+        return seen
 
     def __repr__(self) -> str:
         return f"DedupReceiver(namespaces={[c.name for c in self._channels]!r}, mode={self.receive_mode.name})"
@@ -254,6 +246,8 @@ class DedupReceiver(AsyncClosing):
             self._origins[message] = copy.namespace
         else:
             self._delivered[id(message)] = _Delivered(deliver.key, copy, self._channel_of[copy.namespace])
+            if self._renews_on_loop(self.auto_lock_renewer):
+                self.auto_lock_renewer.register(self, message)  # it calls back renew_message_lock
         self._delivered_count += 1
         return message
 
@@ -265,17 +259,6 @@ class DedupReceiver(AsyncClosing):
         for record in self._delivered.values():
             record.copy.locked_until = lock_time(record.copy.payload)
         await self._runner.run(self._dedup.sweep())  # held twins whose owner's lock ran out
-
-    def __aiter__(self) -> DedupReceiver:
-        return self
-
-    async def __anext__(self) -> ServiceBusReceivedMessage:
-        while True:
-            batch = await self.receive_messages(1)
-            if batch:
-                return batch[0]
-            if self.max_wait_time is not None:
-                raise StopAsyncIteration
 
     # -- the keeper's turns ------------------------------------------------------------------
 
@@ -292,18 +275,13 @@ class DedupReceiver(AsyncClosing):
         held = held_keys(handed_out, self._runner.ready_keys(), self._clock())
         await self._runner.run(self._dedup.keep_leases(held))
 
-    # -- settling ------------------------------------------------------------------------
-
-    def _record(self, message: ServiceBusReceivedMessage) -> _Delivered:
-        record = self._delivered.get(id(message))
-        if record is None or record.copy.payload is not message:
-            raise ValueError("this message was not handed out by this DedupReceiver, or is already settled")
-        return record
+    # -- settling (``_record``, ``_settle``: ``HandsOut``) --------------------------------
 
     async def complete_message(self, message: ServiceBusReceivedMessage) -> None:
         """Complete ``message``; its held copies are completed too."""
         record = self._record(message)
         await self._settle(record, record.channel.complete(message, timeout=self.deadlines.attempt))
+        self._extras.settled(record.key, record.copy)
         await self._runner.run(self._dedup.completed(record.key))
 
     async def dead_letter_message(
@@ -318,6 +296,7 @@ class DedupReceiver(AsyncClosing):
             message, reason=reason, description=error_description, timeout=self.deadlines.attempt
         )
         await self._settle(record, dead_letter)
+        self._extras.settled(record.key, record.copy)
         await self._runner.run(self._dedup.dead_lettered(record.key, reason=reason, description=error_description))
 
     async def abandon_message(self, message: ServiceBusReceivedMessage) -> None:
@@ -328,23 +307,17 @@ class DedupReceiver(AsyncClosing):
         finally:
             await self._release(record)
 
-    async def renew_message_lock(self, message: ServiceBusReceivedMessage) -> Any:
-        """Renew ``message``'s lock on its namespace; returns the new locked-until time."""
+    async def renew_message_lock(self, message: ServiceBusReceivedMessage, *, timeout: float | None = None) -> Any:
+        """Renew ``message``'s lock on its namespace; returns the new locked-until time.
+
+        ``timeout``: seconds for the call (default: ``deadlines.attempt``), as the SDK's.
+        """
+        if timeout is not None and not timeout > 0:
+            raise ValueError("timeout must be a positive number of seconds")
         record = self._record(message)
-        until = await record.channel.renew_lock(message, timeout=self.deadlines.attempt)
+        until = await record.channel.renew_lock(message, timeout=timeout or self.deadlines.attempt)
         record.copy.locked_until = until.timestamp() if until is not None else None
         return until
-
-    async def _settle(self, record: _Delivered, settlement: Awaitable[None]) -> None:
-        try:
-            await settlement
-        except Exception:
-            # The lock is lost or the namespace is gone: this copy was not processed, so
-            # its twin (or the redelivery) must be.
-            await self._release(record)
-            raise
-        self._delivered.pop(id(record.copy.payload), None)
-        self._settled.set()
 
     async def _release(self, record: _Delivered) -> None:
         self._delivered.pop(id(record.copy.payload), None)

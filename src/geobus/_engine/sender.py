@@ -3,7 +3,8 @@
 The sender checks what it is given, picks the mode's strategy, judges the result
 (``SendJudge``) and buffers what no namespace took. It reaches the namespaces
 only through its ``Replicator`` (``replicator.py``), which its outbox's
-``Drainer`` shares.
+``Drainer`` shares. What a send carries is checked and stamped in ``payload.py``;
+scheduling and cancelling, never buffered, are in ``scheduling.py``.
 """
 
 from __future__ import annotations
@@ -11,18 +12,17 @@ from __future__ import annotations
 import datetime
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
-from azure.servicebus.amqp import AmqpAnnotatedMessage
+from azure.servicebus import ServiceBusMessageBatch
 from typing_extensions import Self
 
 from .._closing import AsyncClosing
 from .._config import Deadlines, OutboxPolicy, ReplicationMode, WriteQuorum
 from .._decisions.health import Health
 from .._decisions.judge import SendJudge
-from .._decisions.validate import prepare_message, validate_schedule_time
+from .._decisions.session_stamps import shared_stamper
 from .._errors import (
     NamespaceUnavailableError,
     OutboxFullError,
@@ -30,30 +30,13 @@ from .._errors import (
 )
 from .._models import ReplicatedMessageBatch, ScheduledMessage, SenderStats, SendResult
 from .._storage.outbox import ANY_LANE
+from . import scheduling
 from .channels import SendChannel
 from .drainer import AsyncOutbox, Drainer
+from .payload import Message, StampingBatch, payload
 from .replicator import Call, Replicator
 
 _LOG = logging.getLogger("geobus")
-
-Message = ServiceBusMessage | AmqpAnnotatedMessage
-
-
-def _payload(message: Any) -> tuple[Any, list[Message]]:
-    """Validate what ``send_messages`` was given; return what to send and the messages in it."""
-    if isinstance(message, ReplicatedMessageBatch):
-        return list(message.messages), list(message.messages)
-    if isinstance(message, ServiceBusMessageBatch):
-        raise TypeError("use ReplicatedSender.create_message_batch(): an SDK batch is bound to one namespace")
-    if isinstance(message, (ServiceBusMessage, AmqpAnnotatedMessage)):
-        prepare_message(message)
-        return message, [message]
-    if isinstance(message, Iterable) and not isinstance(message, (str, bytes, dict)):
-        messages = list(message)
-        for index, item in enumerate(messages):
-            prepare_message(item, field=f"messages[{index}].")
-        return messages, messages
-    raise TypeError(f"cannot send {type(message).__name__}; expected a message, a list of them, or a batch")
 
 
 async def start(sender: ReplicatedSender) -> None:
@@ -123,12 +106,17 @@ class ReplicatedSender(AsyncClosing):
         entity: str = "",
         on_start: Callable[[Replicator], None] | None = None,
         on_close: Callable[[ReplicatedSender], Awaitable[None]] | None = None,
+        client_identifier: str | None = None,
     ) -> None:
         # Health is shared by every sender of one client: a namespace's health is not per entity.
         self._replicator = Replicator(channels, health=health, deadlines=deadlines, entity=entity)
+        self._hosts = {c.name: getattr(c, "fully_qualified_namespace", None) or c.name for c in channels}
+        self._client_identifier = client_identifier
         self.mode = ReplicationMode(mode)
         self.write_quorum = WriteQuorum(write_quorum)
         self._judge = SendJudge(quorum=self.write_quorum)
+        # The order within each session, shared by the client's senders to this entity.
+        self._stamper = shared_stamper(self._replicator.health, entity)
         self.deadlines = self._replicator.deadlines
         self.entity = entity
         self._outbox = outbox
@@ -149,6 +137,30 @@ class ReplicatedSender(AsyncClosing):
     def active_namespace(self) -> str:
         """The namespace passive mode sends to first."""
         return self._replicator.active_namespace
+
+    @property
+    def fully_qualified_namespace(self) -> str:
+        """The host of the namespace sends go to first: passive mode's active namespace (it
+        changes on a failover), the primary in active mode, which sends to both.
+        ``fully_qualified_namespaces`` has both."""
+        name = self.active_namespace if self.mode == ReplicationMode.PASSIVE else self._replicator.names[0]
+        return self._hosts[name]
+
+    @property
+    def fully_qualified_namespaces(self) -> dict[str, str]:
+        """Each namespace's host, by name (``{"primary": ..., "secondary": ...}``)."""
+        return dict(self._hosts)
+
+    @property
+    def entity_name(self) -> str:
+        """The queue or topic this sender sends to: the same name in both namespaces."""
+        return self.entity.partition(":")[2] or self.entity
+
+    @property
+    def client_identifier(self) -> str | None:
+        """The identifier both namespaces' SDK senders were given (the same one, so the
+        service's logs of either region name this sender alike); None if none was."""
+        return self._client_identifier
 
     @property
     def stats(self) -> SenderStats:
@@ -191,13 +203,13 @@ class ReplicatedSender(AsyncClosing):
         ``missed`` the namespaces that did not, with their errors.
         """
         await self._start()
-        payload, messages = _payload(message)
+        sent, messages = payload(message, self._stamper)
         if not messages:
             return SendResult(landed=(), missed={})
         deadline = self._replicator.begin(timeout)
 
         async def send(channel: SendChannel, seconds: float) -> None:
-            await channel.send(payload, timeout=seconds)
+            await channel.send(sent, timeout=seconds)
 
         if self.mode == ReplicationMode.PASSIVE:
             self._replicator.warm_standby()
@@ -216,36 +228,21 @@ class ReplicatedSender(AsyncClosing):
         Returns one ``ScheduledMessage`` per message, holding each namespace's
         sequence number, for ``cancel_scheduled_messages``. Never buffered: a
         schedule needs the namespace's answer. Fails over and raises as
-        ``send_messages`` does.
+        ``send_messages`` does. A message's ``session_id`` goes with every copy; a
+        scheduled message gets no order stamp (it joins its session when its time
+        comes, so a session receiver delivers it as it arrives: docs/sessions.md).
         """
         await self._start()
-        if isinstance(messages, (ServiceBusMessage, AmqpAnnotatedMessage)):
-            batch, ids = [messages], [prepare_message(messages)]
-        else:
-            batch = list(messages)
-            ids = [prepare_message(m, field=f"messages[{i}].") for i, m in enumerate(batch)]
-        validate_schedule_time(schedule_time_utc)
-        deadline = self._replicator.begin(timeout)
-        numbers: dict[str, list[int]] = {}
-
-        async def schedule(channel: SendChannel, seconds: float) -> None:
-            numbers[channel.name] = await channel.schedule(batch, schedule_time_utc, timeout=seconds)
-
-        replicator = self._replicator
-        if self.mode == ReplicationMode.PASSIVE:
-            await replicator.passive(schedule, deadline, messages=len(batch), judge=self._judge)
-        else:
-            results = await replicator.concurrently(schedule, deadline, messages=len(batch))
-            replicator.noted(self._judge.active(results), "are missing")
-        return [
-            ScheduledMessage(message_id, {name: seqs[i] for name, seqs in numbers.items()})
-            for i, message_id in enumerate(ids)
-        ]
+        return await scheduling.schedule(self._replicator, self._judge, self.mode, messages, schedule_time_utc, timeout)
 
     async def cancel_scheduled_messages(
-        self, scheduled: ScheduledMessage | Sequence[ScheduledMessage], *, timeout: float | None = None
+        self, sequence_numbers: ScheduledMessage | Sequence[ScheduledMessage], *, timeout: float | None = None
     ) -> None:
         """Cancel scheduled messages on every namespace that holds them.
+
+        ``sequence_numbers`` is what ``schedule_messages`` returned (named as the SDK
+        names it): ``ScheduledMessage`` objects, each with both namespaces' numbers.
+        A bare int is refused with ``TypeError``: it names a message in one namespace.
 
         A namespace whose breaker is open, or that the operator paused, is not
         called: it is named among the causes, as one that could not be reached.
@@ -255,22 +252,7 @@ class ReplicatedSender(AsyncClosing):
                 those where the cancellation did happen. Calling again is safe.
         """
         await self._start()
-        items = [scheduled] if isinstance(scheduled, ScheduledMessage) else list(scheduled)
-        per_namespace: dict[str, list[int]] = {}
-        for item in items:
-            for name, seq in item.sequence_numbers.items():
-                per_namespace.setdefault(name, []).append(seq)
-        deadline = self._replicator.begin(timeout)
-
-        async def cancel(channel: SendChannel, seconds: float) -> None:
-            await channel.cancel_scheduled(per_namespace[channel.name], timeout=seconds)
-
-        names = [name for name in per_namespace if name in self._replicator.names]
-        results = await self._replicator.concurrently(cancel, deadline, names)
-        failed = {name: error for name, error in results.items() if isinstance(error, Exception)}
-        if failed:
-            landed = [name for name in names if name not in failed]
-            raise ReplicationError("cancellation did not reach every namespace", causes=failed, landed=landed)
+        await scheduling.cancel(self._replicator, sequence_numbers, timeout)
 
     async def create_message_batch(
         self, max_size_in_bytes: int | None = None, *, timeout: float | None = None
@@ -294,7 +276,7 @@ class ReplicatedSender(AsyncClosing):
                     f"max_size_in_bytes {max_size_in_bytes} is over the namespaces' limit of {limit} bytes"
                 )
             limit = max_size_in_bytes
-        return ReplicatedMessageBatch(ServiceBusMessageBatch(max_size_in_bytes=limit))
+        return StampingBatch(ServiceBusMessageBatch(max_size_in_bytes=limit), self._stamper)
 
     # -- the two modes, with the outbox ---------------------------------------------------
 

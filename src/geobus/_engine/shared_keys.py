@@ -14,17 +14,37 @@ import os
 import socket
 import uuid
 
+from azure.servicebus import ServiceBusSubQueue
+
 from .._config import DedupPolicy
 from .._decisions.actions import (
     ClaimKey,
     RecheckKey,
+    ReclaimKey,
     RecordOutcome,
     ReleaseKey,
     RenewLease,
     StoreAnswer,
     StoreQuestion,
 )
-from .._storage.seenset import SeenSet, SeenSetError, open_seen_set
+from .._decisions.dedup import Key
+from .._storage.seenset import DeferringSeenSet, SeenSet, SeenSetError, open_seen_set
+
+
+def key_scope(sub_queue: ServiceBusSubQueue | str | None) -> str:
+    """What a receiver of ``sub_queue`` puts before its keys in a shared seen-set: nothing for
+    the entity itself (as before sub-queues were read), ``dlq|`` for its dead-letter queue,
+    ``tdlq|`` for its transfer dead-letter queue. ``key_of``'s spellings start with a one-letter
+    tag and ``:``, so a scoped key never equals an unscoped one.
+
+    Raises:
+        ValueError: not a sub-queue the SDK knows.
+    """
+    if sub_queue is None:
+        return ""
+    return {ServiceBusSubQueue.DEAD_LETTER: "dlq|", ServiceBusSubQueue.TRANSFER_DEAD_LETTER: "tdlq|"}[
+        ServiceBusSubQueue(sub_queue)
+    ]
 
 
 def _owner_id() -> str:
@@ -35,37 +55,48 @@ def _owner_id() -> str:
 class SharedKeys:
     """One receiver's conversation with a shared ``SeenSet``. Task-safe within one event loop."""
 
-    def __init__(self, store: SeenSet, policy: DedupPolicy, *, owned: bool) -> None:
+    def __init__(self, store: SeenSet, policy: DedupPolicy, *, owned: bool, scope: str = "") -> None:
         self.store = store
+        self._scope = scope
         self.owner = _owner_id()
         self._lease = policy.lease
         self._ttl = policy.max_age
         self._owned = owned  # a store given to the receiver is the caller's to close
+        # A store of the application's own may predate deferral: it is not told of deferred keys.
+        self.defers = isinstance(store, DeferringSeenSet)
 
     @classmethod
-    def open(cls, policy: DedupPolicy, given: SeenSet | None = None) -> SharedKeys | None:
+    def open(cls, policy: DedupPolicy, given: SeenSet | None = None, *, scope: str = "") -> SharedKeys | None:
         """``given``, or the store ``policy`` names; None when there is none (``memory``: this process only).
+
+        ``scope`` is put before every key in the store (``key_scope``): one store serves a
+        queue and its dead-letter queues, whose copies share message ids but not outcomes.
 
         Raises:
             ValueError, ImportError: as ``open_seen_set``, for a store URL it cannot open.
         """
         if given is not None:
-            return cls(given, policy, owned=False)
+            return cls(given, policy, owned=False, scope=scope)
         if policy.store == "memory":
             return None
-        return cls(open_seen_set(policy.store, max_entries=policy.max_entries), policy, owned=True)
+        return cls(open_seen_set(policy.store, max_entries=policy.max_entries), policy, owned=True, scope=scope)
 
     async def ask(self, question: StoreQuestion) -> StoreAnswer:
         """Put ``question`` to the store; its answer, or the ``SeenSetError`` it raised."""
+        key = Key(self._scope + question.key)
         try:
             if isinstance(question, ClaimKey | RecheckKey):
-                return await self.store.claim(question.key, self.owner, self._lease)
+                return await self.store.claim(key, self.owner, self._lease)
+            if isinstance(question, ReclaimKey):
+                if isinstance(self.store, DeferringSeenSet):
+                    return await self.store.claim_deferred(key, self.owner, self._lease)
+                return await self.store.claim(key, self.owner, self._lease)
             if isinstance(question, RenewLease):
-                return await self.store.renew(question.key, self.owner, self._lease)
+                return await self.store.renew(key, self.owner, self._lease)
             if isinstance(question, RecordOutcome):
-                await self.store.complete(question.key, self.owner, question.outcome, self._ttl)
+                await self.store.complete(key, self.owner, question.outcome, self._ttl)
             elif isinstance(question, ReleaseKey):
-                await self.store.release(question.key, self.owner)
+                await self.store.release(key, self.owner)
         except SeenSetError as exc:
             return exc
         return None

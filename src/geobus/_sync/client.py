@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
-from typing import Any
+import datetime
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 from .._closing import Closing
 from .._config import ReplicationConfig
 from .._engine import client as core
+from .._engine import receiver as core_receiver
+from .._engine import receiving
 from .._engine import sender as core_sender
-from .._factories import FromConfig
+from .._engine.handler_options import ReceiverOptions
+from .._factories import FromConfig, ReceiverFactories, SessionListings
 from .portal import Portal
 from .receiver import DedupReceiver
 from .sender import ReplicatedSender
+
+if TYPE_CHECKING:
+    from .session_receiver import DedupSessionReceiver
 
 
 async def _build(config: ReplicationConfig) -> core.GeoServiceBusClient:
     return core.GeoServiceBusClient(config)
 
 
-class GeoServiceBusClient(FromConfig, Closing):
+async def _collect(items: AsyncIterator[str]) -> list[str]:
+    return [item async for item in items]
+
+
+class GeoServiceBusClient(
+    FromConfig, ReceiverFactories[DedupReceiver, "DedupSessionReceiver"], SessionListings[list[str]], Closing
+):
     """Replicated senders and deduplicating receivers over two namespaces.
 
     A drop-in for ``azure.servicebus.ServiceBusClient`` in producers and workers:
     ``get_queue_sender``, ``get_topic_sender``, ``get_queue_receiver``,
-    ``get_subscription_receiver``, ``close``, context manager. Build it from a
+    ``get_subscription_receiver``, ``list_queue_sessions``, ``close``, context
+    manager, each with the SDK's keyword arguments (docs/dropin.md has the table). Build it from a
     ``ReplicationConfig`` (``from_config``), from two connection strings, or from
     two namespaces and an azure-identity credential, sync or async. Thread-safe.
 
@@ -49,20 +64,36 @@ class GeoServiceBusClient(FromConfig, Closing):
     def __repr__(self) -> str:
         return repr(self._core)
 
-    def get_queue_sender(self, queue_name: str) -> ReplicatedSender:
+    @property
+    def fully_qualified_namespace(self) -> str:
+        """The host of the namespace passive mode sends to first now (it changes on a
+        failover); the primary's in active mode. ``config.namespaces`` has both."""
+        return self._core.fully_qualified_namespace
+
+    def get_queue_sender(
+        self, queue_name: str, *, client_identifier: str | None = None, socket_timeout: float | None = None
+    ) -> ReplicatedSender:
         """A ``ReplicatedSender`` to ``queue_name`` on both namespaces.
 
-        With an outbox, its drainer starts now: a producer restarted with a full
-        outbox delivers what it kept before anything new.
+        ``client_identifier`` and ``socket_timeout`` go to both namespaces' SDK senders
+        (without an identifier both get the same generated one). With an outbox, its
+        drainer starts now: a producer restarted with a full outbox delivers what it
+        kept before anything new.
 
         Raises:
-            RuntimeError: the client is closed.
+            RuntimeError: the client is closed. ValueError: a bad ``socket_timeout``.
         """
-        return self._started(self._core.get_queue_sender(queue_name))
+        return self._started(
+            self._core.get_queue_sender(queue_name, client_identifier=client_identifier, socket_timeout=socket_timeout)
+        )
 
-    def get_topic_sender(self, topic_name: str) -> ReplicatedSender:
+    def get_topic_sender(
+        self, topic_name: str, *, client_identifier: str | None = None, socket_timeout: float | None = None
+    ) -> ReplicatedSender:
         """A ``ReplicatedSender`` to ``topic_name`` on both namespaces; as ``get_queue_sender``."""
-        return self._started(self._core.get_topic_sender(topic_name))
+        return self._started(
+            self._core.get_topic_sender(topic_name, client_identifier=client_identifier, socket_timeout=socket_timeout)
+        )
 
     def _started(self, sender: core_sender.ReplicatedSender) -> ReplicatedSender:
         # Its drainer starts now, on the private loop: a producer restarted with a full
@@ -70,24 +101,22 @@ class GeoServiceBusClient(FromConfig, Closing):
         self._portal.run(core_sender.start(sender))
         return ReplicatedSender(self._portal, sender)
 
-    def get_queue_receiver(self, queue_name: str, **options: Any) -> DedupReceiver:
-        """A ``DedupReceiver`` of ``queue_name`` on both namespaces.
+    def _receiver(self, entity: dict[str, str], options: ReceiverOptions) -> DedupReceiver | DedupSessionReceiver:
+        """``get_queue_receiver`` and ``get_subscription_receiver`` (``ReceiverFactories``):
+        the async client's receiver, in its shell."""
+        built = receiving.build_receiver(self._core, entity, options)
+        if isinstance(built, core_receiver.DedupReceiver):
+            return DedupReceiver(self._portal, built)
+        from .session_receiver import DedupSessionReceiver
 
-        ``options`` as ``geobus.aio.GeoServiceBusClient.get_queue_receiver``:
-        ``receive_mode`` (peek-lock by default), ``max_wait_time`` (seconds without
-        a message before iteration ends; None: never), ``prefetch``.
+        return DedupSessionReceiver(self._portal, built)
 
-        Raises:
-            RuntimeError: the client is closed. ValueError: a bad option.
-        """
-        return DedupReceiver(self._portal, self._core.get_queue_receiver(queue_name, **options))
-
-    def get_subscription_receiver(self, topic_name: str, subscription_name: str, **options: Any) -> DedupReceiver:
-        """A ``DedupReceiver`` of ``subscription_name`` of ``topic_name`` on both namespaces;
-        options and errors as ``get_queue_receiver``."""
-        return DedupReceiver(
-            self._portal, self._core.get_subscription_receiver(topic_name, subscription_name, **options)
-        )
+    def _list_sessions(
+        self, entity: dict[str, str], state_updated_after: datetime.datetime | None, timeout: float | None
+    ) -> list[str]:
+        """``list_queue_sessions`` and ``list_subscription_sessions`` (``SessionListings``):
+        the async client's listing, collected on the private loop."""
+        return self._portal.run(_collect(receiving.list_sessions(self._core, entity, state_updated_after, timeout)))
 
     def close(self) -> None:
         """Close every sender and receiver this client handed out, both namespaces'

@@ -28,6 +28,28 @@ class ReplicatedSender(Shell[core.ReplicatedSender]):
         return self._core.active_namespace
 
     @property
+    def fully_qualified_namespace(self) -> str:
+        """The host of the namespace sends go to first: passive mode's active namespace (it
+        changes on a failover), the primary in active mode. ``fully_qualified_namespaces``
+        has both."""
+        return self._core.fully_qualified_namespace
+
+    @property
+    def fully_qualified_namespaces(self) -> dict[str, str]:
+        """Each namespace's host, by name (``{"primary": ..., "secondary": ...}``)."""
+        return self._core.fully_qualified_namespaces
+
+    @property
+    def entity_name(self) -> str:
+        """The queue or topic this sender sends to: the same name in both namespaces."""
+        return self._core.entity_name
+
+    @property
+    def client_identifier(self) -> str | None:
+        """The identifier both namespaces' SDK senders were given (the same one)."""
+        return self._core.client_identifier
+
+    @property
     def stats(self) -> SenderStats:
         """A snapshot of this sender's counters and its outbox's depth (``SenderStats``)."""
         return self._core.stats
@@ -67,15 +89,19 @@ class ReplicatedSender(Shell[core.ReplicatedSender]):
         return self._portal.run(self._core.schedule_messages(messages, schedule_time_utc, timeout=timeout))
 
     def cancel_scheduled_messages(
-        self, scheduled: ScheduledMessage | Sequence[ScheduledMessage], *, timeout: float | None = None
+        self, sequence_numbers: ScheduledMessage | Sequence[ScheduledMessage], *, timeout: float | None = None
     ) -> None:
         """Cancel scheduled messages on every namespace that holds them.
+
+        ``sequence_numbers`` is what ``schedule_messages`` returned (named as the SDK
+        names it): ``ScheduledMessage`` objects, each with both namespaces' numbers.
+        A bare int is refused with ``TypeError``: it names a message in one namespace.
 
         Raises:
             ReplicationError: a namespace could not be reached; ``landed`` names
                 those where the cancellation did happen. Calling again is safe.
         """
-        self._portal.run(self._core.cancel_scheduled_messages(scheduled, timeout=timeout))
+        self._portal.run(self._core.cancel_scheduled_messages(sequence_numbers, timeout=timeout))
 
     def create_message_batch(
         self, max_size_in_bytes: int | None = None, *, timeout: float | None = None

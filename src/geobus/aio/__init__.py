@@ -30,6 +30,8 @@ from .. import (
     SdkRetryPolicy,
     SenderStats,
     SendResult,
+    SessionPolicy,
+    SessionStats,
     StoreUnavailable,
     WriteQuorum,
     disable_metrics,
@@ -38,6 +40,7 @@ from .. import (
 from .._engine.client import GeoServiceBusClient
 from .._engine.receiver import DedupReceiver
 from .._engine.sender import ReplicatedSender
+from .._engine.sessions.receiver import DedupSessionReceiver
 
 __all__ = [
     "BreakerPolicy",
@@ -46,6 +49,7 @@ __all__ = [
     "DedupKey",
     "DedupPolicy",
     "DedupReceiver",
+    "DedupSessionReceiver",
     "FailbackMode",
     "FailbackPolicy",
     "GeoServiceBusClient",
@@ -68,6 +72,8 @@ __all__ = [
     "SdkRetryPolicy",
     "SendResult",
     "SenderStats",
+    "SessionPolicy",
+    "SessionStats",
     "StoreUnavailable",
     "WriteQuorum",
     "disable_metrics",

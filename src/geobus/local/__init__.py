@@ -2,6 +2,8 @@
 
 ``LocalNamespace`` runs one in this process, ``LocalNamespaceProcess`` in a child
 process; ``ControlServer`` and ``ControlClient`` inject faults into one over HTTP.
+``load_entities`` reads a TOML file of queues, topics and subscriptions with their
+settings (``EntityDefinitions``), which either takes as ``entities=``.
 
 Constants: ``DEV_KEY_NAME`` and ``DEV_KEY``, the published development key
 (like Azurite's, it protects nothing; ``development_key(n)`` for namespace n of
@@ -14,6 +16,7 @@ python-qpid-proton.
 """
 
 from ._control import ControlClient, ControlServer
+from ._definitions import EntityDefinitions, load_entities
 from ._entities import EntitySettings
 from ._limits import Limits
 from ._namespace import (
@@ -33,6 +36,7 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "DEV_KEY",
     "DEV_KEY_NAME",
+    "EntityDefinitions",
     "EntitySettings",
     "Fault",
     "Limits",
@@ -40,4 +44,5 @@ __all__ = [
     "LocalNamespaceProcess",
     "MAX_LATENCY",
     "development_key",
+    "load_entities",
 ]

@@ -15,17 +15,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from proton import (
-    Collector,
-    Connection,
-    Delivery,
-    Event,
-    Link,
-    Message,
-    Session,
-    Terminus,
-    Transport,
-)
+from proton import Collector, Connection, Delivery, Event, Link, Message, Session, Transport
 
 from .._sas import SasToken, validate_sas_token
 from ._broker import BadAddress, Broker, EntityNotFound, Topic, entity_path
@@ -34,15 +24,17 @@ from ._codec import CodecError, parse_message, unpack_batch
 from ._conditions import (
     DECODE_ERROR,
     INVALID_FIELD,
+    NOT_ALLOWED,
     NOT_FOUND,
     NOT_IMPLEMENTED,
     RESOURCE_LIMIT_EXCEEDED,
     UNAUTHORIZED,
     error_condition,
 )
-from ._deliveries import Consumers, reject, take_transfer
+from ._deliveries import Consumers, refuse_link, reject, session_filter, take_transfer
 from ._entities import MessageLog
 from ._limits import Limits
+from ._sessions import SessionRequired
 
 _LOG = logging.getLogger("geobus.local")
 
@@ -247,11 +239,7 @@ class Engine:
             self._open_node(link, "management", address)
             link.entity = path
             return
-        if link.is_sender and _has_session_filter(link):
-            self._refuse_link(
-                link, NOT_IMPLEMENTED, "sessions are not supported by the local namespace"
-            )
-            return
+        wants_session, session_id = session_filter(link) if link.is_sender else (False, None)
         try:
             if link.is_receiver:
                 link.send_target = self.broker.send_target(path)
@@ -265,9 +253,16 @@ class Engine:
                 link, NOT_IMPLEMENTED if "send" in str(exc) else INVALID_FIELD, str(exc)
             )
             return
+        if link.is_sender and link.log.requires_session != wants_session:
+            self._refuse_link(link, NOT_ALLOWED, _SESSION_MISMATCH[wants_session])
+            return
         link.kind = "entity"
         link.entity = path  # what its token must cover for as long as it is attached
-        if link.is_receiver:
+        if wants_session:
+            link.peek_lock = link.remote_snd_settle_mode != Link.SND_SETTLED
+            connection.consumer_links.append(link)
+            self.consumers.attach_session(link, session_id, self.limits.session_wait)
+        elif link.is_receiver:
             link.max_message_size = self.max_message_size
             link.open()
             link.flow(LINK_CREDIT)
@@ -292,14 +287,7 @@ class Engine:
                 replies[link.remote_target.address.lower()] = link
 
     def _refuse_link(self, link: Link, condition: str, description: str) -> None:
-        link.kind = "refused"
-        # A refusing attach has a null terminus on the side the peer asked for: with its
-        # own target echoed, the SDK takes a refused sender link for an attached one,
-        # sends, and reports the refusal as a retryable connection error.
-        (link.target if link.is_receiver else link.source).type = Terminus.UNSPECIFIED
-        link.open()
-        link.condition = error_condition(condition, description)
-        link.close()
+        refuse_link(link, condition, description)
 
     # -- receiving from clients ------------------------------------------------
 
@@ -324,6 +312,9 @@ class Engine:
         except CodecError as exc:
             reject(delivery, DECODE_ERROR, str(exc))
             return
+        except SessionRequired as exc:
+            reject(delivery, NOT_ALLOWED, str(exc))
+            return
         delivery.update(Delivery.ACCEPTED)
         delivery.settle()
         if link.credit < LINK_CREDIT // 2:
@@ -339,6 +330,8 @@ class Engine:
         target: MessageLog | Topic = link.send_target
         inner = unpack_batch(data) or [data]
         parsed = [parse_message(m) for m in inner]
+        for message in parsed:  # a batch is stored whole or not at all
+            self.broker.check_session(target, message)
         for message in parsed:
             self.broker.enqueue(target, message)
         self.consumers.pump(target.subscriptions.values() if isinstance(target, Topic) else [target])
@@ -383,10 +376,11 @@ def _advertise_idle_timeout_only(transport: Transport) -> None:
     transport.idle_timeout = 0
 
 
-def _has_session_filter(link: Link) -> bool:
-    data = link.remote_source.filter
-    data.rewind()
-    if data.next() is None:
-        return False
-    found = data.get_object()
-    return isinstance(found, dict) and any("session-filter" in str(k) for k in found)
+# A receiver's wish for a session that the entity does not match, as Service Bus words it.
+_SESSION_MISMATCH = {
+    False: "It is not possible for an entity that requires sessions to create a "
+    "non-sessionful message receiver.",
+    True: "A sessionful message receiver cannot be created on an entity that does not "
+    "require sessions. Ensure RequiresSession is set to true when creating a Queue or "
+    "Subscription to enable sessionful behavior.",
+}

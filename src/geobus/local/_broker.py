@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from ._codec import ParsedMessage
 from ._entities import EntitySettings, MessageLog, MessageState, StoredMessage
+from ._sessions import SESSION_REQUIRED, SessionRequired
 
 DEAD_LETTER_SUFFIX = "/$deadletterqueue"
 SUBSCRIPTIONS = "/subscriptions/"
@@ -56,6 +57,8 @@ class Topic:
 
 
 Change = tuple[str, StoredMessage, bool]
+StateChange = tuple[str, str, bytes | None, float]
+"""(log path, session id, state or None, when it was set)."""
 
 
 class Broker:
@@ -77,22 +80,30 @@ class Broker:
         self._recent_ids: dict[str, OrderedDict[str, float]] = {}
         self._changes: list[Change] = []
         self._changed_seq: set[str] = set()
+        self._state_changes: list[StateChange] = []
 
     # -- declaring -----------------------------------------------------------
 
     def declare_queue(self, name: str, settings: EntitySettings | None = None) -> MessageLog:
+        """Queue ``name``, created if missing; ``settings``, if given, apply to it either way."""
         path = entity_path(name)
         if path in self.topics:
             raise BadAddress(f"{name!r} is already a topic")
         if path not in self.queues:
             self.queues[path] = MessageLog(path, settings or self.settings, self._record)
+        elif settings is not None and settings != self.queues[path].settings:
+            self.queues[path].reconfigure(settings)
         return self.queues[path]
 
-    def declare_topic(self, name: str, subscriptions: Iterable[str] = ()) -> Topic:
+    def declare_topic(
+        self, name: str, subscriptions: Iterable[str] = (), settings: EntitySettings | None = None
+    ) -> Topic:
         path = entity_path(name)
         if path in self.queues:
             raise BadAddress(f"{name!r} is already a queue")
-        topic = self.topics.setdefault(path, Topic(path, self.settings))
+        topic = self.topics.setdefault(path, Topic(path, settings or self.settings))
+        if settings is not None:
+            topic.settings = settings  # declared again: the new settings apply
         for sub in subscriptions:
             self.declare_subscription(path, sub)
         return topic
@@ -106,6 +117,8 @@ class Broker:
             owner.subscriptions[sub] = MessageLog(
                 f"{owner.path}{SUBSCRIPTIONS}{sub}", settings or owner.settings, self._record
             )
+        elif settings is not None and settings != owner.subscriptions[sub].settings:
+            owner.subscriptions[sub].reconfigure(settings)
         return owner.subscriptions[sub]
 
     # -- resolving -----------------------------------------------------------
@@ -195,7 +208,12 @@ class Broker:
         scheduled_at: float | None = None,
     ) -> int | None:
         """Store one sent message; return its sequence number, or None if it was
-        dropped as a duplicate (duplicate detection is then on for the entity)."""
+        dropped as a duplicate (duplicate detection is then on for the entity).
+
+        Raises:
+            SessionRequired: see ``check_session`` (nothing is stored).
+        """
+        self.check_session(target, parsed)
         now = self.clock()
         settings = target.settings
         if settings.duplicate_detection_window and self._is_duplicate(
@@ -218,16 +236,43 @@ class Broker:
             message_id=parsed.message_id,
             enqueued_at=now,
             expires_at=(live_from + ttl) if ttl else None,
+            session_id=parsed.session_id,
         )
         if scheduled_at is not None:
             message.state = MessageState.SCHEDULED
             message.scheduled_at = scheduled_at
         if isinstance(target, Topic):
             for sub in target.subscriptions.values():
-                sub.add(message.copy_for())
+                copy = _for_subscription(message, sub.settings.default_ttl, parsed, live_from)
+                if sub.requires_session and copy.session_id is None:
+                    sub.reject_without_session(copy)
+                else:
+                    sub.add(copy)
         else:
             target.add(message)
         return seq
+
+    def check_session(self, target: MessageLog | Topic, parsed: ParsedMessage) -> None:
+        """Refuse a message without a session id for a queue that requires sessions (a
+        topic takes it: each session-enabled subscription dead-letters its copy).
+
+        Raises:
+            SessionRequired: the queue requires sessions and the message has no id.
+        """
+        if isinstance(target, MessageLog) and target.requires_session and not parsed.session_id:
+            raise SessionRequired(SESSION_REQUIRED)
+
+    def set_session_state(self, log: MessageLog, session_id: str, state: bytes | None) -> None:
+        """Set (or, with None, clear) a session's state, to be persisted."""
+        assert log.sessions is not None
+        now = self.clock()
+        log.sessions.set_state(session_id, state, now)
+        self._state_changes.append((log.path, session_id, state, now))
+
+    def take_state_changes(self) -> list[StateChange]:
+        """Session states set since the last call (the store persists them)."""
+        changes, self._state_changes = self._state_changes, []
+        return changes
 
     def _is_duplicate(self, path: str, message_id: Any, window: float, now: float) -> bool:
         if message_id is None:
@@ -270,6 +315,17 @@ class Broker:
     def counts(self) -> dict[str, int]:
         """Messages held per log path (tests and the control endpoint read this)."""
         return {log.path: len(log.messages) for log in self.all_logs() if log.messages}
+
+
+def _for_subscription(
+    message: StoredMessage, sub_ttl: float | None, parsed: ParsedMessage, live_from: float
+) -> StoredMessage:
+    """A subscription's copy: its own default time to live applies when shorter."""
+    copy = message.copy_for()
+    if sub_ttl is not None and (copy.expires_at is None or live_from + sub_ttl < copy.expires_at):
+        copy.header, _ = _effective_ttl(parsed, sub_ttl)
+        copy.expires_at = live_from + sub_ttl
+    return copy
 
 
 def _scheduled_time(parsed: ParsedMessage) -> float | None:

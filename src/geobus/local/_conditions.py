@@ -14,6 +14,7 @@ from proton import Condition, symbol
 NOT_FOUND = "amqp:not-found"
 UNAUTHORIZED = "amqp:unauthorized-access"
 NOT_IMPLEMENTED = "amqp:not-implemented"
+NOT_ALLOWED = "amqp:not-allowed"
 DECODE_ERROR = "amqp:decode-error"
 INVALID_FIELD = "amqp:invalid-field"
 RESOURCE_LIMIT_EXCEEDED = "amqp:resource-limit-exceeded"
@@ -21,6 +22,9 @@ MESSAGE_SIZE_EXCEEDED = "amqp:link:message-size-exceeded"
 LOCK_LOST = "com.microsoft:message-lock-lost"
 MESSAGE_NOT_FOUND = "com.microsoft:message-not-found"
 ARGUMENT_ERROR = "com.microsoft:argument-error"
+SESSION_LOCK_LOST = "com.microsoft:session-lock-lost"
+SESSION_CANNOT_BE_LOCKED = "com.microsoft:session-cannot-be-locked"
+TIMEOUT = "com.microsoft:timeout"
 TRACKING_ID = symbol("com.microsoft:tracking-id")
 
 

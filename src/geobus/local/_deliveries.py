@@ -3,6 +3,9 @@
 Out: ``Consumers`` knows which links read each message log, offers them ready
 messages as their credit allows (``render`` makes the bytes a client receives),
 and applies the clients' settlements (complete, abandon, defer, dead-letter).
+On a session-enabled log it also answers session receivers' attaches: a link
+is opened once it holds a session (named, or the next available one, which it
+may wait for), and detached when that session's lock runs out.
 
 In: ``take_transfer`` gathers a client's transfer from its frames, within the
 link's size limit; the engine routes the whole payload to its node or entity.
@@ -14,12 +17,37 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from proton import Condition, Delivery, Disposition, Endpoint, Link, symbol, timestamp
+from proton import (
+    Condition,
+    Delivery,
+    Described,
+    Disposition,
+    Endpoint,
+    Link,
+    Terminus,
+    symbol,
+    timestamp,
+)
 
 from ._codec import encode_annotations, encode_header
-from ._conditions import LOCK_LOST, MESSAGE_SIZE_EXCEEDED, error_condition
+from ._conditions import (
+    LOCK_LOST,
+    MESSAGE_SIZE_EXCEEDED,
+    SESSION_CANNOT_BE_LOCKED,
+    SESSION_LOCK_LOST,
+    TIMEOUT,
+    error_condition,
+)
 from ._entities import LockLost, MessageLog, MessageState, StoredMessage
+from ._sessions import SessionCannotBeLocked, SessionLock, SessionLockLost
+
+SESSION_FILTER = "com.microsoft:session-filter"
+LOCKED_UNTIL_UTC = symbol("com.microsoft:locked-until-utc")
+OPERATION_TIMEOUT = "com.microsoft:timeout"
+# .NET ticks (100 ns since 0001-01-01) of the Unix epoch: how the attach says locked-until.
+_EPOCH_TICKS = 621355968000000000
 
 
 def render(message: StoredMessage) -> bytes:
@@ -50,16 +78,91 @@ class Consumers:
         self._links.setdefault(link.log, []).append(link)
 
     def remove(self, link: Link) -> None:
-        """Stop offering messages to ``link`` (any link: not a consumer is no matter)."""
-        log = getattr(link, "log", None)
-        if log is not None and link in self._links.get(log, []):
+        """Stop offering messages to ``link`` (any link: not a consumer is no matter),
+        and end its session lock or its wait for one."""
+        log: MessageLog | None = getattr(link, "log", None)
+        if log is None:
+            return
+        if link in self._links.get(log, []):
             self._links[log].remove(link)
+        if log.sessions is not None:
+            log.sessions.stop_waiting(link)
+            session: SessionLock | None = getattr(link, "session_lock", None)
+            if session is not None and not session.lost:
+                log.end_session(session)  # the session is free for the next receiver now
+                self.pump([log])
 
     def pump(self, logs: Iterable[MessageLog]) -> None:
-        """Offer ready messages of ``logs`` to the links reading them."""
+        """Offer ready messages of ``logs`` to the links reading them; on session-enabled
+        logs, first detach the links whose session lock ran out and serve waiting ones."""
         for log in logs:
+            if log.sessions is not None:
+                self._serve_sessions(log)
             for link in list(self._links.get(log, [])):
                 self.pump_link(link)
+
+    # -- sessions -------------------------------------------------------------------
+
+    def attach_session(self, link: Link, session_id: str | None, wait: float) -> None:
+        """Answer a session receiver's attach: lock ``session_id`` (None: the next
+        available session) and open ``link``; or refuse it, or keep it waiting up to
+        ``wait`` seconds (its own ``com.microsoft:timeout`` if it names one)."""
+        log: MessageLog = link.log
+        assert log.sessions is not None
+        now = self._clock()
+        try:
+            lock = log.accept_session(session_id, link, now)
+        except SessionCannotBeLocked:
+            refuse_link(
+                link,
+                SESSION_CANNOT_BE_LOCKED,
+                f"The requested session '{session_id}' cannot be accepted. It may be locked "
+                "by another receiver.",
+            )
+            return
+        if lock is None:
+            log.sessions.wait(link, now + _operation_timeout(link, wait))
+        else:
+            self._open_session_link(link, lock)
+
+    def _open_session_link(self, link: Link, lock: SessionLock) -> None:
+        link.session_lock = lock
+        link.source.filter.clear()
+        link.source.filter.put_dict({symbol(SESSION_FILTER): lock.session_id})
+        ticks = _EPOCH_TICKS + int(lock.locked_until * 1000) * 10_000
+        link.properties = {LOCKED_UNTIL_UTC: ticks}
+        link.open()
+        self.add(link)
+        self.pump_link(link)
+
+    def _serve_sessions(self, log: MessageLog) -> None:
+        sessions = log.sessions
+        assert sessions is not None
+        lost, sessions.lost = sessions.lost, []
+        for lock in lost:
+            owner: Link = lock.owner
+            if owner.state & Endpoint.LOCAL_ACTIVE:
+                owner.condition = error_condition(
+                    SESSION_LOCK_LOST,
+                    f"The session lock has expired on the MessageSession '{lock.session_id}'. "
+                    "Accept a new MessageSession.",
+                )
+                owner.close()
+        now = self._clock()
+        for waiter in list(sessions.waiters):
+            link: Link = waiter.owner
+            accepted = log.accept_session(None, link, now)
+            if accepted is not None:
+                sessions.stop_waiting(link)
+                self._open_session_link(link, accepted)
+            elif waiter.deadline <= now:
+                sessions.stop_waiting(link)
+                refuse_link(
+                    link,
+                    TIMEOUT,
+                    "The operation did not complete within the allotted timeout: no session "
+                    "was available.",
+                )
 
     def pump_link(self, link: Link) -> None:
         """Send ``link`` ready messages while it has credit; answer a drain."""
@@ -67,8 +170,9 @@ class Consumers:
             return
         log: MessageLog = link.log
         now = self._clock()
+        session: SessionLock | None = getattr(link, "session_lock", None)
         while link.credit > 0:
-            message = log.take(now, peek_lock=link.peek_lock)
+            message = log.take(now, peek_lock=link.peek_lock, session=session)
             if message is None:
                 break
             token = message.lock_token or uuid.uuid4()
@@ -113,15 +217,69 @@ class Consumers:
             else:
                 return
             delivery.update(state)
-        except LockLost:
-            local.condition = error_condition(
-                LOCK_LOST,
-                "The lock supplied is invalid. Either the lock expired, or the message has "
-                "already been removed from the queue.",
-            )
+        except (LockLost, SessionLockLost) as exc:
+            session = getattr(delivery.link, "session_lock", None)
+            local.condition = lock_lost_condition(exc, session)
             delivery.update(Disposition.REJECTED)
         delivery.settle()
         self.pump([log])
+
+
+def lock_lost_condition(exc: Exception, session: SessionLock | None) -> Condition:
+    """The refusal of a settlement whose lock is gone: the session's, on a session link."""
+    if isinstance(exc, SessionLockLost) or session is not None:
+        return error_condition(
+            SESSION_LOCK_LOST,
+            "The session lock has expired, or the session was released. Accept the session "
+            "again.",
+        )
+    return error_condition(
+        LOCK_LOST,
+        "The lock supplied is invalid. Either the lock expired, or the message has "
+        "already been removed from the queue.",
+    )
+
+
+def session_filter(link: Link) -> tuple[bool, str | None]:
+    """Whether the peer's source has a session filter, and the session it names (None:
+    the next available one)."""
+    data = link.remote_source.filter
+    data.rewind()
+    if data.next() is None:
+        return False, None
+    found = data.get_object()
+    if not isinstance(found, dict):
+        return False, None
+    for key, value in found.items():
+        if str(key) == SESSION_FILTER:
+            if isinstance(value, Described):
+                value = value.value
+            if isinstance(value, bytes):
+                value = value.decode("utf-8", "replace")
+            return True, None if value is None else str(value)
+    return False, None
+
+
+def _operation_timeout(link: Link, default: float) -> float:
+    """The wait a link asks for in ``com.microsoft:timeout`` (ms), else ``default`` (s)."""
+    properties: Any = link.remote_properties
+    if isinstance(properties, dict):
+        for key, value in properties.items():
+            if str(key) == OPERATION_TIMEOUT and isinstance(value, int) and value > 0:
+                return value / 1000.0
+    return default
+
+
+def refuse_link(link: Link, condition: str, description: str) -> None:
+    """Refuse ``link``'s attach: answer it, then detach it at once with ``condition``."""
+    link.kind = "refused"
+    # A refusing attach has a null terminus on the side the peer asked for: with its
+    # own target echoed, the SDK takes a refused sender link for an attached one,
+    # sends, and reports the refusal as a retryable connection error.
+    (link.target if link.is_receiver else link.source).type = Terminus.UNSPECIFIED
+    link.open()
+    link.condition = error_condition(condition, description)
+    link.close()
 
 
 def take_transfer(delivery: Delivery, limit: int) -> bytes | None:

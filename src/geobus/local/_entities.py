@@ -5,6 +5,8 @@ messages, the ready order, the locks and the scheduled set, and decides every
 state change (lock, complete, abandon, defer, dead-letter, expiry) against a
 clock passed in by the caller. It never touches a socket or a file; the broker
 records what changed so the store can persist it before the client hears back.
+On an entity that requires sessions, ready messages are kept per session and
+handed only to the receiver holding that session's lock (``_sessions``).
 """
 
 from __future__ import annotations
@@ -12,72 +14,12 @@ from __future__ import annotations
 import heapq
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
+from ._messages import EntitySettings, LockLost, MessageState, StoredMessage
+from ._sessions import SessionLock, SessionLockLost, Sessions
 
-class MessageState(IntEnum):
-    """The values of ``x-opt-message-state`` (ServiceBusMessageState)."""
-
-    ACTIVE = 0
-    DEFERRED = 1
-    SCHEDULED = 2
-
-
-class LockLost(Exception):
-    """The lock token is unknown or its lock has expired."""
-
-
-@dataclass(frozen=True)
-class EntitySettings:
-    """Per-entity behaviour, as Service Bus configures a queue or subscription."""
-
-    lock_duration: float = 60.0
-    max_delivery_count: int = 10
-    default_ttl: float | None = None
-    duplicate_detection_window: float | None = None
-    dead_letter_on_expiration: bool = False
-    requires_session: bool = False
-
-    def __post_init__(self) -> None:
-        if self.lock_duration <= 0:
-            raise ValueError("lock_duration must be positive")
-        if self.max_delivery_count < 1:
-            raise ValueError("max_delivery_count must be at least 1")
-
-
-@dataclass
-class StoredMessage:
-    """One message in one log, with the broker's bookkeeping."""
-
-    seq: int
-    header: list[Any] | None
-    annotations: dict[Any, Any]
-    rest: bytes
-    message_id: Any
-    enqueued_at: float
-    expires_at: float | None = None
-    state: MessageState = MessageState.ACTIVE
-    scheduled_at: float | None = None
-    delivery_count: int = 0
-    lock_token: uuid.UUID | None = field(default=None, compare=False)
-    locked_until: float | None = field(default=None, compare=False)
-
-    def copy_for(self) -> StoredMessage:
-        """An independent copy (a topic's message fanned out to a subscription)."""
-        return StoredMessage(
-            seq=self.seq,
-            header=self.header,
-            annotations=dict(self.annotations),
-            rest=self.rest,
-            message_id=self.message_id,
-            enqueued_at=self.enqueued_at,
-            expires_at=self.expires_at,
-            state=self.state,
-            scheduled_at=self.scheduled_at,
-            delivery_count=self.delivery_count,
-        )
+__all__ = ["EntitySettings", "LockLost", "MessageLog", "MessageState", "StoredMessage"]
 
 
 Changed = Callable[["MessageLog", StoredMessage, bool], None]
@@ -99,10 +41,14 @@ class MessageLog:
         self.settings = settings
         self.is_dead_letter = is_dead_letter
         self.messages: dict[int, StoredMessage] = {}
-        self._ready: list[int] = []
+        # Ready sequence numbers per session (one heap under None without sessions).
+        self._ready: dict[str | None, list[int]] = {}
         self._scheduled: list[tuple[float, int]] = []
         self._locks: dict[uuid.UUID, StoredMessage] = {}
         self._on_change = on_change
+        self.sessions: Sessions | None = None
+        if settings.requires_session and not is_dead_letter:
+            self.sessions = Sessions(settings.lock_duration)
         self.dead_letter: MessageLog | None = None
         if not is_dead_letter:
             self.dead_letter = MessageLog(
@@ -117,39 +63,70 @@ class MessageLog:
         if message.state == MessageState.SCHEDULED and message.scheduled_at is not None:
             heapq.heappush(self._scheduled, (message.scheduled_at, message.seq))
         elif message.state == MessageState.ACTIVE:
-            heapq.heappush(self._ready, message.seq)
+            self._make_ready(message)
         if persist:
             self._on_change(self, message, False)
 
     # -- taking ------------------------------------------------------------
 
-    def take(self, now: float, *, peek_lock: bool) -> StoredMessage | None:
-        """The next ready message: locked (peek-lock) or removed (receive-and-delete)."""
-        while self._ready:
-            seq = heapq.heappop(self._ready)
-            message = self.messages.get(seq)
+    @property
+    def requires_session(self) -> bool:
+        """Receivers must hold a session (never true of a dead-letter queue)."""
+        return self.sessions is not None
+
+    def take(
+        self, now: float, *, peek_lock: bool, session: SessionLock | None = None
+    ) -> StoredMessage | None:
+        """The next ready message: locked (peek-lock) or removed (receive-and-delete).
+
+        On a session-enabled log, only ``session``'s, while its lock is live.
+        """
+        if self.sessions is not None and (session is None or not session.live(now)):
+            return None
+        key = None if session is None else session.session_id
+        seq = self._head(key, now)
+        if seq is None:
+            return None
+        heapq.heappop(self._ready[key])
+        message = self.messages[seq]
+        if peek_lock:
+            self._lock(message, now, session)
+        else:
+            self._remove(message)
+        return message
+
+    def _head(self, key: str | None, now: float) -> int | None:
+        """The first ready message of session ``key``, dropping stale and expired entries."""
+        heap = self._ready.get(key)
+        while heap:
+            message = self.messages.get(heap[0])
             if message is None or message.state != MessageState.ACTIVE or message.lock_token:
-                continue
-            if message.expires_at is not None and message.expires_at <= now:
+                heapq.heappop(heap)
+            elif message.expires_at is not None and message.expires_at <= now:
+                heapq.heappop(heap)
                 self._expire(message)
-                continue
-            if peek_lock:
-                self._lock(message, now)
             else:
-                self._remove(message)
-            return message
+                return message.seq
+        self._ready.pop(key, None)  # sessions come and go: keep no empty heaps
         return None
 
-    def _lock(self, message: StoredMessage, now: float) -> None:
+    def _lock(self, message: StoredMessage, now: float, session: SessionLock | None) -> None:
         message.lock_token = uuid.uuid4()
-        message.locked_until = now + self.settings.lock_duration
+        if session is None:
+            message.locked_until = now + self.settings.lock_duration
+        else:
+            message.session_lock = session
+            session.tokens.add(message.lock_token)
         self._locks[message.lock_token] = message
 
     def _unlock(self, message: StoredMessage) -> None:
         if message.lock_token is not None:
             self._locks.pop(message.lock_token, None)
+            if message.session_lock is not None:
+                message.session_lock.tokens.discard(message.lock_token)
         message.lock_token = None
         message.locked_until = None
+        message.session_lock = None
 
     def _remove(self, message: StoredMessage) -> None:
         self._unlock(message)
@@ -168,10 +145,17 @@ class MessageLog:
 
         Raises:
             LockLost: no such lock, or it expired (the message is then released).
+            SessionLockLost: the message's session lock ran out (the session is then
+                released).
         """
         message = self._locks.get(token)
         if message is None:
             raise LockLost(str(token))
+        if (session := message.session_lock) is not None:
+            if not session.live(now):
+                self.expire_session(session)
+                raise SessionLockLost(session.session_id)
+            return message
         if message.locked_until is not None and message.locked_until <= now:
             self._lock_expired(message)
             raise LockLost(str(token))
@@ -211,7 +195,8 @@ class MessageLog:
 
     def _make_ready(self, message: StoredMessage) -> None:
         if message.state == MessageState.ACTIVE:
-            heapq.heappush(self._ready, message.seq)
+            key = message.session_id if self.sessions is not None else None
+            heapq.heappush(self._ready.setdefault(key, []), message.seq)
 
     def _lock_expired(self, message: StoredMessage) -> None:
         self._unlock(message)
@@ -256,9 +241,15 @@ class MessageLog:
     def tick(self, now: float) -> bool:
         """Expire locks and activate due scheduled messages; True if any became ready."""
         became_ready = False
-        for message in [m for m in self._locks.values() if (m.locked_until or 0) <= now]:
+        expired = [m for m in self._locks.values() if m.locked_until and m.locked_until <= now]
+        for message in expired:
             self._lock_expired(message)
             became_ready = True
+        if self.sessions is not None:
+            for lock in self.sessions.expired(now):
+                self.expire_session(lock)
+                became_ready = True
+            became_ready = became_ready or self.sessions.any_waiter_due(now)
         while self._scheduled and self._scheduled[0][0] <= now:
             when, seq = heapq.heappop(self._scheduled)
             due = self.messages.get(seq)
@@ -277,25 +268,34 @@ class MessageLog:
         times = [m.locked_until for m in self._locks.values() if m.locked_until is not None]
         if self._scheduled:
             times.append(self._scheduled[0][0])
+        if self.sessions is not None and (deadline := self.sessions.next_deadline()) is not None:
+            times.append(deadline)
         return min(times) if times else None
 
     # -- management --------------------------------------------------------
 
-    def peek(self, from_seq: int, count: int, now: float) -> list[StoredMessage]:
-        """Up to ``count`` live messages from ``from_seq`` on, in order, unlocked or not."""
+    def peek(
+        self, from_seq: int, count: int, now: float, session_id: str | None = None
+    ) -> list[StoredMessage]:
+        """Up to ``count`` live messages from ``from_seq`` on, in order, unlocked or not
+        (of session ``session_id`` only, if given)."""
         seqs = sorted(s for s in self.messages if s >= from_seq)
         found = []
         for seq in seqs:
             message = self.messages[seq]
             if message.expires_at is not None and message.expires_at <= now:
                 continue
+            if session_id is not None and message.session_id != session_id:
+                continue
             found.append(message)
             if len(found) >= count:
                 break
         return found
 
-    def take_deferred(self, seq: int, now: float, *, peek_lock: bool) -> StoredMessage:
-        """Receive a deferred message by sequence number.
+    def take_deferred(
+        self, seq: int, now: float, *, peek_lock: bool, session: SessionLock | None = None
+    ) -> StoredMessage:
+        """Receive a deferred message by sequence number (of ``session``'s, if given).
 
         Raises:
             KeyError: no deferred message has that sequence number.
@@ -303,8 +303,10 @@ class MessageLog:
         message = self.messages.get(seq)
         if message is None or message.state != MessageState.DEFERRED or message.lock_token:
             raise KeyError(seq)
+        if session is not None and message.session_id != session.session_id:
+            raise KeyError(seq)
         if peek_lock:
-            self._lock(message, now)
+            self._lock(message, now, session)
         else:
             self._remove(message)
         return message
@@ -313,3 +315,80 @@ class MessageLog:
         message = self.messages.get(seq)
         if message is not None and message.state == MessageState.SCHEDULED:
             self._remove(message)
+
+    def reconfigure(self, settings: EntitySettings) -> None:
+        """Apply ``settings`` (the entity declared again). Turning sessions on or off
+        ends every session lock and regroups the ready messages."""
+        self.settings = settings
+        if self.dead_letter is not None:
+            self.dead_letter.settings = settings
+        wants_sessions = settings.requires_session and not self.is_dead_letter
+        if self.sessions is not None and wants_sessions:
+            self.sessions.lock_duration = settings.lock_duration
+            return
+        if self.sessions is None and not wants_sessions:
+            return
+        if self.sessions is not None:
+            for lock in list(self.sessions.locks.values()):
+                self.expire_session(lock)
+        self.sessions = Sessions(settings.lock_duration) if wants_sessions else None
+        self._ready = {}
+        for seq in sorted(self.messages):
+            if not self.messages[seq].lock_token:
+                self._make_ready(self.messages[seq])
+
+    # -- sessions ------------------------------------------------------------------
+
+    def accept_session(self, session_id: str | None, owner: Any, now: float) -> SessionLock | None:
+        """Lock session ``session_id`` for ``owner``, or (None) the next available one:
+        the session with the oldest ready message that no one holds. None if none is.
+
+        Raises:
+            SessionCannotBeLocked: another owner holds ``session_id``.
+        """
+        assert self.sessions is not None
+        for lock in self.sessions.expired(now):
+            self.expire_session(lock)
+        if session_id is None:
+            heads = [
+                (seq, key)
+                for key in list(self._ready)
+                if key is not None
+                and not self.sessions.held(key, now)
+                and (seq := self._head(key, now)) is not None
+            ]
+            if not heads:
+                return None
+            session_id = min(heads)[1]
+        return self.sessions.lock(session_id, owner, now)
+
+    def end_session(self, lock: SessionLock) -> None:
+        """Release ``lock``: the messages it held locked are ready again, each counted
+        as a delivery (or dead-lettered past the max delivery count)."""
+        if self.sessions is None or lock.lost:
+            return
+        self.sessions.release(lock)
+        for token in list(lock.tokens):
+            message = self._locks.get(token)
+            if message is not None:
+                self._lock_expired(message)
+        lock.tokens.clear()
+
+    def expire_session(self, lock: SessionLock) -> None:
+        """End ``lock`` because it ran out; its owner is told through ``sessions.lost``."""
+        if self.sessions is not None and not lock.lost:
+            self.end_session(lock)
+            self.sessions.lost.append(lock)
+
+    def sessions_with_messages(self) -> list[str]:
+        live = (MessageState.ACTIVE, MessageState.DEFERRED)
+        return sorted(
+            {m.session_id for m in self.messages.values() if m.session_id and m.state in live}
+        )
+
+    def reject_without_session(self, message: StoredMessage) -> None:
+        """Dead-letter a message that came from a topic without a session id, as a
+        session-enabled subscription does."""
+        from ._sessions import NULL_SESSION_DESCRIPTION, NULL_SESSION_REASON
+
+        self._move_to_dead_letter(message, NULL_SESSION_REASON, NULL_SESSION_DESCRIPTION)

@@ -26,6 +26,10 @@ max_links_per_connection  256      an attach beyond it is refused with
 max_cbs_request           8 KiB    a larger ``$cbs`` request detaches its link with
                                    ``amqp:link:message-size-exceeded`` (the link
                                    advertises it as its max-message-size)
+session_wait              60 s     a receiver asking for the next available session
+                                   while none is free waits this long (or the
+                                   ``com.microsoft:timeout`` its attach names), then is
+                                   refused with ``com.microsoft:timeout``
 ========================  =======  =====================================================
 
 A link's unsettled bytes are bounded by the max-message-size it advertises (the
@@ -68,6 +72,7 @@ class Limits:
     max_connections: int = 1000
     max_links_per_connection: int = 256
     max_cbs_request: int = 8 * 1024
+    session_wait: float = 60.0
 
     def __post_init__(self) -> None:
         for spec in fields(self):

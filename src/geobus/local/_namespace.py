@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing_extensions import Self
 
 from .._closing import Serving
 from ._amqp import Engine
-from ._broker import Broker
+from ._broker import BadAddress, Broker
 from ._cbs import own_hosts
+from ._definitions import EntityDefinitions, as_definitions
 from ._entities import EntitySettings
 from ._limits import Limits
 from ._server import Fault, Server
@@ -52,7 +54,16 @@ class LocalNamespace(Serving):
     hand ``ns.connection_string`` to ``ServiceBusClient.from_connection_string``.
     Queues are created on first use unless ``auto_create=False``; topics are
     declared with ``topics={"name": ["sub1", "sub2"]}`` or created when a
-    subscription receiver attaches first.
+    subscription receiver attaches first. Entities created so take the namespace's
+    settings (``lock_duration``, ``max_delivery_count``, ``default_ttl``,
+    ``duplicate_detection_window``).
+
+    ``entities`` declares queues, topics and subscriptions with settings of their
+    own: a TOML file's path, ``EntityDefinitions`` (``load_entities``) or a mapping
+    of the file's shape. They are created at start; a setting a definition leaves
+    out is Service Bus's default, not the namespace's. With a ``store``, the
+    definitions' settings replace those the entities had before and their messages
+    stay.
 
     Fault methods (``refuse``, ``black_hole``, ``freeze``, ``set_latency``,
     ``drop_connections``, ``detach_links``, ``heal``) and ``counts`` are safe to
@@ -77,7 +88,10 @@ class LocalNamespace(Serving):
         OSError: the port cannot be bound (on ``start``); the store could not be
             written (on leaving the ``with`` block).
         ValueError: ``store`` names a file that is not a local store, or cannot
-            be created.
+            be created, or holds a queue the ``entities`` declare as a topic (or
+            the other way round).
+        ConfigurationError: ``entities`` cannot be read or has a bad definition
+            (a ``ValueError`` too).
     """
 
     def __init__(
@@ -100,7 +114,9 @@ class LocalNamespace(Serving):
         clock: Callable[[], float] = time.time,
         on_failure: Callable[[BaseException], None] | None = None,
         limits: Limits | None = None,
+        entities: str | os.PathLike[str] | EntityDefinitions | Mapping[str, Any] | None = None,
     ) -> None:
+        self.entities = as_definitions(entities)
         settings = EntitySettings(
             lock_duration=lock_duration,
             max_delivery_count=max_delivery_count,
@@ -114,6 +130,8 @@ class LocalNamespace(Serving):
         )
         try:
             self._store.load(self._broker)
+            # After the store: a stored entity takes the definitions' settings, keeps its messages.
+            self._declare(self.entities)
             for name in queues:
                 self._broker.declare_queue(name)
             for topic, subs in (topics or {}).items():
@@ -134,6 +152,22 @@ class LocalNamespace(Serving):
         )
         self._server = Server(self._engine, self._store, host, port, on_failure=on_failure)
         self._started = False
+
+    def _declare(self, entities: EntityDefinitions | None) -> None:
+        if entities is None:
+            return
+        try:
+            for queue in entities.queues:
+                self._broker.declare_queue(queue.name, queue.settings())
+            for topic in entities.topics:
+                self._broker.declare_topic(topic.name, settings=topic.settings(self._broker.settings))
+                for sub in topic.subscriptions:
+                    self._broker.declare_subscription(topic.name, sub.name, sub.settings())
+        except BadAddress as exc:  # the definitions agree with themselves: the store differs
+            raise ValueError(
+                f"{self.store_path}: {exc}, but the entity definitions ({entities.source}) "
+                "declare it as the other kind"
+            ) from exc
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing_extensions import Self
 
 from .._closing import Serving
 from ._control import ControlClient
+from ._definitions import load_entities
 
 
 class LocalNamespaceProcess(Serving):
@@ -32,9 +33,15 @@ class LocalNamespaceProcess(Serving):
     (``development_key``); two processes that stand for two regions should be
     given different keys, as two Azure namespaces have.
 
+    ``entities``: a TOML file of entity definitions (``geobus local --entities``),
+    checked here first and read again by the child at every start, so a
+    ``restart()`` applies an edited file.
+
     Raises:
         RuntimeError: the process did not print its connection strings in time,
             or exited early (its stderr tail is in the message).
+        ConfigurationError: ``entities`` cannot be read or has a bad definition
+            (on construction).
     """
 
     def __init__(
@@ -46,7 +53,11 @@ class LocalNamespaceProcess(Serving):
         args: Sequence[str] = (),
         key: str | None = None,
         startup_timeout: float = 30.0,
+        entities: str | os.PathLike[str] | None = None,
     ) -> None:
+        if entities is not None:
+            load_entities(entities)  # a bad file fails here, not as "exited early"
+        self.entities = Path(entities) if entities is not None else None
         self.namespaces = namespaces
         self._key = key
         self.store = Path(store) if store is not None else None
@@ -83,6 +94,8 @@ class LocalNamespaceProcess(Serving):
         command += ["--port", str(self._ports[0] if self._ports else 0)]
         if self.store is not None:
             command += ["--store", str(self.store)]
+        if self.entities is not None:
+            command += ["--entities", str(self.entities)]
         command += self.args
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if self._key is not None:

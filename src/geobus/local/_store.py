@@ -5,7 +5,8 @@ With a file, everything the namespace acknowledged survives a restart (even a
 deleting the file is the disaster of a lost region. A file that is damaged
 (truncated, overwritten, another program's) is refused when opened, never
 replaced by an empty store. Locks are not kept: after a restart every message
-is unlocked, as if its lock had been lost.
+is unlocked, as if its lock had been lost, and no session is locked; each
+entity's settings and each session's state are kept.
 
 The file holds message bodies, so a new one is created owner-only (0600), as
 are SQLite's ``-wal`` and ``-shm`` files beside it. A write that fails (disk
@@ -15,14 +16,17 @@ acknowledges anything that was not saved.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from .._storage.sqlite import NotOurDatabase, open_database, transaction
 from ._broker import DEAD_LETTER_SUFFIX, SUBSCRIPTIONS, Broker, Change
 from ._codec import encode_annotations, encode_header, parse_message
-from ._entities import MessageState, StoredMessage
+from ._entities import EntitySettings, MessageState, StoredMessage
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -38,6 +42,14 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE TABLE IF NOT EXISTS sequences (entity TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS entities (path TEXT PRIMARY KEY, kind TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entity_settings (path TEXT PRIMARY KEY, settings TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS session_states (
+    path TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    state BLOB,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (path, session_id)
+);
 """
 
 
@@ -55,7 +67,7 @@ class MemoryStore:
         return None
 
     def save(self, broker: Broker, changes: list[Change], seqs: dict[str, int]) -> None:
-        return None
+        broker.take_state_changes()
 
     def close(self) -> None:
         return None
@@ -84,6 +96,7 @@ class SqliteStore:
             raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
         try:
             self._saved_entities = set(self._db.execute("SELECT path, kind FROM entities"))
+            self._saved_settings = set(self._db.execute("SELECT path, settings FROM entity_settings"))
         except sqlite3.Error as exc:
             self._db.close()
             raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
@@ -101,8 +114,9 @@ class SqliteStore:
             raise ValueError(f"{self.path} is not a geobus local store: {exc}") from exc
 
     def _load(self, broker: Broker) -> None:
+        settings = {path: _settings(text) for path, text in self._saved_settings}
         for path, kind in self._db.execute("SELECT path, kind FROM entities ORDER BY path"):
-            _declare(broker, path, kind)
+            _declare(broker, path, kind, settings.get(path))
         for entity, seq in self._db.execute("SELECT entity, seq FROM sequences"):
             broker.restore_sequence(entity, seq)
         rows = self._db.execute(
@@ -130,9 +144,15 @@ class SqliteStore:
                     state=message_state,
                     scheduled_at=scheduled,
                     delivery_count=count,
+                    session_id=parsed.session_id,
                 ),
                 persist=False,
             )
+        states = self._db.execute("SELECT path, session_id, state, updated_at FROM session_states")
+        for path, session_id, state, updated_at in states:
+            log = broker.log(path)
+            if log is not None and log.sessions is not None:
+                log.sessions.restore_state(session_id, state, updated_at)
 
     def save(self, broker: Broker, changes: list[Change], seqs: dict[str, int]) -> None:
         """Write ``changes`` and ``seqs`` in one transaction.
@@ -152,11 +172,20 @@ class SqliteStore:
         # An entity declared with nothing sent yet (a subscription receiver attached
         # first) must survive a restart too, or the topic comes back as a queue.
         entities = set(_entity_rows(broker)) - self._saved_entities
-        if not changes and not seqs and not entities:
+        settings = set(_settings_rows(broker)) - self._saved_settings
+        states = broker.take_state_changes()
+        if not changes and not seqs and not entities and not settings and not states:
             return
         with transaction(self._db) as db:
             db.executemany(
                 "INSERT OR IGNORE INTO entities (path, kind) VALUES (?, ?)", sorted(entities)
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO entity_settings (path, settings) VALUES (?, ?)",
+                sorted(settings),
+            )
+            db.executemany(
+                "INSERT OR REPLACE INTO session_states VALUES (?, ?, ?, ?)", states
             )
             db.executemany(
                 "INSERT INTO sequences (entity, seq) VALUES (?, ?)"
@@ -181,6 +210,9 @@ class SqliteStore:
                         ),
                     )
         self._saved_entities |= entities
+        saved = dict(self._saved_settings)
+        saved.update(settings)
+        self._saved_settings = set(saved.items())
 
     def close(self) -> None:
         self._db.close()
@@ -206,11 +238,36 @@ def _entity_rows(broker: Broker) -> Iterable[tuple[str, str]]:
             yield sub.path, "subscription"
 
 
-def _declare(broker: Broker, path: str, kind: str) -> None:
+def _settings_rows(broker: Broker) -> Iterable[tuple[str, str]]:
+    for path in broker.queues:
+        yield path, _settings_text(broker.queues[path].settings)
+    for topic in broker.topics.values():
+        yield topic.path, _settings_text(topic.settings)
+        for sub in topic.subscriptions.values():
+            yield sub.path, _settings_text(sub.settings)
+
+
+def _settings_text(settings: EntitySettings) -> str:
+    return json.dumps(dataclasses.asdict(settings), sort_keys=True)
+
+
+def _settings(text: str) -> EntitySettings:
+    """Settings saved by this or an earlier version: fields it lacks take their defaults."""
+    saved: Any = json.loads(text)
+    if not isinstance(saved, dict):
+        raise ValueError("entity settings are not a JSON object")
+    known = {f.name for f in dataclasses.fields(EntitySettings)}
+    try:
+        return EntitySettings(**{k: v for k, v in saved.items() if k in known})
+    except TypeError as exc:
+        raise ValueError(f"entity settings are not valid ({exc})") from exc
+
+
+def _declare(broker: Broker, path: str, kind: str, settings: EntitySettings | None) -> None:
     if kind == "queue":
-        broker.declare_queue(path)
+        broker.declare_queue(path, settings)
     elif kind == "topic":
-        broker.declare_topic(path)
+        broker.declare_topic(path, settings=settings)
     elif kind == "subscription" and SUBSCRIPTIONS in path:
         topic, _, sub = path.partition(SUBSCRIPTIONS)
-        broker.declare_subscription(topic, sub.removesuffix(DEAD_LETTER_SUFFIX))
+        broker.declare_subscription(topic, sub.removesuffix(DEAD_LETTER_SUFFIX), settings)

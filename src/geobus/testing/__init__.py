@@ -15,8 +15,9 @@ tests of a fleet sharing a ``redis://`` seen-set.
 of sleeping for a guess; ``FakeClock`` is a clock the test moves by hand.
 
 pytest fixtures (``geobus_namespace``, ``geobus_namespace_pair``,
-``geobus_namespace_factory``, ``geobus_fault_proxy``) are in a plugin you opt
-into: ``pytest_plugins = ["geobus.testing.pytest_plugin"]``.
+``geobus_namespace_factory``, ``geobus_fault_proxy``, and ``geobus_entities`` to
+override with your entity definitions) are in a plugin you opt into:
+``pytest_plugins = ["geobus.testing.pytest_plugin"]``.
 
 Needs the ``local`` extra: ``pip install 'geobus[local]'``.
 """

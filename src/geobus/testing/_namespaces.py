@@ -9,6 +9,7 @@ real kill -9 or SIGSTOP), with the same faults and counts on either.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -77,16 +78,23 @@ class NamespacePair(Generic[N]):
         args: Sequence[str] = (),
         stores: tuple[str | Path, str | Path] | None = None,
         startup_timeout: float = 30.0,
+        entities: str | os.PathLike[str] | None = None,
     ) -> NamespacePair[LocalNamespaceProcess]:
         """Two ``geobus local`` processes, not started yet (``start``): each with ``args``
         (``geobus local``'s options), its own store file if ``stores`` are given, and its
-        own development key, as two Azure namespaces have their own keys."""
+        own development key, as two Azure namespaces have their own keys. ``entities``:
+        both declare the entity definitions of this TOML file (``--entities``).
+
+        Raises:
+            ConfigurationError: ``entities`` cannot be read or has a bad definition.
+        """
         primary, secondary = (
             LocalNamespaceProcess(
                 args=args,
                 store=stores[n - 1] if stores is not None else None,
                 key=development_key(n),
                 startup_timeout=startup_timeout,
+                entities=entities,
             )
             for n in (1, 2)
         )
@@ -187,13 +195,15 @@ def _namespace(role: str, connection_string: str, via: FaultProxy | None) -> Nam
 def local_pair(**options: Any) -> Iterator[NamespacePair[LocalNamespace]]:
     """Start two in-process local namespaces with the same ``options``; stop both after.
 
-    ``options`` are ``LocalNamespace``'s (``lock_duration=2.0``, ``queues=["q"]``...).
+    ``options`` are ``LocalNamespace``'s (``lock_duration=2.0``, ``queues=["q"]``,
+    ``entities="entities.toml"`` for the same entity definitions in both...).
     Unless ``key`` is one of them, each namespace has its own development key
     (``geobus.local.development_key(1)`` and ``(2)``), as two Azure namespaces have
     their own keys: a connection string mixed up between them is refused.
 
     Raises:
         OSError: a port cannot be bound. TypeError: an unknown option.
+        ConfigurationError: ``entities`` cannot be read or has a bad definition.
     """
     keys = {"key": options.pop("key")} if "key" in options else None
     with (
@@ -205,15 +215,20 @@ def local_pair(**options: Any) -> Iterator[NamespacePair[LocalNamespace]]:
 
 @contextlib.contextmanager
 def process_pair(
-    *, args: Sequence[str] = (), stores: tuple[str | Path, str | Path] | None = None
+    *,
+    args: Sequence[str] = (),
+    stores: tuple[str | Path, str | Path] | None = None,
+    entities: str | os.PathLike[str] | None = None,
 ) -> Iterator[NamespacePair[LocalNamespaceProcess]]:
-    """Start two ``geobus local`` child processes at once (``NamespacePair.of_processes``);
-    stop both after, also when the block or a start failed.
+    """Start two ``geobus local`` child processes at once (``NamespacePair.of_processes``),
+    both with the entity definitions of the TOML file ``entities`` if given; stop both
+    after, also when the block or a start failed.
 
     Raises:
         RuntimeError: a process did not print its connection string in time, or exited.
+        ConfigurationError: ``entities`` cannot be read or has a bad definition.
     """
-    pair = NamespacePair.of_processes(args=args, stores=stores)
+    pair = NamespacePair.of_processes(args=args, stores=stores, entities=entities)
     pair.start()
     try:
         yield pair

@@ -12,12 +12,22 @@ three states:
   copy is settled the same way) or its lease expires (a dead worker: then the next
   ``claim`` takes it);
 - processed (``COMPLETED`` or ``DEAD_LETTERED``), for ``ttl`` seconds (the dedup
-  window): later copies are settled the same way, silently.
+  window): later copies are settled the same way, silently;
+- deferred (``DEFERRED``), for ``ttl`` seconds: the application deferred a copy and
+  has not received it back; ``claim`` answers ``DEFERRED`` and a twin is deferred
+  where it arrives. ``claim_deferred`` takes a deferred key back (in flight for its
+  caller) when the application receives a deferred copy back. Not processed: never
+  dropped for room, only when its ttl runs out.
 
 An owner renews its lease while the application holds the message, ``complete``s
 it after the namespace accepted the settlement, and ``release``s it when the
 message was abandoned or its lock was lost (so a twin or the redelivery is
 processed). ``release`` and ``renew`` act only for the current owner.
+
+``claim_deferred`` is optional for a store of the application's own: a store
+without it is not told of deferrals (a deferred key is released there, so a twin
+that reaches another worker is delivered by it), and a deferred copy received
+back is claimed with ``claim``. The three stores here have it.
 
 Keys keep their type: the receiver spells each message's key once
 (``geobus._decisions.dedup.key_of``: ``i:42``, ``s:42``...) and every store keeps that
@@ -49,8 +59,8 @@ class SeenSet(Protocol):
 
     Every method may raise ``SeenSetError`` when the store is unreachable; none
     blocks the event loop (stores that do blocking I/O run it in a thread). Bad
-    arguments (a lease or ttl not above 0, an outcome other than ``COMPLETED`` or
-    ``DEAD_LETTERED``, an empty owner) raise ``ValueError``.
+    arguments (a lease or ttl not above 0, an outcome other than ``COMPLETED``,
+    ``DEAD_LETTERED`` or ``DEFERRED``, an empty owner) raise ``ValueError``.
     """
 
     async def claim(self, key: Key, owner: str, lease: float) -> Claim:
@@ -65,8 +75,9 @@ class SeenSet(Protocol):
         ...
 
     async def complete(self, key: Key, owner: str, outcome: Claim, ttl: float) -> None:
-        """Record ``key`` as processed (``outcome``: ``COMPLETED`` or ``DEAD_LETTERED``)
-        for ``ttl`` seconds, whoever holds it now."""
+        """Record ``key`` as processed (``outcome``: ``COMPLETED`` or ``DEAD_LETTERED``),
+        or as deferred (``DEFERRED``; no owner holds it then), for ``ttl`` seconds,
+        whoever holds it now."""
         ...
 
     async def release(self, key: Key, owner: str) -> None:
@@ -74,6 +85,17 @@ class SeenSet(Protocol):
         ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class DeferringSeenSet(SeenSet, Protocol):
+    """A ``SeenSet`` that also takes deferred keys back (memory, SQLite and Redis do)."""
+
+    async def claim_deferred(self, key: Key, owner: str, lease: float) -> Claim:
+        """Take ``key`` for ``owner`` for ``lease`` seconds if it is deferred, absent, its lease
+        expired or ``owner`` holds it (``CLAIMED``); ``TAKEN`` if another owner holds it in
+        flight; ``COMPLETED`` or ``DEAD_LETTERED`` if it is processed. Never ``DEFERRED``."""
+        ...
 
 
 def open_seen_set(url: str, *, max_entries: int, clock: Callable[[], float] | None = None) -> SeenSet:
@@ -91,4 +113,4 @@ def open_seen_set(url: str, *, max_entries: int, clock: Callable[[], float] | No
     return open_store(url, max_entries=max_entries, clock=clock)
 
 
-__all__ = ["Claim", "SeenSet", "SeenSetError", "open_seen_set"]
+__all__ = ["Claim", "DeferringSeenSet", "SeenSet", "SeenSetError", "open_seen_set"]

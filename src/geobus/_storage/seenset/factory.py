@@ -54,6 +54,11 @@ def open_store(url: str, *, max_entries: int, clock: Callable[[], float] | None 
     raise ValueError(f"unknown seen-set store, got {describe(url)}: expected {SCHEMES}")
 
 
+# A deferred key is kept as if in flight with this owner, whom no receiver can be (owners are
+# not empty): a store of an older geobus reads it as another worker's and holds its twins.
+DEFERRED_OWNER = ""
+
+
 # -- argument checks shared by the stores ------------------------------------------------
 
 
@@ -80,7 +85,8 @@ def check_key(key: object, owner: object) -> None:
 
 
 def check_outcome(outcome: object) -> Claim:
-    """Raises ValueError unless ``outcome`` is ``Claim.COMPLETED`` or ``Claim.DEAD_LETTERED``."""
-    if outcome is not Claim.COMPLETED and outcome is not Claim.DEAD_LETTERED:
-        raise ValueError(f"a processed key's outcome is Claim.COMPLETED or Claim.DEAD_LETTERED, got {outcome!r}")
+    """Raises ValueError unless ``outcome`` is ``Claim.COMPLETED``, ``DEAD_LETTERED`` or ``DEFERRED``."""
+    if outcome is not Claim.COMPLETED and outcome is not Claim.DEAD_LETTERED and outcome is not Claim.DEFERRED:
+        raise ValueError(
+            f"a recorded outcome is Claim.COMPLETED, Claim.DEAD_LETTERED or Claim.DEFERRED, got {outcome!r}")
     return outcome

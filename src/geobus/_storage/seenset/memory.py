@@ -3,7 +3,8 @@
 In-flight keys and processed keys live in two dicts. Processed keys are kept in
 the order they were recorded, so the oldest go first once there are more than
 ``max_entries``; in-flight keys are never evicted, only forgotten when their
-lease has run out. Expired entries are dropped when a call meets them, and by a
+lease has run out. A deferred key is in flight with no owner (``DEFERRED_OWNER``),
+for its ttl. Expired entries are dropped when a call meets them, and by a
 sweep every so many writes (proportional to the size, so O(1) per write).
 """
 
@@ -16,7 +17,7 @@ from typing import NamedTuple
 
 from ..._decisions.dedup import Key
 from . import Claim
-from .factory import check_key, check_max_entries, check_outcome, check_seconds
+from .factory import DEFERRED_OWNER, check_key, check_max_entries, check_outcome, check_seconds
 
 _SWEEP_EVERY = 1024  # writes between sweeps, at least; as many as the entries left by the last one
 
@@ -64,10 +65,19 @@ class MemorySeenSet:
             del self._processed[key]
         held = self._in_flight.get(key)
         if held is not None and held.owner != owner and held.expires_at > now:
-            return Claim.TAKEN
+            return Claim.DEFERRED if held.owner == DEFERRED_OWNER else Claim.TAKEN
         self._in_flight[key] = _Lease(owner, now + lease)
         self._wrote(now)
         return Claim.CLAIMED
+
+    async def claim_deferred(self, key: Key, owner: str, lease: float) -> Claim:
+        """See ``DeferringSeenSet.claim_deferred``."""
+        check_key(key, owner)
+        lease = check_seconds("lease", lease)
+        held = self._in_flight.get(key)
+        if held is not None and held.owner == DEFERRED_OWNER:
+            del self._in_flight[key]
+        return await self.claim(key, owner, lease)
 
     async def renew(self, key: Key, owner: str, lease: float) -> bool:
         """See ``SeenSet.renew``; False too once the lease has run out, even if nobody took the key."""
@@ -88,6 +98,10 @@ class MemorySeenSet:
         now = self.clock()
         self._in_flight.pop(key, None)
         self._processed.pop(key, None)  # recorded again: the newest now
+        if outcome is Claim.DEFERRED:
+            self._in_flight[key] = _Lease(DEFERRED_OWNER, now + ttl)
+            self._wrote(now)
+            return
         self._processed[key] = _Processed(outcome, now + ttl)
         while len(self._processed) > self.max_entries:
             _, dropped = self._processed.popitem(last=False)

@@ -3,9 +3,12 @@
 One string per key, ``<prefix><key>`` (the key spelt with its type: ``s:order-1``,
 ``i:42``; see ``geobus._decisions.dedup.key_of``), whose value is the state: ``f2:<owner>``
 (in flight; the key's expiry is the lease), ``c2`` (completed) or ``d2``
-(dead-lettered; the expiry is the ttl). An absent key is absent. Redis keeps
+(dead-lettered; the expiry is the ttl), or ``f2:`` (deferred: in flight with the
+empty owner, which no receiver can be, until the ttl runs out; a worker of a
+geobus that predates deferral reads it as another worker's key in flight and
+holds its twins, never delivers them). An absent key is absent. Redis keeps
 the time, so the workers' clocks do not matter, and a dead worker's leases
-simply expire. ``claim``, ``renew`` and ``release`` are small Lua scripts, so
+simply expire. ``claim``, ``claim_deferred``, ``renew`` and ``release`` are small Lua scripts, so
 each is atomic on the server; ``complete`` is one ``SET ... PX``.
 
 The ``2`` is the format. geobus 0.1.0.dev0 wrote ``f:<owner>``, ``c`` and ``d``
@@ -48,11 +51,16 @@ from .factory import check_key, check_outcome, check_seconds
 PREFIX = "geobus:seen:"
 TIMEOUT = 1.0
 
-# KEYS[1] the key; ARGV[1] "f2:<owner>", ARGV[2] the lease in ms.
+# KEYS[1] the key; ARGV[1] "f2:<owner>", ARGV[2] the lease in ms; ARGV[3] "1": a deferred key is
+# taken too (claim_deferred), "0": it is answered (claim).
 _CLAIM = """
 local value = redis.call('GET', KEYS[1])
 if value == 'c2' then return 'completed' end
 if value == 'd2' then return 'dead_lettered' end
+if value == 'f2:' then
+    if ARGV[3] ~= '1' then return 'deferred' end
+    value = nil
+end
 if value and value ~= ARGV[1] then
     if string.sub(value, 1, 3) == 'f2:' then return 'taken' end
     -- geobus 0.1.0.dev0's c, d, f:<owner>: another message's (see the module's docstring)
@@ -77,7 +85,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 return 0
 """
-_CODE = {Claim.COMPLETED: "c2", Claim.DEAD_LETTERED: "d2"}
+_CODE = {Claim.COMPLETED: "c2", Claim.DEAD_LETTERED: "d2", Claim.DEFERRED: "f2:"}
 
 
 class RedisSeenSet:
@@ -113,7 +121,13 @@ class RedisSeenSet:
     async def claim(self, key: Key, owner: str, lease: float) -> Claim:
         """See ``SeenSet.claim``."""
         check_key(key, owner)
-        answer = await self._call(self._claim, key, _holder(owner), _ms(check_seconds("lease", lease)))
+        answer = await self._call(self._claim, key, _holder(owner), _ms(check_seconds("lease", lease)), "0")
+        return Claim(answer)
+
+    async def claim_deferred(self, key: Key, owner: str, lease: float) -> Claim:
+        """See ``DeferringSeenSet.claim_deferred``."""
+        check_key(key, owner)
+        answer = await self._call(self._claim, key, _holder(owner), _ms(check_seconds("lease", lease)), "1")
         return Claim(answer)
 
     async def renew(self, key: Key, owner: str, lease: float) -> bool:

@@ -3,7 +3,11 @@
 One table, one row per key (spelt with its type: ``s:order-1``, ``i:42``; see
 ``geobus._decisions.dedup.key_of``): its state (``f`` in flight, ``c`` completed, ``d``
 dead-lettered), the owner of an in-flight key, when the lease or the ttl runs
-out, and when the row was written. Every call is one short transaction on one
+out, and when the row was written. A deferred key is in flight with the empty
+owner (``DEFERRED_OWNER``, which no receiver can be) until its ttl runs out: the
+file stays readable by geobus versions that predate deferral, whose workers see
+such a key as another worker's, and hold its twins (never deliver them) until it
+is settled or its ttl runs out. Every call is one short transaction on one
 worker thread, so the event loop never waits on the file; ``claim`` is a
 ``BEGIN IMMEDIATE`` read-then-write, so two processes cannot both take a key.
 
@@ -40,7 +44,7 @@ from ..._decisions.dedup import Key
 from ..._redact import redact
 from ..sqlite import BUSY_TIMEOUT, NotOurDatabase, open_database, transaction
 from . import Claim, SeenSetError
-from .factory import check_key, check_max_entries, check_outcome, check_seconds
+from .factory import DEFERRED_OWNER, check_key, check_max_entries, check_outcome, check_seconds
 
 _T = TypeVar("_T")
 
@@ -117,6 +121,12 @@ class SqliteSeenSet:
         lease = check_seconds("lease", lease)
         return await self._run(self._claim, key, owner, lease)
 
+    async def claim_deferred(self, key: Key, owner: str, lease: float) -> Claim:
+        """See ``DeferringSeenSet.claim_deferred``."""
+        check_key(key, owner)
+        lease = check_seconds("lease", lease)
+        return await self._run(self._claim, key, owner, lease, True)
+
     async def renew(self, key: Key, owner: str, lease: float) -> bool:
         """See ``SeenSet.renew``; False too once the lease has run out, even if nobody took the key."""
         check_key(key, owner)
@@ -126,9 +136,12 @@ class SqliteSeenSet:
     async def complete(self, key: Key, owner: str, outcome: Claim, ttl: float) -> None:
         """See ``SeenSet.complete``."""
         check_key(key, owner)
-        code = _CODE[check_outcome(outcome)]
+        outcome = check_outcome(outcome)
         ttl = check_seconds("ttl", ttl)
-        await self._run(self._complete, key, code, ttl)
+        if outcome is Claim.DEFERRED:
+            await self._run(self._defer, key, ttl)
+        else:
+            await self._run(self._complete, key, _CODE[outcome], ttl)
 
     async def release(self, key: Key, owner: str) -> None:
         """See ``SeenSet.release``."""
@@ -155,7 +168,8 @@ class SqliteSeenSet:
         except sqlite3.Error as exc:
             raise SeenSetError(f"the seen-set {self.path} failed: {exc}") from exc
 
-    def _claim(self, key: str, owner: str, lease: float) -> Claim:
+    def _claim(self, key: str, owner: str, lease: float, deferred_too: bool = False) -> Claim:
+        """``claim``; with ``deferred_too``, ``claim_deferred`` (a deferred key is taken too)."""
         with transaction(self._db) as db:
             now = self.clock()
             row = db.execute(f"SELECT state, owner, expires_at FROM {TABLE} WHERE key = ?", (key,)).fetchone()
@@ -163,7 +177,9 @@ class SqliteSeenSet:
                 state, holder, _ = row
                 if state in _STATE:
                     return _STATE[state]
-                if holder != owner:
+                if holder == DEFERRED_OWNER and not deferred_too:
+                    return Claim.DEFERRED
+                if holder not in (owner, DEFERRED_OWNER):
                     return Claim.TAKEN
             db.execute(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, 'f', ?, ?, ?)", (key, owner, now + lease, now))
         self._wrote()
@@ -180,6 +196,12 @@ class SqliteSeenSet:
     def _complete(self, key: str, code: str, ttl: float) -> None:
         now = self.clock()
         self._db.execute(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, NULL, ?, ?)", (key, code, now + ttl, now))
+        self._wrote()
+
+    def _defer(self, key: str, ttl: float) -> None:
+        now = self.clock()
+        self._db.execute(
+            f"INSERT OR REPLACE INTO {TABLE} VALUES (?, 'f', ?, ?, ?)", (key, DEFERRED_OWNER, now + ttl, now))
         self._wrote()
 
     def _release(self, key: str, owner: str) -> None:

@@ -28,7 +28,7 @@ from .table import cell, ratio_cell
 
 # In the order they run: the plain SDK's own speed against a local namespace first, the
 # baseline every later row's plain side runs on.
-BENCHMARKS = ("local_namespace", "replication", "outbox", "seenset", "fleet")
+BENCHMARKS = ("local_namespace", "replication", "outbox", "seenset", "fleet", "sessions")
 HEADLINE = ("out-of-process", "memory")  # local_namespace's rows matching the others' servers
 
 
@@ -205,6 +205,9 @@ def render(report: dict[str, Any]) -> str:
     if "fleet" in ran_names:
         lines += ["fleet: three worker processes draining both namespaces with a shared seen-set,",
                   "  against the same fleet on in-memory seen-sets (which lets duplicates through)."]
+    if "sessions" in ran_names:
+        lines += ["sessions: geobus's session receiver (a session at a time, over both namespaces) against",
+                  "  two plain session receivers, one per namespace, on the same sessions and copies."]
     if any(row["plain_source"] == "cut-off" for row in report["rows"]):
         lines.append("cut-off: the plain SDK was still waiting when the benchmark gave up on it (no bound).")
     lines += [f"FAILED {r['name']}: {r['status']}" for r in report["benchmarks"] if r["status"] != "ok"]

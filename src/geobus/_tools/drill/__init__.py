@@ -116,6 +116,11 @@ def execute(
         dict(scenario.env),
         scenario.handle_time,
         scenario.workers,
+        lock_duration=scenario.lock_duration,
+        max_delivery_count=scenario.max_delivery_count,
+        worker_args=scenario.worker_args,
+        producer_args=scenario.producer_args,
+        requires_session=scenario.requires_session,
         progress=progress,
     )
     problems = []

@@ -10,6 +10,8 @@ with a single ``write`` (a kill -9 loses at most the line being written):
     ack      {id, lat, landed, fo, buf} after it returned
     error    {id, error}                it raised
     deliver  {id, ns, life}             the worker's handler got a message
+    poisoned {id, life}                 ... the ``--poison`` one: the handler kills its process
+    owned / released, and deliver's session fields: ``--sessions`` (see ``session_worker``)
     complete {id, life} / settle_failed {id, life, error}
     stats    {...}                      SenderStats / ReceiverStats
 """
@@ -25,6 +27,7 @@ import random
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from azure.servicebus import ServiceBusMessage, ServiceBusReceivedMessage
@@ -62,6 +65,7 @@ def _message(args: argparse.Namespace, index: int, rng: random.Random) -> Servic
         json.dumps({"index": index, "padding": padding}),
         message_id=f"{args.prefix}-{index}",
         application_properties={"index": index},
+        session_id=f"s{index % args.sessions}" if args.sessions else None,  # interleaved sessions
     )
 
 
@@ -130,6 +134,9 @@ async def produce_async(args: argparse.Namespace, events: Events) -> None:
 # -- worker -----------------------------------------------------------------------------
 
 
+Delivered = Callable[[ServiceBusReceivedMessage, str], None]  # (message, its namespace)
+
+
 class _Worker:
     """The handler's bookkeeping, shared by the sync and async loops."""
 
@@ -145,6 +152,10 @@ class _Worker:
 
     def delivered(self, message: ServiceBusReceivedMessage, namespace: str) -> None:
         self.events.emit("deliver", id=str(message.message_id), ns=namespace, life=self.args.life)
+        if str(message.message_id) == self.args.poison:
+            # A handler that crashes its process: nothing is settled, the lock runs out.
+            self.events.emit("poisoned", id=self.args.poison, life=self.args.life)
+            os.kill(os.getpid(), signal.SIGKILL)
 
     def settled(self, message: ServiceBusReceivedMessage, error: BaseException | None) -> None:
         if error is None:
@@ -157,6 +168,32 @@ class _Worker:
                 error=type(error).__name__,
             )
 
+    def handle_sync(self, receiver: Any, messages: list[ServiceBusReceivedMessage], delivered: Delivered) -> None:
+        """Fetched ``messages`` through the application: delivered, its work, completed."""
+        self.fetched(messages)
+        for message in messages:
+            delivered(message, receiver.namespace_of(message))
+            time.sleep(self.args.handle_time)  # the application's work
+            try:
+                receiver.complete_message(message)
+                self.settled(message, None)
+            except (ServiceBusError, GeobusError) as exc:
+                self.settled(message, exc)
+
+    async def handle_async(
+        self, receiver: Any, messages: list[ServiceBusReceivedMessage], delivered: Delivered
+    ) -> None:
+        """``handle_sync`` for ``geobus.aio``."""
+        self.fetched(messages)
+        for message in messages:
+            delivered(message, receiver.namespace_of(message))
+            await asyncio.sleep(self.args.handle_time)
+            try:
+                await receiver.complete_message(message)
+                self.settled(message, None)
+            except (ServiceBusError, GeobusError) as exc:
+                self.settled(message, exc)
+
     def stats(self, stats: geobus.ReceiverStats, *, force: bool = False) -> None:
         if force or time.monotonic() - self._stats_at >= STATS_INTERVAL:
             self._stats_at = time.monotonic()
@@ -167,36 +204,20 @@ class _Worker:
 
 def work_sync(args: argparse.Namespace, worker: _Worker) -> None:
     with geobus.GeoServiceBusClient(ReplicationConfig.from_env()) as client:
-        with client.get_queue_receiver(args.queue) as receiver:
+        with client.get_queue_receiver(args.queue, prefetch_count=args.prefetch) as receiver:
             while not worker.stop.is_set():
                 messages = receiver.receive_messages(max_message_count=20, max_wait_time=0.5)
-                worker.fetched(messages)
-                for message in messages:
-                    worker.delivered(message, receiver.namespace_of(message))
-                    time.sleep(args.handle_time)  # the application's work
-                    try:
-                        receiver.complete_message(message)
-                        worker.settled(message, None)
-                    except (ServiceBusError, GeobusError) as exc:
-                        worker.settled(message, exc)
+                worker.handle_sync(receiver, messages, worker.delivered)
                 worker.stats(receiver.stats)
             worker.stats(receiver.stats, force=True)
 
 
 async def work_async(args: argparse.Namespace, worker: _Worker) -> None:
     async with geobus.aio.GeoServiceBusClient(ReplicationConfig.from_env()) as client:
-        async with client.get_queue_receiver(args.queue) as receiver:
+        async with client.get_queue_receiver(args.queue, prefetch_count=args.prefetch) as receiver:
             while not worker.stop.is_set():
                 messages = await receiver.receive_messages(max_message_count=20, max_wait_time=0.5)
-                worker.fetched(messages)
-                for message in messages:
-                    worker.delivered(message, receiver.namespace_of(message))
-                    await asyncio.sleep(args.handle_time)
-                    try:
-                        await receiver.complete_message(message)
-                        worker.settled(message, None)
-                    except (ServiceBusError, GeobusError) as exc:
-                        worker.settled(message, exc)
+                await worker.handle_async(receiver, messages, worker.delivered)
                 worker.stats(receiver.stats)
             worker.stats(receiver.stats, force=True)
 
@@ -219,6 +240,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--linger", type=float, default=20.0)
     parser.add_argument("--handle-time", type=float, default=0.0)
     parser.add_argument("--life", type=int, default=0)
+    parser.add_argument("--prefetch", type=int, default=20, help="messages each namespace's link fetches ahead")
+    parser.add_argument("--poison", help="the message id whose handler kills the worker (kill -9 of itself)")
+    parser.add_argument(
+        "--sessions", type=int, default=0,
+        help="producer: spread the messages over this many sessions; worker: use session receivers",
+    )  # fmt: skip
     return parser
 
 
@@ -246,7 +273,14 @@ def _act(args: argparse.Namespace, events: Events) -> None:
         return
     worker = _Worker(args, events)
     signal.signal(signal.SIGTERM, lambda *_: worker.stop.set())
-    if args.api == "sync":
+    if args.sessions:
+        from . import session_worker  # it builds on this module's _Worker
+
+        if args.api == "sync":
+            session_worker.work_sync(args, worker)
+        else:
+            asyncio.run(session_worker.work_async(args, worker))
+    elif args.api == "sync":
         work_sync(args, worker)
     else:
         asyncio.run(work_async(args, worker))

@@ -142,6 +142,11 @@ class Run:
     env_overrides: dict[str, str] = field(default_factory=dict)  # "{dir}" is the run's directory
     handle_time: float = 0.0
     worker_count: int = 1  # workers competing for the queues from the start
+    lock_duration: float = LOCK_DURATION  # the namespaces' entities' (``geobus local``'s options)
+    max_delivery_count: int = 100
+    worker_args: tuple[str, ...] = ()  # the worker agents' extra options
+    producer_args: tuple[str, ...] = ()  # the producer agents' extra options
+    requires_session: bool = False  # the drill queue is session-enabled (an entities file)
     log: EventLog = field(default_factory=EventLog)
     marks: list[tuple[float, str]] = field(default_factory=list)
     allowed_losses: set[str] | None = None  # ids a passive disaster may lose
@@ -162,13 +167,17 @@ class Run:
             "--queue",
             QUEUE,
             "--lock-duration",
-            str(LOCK_DURATION),
+            str(self.lock_duration),
             "--max-delivery-count",
-            "100",
+            str(self.max_delivery_count),
         ]
+        entities = self.dir / "entities.toml" if self.requires_session else None
+        if entities is not None:  # a session-enabled queue, with the settings the options give
+            entities.write_text(f"[queues.{QUEUE}]\nrequires_session = true\nlock_duration = {self.lock_duration}\n"
+                                f"max_delivery_count = {self.max_delivery_count}\n")  # fmt: skip
         # Two regions, two keys: a connection string mixed up between them is refused.
         self.namespaces = NamespacePair.of_processes(
-            args=args, stores=(self.dir / "primary.db", self.dir / "secondary.db")
+            args=args, stores=(self.dir / "primary.db", self.dir / "secondary.db"), entities=entities
         )
 
     # -- lifecycle ------------------------------------------------------------------
@@ -218,6 +227,7 @@ class Run:
             str(start),
             "--rate",
             str(self.settings.rate),
+            *self.producer_args,
         ]
         agent = self._agent("producer", len(self.producers), extra)
         self.producers.append(agent)
@@ -227,6 +237,10 @@ class Run:
         """kill -9 of one worker; the kill is an event, so counting knows the life is over
         (``held``: what it had fetched and not settled, when the scenario knows)."""
         self.workers[life].kill()
+        self.worker_died(life, held)
+
+    def worker_died(self, life: int, held: set[str] | None = None) -> None:
+        """Record that worker ``life`` is gone, by the scenario's doing: counting knows its life is over."""
         self.log.poll()
         event: dict[str, Any] = {"e": "killed", "t": time.monotonic(), "life": life}
         if held is not None:
@@ -246,7 +260,8 @@ class Run:
         return held
 
     def start_worker(self) -> Agent:
-        agent = self._agent("worker", len(self.workers), ["--handle-time", str(self.handle_time)])
+        extra = ["--handle-time", str(self.handle_time), *self.worker_args]
+        agent = self._agent("worker", len(self.workers), extra)
         self.workers.append(agent)
         return agent
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from . import poison, session_order
 from .harness import LOCK_DURATION, Run
 
 FLAPS = 4
@@ -27,6 +28,11 @@ class Scenario:
     env: dict[str, str] = field(default_factory=dict)  # "{dir}" is the run's directory
     handle_time: float = 0.0  # seconds the worker's handler takes per message
     workers: int = 1
+    lock_duration: float = LOCK_DURATION  # the namespaces' queue settings
+    max_delivery_count: int = 100
+    worker_args: tuple[str, ...] = ()  # the worker agents' extra options
+    producer_args: tuple[str, ...] = ()  # the producer agents' extra options
+    requires_session: bool = False  # the drill queue is session-enabled
 
 
 def _quarter(run: Run) -> None:
@@ -197,5 +203,15 @@ SCENARIOS: dict[str, Scenario] = {
                  env=SQLITE_SEEN_SET, handle_time=0.005, workers=3),
         Scenario("latency", "the primary answers 200 ms late", _outage(
             _primary("set_latency", 0.2), _primary("heal"), "primary answers 200 ms late", "primary healed")),
+        Scenario("poison", f"a handler kills its worker on one message every time; the message is "
+                 f"dead-lettered after {poison.MAX_DELIVERY_COUNT} deliveries, the fleet goes on", poison.poison,
+                 env=SQLITE_SEEN_SET, handle_time=0.05, workers=2, lock_duration=poison.LOCK_DURATION,
+                 max_delivery_count=poison.MAX_DELIVERY_COUNT, worker_args=poison.WORKER_ARGS),
+        Scenario("session-order", f"{session_order.SESSIONS} sessions interleaved, the primary killed "
+                 f"mid-session: each session in its producer's order (passive: gaps reported, at most "
+                 f"{session_order.ORDER_GAP_WAIT:g} s waited), no session held twice", session_order.session_order,
+                 env=session_order.ENV, handle_time=0.005, workers=session_order.WORKERS,
+                 lock_duration=session_order.LOCK_DURATION, worker_args=session_order.WORKER_ARGS,
+                 producer_args=session_order.PRODUCER_ARGS, requires_session=True),
     )
 }  # fmt: skip
