@@ -213,6 +213,12 @@ class TestPoisonVerdict:
         [problem] = verdict({"primary"}, held, 3, 5)
         assert "m-11" in problem
 
+    def test_a_fetched_ahead_copy_whose_twin_was_delivered_is_no_broken_promise(self) -> None:
+        held = {"primary": [*DEAD, ("m-11", REASON)], "secondary": []}
+        assert verdict({"primary"}, held, 3, 5, delivered={"m-11"}) == []
+        [problem] = verdict({"primary"}, {"primary": [*DEAD, ("m-11", "bad json")], "secondary": []}, 3, 5, {"m-11"})
+        assert "m-11" in problem  # dead-lettered by a handler, not for its delivery count
+
     def test_a_dead_letter_for_another_reason_breaks_it(self) -> None:
         [problem] = verdict({"primary"}, {"primary": [(POISON, "TTLExpiredException")], "secondary": []}, 3, 5)
         assert "TTLExpiredException" in problem
