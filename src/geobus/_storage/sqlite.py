@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Set
 from pathlib import Path
 from typing import Literal
@@ -55,6 +56,33 @@ def open_database(
     """
     _check_file(path)
     _create_owner_only(path)
+    for attempt in range(1, _OPEN_ATTEMPTS + 1):
+        try:
+            return _prepare(path, tables, schema, synchronous, busy_timeout, vet)
+        except _RaceOnCreate:
+            # Another process is turning the same new file to WAL this very moment: SQLite
+            # can answer "disk I/O error" then. The file is fine; try again shortly.
+            if attempt == _OPEN_ATTEMPTS:
+                raise NotOurDatabase("disk I/O error") from None
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
+_OPEN_ATTEMPTS = 5
+
+
+class _RaceOnCreate(Exception):
+    """SQLite said "disk I/O error" while setting up a connection (see ``open_database``)."""
+
+
+def _prepare(
+    path: Path,
+    tables: Set[str],
+    schema: str,
+    synchronous: Literal["FULL", "NORMAL"],
+    busy_timeout: float,
+    vet: Callable[[sqlite3.Connection], None] | None,
+) -> sqlite3.Connection:
     try:
         db = sqlite3.connect(str(path), timeout=busy_timeout, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as exc:
@@ -66,6 +94,11 @@ def open_database(
         db.execute("PRAGMA journal_mode=WAL")
         db.execute(f"PRAGMA synchronous={synchronous}")
         db.executescript(schema)
+    except sqlite3.OperationalError as exc:
+        db.close()
+        if "disk I/O error" in str(exc):
+            raise _RaceOnCreate from exc
+        raise NotOurDatabase(str(exc)) from exc
     except sqlite3.Error as exc:
         db.close()
         raise NotOurDatabase(str(exc)) from exc

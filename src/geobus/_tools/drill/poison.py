@@ -40,6 +40,7 @@ LOCK_DURATION = 2.0  # seconds: each death costs one lock duration
 WORKER_ARGS = ("--poison", POISON, "--prefetch", "1")
 DEAD_LETTER_TIMEOUT = 120.0  # up to MAX_DELIVERY_COUNT deaths per region, each a lock and a start
 REASON = "MaxDeliveryCountExceeded"
+DELIVERY_TIMEOUT = 30.0  # for the twin of a copy dead-lettered with the poison to reach a handler
 
 
 def poison(run: Run) -> None:
@@ -68,7 +69,10 @@ def poison(run: Run) -> None:
         return
     held = dead_letters(run)
     first_death = deaths[0] if deaths else float("inf")
-    delivered = {e["id"] for e in run.log.events if e["e"] == "deliver"}
+    others = {m for role in ROLES for m, reason in held[role] if m != POISON and reason == REASON}
+    # A fetched-ahead copy's twin may still be on its way to a handler: give it the time it needs.
+    run.wait_until(lambda: others <= _delivered(run), DELIVERY_TIMEOUT, f"the twins of {sorted(others)} to be delivered")
+    delivered = _delivered(run)
     after = {e["id"] for e in run.log.events if e["e"] == "deliver" and e["t"] > first_death and e["id"] != POISON}
     twins = sorted({m for role in ROLES for m, _ in held[role] if m != POISON and m in delivered})
     run.mark(
@@ -105,6 +109,10 @@ def verdict(
     if not delivered_after:
         problems.append("no other message was delivered after the first death: the fleet stopped")
     return problems
+
+
+def _delivered(run: Run) -> set[str]:
+    return {e["id"] for e in run.log.events if e["e"] == "deliver"}
 
 
 def _poisoned(run: Run, life: int) -> bool:
