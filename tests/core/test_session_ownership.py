@@ -297,3 +297,31 @@ class TestState:
         for broker in brokers.values():
             written = decode(broker.state["s"])
             assert (written.version, written.user, dict(written.marks)) == (4, b"the application's", {"p": 7})
+
+    def test_a_namespace_read_while_held_that_stops_answering_does_not_hold_the_marks_back(self) -> None:
+        brokers = {"primary": Broker(), "secondary": Broker()}
+        channels = {n: FakeSessionChannel(n, b) for n, b in brokers.items()}
+        app_state = SessionState(3, b"the application's", {"p": 1}, 50.0, "earlier-owner").encode()
+        for name, channel in channels.items():
+            channel.held = "s"
+            brokers[name].state["s"] = app_state
+        marks = {"p": 1}
+        state = ReplicatedState(
+            channels,  # type: ignore[arg-type]
+            mode=ReplicationMode.PASSIVE,
+            attached=lambda: {"primary", "secondary"},
+            active=lambda: "primary",
+            marks=lambda: dict(marks),
+            timeout=1.0,
+        )
+
+        async def run() -> None:
+            await state.read()  # both read at attach
+            brokers["primary"].down = True  # a failover: the primary stops answering
+            marks["p"] = 7
+            await state.write_marks()
+
+        asyncio.run(run())
+        written = decode(brokers["secondary"].state["s"])
+        assert (written.version, written.user, dict(written.marks)) == (4, b"the application's", {"p": 7})
+        assert brokers["primary"].state["s"] == app_state

@@ -98,8 +98,10 @@ class ReplicatedState:
 
     async def write_marks(self) -> None:
         """Write the marks, if they moved since the last write, over the state read afresh from
-        every namespace holding the session; not when one of them did not answer (best effort:
-        the keeper tries again later)."""
+        every namespace holding the session. One that does not answer now is no bar if its
+        state was read while this receiver held it (a failover in progress at ``close``);
+        one never read is: the marks wait for the keeper's next turn rather than write an
+        older state over a newer one."""
         if self._marks() == self.written_marks:
             return
         async with self._lock:
@@ -109,9 +111,11 @@ class ReplicatedState:
                     *(self._channels[n].get_state(timeout=self._timeout) for n in names), return_exceptions=True
                 )
                 failed = {n: a for n, a in zip(names, answers, strict=True) if isinstance(a, BaseException)}
-                if failed or not names:
+                # One that does not answer now may be written over only if its state was read while
+                # this receiver held it: no one else can have written a newer one there since.
+                if len(failed) == len(names) or not set(failed) <= self._read_from:
                     raise ReplicationError("the session state was not read from every namespace holding it", causes=failed)
-                self._read_from |= set(names)
+                self._read_from |= set(names) - set(failed)
                 self.known = newest([self.known, *(decode(a) for a in answers if not isinstance(a, BaseException))])
                 await self._write_next(self.known.user)
             except ReplicationError as exc:
