@@ -147,6 +147,29 @@ class TestOrder:
 
         asyncio.run(run())
 
+    def test_a_failed_with_closes_the_receiver_it_never_handed_over(
+        self, namespace_factory: Callable[..., LocalNamespace]
+    ) -> None:
+        pair = session_pair(namespace_factory)
+
+        async def run() -> None:
+            async with geobus.aio.GeoServiceBusClient(config(pair, "active")) as client:
+                receiver = client.get_queue_receiver(QUEUE, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=0.5)
+                with pytest.raises(OperationTimeoutError):
+                    async with receiver:
+                        raise AssertionError("no session was available: the body never runs")
+                with pytest.raises(RuntimeError, match="closed"):
+                    await receiver.receive_messages(1, 0.5)
+
+        asyncio.run(run())
+        with geobus.GeoServiceBusClient(config(pair, "active")) as client:
+            receiver = client.get_queue_receiver(QUEUE, session_id=NEXT_AVAILABLE_SESSION, max_wait_time=0.5)
+            with pytest.raises(OperationTimeoutError):
+                with receiver:
+                    raise AssertionError("no session was available: the body never runs")
+            with pytest.raises(RuntimeError, match="closed"):
+                receiver.receive_messages(1, 0.5)
+
 
 async def take(worker: Worker, receiver: Any, count: int) -> list[Any]:
     """Receive ``count`` messages; fail after a bounded number of idle waits."""

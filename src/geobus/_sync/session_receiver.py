@@ -95,7 +95,9 @@ class DedupSessionReceiver(Shell[core.DedupSessionReceiver]):
         return self._portal.run(self._core.receive_messages(max_message_count, max_wait_time))
 
     def __enter__(self) -> DedupSessionReceiver:
-        self._portal.run(self._core._own())
+        """Take the session; if that fails, the receiver is closed and the error raised (as
+        ``geobus.aio``'s ``async with``)."""
+        self._portal.run(self._core.__aenter__())
         return self
 
     def __iter__(self) -> Iterator[ServiceBusReceivedMessage]:

@@ -279,7 +279,14 @@ class DedupSessionReceiver(SessionExtras, SessionSettling, HandsOut[_Handed], As
         return message
 
     async def __aenter__(self) -> DedupSessionReceiver:
-        await self._own()
+        """Take the session. If that fails (no session came, another receiver holds it), the
+        receiver is closed before the error is raised: the ``async with`` body never runs, so
+        nothing else would close it (its links and its shared seen-set connection)."""
+        try:
+            await self._own()
+        except BaseException:
+            await self.close()
+            raise
         return self
 
     # -- settling (``settling.py``; ``_record``, ``_settle``: ``HandsOut``) ------------------------
