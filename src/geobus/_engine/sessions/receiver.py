@@ -315,6 +315,11 @@ class DedupSessionReceiver(SessionExtras, SessionSettling, HandsOut[_Handed], As
 
     # -- lifecycle --------------------------------------------------------------------------------
 
+    async def _write_marks_now(self) -> None:
+        """The order marks, if they moved since written, within a bound; a failure is logged."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.state.write_marks(), 2 * self.deadlines.attempt + self.timings.poll_wait)
+
     async def close(self) -> None:
         """Stop receiving, write the order marks (bounded), give back what was fetched and not
         handed out, and let go of the session in both namespaces and the store. Safe twice."""
@@ -322,11 +327,16 @@ class DedupSessionReceiver(SessionExtras, SessionSettling, HandsOut[_Handed], As
             return
         self._closed = True
         if self._loops is not None:
-            if self.lost is None and self.ownership.attached:
+            marking = self.lost is None and bool(self.ownership.attached)
+            if marking:
                 # Before the pumps stop: a receive call cancelled mid-way can leave its SDK receiver unusable.
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.state.write_marks(), self.deadlines.attempt + self.timings.poll_wait)
+                # The bound allows a read timing out on a namespace going down, then the write elsewhere.
+                await self._write_marks_now()
             await self._loops.stop()
+            if marking:
+                # A state call beside a receive in flight can fail in the SDK ("Handler failed"); with the
+                # pumps stopped, once more: a next owner without the marks could not tell a late message.
+                await self._write_marks_now()
         fetched = [] if self.order is None else self.order.held_items()
         await self._runner.give_back([(deliver.key, deliver.copy) for deliver in fetched])
         await self._runner.close()

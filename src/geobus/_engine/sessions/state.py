@@ -115,9 +115,15 @@ class ReplicatedState:
                 # this receiver held it: no one else can have written a newer one there since.
                 if len(failed) == len(names) or not set(failed) <= self._read_from:
                     raise ReplicationError("the session state was not read from every namespace holding it", causes=failed)
-                self._read_from |= set(names) - set(failed)
+                answered = [n for n in names if n not in failed]
+                self._read_from |= set(answered)
                 self.known = newest([self.known, *(decode(a) for a in answers if not isinstance(a, BaseException))])
-                await self._write_next(self.known.user)
+                # Only where the read was answered, and all at once: a namespace that just failed to
+                # answer would hold the others up for its whole timeout (at close, past the bound).
+                state = SessionState(self.known.version + 1, self.known.user, self._marks(), self._clock(), self.writer)
+                await self._all(answered, state.encode())
+                self.known = state
+                self.written_marks = dict(state.marks)
             except ReplicationError as exc:
                 _LOG.info("geobus: the session's order marks were not written (%s); trying again later", exc)
 
