@@ -265,21 +265,7 @@ class TestState:
         assert decode(brokers["primary"].state["s"]).version == 1
 
     def test_marks_are_never_written_over_a_state_not_read_from_every_namespace(self) -> None:
-        brokers = {"primary": Broker(), "secondary": Broker()}
-        channels = {n: FakeSessionChannel(n, b) for n, b in brokers.items()}
-        app_state = SessionState(3, b"the application's", {"p": 1}, 50.0, "earlier-owner").encode()
-        for name, channel in channels.items():
-            channel.held = "s"
-            brokers[name].state["s"] = app_state
-        marks = {"p": 1}
-        state = ReplicatedState(
-            channels,  # type: ignore[arg-type]
-            mode=ReplicationMode.ACTIVE,
-            attached=lambda: {"primary", "secondary"},
-            active=lambda: "primary",
-            marks=lambda: dict(marks),
-            timeout=1.0,
-        )
+        brokers, state, marks, app_state = _held_state(ReplicationMode.ACTIVE)
 
         async def run() -> None:
             for broker in brokers.values():
@@ -299,21 +285,7 @@ class TestState:
             assert (written.version, written.user, dict(written.marks)) == (4, b"the application's", {"p": 7})
 
     def test_a_namespace_read_while_held_that_stops_answering_does_not_hold_the_marks_back(self) -> None:
-        brokers = {"primary": Broker(), "secondary": Broker()}
-        channels = {n: FakeSessionChannel(n, b) for n, b in brokers.items()}
-        app_state = SessionState(3, b"the application's", {"p": 1}, 50.0, "earlier-owner").encode()
-        for name, channel in channels.items():
-            channel.held = "s"
-            brokers[name].state["s"] = app_state
-        marks = {"p": 1}
-        state = ReplicatedState(
-            channels,  # type: ignore[arg-type]
-            mode=ReplicationMode.PASSIVE,
-            attached=lambda: {"primary", "secondary"},
-            active=lambda: "primary",
-            marks=lambda: dict(marks),
-            timeout=1.0,
-        )
+        brokers, state, marks, app_state = _held_state(ReplicationMode.PASSIVE)
 
         async def run() -> None:
             await state.read()  # both read at attach
@@ -325,3 +297,24 @@ class TestState:
         written = decode(brokers["secondary"].state["s"])
         assert (written.version, written.user, dict(written.marks)) == (4, b"the application's", {"p": 7})
         assert brokers["primary"].state["s"] == app_state
+
+
+def _held_state(mode: ReplicationMode) -> tuple[dict[str, Broker], ReplicatedState, dict[str, int], bytes]:
+    """A session held in both namespaces, each with the application's state (version 3) and
+    marks the test moves: (brokers, state, marks, the application's encoded state)."""
+    brokers = {"primary": Broker(), "secondary": Broker()}
+    channels = {n: FakeSessionChannel(n, b) for n, b in brokers.items()}
+    app_state = SessionState(3, b"the application's", {"p": 1}, 50.0, "earlier-owner").encode()
+    for name, channel in channels.items():
+        channel.held = "s"
+        brokers[name].state["s"] = app_state
+    marks = {"p": 1}
+    state = ReplicatedState(
+        channels,  # type: ignore[arg-type]
+        mode=mode,
+        attached=lambda: {"primary", "secondary"},
+        active=lambda: "primary",
+        marks=lambda: dict(marks),
+        timeout=1.0,
+    )
+    return brokers, state, marks, app_state
