@@ -38,10 +38,10 @@ IDLE = 0.5
 LATER = 120.0
 # AutoLockRenewer renews once fewer than floor(T) / 2 s are left, T being the lock's time
 # left when it is registered, and looks every 0.5 s (sync) or 1 s (async). These locks
-# keep floor(T) at 3 s (sync) and 5 s (async) if registering takes under 0.8 s, which
-# leaves the renewal a second (sync) or a second and a half (async) of slack: half a
-# second was too little on a loaded machine.
-RENEWED_LOCK, RENEWED_LOCK_ASYNC = 3.8, 5.8
+# keep floor(T) at 5 s (sync) and 7 s (async) if registering takes under 0.8 s, which
+# leaves the renewal two seconds (sync) or two and a half (async) of slack: half a
+# second, then one, were too little on a loaded machine.
+RENEWED_LOCK, RENEWED_LOCK_ASYNC = 5.8, 7.8
 # The namespace's lock in the lock-expiry test; the clock jumps past it.
 LOCK = 30.0
 # Sender options. The SDK's keep-alive thread (sync) or task (async) sleeps in 1 s
