@@ -14,11 +14,6 @@ UUID_42 = uuid.UUID(int=42)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def tracker(clock: FakeClock) -> DuplicateTracker:
     return DuplicateTracker(max_entries=100, max_age=3600.0, clock=clock)
 

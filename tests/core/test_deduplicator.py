@@ -30,11 +30,6 @@ KEY = key_of("m")
 DOWN = SeenSetError("connection refused")
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 def make(clock: FakeClock, *, shared: bool = False, already_settled: bool = False, **policy: object) -> Deduplicator:
     return Deduplicator(
         DedupPolicy(lease=LEASE, **policy),  # type: ignore[arg-type]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -29,36 +29,8 @@ QUICK = ReceiverTimings(poll_wait=0.05, keeper_interval=0.02)
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def weu(clock: FakeClock) -> FakeReceiveChannel:
-    return FakeReceiveChannel("weu", clock=clock)
-
-
-@pytest.fixture
-def neu(clock: FakeClock) -> FakeReceiveChannel:
-    return FakeReceiveChannel("neu", clock=clock)
-
-
-@pytest.fixture
-async def make_receiver(
-    weu: FakeReceiveChannel, neu: FakeReceiveChannel, clock: FakeClock
-) -> AsyncIterator[MakeReceiver]:
-    receivers: list[DedupReceiver] = []
-
-    def make(channels: list[FakeReceiveChannel] | None = None, **options: Any) -> DedupReceiver:
-        options.setdefault("deadlines", Deadlines(attempt=0.5, receive_stall=0.1))
-        options.setdefault("timings", QUICK)
-        receiver = DedupReceiver(channels or [weu, neu], clock=clock, **options)
-        receivers.append(receiver)
-        return receiver
-
-    yield make
-    for receiver in receivers:
-        await receiver.close()
+def receiver_defaults() -> dict[str, Any]:
+    return {"deadlines": Deadlines(attempt=0.5, receive_stall=0.1), "timings": QUICK}
 
 
 async def receive_one(receiver: DedupReceiver) -> Received:

@@ -28,11 +28,6 @@ DOWN = SeenSetError("connection refused")
 DEFERRED, COMPLETED = Outcome.DEFERRED, Outcome.COMPLETED
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 def make(clock: FakeClock, *, shared: bool = False, defers_shared: bool = True, already_settled: bool = False,
          **policy: object) -> Deduplicator:
     return Deduplicator(

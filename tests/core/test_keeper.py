@@ -22,11 +22,6 @@ from .test_receiver_core import BOUND, QUICK, receive
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 async def receivers() -> AsyncIterator[list[DedupReceiver]]:
     made: list[DedupReceiver] = []
     yield made

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -29,40 +29,6 @@ BOUND = 1.0  # generous upper bound, in seconds, for anything that should be pro
 SHORT_POLLS = ReceiverTimings(poll_wait=0.05)
 # ... and the keeper (lock renewals, shared seen-set rechecks) ticks in tens of milliseconds.
 QUICK = ReceiverTimings(poll_wait=0.05, keeper_interval=0.02)
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def weu(clock: FakeClock) -> FakeReceiveChannel:
-    return FakeReceiveChannel("weu", clock=clock)
-
-
-@pytest.fixture
-def neu(clock: FakeClock) -> FakeReceiveChannel:
-    return FakeReceiveChannel("neu", clock=clock)
-
-
-@pytest.fixture
-async def make_receiver(
-    weu: FakeReceiveChannel, neu: FakeReceiveChannel, clock: FakeClock
-) -> AsyncIterator[MakeReceiver]:
-    """Build receivers over the two fakes with the fake clock; each is closed after the test."""
-    receivers: list[DedupReceiver] = []
-
-    def make(**options: Any) -> DedupReceiver:
-        options.setdefault("deadlines", Deadlines(receive_stall=0.1))
-        options.setdefault("timings", SHORT_POLLS)
-        receiver = DedupReceiver([weu, neu], clock=clock, **options)
-        receivers.append(receiver)
-        return receiver
-
-    yield make
-    for receiver in receivers:
-        await receiver.close()
 
 
 async def receive(receiver: DedupReceiver, count: int, within: float = BOUND) -> list[Received]:
@@ -499,13 +465,6 @@ class TestSettlementApi:
     def test_invalid_timings(self, timings: dict[str, Any]) -> None:
         with pytest.raises(ValueError, match="ReceiverTimings"):
             ReceiverTimings(**timings)
-
-
-@pytest.fixture
-def portal() -> Iterator[Portal]:
-    portal = Portal("test")
-    yield portal
-    portal.close()
 
 
 class TestSyncShell:

@@ -7,7 +7,7 @@ import datetime
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -642,13 +642,6 @@ class TestLifecycle:
     def test_needs_two_channels(self, weu: FakeSendChannel) -> None:
         with pytest.raises(ValueError):
             ReplicatedSender([weu])
-
-
-@pytest.fixture
-def portal() -> Iterator[Portal]:
-    portal = Portal("test")
-    yield portal
-    portal.close()
 
 
 class TestSyncShell:

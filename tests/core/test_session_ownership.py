@@ -45,6 +45,9 @@ class FakeSessionChannel:
         self.offer_delay = offer_delay
         self.managing = False
 
+    def when_idle(self, wake: Any) -> None:
+        pass  # never managing: the pump is never held off
+
     @property
     def session_id(self) -> str | None:
         return self.held

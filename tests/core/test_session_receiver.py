@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -41,6 +42,9 @@ class FakeSessionChannel(FakeReceiveChannel):
         self.state: bytes | None = None
         self.state_reads_fail = 0
         self.asks: list[int] = []
+
+    def when_idle(self, wake: Any) -> None:
+        pass  # never managing: the pump is never held off
 
     def stamped(self, *seqs: int) -> list[ServiceBusReceivedMessage]:
         """Publish messages ``m<seq>`` of producer ``p.1``, numbered ``seqs``."""
@@ -79,11 +83,6 @@ class FakeSessionChannel(FakeReceiveChannel):
 
 
 MakeReceiver = Callable[..., DedupSessionReceiver]
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
@@ -206,6 +205,25 @@ class TestReceiveAndDelete:
 
 class TestMarks:
     """The background marks write never puts an unread (or older) state over the application's."""
+
+    async def test_a_gap_given_up_is_in_the_marks_at_once(self, make_receiver: MakeReceiver, clock: FakeClock) -> None:
+        """A next owner must know where the stream stands after a gap, should this one die before
+        the marks' next turn (an hour here): 1..6, if they come, are late then, not a start."""
+        rad = ServiceBusReceiveMode.RECEIVE_AND_DELETE
+        weu = FakeSessionChannel("weu", clock=clock, receive_mode=rad)
+        neu = FakeSessionChannel("neu", clock=clock, receive_mode=rad, reachable=False)  # 1..6 may be there
+        weu.stamped(7)
+        receiver = make_receiver(
+            [weu, neu], mode=ReplicationMode.PASSIVE, receive_mode=rad, timings=replace(QUICK, marks_interval=3600)
+        )
+        assert await one(receiver) == "m7"
+        assert receiver.session_stats.gaps == 1
+        for _ in range(500):  # the write runs in the background: at most 5 s
+            if weu.state is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert weu.state is not None, "the marks were not written after the gap"
+        assert dict(decode(weu.state).marks) == {PRODUCER.decode(): 7}
 
     async def test_a_state_read_failing_at_attach_is_not_overwritten_when_the_marks_move(
         self, make_receiver: MakeReceiver, weu: FakeSessionChannel, neu: FakeSessionChannel

@@ -38,6 +38,8 @@ class ReceiverTimings:
     ``reconnect_backoff``: the first and the largest wait before reconnecting a
     namespace whose receive call failed (doubling in between).
     ``store_backoff``: the shared seen-set is left alone this long after it failed.
+    ``marks_interval``: a session receiver writes its order marks this often when they
+    moved (also at once after a gap, a namespace failing, and at close).
 
     Raises:
         ValueError: a time that is not above 0, or a largest backoff below the first.
@@ -48,6 +50,7 @@ class ReceiverTimings:
     renew_ahead: float = 10.0
     reconnect_backoff: tuple[float, float] = (0.2, 5.0)
     store_backoff: float = 5.0
+    marks_interval: float = 5.0
 
     def __post_init__(self) -> None:
         for f in fields(self):

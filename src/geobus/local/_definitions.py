@@ -155,23 +155,18 @@ class _Checked:
 # -- one entity ---------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SubscriptionDefinition(_Checked):
-    """One subscription of a topic, with ``SubscriptionProperties``' names."""
+@dataclass(frozen=True, kw_only=True)
+class _Receiving(_Checked):
+    """What a queue and a subscription both have: the properties a receiver meets."""
 
-    topic: str
-    name: str
     requires_session: bool = False
     lock_duration: float = DEFAULT_LOCK_DURATION
     max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT
     default_message_time_to_live: float | None = None
     dead_lettering_on_message_expiration: bool = False
 
-    def _where(self) -> str:
-        return f"topics.{self.topic}.subscriptions.{self.name}"
-
     def settings(self) -> EntitySettings:
-        """What the local namespace's subscription does with these properties."""
+        """What the local namespace's queue or subscription does with these properties."""
         return EntitySettings(
             lock_duration=self.lock_duration,
             max_delivery_count=self.max_delivery_count,
@@ -182,36 +177,30 @@ class SubscriptionDefinition(_Checked):
 
 
 @dataclass(frozen=True)
-class QueueDefinition(_Checked):
+class SubscriptionDefinition(_Receiving):
+    """One subscription of a topic, with ``SubscriptionProperties``' names."""
+
+    topic: str
+    name: str
+
+    def _where(self) -> str:
+        return f"topics.{self.topic}.subscriptions.{self.name}"
+
+
+@dataclass(frozen=True)
+class QueueDefinition(_Receiving):
     """One queue, with ``QueueProperties``' names. The duplicate detection window is
     kept when detection is off (the administration API keeps it too) but does nothing."""
 
     name: str
-    requires_session: bool = False
-    lock_duration: float = DEFAULT_LOCK_DURATION
-    max_delivery_count: int = DEFAULT_MAX_DELIVERY_COUNT
-    default_message_time_to_live: float | None = None
-    dead_lettering_on_message_expiration: bool = False
-    requires_duplicate_detection: bool = False
-    duplicate_detection_history_time_window: float = DEFAULT_DUPLICATE_DETECTION_WINDOW
+    requires_duplicate_detection: bool = field(default=False, kw_only=True)
+    duplicate_detection_history_time_window: float = field(default=DEFAULT_DUPLICATE_DETECTION_WINDOW, kw_only=True)
 
     def _where(self) -> str:
         return f"queues.{self.name}"
 
     def settings(self) -> EntitySettings:
-        """What the local namespace's queue does with these properties."""
-        return EntitySettings(
-            lock_duration=self.lock_duration,
-            max_delivery_count=self.max_delivery_count,
-            default_ttl=self.default_message_time_to_live,
-            duplicate_detection_window=(
-                self.duplicate_detection_history_time_window
-                if self.requires_duplicate_detection
-                else None
-            ),
-            dead_letter_on_expiration=self.dead_lettering_on_message_expiration,
-            requires_session=self.requires_session,
-        )
+        return replace(super().settings(), duplicate_detection_window=_detection_window(self))
 
 
 @dataclass(frozen=True)
@@ -230,15 +219,12 @@ class TopicDefinition(_Checked):
     def settings(self, base: EntitySettings) -> EntitySettings:
         """The topic's settings: duplicate detection and time to live from here, the rest
         from ``base`` (the namespace's), which subscriptions created on first use take."""
-        return replace(
-            base,
-            default_ttl=self.default_message_time_to_live,
-            duplicate_detection_window=(
-                self.duplicate_detection_history_time_window
-                if self.requires_duplicate_detection
-                else None
-            ),
-        )
+        return replace(base, default_ttl=self.default_message_time_to_live, duplicate_detection_window=_detection_window(self))
+
+
+def _detection_window(entity: QueueDefinition | TopicDefinition) -> float | None:
+    """The window a queue or topic detects duplicates in; None: it does not."""
+    return entity.duplicate_detection_history_time_window if entity.requires_duplicate_detection else None
 
 
 # -- a file of them ------------------------------------------------------------------------

@@ -14,7 +14,6 @@ passes its deadline.
 
 from __future__ import annotations
 
-import asyncio
 import datetime
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol, TypeVar
@@ -22,7 +21,6 @@ from typing import Any, Protocol, TypeVar
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceiveMode, ServiceBusSessionFilter
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 
-from ..._errors import NamespaceTimeoutError
 from ..channels import ReceiveChannel, SdkReceiveChannel, _Bounded
 
 _T = TypeVar("_T")
@@ -39,6 +37,7 @@ class SessionChannel(ReceiveChannel, Protocol):
     def locked_until(self) -> datetime.datetime | None: ...
     @property
     def managing(self) -> bool: ...
+    def when_idle(self, wake: Callable[[], None]) -> None: ...
     async def lock(self, target: SessionTarget, *, timeout: float) -> str: ...
     async def renew_session(self, *, timeout: float) -> datetime.datetime: ...
     async def get_state(self, *, timeout: float) -> bytes | None: ...
@@ -65,6 +64,7 @@ class SdkSessionChannel(SdkReceiveChannel):
         )
         self._target: SessionTarget | None = None
         self._managing = 0
+        self._wake: Callable[[], None] | None = None
         self._held: str | None = None
         kwargs: dict[str, Any] = {**(options or {}), "receive_mode": receive_mode, "prefetch_count": 0}
 
@@ -110,23 +110,26 @@ class SdkSessionChannel(SdkReceiveChannel):
 
     @property
     def managing(self) -> bool:
-        """A session operation (state, lock renewal) is under way: the receiver's pump holds
-        off its next receive call, which the SDK would make the operation wait for."""
+        """A session operation (state, lock renewal) waits for, or makes, its call: the
+        receiver's pump holds off its next receive call until it is done."""
         return self._managing > 0
 
+    def when_idle(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` each time the last session operation under way ends (the pump held off for it)."""
+        self._wake = wake
+
     async def _manage(self, fn: Callable[[ServiceBusReceiver], Awaitable[_T]], timeout: float) -> _T:
-        """``fn`` on the open SDK receiver, beside a receive call in flight (not queued behind it
-        as ``_Bounded.call`` would queue it); on a fresh one if none is open."""
-        handler = self._bounded.handler
-        if handler is None:
-            return await self._bounded.call(fn, timeout)
+        """``fn`` on the SDK receiver, after the receive call in flight, never beside it: two
+        calls at once on one SDK receiver read its connection's frames twice and fail in the
+        SDK ("Handler failed: list index out of range"), losing the operation. ``timeout``
+        counts that wait (at most the pump's poll)."""
         self._managing += 1
         try:
-            return await asyncio.wait_for(fn(handler), timeout)
-        except asyncio.TimeoutError as exc:
-            raise NamespaceTimeoutError(self.name, timeout) from exc
+            return await self._bounded.call(fn, timeout)
         finally:
             self._managing -= 1
+            if not self._managing and self._wake is not None:
+                self._wake()
 
     async def renew_session(self, *, timeout: float) -> datetime.datetime:
         result: datetime.datetime = await self._manage(lambda r: r.session.renew_lock(), timeout)

@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 _LOG = logging.getLogger("geobus")
 FIRST_POLL = 0.3  # seconds: a namespace just attached answers soon (an undecided start waits for it)
-MARK_INTERVAL = 5.0  # seconds between writes of the order marks, when they moved
 
 
 class Loops:
@@ -139,8 +138,12 @@ class Loops:
         if receiver.order is not None:
             receiver.order.region_live(name, False)
         receiver.changed.set()  # a gap waiting on it may now be decided
+        self.mark_soon()  # a namespace failed: where the order stands goes to the others now, for the next owner
+
+    def mark_soon(self) -> None:
+        """Write the order marks now, in the background (once at a time), where the session is held."""
+        receiver = self._receiver
         if receiver.ownership.attached and (self._marking is None or self._marking.done()):
-            # A namespace failed: where the order stands goes to the others now, for the next owner.
             self._marking = asyncio.get_running_loop().create_task(receiver.state.write_marks())
 
     # -- the keeper --------------------------------------------------------------------------------------
@@ -160,7 +163,7 @@ class Loops:
                 self._lease_renewed = now
                 if not kept:
                     receiver._lose(SessionLockLostError(message="the session's lease in the shared store was lost"))
-        if now - self._marks_written >= MARK_INTERVAL and receiver.ownership.attached:
+        if now - self._marks_written >= receiver.timings.marks_interval and receiver.ownership.attached:
             self._marks_written = now
             await receiver.state.write_marks()
 

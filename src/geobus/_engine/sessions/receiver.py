@@ -114,6 +114,8 @@ class DedupSessionReceiver(SessionExtras, SessionSettling, HandsOut[_Handed], As
             policy, self.channels, receive_mode=receive_mode, seen_set=seen_set, clock=clock,
             timings=self.timings, deadlines=self.deadlines, on_deferred=lambda copy: self.extras.twin_deferred(copy),
         )  # fmt: skip
+        for channel in channels:  # a pump held off for a session operation goes on when it ends
+            channel.when_idle(self._settled.set)
         self.extras = DeferralsAndPeeks(
             channels,
             self._key,
@@ -255,7 +257,11 @@ class DedupSessionReceiver(SessionExtras, SessionSettling, HandsOut[_Handed], As
         return out
 
     def _report_gaps(self) -> None:
+        """Log each gap given up, and write the order marks soon: a next owner without them
+        could not tell the skipped numbers, should they come, from a stream's start."""
         assert self.order is not None
+        if self.order.gaps and self._loops is not None:
+            self._loops.mark_soon()
         while self.order.gaps:
             gap = self.order.gaps.popleft()
             first = "?" if gap.first is None else str(gap.first)
