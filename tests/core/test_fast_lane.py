@@ -14,7 +14,7 @@ from azure.servicebus.exceptions import ServiceBusConnectionError
 import geobus
 from geobus import Deadlines, ReplicationMode
 from geobus._errors import NamespaceTimeoutError
-from geobus._sync.fast_lane import FastLane
+from geobus._sync.fast_lane import QUICK_FAILURE, FastLane
 from geobus._sync.portal import Portal
 from geobus.aio import ReplicatedSender
 
@@ -31,6 +31,7 @@ class FakeSyncChannel:
         self.opens = opens
         self.sent: list[str] = []
         self.error: Exception | None = None
+        self.slow = 0.0  # seconds a send takes before it fails
         self.closed = threading.Event()
         self.opened = threading.Event()
 
@@ -40,6 +41,7 @@ class FakeSyncChannel:
 
     def send(self, payload: Any, seconds: float) -> None:
         if self.error is not None:
+            threading.Event().wait(self.slow)
             raise self.error
         self.sent.append(str(payload.message_id))
 
@@ -78,9 +80,13 @@ class Rig:
         return self.sender.send_messages(ServiceBusMessage(b"x", message_id=f"m-{n}", **fields))
 
     def warm(self) -> FakeSyncChannel:
-        """The first send (through the loop), and this thread's direct channel to weu, open."""
-        assert self.send(0).landed == ("weu",)
+        """The first two sends (through the loop: the second opens this thread's direct channel
+        to weu, aside), and that channel, open."""
+        assert [self.send(n).landed for n in (-2, -1)] == [("weu",), ("weu",)]
         return self.ready("weu")
+
+
+WARM = ["m--2", "m--1"]  # Rig.warm's sends
 
 
 @pytest.fixture
@@ -100,8 +106,8 @@ def rig(portal: Portal) -> Iterator[Rig]:
 def test_the_first_send_goes_through_the_loop_and_the_next_ones_direct(rig: Rig) -> None:
     direct = rig.warm()
     assert [rig.send(n).landed for n in (1, 2)] == [("weu",), ("weu",)]
-    assert rig.weu.stored == ["m-0"] and direct.sent == ["m-1", "m-2"] and rig.lane.direct == 2
-    assert rig.sender.stats.messages_sent == {"weu": 3, "neu": 0}
+    assert rig.weu.stored == WARM and direct.sent == ["m-1", "m-2"] and rig.lane.direct == 2
+    assert rig.sender.stats.messages_sent == {"weu": 4, "neu": 0}
     rig.sender.close()
     assert direct.closed.wait(5.0)
 
@@ -112,7 +118,7 @@ def test_a_direct_send_that_times_out_fails_over_through_the_loop(rig: Rig) -> N
     result = rig.send(1)
     assert result.landed == ("neu",) and result.failed_over
     assert isinstance(result.missed["weu"], NamespaceTimeoutError)
-    assert rig.weu.stored == ["m-0"], "the namespace that did not answer was waited out twice"
+    assert rig.weu.stored == WARM, "the namespace that did not answer was waited out twice"
     assert rig.neu.stored == ["m-1"]
     stats = rig.sender.stats
     assert stats.send_failures["weu"] == 1 and stats.failovers == 1 and stats.active_namespace == "neu"
@@ -123,18 +129,49 @@ def test_a_direct_link_that_broke_is_retried_on_the_loops_own_link_without_failo
     rig.warm().error = ServiceBusConnectionError(message="connection reset by peer")
     result = rig.send(1)
     assert result.landed == ("weu",) and not result.failed_over
-    assert rig.weu.stored == ["m-0", "m-1"] and rig.sender.stats.failovers == 0
-    rig.send(2)  # a new channel for this thread is opened aside
+    assert rig.weu.stored == [*WARM, "m-1"] and rig.sender.stats.failovers == 0
+    rig.send(2)  # this thread's second send since: a new channel is opened aside
     assert len(rig.opened["weu"]) == 2
+
+
+def test_a_slow_error_is_the_namespaces_failure_and_fails_over(rig: Rig) -> None:
+    direct = rig.warm()
+    direct.error, direct.slow = ServiceBusConnectionError(message="reset"), QUICK_FAILURE * 2
+    result = rig.send(1)
+    assert result.landed == ("neu",) and result.failed_over
+    assert rig.weu.stored == WARM, "a namespace that failed slowly was tried again, eating the standby's time"
+
+
+def test_a_sender_used_once_per_thread_opens_no_link_of_its_own(rig: Rig) -> None:
+    rig.send(0)
+    sent = threading.Thread(target=rig.send, args=(1,))
+    sent.start()
+    sent.join(5.0)
+    assert rig.opened["weu"] == [] and rig.weu.stored == ["m-0", "m-1"]
+
+
+def test_the_links_of_threads_that_ended_are_closed(rig: Rig) -> None:
+    def two_sends() -> None:
+        rig.send(0)
+        rig.send(1)
+
+    worker = threading.Thread(target=two_sends)
+    worker.start()
+    worker.join(5.0)
+    [theirs] = rig.opened["weu"]
+    assert theirs.opened.wait(5.0) and not theirs.closed.is_set()
+    rig.warm()  # this thread opens its own: the ended thread's is closed
+    assert theirs.closed.wait(5.0)
 
 
 def test_after_a_failover_the_new_active_namespace_is_sent_to_directly(rig: Rig) -> None:
     rig.warm().error = NamespaceTimeoutError("weu", 1.0)
     assert rig.send(1).landed == ("neu",)
-    rig.send(2)  # through the loop: this thread's link to neu opens aside
+    for n in (2, 3):  # through the loop: this thread's second send to neu opens its link there, aside
+        rig.send(n)
     direct = rig.ready("neu")
-    assert rig.send(3).landed == ("neu",)
-    assert direct.sent == ["m-3"] and rig.neu.stored == ["m-1", "m-2"] and rig.lane.direct == 1
+    assert rig.send(4).landed == ("neu",)
+    assert direct.sent == ["m-4"] and rig.neu.stored == ["m-1", "m-2", "m-3"] and rig.lane.direct == 1
 
 
 def test_a_namespace_behind_an_open_breaker_is_not_sent_to_directly(portal: Portal, rig: Rig) -> None:
@@ -167,4 +204,4 @@ def test_bad_input_is_refused_before_anything_is_sent(rig: Rig) -> None:
     bad.application_properties = {"n": 2**40}
     with pytest.raises(ValueError, match="application_properties"):
         rig.sender.send_messages(bad)
-    assert direct.sent == [] and rig.weu.stored == ["m-0"]
+    assert direct.sent == [] and rig.weu.stored == WARM

@@ -55,6 +55,25 @@ def test_a_cut_with_nothing_to_cut_yet_is_tried_again(watchdog: Watchdog) -> Non
     assert watchdog.disarm(watch) is True
 
 
+def test_a_call_cut_off_is_cut_again_until_it_ends(watchdog: Watchdog) -> None:
+    cuts: list[int] = []
+    twice = threading.Event()
+
+    def cutting() -> bool:  # a retry's new socket, say, would be shut the second time
+        cuts.append(1)
+        if len(cuts) == 2:
+            twice.set()
+        return True
+
+    watch = watchdog.arm(0.01, cutting)
+    assert twice.wait(5.0)
+    assert watchdog.disarm(watch) is True
+    settled = len(cuts)
+    later = threading.Event()
+    watchdog.arm(0.1, lambda: bool(later.set()) or True)
+    assert later.wait(5.0) and len(cuts) == settled, "a disarmed watch was cut again"
+
+
 def test_an_earlier_deadline_wakes_the_watchdog(watchdog: Watchdog) -> None:
     watchdog.arm(3600, lambda: True)  # the thread now sleeps for an hour
     cut = threading.Event()

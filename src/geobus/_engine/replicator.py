@@ -156,6 +156,12 @@ class Replicator:
         fast lane, on its own thread): counted as ``attempt`` counts them."""
         self._count(self._sent, name, messages)
 
+    def failed_outside(self, name: str, error: Exception) -> None:
+        """A call to ``name`` made outside ``attempt`` (the sync fast lane) failed: told to its
+        breaker and counted as ``attempt`` does. On the loop."""
+        self._failed(name, error)
+        self._count(self._failures, name, 1)
+
     def _count(self, table: dict[str, int], name: str, count: int) -> None:
         with self._counting:
             table[name] += count
@@ -186,7 +192,7 @@ class Replicator:
         ``judge``: the sender's, or the drainer's (under which a namespace's refusal,
         a rotated key or a missing entity, sends the message to the other too).
         ``failed``: namespaces already tried outside ``attempt`` (the sync fast lane) and
-        how they failed: recorded and counted here as ``attempt`` would have, not tried again.
+        how they failed (``failed_outside`` recorded it): not tried again.
 
         Raises:
             ReplicationError: no namespace took it (every error an outage or a skip).
@@ -196,8 +202,6 @@ class Replicator:
         for name in self.health.passive_order():
             try:
                 if failed and name in failed:
-                    self._failed(name, failed[name])
-                    self._count(self._failures, name, 1)
                     raise failed[name]
                 await self.attempt(name, deadline, call, messages=messages)
             except Exception as exc:
@@ -249,9 +253,11 @@ class Replicator:
         try:
             outcomes = [await one(chosen[0])]
             outcomes += [await task for task in others]
-        finally:
+        except BaseException:  # cancelled: so are the others, and each records its outcome first
             for task in others:
-                task.cancel()  # only if this call was cancelled: each is done otherwise
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+            raise
         return dict(zip(chosen, outcomes, strict=True))
 
     # -- missing copies ----------------------------------------------------------------------

@@ -239,6 +239,8 @@ class ReplicatedSender(AsyncClosing):
         itself, where it failed (``failed``): that failure is recorded and counted here as
         if this sender had met it, and the send goes on from there (the other namespace,
         the outbox), within ``timeout``, the time the fast lane left."""
+        for name, error in failed.items():  # first: whatever path this send takes now
+            self._replicator.failed_outside(name, error)
         return await self._send(message, timeout, failed)
 
     async def _send(self, message: Any, timeout: float | None, failed: Mapping[str, Exception] | None = None) -> SendResult:

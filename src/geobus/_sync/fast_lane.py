@@ -17,14 +17,16 @@ the core then records that failure as its own (``send_after``) and goes on from
 there (the other namespace, the outbox) within the time left. So every guarantee
 of the loop path holds: the deadline, failover, the breakers, the outbox order.
 
-A namespace whose SDK options the watchdog cannot bound (a transport other than
-plain AMQP over TCP, an async credential object) is never sent to directly.
+A namespace whose calls the watchdog cannot bound (a transport other than plain
+AMQP over TCP; an azure-identity credential, whose token calls are HTTP inside a
+send) is never sent to directly. A thread's link is opened after its second
+send (a sender made per message never opens one); a thread that ended has its
+links closed when another opens one.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import socket
 import threading
@@ -38,7 +40,7 @@ from azure.servicebus.exceptions import MessageSizeExceededError, OperationTimeo
 from .._config import NamespaceConfig, ReplicationConfig
 from .._decisions.session_stamps import SessionStamper, session_of
 from .._engine import sender as core
-from .._engine.channels import client_options, identity_credential
+from .._engine.channels import client_options
 from .._engine.payload import payload
 from .._errors import NamespaceTimeoutError
 from .._models import SendResult
@@ -47,6 +49,11 @@ from .watchdog import TICK, Watchdog
 
 _LOG = logging.getLogger("geobus")
 SMALLEST_REST = 0.001  # seconds: the least a failed direct try leaves the loop path (its own checks run)
+MARGIN = 3 * TICK  # seconds a direct try ends before the deadline: the watchdog may cut a TICK late, twice
+CLOSE_TIMEOUT = 5.0  # seconds ``FastLane.close`` waits for its channels to close
+# Seconds: an error this quick is taken for a stale link (a reset meets the SDK's next write,
+# or its next read, within its socket timeout, 0.2 s by default), not for the namespace's.
+QUICK_FAILURE = 0.5
 
 
 class SyncChannel(Protocol):
@@ -82,30 +89,36 @@ class SdkSyncChannel:
         self._watchdog = watchdog
 
     def open(self, seconds: float) -> None:
-        watch = self._watchdog.arm(seconds, self._cut)
-        opened = False
+        opened = cut = False
         try:
-            self._sender.__enter__()
-            opened = True
+            watch = self._watchdog.arm(seconds, self._cut)
+            try:
+                self._sender.__enter__()
+                # The watchdog's hold on this link rests on reaching its socket: an SDK that
+                # hid it gets no fast lane.
+                opened = socket_of(self._sender) is not None
+            finally:
+                cut = self._watchdog.disarm(watch)
         except Exception as exc:
             _LOG.debug("geobus: a sync sender to %s did not open: %s", self.name, type(exc).__name__)
-        finally:
-            cut = self._watchdog.disarm(watch)
         self.ready = self.usable = opened and not cut
 
     def send(self, payload: Any, seconds: float) -> None:
         # The SDK's own timeout bounds a call on an open link; the watchdog, a TICK later,
         # everything else (the first open's SASL exchange, which no SDK knob bounds).
         watch = self._watchdog.arm(seconds + TICK, self._cut)
+        cut = False
         try:
             self._sender.send_messages(payload, timeout=seconds)
         except Exception as exc:
-            if self._watchdog.disarm(watch):
-                self.usable = False
+            cut = self._watchdog.disarm(watch)
+            if cut:
                 raise NamespaceTimeoutError(self.name, seconds) from exc
             raise
-        if self._watchdog.disarm(watch):
-            self.usable = False  # it landed, but the connection was cut as it did
+        finally:
+            cut = cut or self._watchdog.disarm(watch)
+            if cut:
+                self.usable = False  # cut off (also if it landed as it was): its connection is gone
 
     def _cut(self) -> bool:
         sock = socket_of(self._sender)
@@ -116,6 +129,10 @@ class SdkSyncChannel:
         return True
 
     def close(self) -> None:
+        """Close the sender, its socket shut first if it is still busy (a call or an open cut
+        off, blocked holding the SDK's socket lock): never waits on a dead connection."""
+        if not self.ready:
+            self._cut()
         try:
             self._sender.close()
         except Exception as exc:  # a connection cut off: nothing more to do with it
@@ -188,22 +205,17 @@ class SyncClients:
 
 
 def _build(namespace: NamespaceConfig, config: ReplicationConfig) -> ServiceBusClient | None:
-    options = client_options(namespace, config.retry, config.deadlines.attempt)
+    """A sync client for the fast lane, or None where the watchdog could not bound its calls:
+    a transport other than AMQP over TCP, or an azure-identity credential (the sync SDK asks it
+    for a token inside a send, an HTTP call that shutting the AMQP socket does not stop). No
+    SDK retries: a second open after a cut one would block with no watch on it; the loop path
+    is the retry."""
+    options = {**client_options(namespace, config.retry, config.deadlines.attempt), "retry_total": 0}
     if options.get("transport_type", TransportType.Amqp) != TransportType.Amqp or options.get("http_proxy"):
         return None
-    if namespace.connection_string is not None:
-        return ServiceBusClient.from_connection_string(namespace.connection_string, **options)
-    credential = namespace.credential
-    if isinstance(credential, str):
-        credential = identity_credential(credential)
-    elif not callable(getattr(credential, "get_token", None)) or _is_async(credential):
+    if namespace.connection_string is None:
         return None
-    assert namespace.fully_qualified_namespace is not None
-    return ServiceBusClient(namespace.fully_qualified_namespace, credential, **options)
-
-
-def _is_async(credential: Any) -> bool:
-    return inspect.iscoroutinefunction(getattr(credential, "get_token", None))
+    return ServiceBusClient.from_connection_string(namespace.connection_string, **options)
 
 
 class FastLane:
@@ -215,82 +227,116 @@ class FastLane:
         self._open = open_channel
         self._local = threading.local()  # this thread's channels, by namespace
         self._lock = threading.Lock()
-        self._opened: list[SyncChannel] = []
+        self._opened: dict[SyncChannel, threading.Thread] = {}  # every thread's channels, by owner
         self._stamper = _NoSessions()
         self._closed = False
         self.direct = 0  # sends that landed straight from a caller's thread (approximate across threads)
 
     def send(self, message: Any, timeout: float | None) -> SendResult:
         """``ReplicatedSender.send_messages``: directly when it may, otherwise through the loop."""
-        name = None if self._closed or (timeout is not None and timeout <= 0) else self._core.direct_target()
+        seconds = self._core.deadlines.send if timeout is None else timeout
+        # The direct try ends before the deadline, its watchdog's lateness included; the loop
+        # path has the rest (at least that margin) should it fail.
+        budget = min(self._core.deadlines.attempt, seconds - MARGIN)
+        name = None if self._closed or budget <= MARGIN else self._core.direct_target()
         channel = self._channel(name) if name is not None else None
+        sent: Any = None
+        if channel is not None:
+            try:
+                sent, messages = payload(message, self._stamper)
+            except _SessionMessage:
+                channel = None
         if channel is None:
-            return self._portal.run(self._core.send_messages(message, timeout=timeout))
-        try:
-            sent, messages = payload(message, self._stamper)
-        except _SessionMessage:
             return self._portal.run(self._core.send_messages(message, timeout=timeout))
         if not messages:
             return SendResult(landed=(), missed={})
-        seconds = self._core.deadlines.send if timeout is None else timeout
         started = time.monotonic()
         try:
-            channel.send(sent, min(self._core.deadlines.attempt, seconds))
+            channel.send(sent, budget)
         except Exception as exc:
-            if not isinstance(exc, MessageSizeExceededError):
-                self._forget(channel)
-            rest = max(seconds - (time.monotonic() - started), SMALLEST_REST)
-            if isinstance(exc, (NamespaceTimeoutError, OperationTimeoutError)):
-                # It did not answer in time: that is the namespace's failure, not to be waited out twice.
-                return self._portal.run(self._core.send_after(message, {channel.name: exc}, timeout=rest))
-            # Any other error may be this thread's link alone (a connection reset while it was
-            # idle): the loop tries the namespace on its own link before it fails over, and
-            # judges the error as it would have (the message's fault raised, an outage counted).
-            return self._portal.run(self._core.send_messages(message, timeout=rest))
-        if not channel.usable:
+            failed: Exception | None = exc
+        else:
+            failed = None
+        if not channel.usable or (failed is not None and not isinstance(failed, MessageSizeExceededError)):
             self._forget(channel)
-        self.direct += 1
-        result, tell = self._core.landed_directly(channel.name, len(messages))
-        if tell:
-            self._portal.call_soon(self._core.after_direct, channel.name)
-        return result
+        if failed is None:
+            self.direct += 1
+            result, tell = self._core.landed_directly(channel.name, len(messages))
+            if tell:
+                self._portal.call_soon(self._core.after_direct, channel.name)
+            return result
+        took = time.monotonic() - started
+        rest = max(seconds - took, SMALLEST_REST)
+        if took < QUICK_FAILURE and not isinstance(failed, (NamespaceTimeoutError, OperationTimeoutError)):
+            # A quick error may be this thread's link alone (reset while it was idle): the loop
+            # tries the namespace on its own link before it fails over, and judges the error as
+            # it would have (the message's fault raised, an outage counted).
+            return self._portal.run(self._core.send_messages(message, timeout=rest))
+        # It did not answer in time, or failed slowly: that namespace's failure, not to be waited
+        # out twice (the other namespace must have the time left).
+        return self._portal.run(self._core.send_after(message, {channel.name: failed}, timeout=rest))
 
     def _channel(self, name: str) -> SyncChannel | None:
         """This thread's open channel to ``name``; None while there is none (the send goes
-        through the loop, whose links are warm): one is then opened aside, so that no send
-        waits for a link of its own to open (on a namespace slow to answer, several round
-        trips)."""
-        channels: dict[str, SyncChannel | None] | None = getattr(self._local, "channels", None)
-        if channels is None:
-            channels = self._local.channels = {}
-        if name not in channels:
-            channel = channels[name] = self._open(name)
-            if channel is not None:
-                with self._lock:
-                    self._opened.append(channel)
-                seconds = self._core.deadlines.attempt
-                threading.Thread(target=channel.open, args=(seconds,), name="geobus-open", daemon=True).start()
+        through the loop, whose links are warm). One is opened aside at this thread's second
+        send there, so that no send waits for a link of its own to open (on a namespace slow
+        to answer, several round trips), and a sender made per message opens none."""
+        local = self._local
+        if not hasattr(local, "channels"):
+            local.channels, local.sends = {}, {}
+        channel: SyncChannel | None = local.channels.get(name)
+        if channel is None:
+            local.sends[name] = local.sends.get(name, 0) + 1
+            if name not in local.channels and local.sends[name] >= 2:
+                self._start_opening(name)
             return None
-        channel = channels[name]
-        if channel is None or not channel.ready:
-            if channel is not None and not channel.usable:
-                self._forget(channel)  # its open failed: the next send tries again
+        if not channel.ready:
+            if not channel.usable:
+                self._forget(channel)  # its open failed: a later send tries again
             return None
         return channel
 
+    def _start_opening(self, name: str) -> None:
+        try:
+            channel = self._open(name)
+        except Exception as exc:  # a client the fast lane cannot build: the loop sends
+            _LOG.debug("geobus: no fast lane to %s (%s)", name, type(exc).__name__)
+            channel = None
+        self._local.channels[name] = channel
+        if channel is None:
+            return
+        me = threading.current_thread()
+        with self._lock:
+            ended = [c for c, owner in self._opened.items() if not owner.is_alive()]
+            for gone in ended:
+                del self._opened[gone]
+            self._opened[channel] = me
+        for gone in ended:  # the links of threads that ended: nobody sends on them again
+            _close_aside(gone)
+        seconds = self._core.deadlines.attempt
+        threading.Thread(target=channel.open, args=(seconds,), name="geobus-open", daemon=True).start()
+
     def _forget(self, channel: SyncChannel) -> None:
-        """Drop this thread's ``channel`` (the next send opens another) and close it aside:
+        """Drop this thread's ``channel`` (a later send opens another) and close it aside:
         closing a connection that was cut off must not hold the caller up."""
         self._local.channels.pop(channel.name, None)
         with self._lock:
-            if channel in self._opened:
-                self._opened.remove(channel)
-        threading.Thread(target=channel.close, name="geobus-close", daemon=True).start()
+            self._opened.pop(channel, None)
+        _close_aside(channel)
 
     def close(self) -> None:
-        """Close every thread's channels. Safe to call twice."""
+        """Close every thread's channels, each aside (bounded: ``CLOSE_TIMEOUT`` in all). Safe
+        to call twice."""
         with self._lock:
             self._closed = True
-            channels, self._opened = self._opened, []
-        for channel in channels:
-            channel.close()
+            channels, self._opened = list(self._opened), {}
+        closing = [_close_aside(channel) for channel in channels]
+        deadline = time.monotonic() + CLOSE_TIMEOUT
+        for thread in closing:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _close_aside(channel: SyncChannel) -> threading.Thread:
+    thread = threading.Thread(target=channel.close, name="geobus-close", daemon=True)
+    thread.start()
+    return thread

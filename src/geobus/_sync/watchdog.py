@@ -7,6 +7,9 @@ when the deadline passes before the call ends, the watchdog calls the watch's
 ``cut`` (which shuts the SDK's socket down, so the blocked read or write returns
 with an error) and the caller learns that its call was cut off.
 
+A watch that was cut is cut again every ``TICK`` until it is disarmed: whatever
+the call opens next (a retry's new connection) is shut too.
+
 One daemon thread per client, started on the first ``arm``. A finished call's
 watch stays in the heap until the thread next wakes (at the earliest deadline,
 but not more often than every ``TICK``), so arming and disarming cost a lock and
@@ -90,14 +93,17 @@ class Watchdog:
         with self._lock:
             while not self._closed:
                 now = self._clock()
+                again: list[Watch] = []
                 while self._heap and (self._heap[0][2].done or self._heap[0][0] <= now):
                     _, _, watch = heapq.heappop(self._heap)
                     if watch.done:
                         continue
-                    if watch.cut():
+                    try:
+                        watch.fired = watch.cut() or watch.fired
+                    except Exception:  # a cut that failed is no reason to stop watching the others
                         watch.fired = True
-                    else:
-                        heapq.heappush(self._heap, (now + TICK, next(self._order), watch))
-                        break
+                    again.append(watch)  # cut again a TICK later while it runs (a retry's new socket)
+                for watch in again:
+                    heapq.heappush(self._heap, (now + TICK, next(self._order), watch))
                 wait = max(self._heap[0][0] - now, TICK) if self._heap else None
                 self._changed.wait(wait)
