@@ -192,7 +192,7 @@ class ReplicatedSender(AsyncClosing):
 
     # -- the sync sender's fast lane (``geobus._sync.fast_lane``), from its callers' threads ----
 
-    def direct_target(self) -> str | None:
+    def _direct_target(self) -> str | None:
         """The namespace a passive send may go to straight from a caller's thread now, or None
         when the send needs the loop: active mode, a closed sender, messages waiting in the
         outbox (a new one queues behind them), an override file due a look, an active
@@ -207,15 +207,15 @@ class ReplicatedSender(AsyncClosing):
         active = health.passive_order()[0]
         return active if health.is_clear(active) else None
 
-    def landed_directly(self, name: str, messages: int) -> tuple[SendResult, bool]:
+    def _landed_directly(self, name: str, messages: int) -> tuple[SendResult, bool]:
         """A direct send stored ``messages`` on ``name``: counted. Returns its result, and
-        whether the loop must still hear of it (``after_direct``): the breaker has failures
+        whether the loop must still hear of it (``_after_direct``): the breaker has failures
         to forget, or the standby's link is not warm yet."""
         self._replicator.landed(name, messages)
         tell = bool(self._replicator.health.breakers[name].failures) or not self._replicator.warming
         return self._judge.passive({}, landed=name), tell
 
-    def after_direct(self, name: str) -> None:
+    def _after_direct(self, name: str) -> None:
         """On the loop, after a direct send landed on ``name``: what ``attempt`` would have done."""
         self._replicator.health.record(name, None)
         self._replicator.warm_standby()
@@ -234,7 +234,7 @@ class ReplicatedSender(AsyncClosing):
         """
         return await self._send(message, timeout)
 
-    async def send_after(self, message: Any, failed: Mapping[str, Exception], *, timeout: float) -> SendResult:
+    async def _send_after(self, message: Any, failed: Mapping[str, Exception], *, timeout: float) -> SendResult:
         """``send_messages`` for a message the sync sender's fast lane sent to a namespace
         itself, where it failed (``failed``): that failure is recorded and counted here as
         if this sender had met it, and the send goes on from there (the other namespace,

@@ -9,11 +9,11 @@ a sync SDK sender of that thread's own (the sync SDK's handlers are not
 thread-safe), under the client's ``Watchdog``, which shuts the sender's socket
 down if the call outlasts its share of the deadline (the sync SDK alone can
 block forever on a black-holed namespace). What it needs of the core it asks
-without waiting (``ReplicatedSender.direct_target``, ``landed_directly``).
+without waiting (``ReplicatedSender._direct_target``, ``_landed_directly``).
 
 Anything else goes through the loop as before, with the same logic and nothing
 copied: a send the fast lane may not make, and a send whose direct try failed —
-the core then records that failure as its own (``send_after``) and goes on from
+the core then records that failure as its own (``_send_after``) and goes on from
 there (the other namespace, the outbox) within the time left. So every guarantee
 of the loop path holds: the deadline, failover, the breakers, the outbox order.
 
@@ -238,7 +238,7 @@ class FastLane:
         # The direct try ends before the deadline, its watchdog's lateness included; the loop
         # path has the rest (at least that margin) should it fail.
         budget = min(self._core.deadlines.attempt, seconds - MARGIN)
-        name = None if self._closed or budget <= MARGIN else self._core.direct_target()
+        name = None if self._closed or budget <= MARGIN else self._core._direct_target()
         channel = self._channel(name) if name is not None else None
         sent: Any = None
         if channel is not None:
@@ -261,9 +261,9 @@ class FastLane:
             self._forget(channel)
         if failed is None:
             self.direct += 1
-            result, tell = self._core.landed_directly(channel.name, len(messages))
+            result, tell = self._core._landed_directly(channel.name, len(messages))
             if tell:
-                self._portal.call_soon(self._core.after_direct, channel.name)
+                self._portal.call_soon(self._core._after_direct, channel.name)
             return result
         took = time.monotonic() - started
         rest = max(seconds - took, SMALLEST_REST)
@@ -274,7 +274,7 @@ class FastLane:
             return self._portal.run(self._core.send_messages(message, timeout=rest))
         # It did not answer in time, or failed slowly: that namespace's failure, not to be waited
         # out twice (the other namespace must have the time left).
-        return self._portal.run(self._core.send_after(message, {channel.name: failed}, timeout=rest))
+        return self._portal.run(self._core._send_after(message, {channel.name: failed}, timeout=rest))
 
     def _channel(self, name: str) -> SyncChannel | None:
         """This thread's open channel to ``name``; None while there is none (the send goes
