@@ -146,18 +146,16 @@ class OverrideFile:
         self._checked_at = -float("inf")
         self._seen: tuple[float, int] | None = None
 
-    def due(self) -> bool:
-        """Is the file to be looked at again now? Read-only."""
-        return self.policy.path is not None and self._clock() - self._checked_at >= self.policy.interval
-
     def refresh(self) -> bool:
         """Re-read the file if it is due and changed; True if the override changed."""
-        path = self.policy.path
-        if path is None or not self.due():
+        if self.policy.path is None:
             return False
-        self._checked_at = self._clock()
+        now = self._clock()
+        if now - self._checked_at < self.policy.interval:
+            return False
+        self._checked_at = now
         try:
-            stat = os.stat(path)
+            stat = os.stat(self.policy.path)
         except FileNotFoundError:
             stamp = None
         except OSError as exc:
@@ -169,7 +167,10 @@ class OverrideFile:
             return False
         self._seen = stamp
         try:
-            new = Override() if stamp is None else parse_override(read_toml(path), self._names)
+            if stamp is None:
+                new = Override()
+            else:
+                new = parse_override(read_toml(self.policy.path), self._names)
         except (OSError, ValueError) as exc:  # TOMLDecodeError is a ValueError
             _LOG.error("geobus: ignoring the override file %s: %s; keeping %s", self.policy.path, exc, self.current)
             return False
@@ -204,11 +205,6 @@ class Health:
         self.failbacks = 0  # per client; failovers are counted per sender, by its replicator
 
     # -- what to try ---------------------------------------------------------------------
-
-    @property
-    def refresh_due(self) -> bool:
-        """``refresh`` would look at the override file now. Read-only."""
-        return self.override.due()
 
     def refresh(self) -> None:
         """Apply a changed override file (cheap when nothing is due)."""
