@@ -140,19 +140,10 @@ class TestReplicationQuickRun:
                 assert _positive(metric["plain"]), metric
                 assert metric["ratio"] == pytest.approx(metric["geobus"] / metric["plain"], rel=1e-3)
 
-    def test_sends_and_receives_are_compared_for_both_apis(self, replication: dict[str, Any]) -> None:
-        for api in ("sync", "async"):
-            for mode in ("passive", "active"):
-                rows = {m["name"]: m for m in _rows(replication, f"{api} {mode} send")}
-                assert len(rows) == 4, rows
-                units = sorted(m["unit"] for m in rows.values())
-                assert units == ["ms", "ms", "msgs/s", "msgs/s"], rows
-                p50, p99 = (rows[f"{api} {mode} send 1/call {p}"] for p in ("p50", "p99"))
-                assert p50["geobus"] <= p99["geobus"] and p50["plain"] <= p99["plain"]
-            (receive,) = _rows(replication, f"{api} peek-lock")
-            assert receive["unit"] == "copies/s"
-            assert _positive(receive["extra"]["geobus_unique_msgs_per_s"])
-            assert all(m["plain_source"] == "measured" for m in _rows(replication, api))
+    def test_only_failover_and_the_seen_set_are_left_to_it(self, replication: dict[str, Any]) -> None:
+        # Sends and receives are the latency benchmark's: measured once, there.
+        assert len(replication["metrics"]) == len(_rows(replication, "failover")) + len(_rows(replication, "seen-set"))
+        assert set(replication["sizes"]) == {"seen_ids", "black_hole_cutoff"}
 
     def test_failover_is_measured_on_both_sides_for_both_faults(self, replication: dict[str, Any]) -> None:
         rows = _rows(replication, "failover")
@@ -179,6 +170,34 @@ class TestReplicationQuickRun:
 
     def test_output_holds_no_connection_string_or_key(self, replication_run: tuple[dict[str, Any], str]) -> None:
         _assert_no_secret(replication_run[1])
+
+
+# -- benchmarks/latency.py ----------------------------------------------------------------------
+
+NETWORKS = ("loopback", "4ms RTT")
+LATENCY_ROWS = ("{api} passive send 1/call", "{api} active send 1/call", "{api} DedupReceiver, both copies",
+                "{api} {crowd}, 1 passive sender")
+CROWDS = {"sync": "16 threads", "async": "64 tasks"}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_latency_benchmark_compares_each_row_at_loopback_and_at_4ms() -> None:
+    result, printed = _run_benchmark("latency.py", "--quick", "--json", timeout=100)
+    assert result["quick"] is True and result["rounds"] == 1 and result["one_way_s"] == 0.002
+    throughput = [f"{net} " + row.format(api=api, crowd=CROWDS[api])
+                  for net in NETWORKS for api in APIS for row in LATENCY_ROWS]  # fmt: skip
+    names = [m["name"] for m in result["metrics"]]
+    assert names == [name for row in throughput for name in (row, f"{row}, CPU")]  # a CPU row beside each
+    for metric in result["metrics"]:
+        assert set(metric) == METRIC_KEYS and metric["plain_source"] == "measured", metric
+        assert _positive(metric["geobus"]) and _positive(metric["plain"]), metric
+        assert metric["ratio"] == pytest.approx(metric["geobus"] / metric["plain"], rel=1e-3)
+        cpu = metric["name"].endswith(", CPU")
+        assert (metric["unit"], metric["better"]) == (("us", "lower") if cpu else (metric["unit"], "higher")), metric
+    rows = _bench.table_rows("latency", result)
+    assert [row["scenario"] for row in rows] == names and "latency" in _bench.BENCHMARKS
+    _assert_no_secret(printed)
 
 
 # -- benchmarks/outbox.py ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ import datetime
 import itertools
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -380,3 +380,12 @@ def sdk_handler_failed() -> BaseException:
     except TypeError as exc:
         return PyamqpTransport.create_servicebus_exception(logging.getLogger("test"), exc)
     raise AssertionError("the SDK's encoder took a float id")
+
+
+async def until_turns(condition: Callable[[], object], turns: int = 1000) -> None:
+    """Let the event loop run until ``condition()``; fail after ``turns`` turns of it."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"not within {turns} turns of the loop")

@@ -9,6 +9,8 @@ from typing import Any
 
 from geobus._engine.sessions.channel import SdkSessionChannel
 
+from .fakes import until_turns
+
 
 class FakeSdkReceiver:
     """Records the order of its calls; a receive call lasts until ``answer`` is set."""
@@ -57,15 +59,6 @@ class FakeSdkClient:
         return self.receivers[-1]
 
 
-async def until(condition: Any) -> None:
-    """Let the loop run until ``condition()``, within 1,000 turns."""
-    for _ in range(1000):
-        if condition():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError("not within 1,000 turns of the loop")
-
-
 async def test_a_state_call_waits_for_the_receive_in_flight_and_wakes_the_pump() -> None:
     client = FakeSdkClient()
     channel = SdkSessionChannel("weu", client, queue="orders")  # type: ignore[arg-type]
@@ -74,9 +67,9 @@ async def test_a_state_call_waits_for_the_receive_in_flight_and_wakes_the_pump()
     assert await channel.lock("s", timeout=5.0) == "s"
     (receiver,) = client.receivers
     receiving = asyncio.ensure_future(channel.receive(1, 1.0, timeout=5.0))
-    await until(lambda: receiver.receiving)
+    await until_turns(lambda: receiver.receiving)
     reading = asyncio.ensure_future(channel.get_state(timeout=5.0))
-    await until(lambda: channel.managing)
+    await until_turns(lambda: channel.managing)
     for _ in range(20):  # it is queued, not run beside the receive
         await asyncio.sleep(0)
     assert not reading.done() and client.log == ["receive"]

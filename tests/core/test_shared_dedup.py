@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -221,16 +222,22 @@ class TestTypedKeys:
 
 
 class _Flaky:
-    """The store behind a switch: unreachable until ``up``."""
+    """The store behind a switch (unreachable until ``up``), counting the calls made to it by name;
+    without the methods named in ``hidden``."""
 
-    def __init__(self, inner: MemorySeenSet, *, up: bool = False) -> None:
+    def __init__(self, inner: MemorySeenSet, *, up: bool = False, hidden: tuple[str, ...] = ()) -> None:
         self.inner = inner
         self.up = up
+        self.hidden = hidden
+        self.calls: Counter[str] = Counter()
 
     def __getattr__(self, name: str) -> Any:
+        if name in self.hidden:
+            raise AttributeError(name)
         method = getattr(self.inner, name)
 
         async def call(*args: Any) -> Any:
+            self.calls[name] += 1
             if not self.up and name != "close":
                 raise SeenSetError("connection refused")
             return await method(*args)
@@ -309,25 +316,26 @@ class TestOwnership:
         assert await store.claim(key_of("a"), "other", LEASE) is Claim.CLAIMED  # the store still answers
 
     @pytest.mark.parametrize("mode", list(ServiceBusReceiveMode), ids=lambda mode: mode.name.lower())
+    @pytest.mark.parametrize("ids", ["m", "abc"], ids=["one", "a batch"])
     async def test_a_receive_cancelled_while_the_store_is_asked_loses_nothing(
-        self, worker: Any, store: MemorySeenSet, mode: ServiceBusReceiveMode
+        self, worker: Any, store: MemorySeenSet, mode: ServiceBusReceiveMode, ids: str
     ) -> None:
-        """The copy goes back in line and is delivered by the next receive: in receive-and-delete
-        mode it is already gone from its namespace, so it must not come back as its own duplicate."""
+        """The copies go back in line and are delivered by the next receive: in receive-and-delete
+        mode they are already gone from their namespace, so none may come back as its own duplicate."""
         hangs = _FirstClaimHangs(store)
         receiver, weu, _ = worker(seen_set=hangs, receive_mode=mode)
-        weu.publish("m")
+        weu.publish(*ids)
         waiting = asyncio.ensure_future(receiver.receive_messages(1, max_wait_time=None))
         await eventually_async(hangs.asked.is_set, within=BOUND, what="the store asked for a claim")
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
-        [message] = await receive(receiver, 1)
-        assert message.message_id == "m" and receiver.stats.duplicates_absorbed == 0
+        messages = await receive(receiver, len(ids))
+        assert sorted(m.message_id for m in messages) == list(ids) and receiver.stats.duplicates_absorbed == 0
 
 
 class _FirstClaimHangs:
-    """The store whose first claim is never answered: it hangs until cancelled."""
+    """The store whose first claim (of one key or many) is never answered: it hangs until cancelled."""
 
     def __init__(self, inner: MemorySeenSet) -> None:
         self.inner = inner
@@ -336,11 +344,76 @@ class _FirstClaimHangs:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def claim(self, key: Key, owner: str, lease: float) -> Claim:
+    async def _first_hangs(self) -> None:
         if not self.asked.is_set():
             self.asked.set()
             await asyncio.Event().wait()
+
+    async def claim(self, key: Key, owner: str, lease: float) -> Claim:
+        await self._first_hangs()
         return await self.inner.claim(key, owner, lease)
+
+    async def claim_many(self, keys: list[Key], owner: str, lease: float) -> list[Claim]:
+        await self._first_hangs()
+        return await self.inner.claim_many(keys, owner, lease)
+
+
+class TestBatches:
+    """Completions made together are recorded in one store call; a store without batch methods is
+    asked one key at a time; each copy gets its own answer."""
+
+    @pytest.mark.parametrize(("hidden", "completions"), [
+        ((), {"complete_many": 1}),
+        (("claim_many", "complete_many"), {"complete": 10}),
+    ], ids=["batch methods", "without them"])
+    async def test_completions_made_together_are_recorded_in_one_call(
+        self, worker: Any, store: MemorySeenSet, hidden: tuple[str, ...], completions: dict[str, int]
+    ) -> None:
+        counting = _Flaky(store, up=True, hidden=hidden)
+        receiver, weu, _ = worker(seen_set=counting)
+        ids = [f"m{n}" for n in range(10)]
+        weu.publish(*ids)
+        delivered = await receive(receiver, 10)
+        assert sorted(m.message_id for m in delivered) == ids
+        counting.calls.clear()
+        await asyncio.gather(*(receiver.complete_message(message) for message in delivered))
+        assert counting.calls == completions
+        assert [await store.claim(key_of(i), "other", LEASE) for i in ids] == [Claim.COMPLETED] * 10
+
+    async def test_each_copy_of_a_batch_gets_its_own_answer(self, worker: Any, store: MemorySeenSet) -> None:
+        """Taken, processed, new: each copy as if claimed alone; its twin in the batch held with it."""
+        await store.claim(key_of("taken"), "other", LEASE)
+        await store.complete(key_of("done"), "other", Claim.COMPLETED, LEASE)
+        receiver, weu, neu = worker()
+        weu.publish("taken", "done", "new")
+        neu.publish("new")
+        [message] = await receive(receiver, 1)
+        assert message.message_id == "new"
+        await _nothing_within(receiver)
+        assert [m.message_id for m in weu.settled("complete")] == ["done"]
+        assert receiver.stats.held == 2  # "taken" waits on the other worker; "new"'s twin on the handler
+        await receiver.complete_message(message)
+        await eventually_async(lambda: [m.message_id for m in neu.settled("complete")] == ["new"], within=BOUND)
+
+    async def test_copies_ready_for_the_application_keep_their_pump_waiting(self, worker: Any) -> None:
+        """A batch's copies claimed with the first one handed out count as fetched: their namespace
+        is not asked for more until they are handed out and settled (the SDK would make those
+        settlements wait for the receive call)."""
+        receiver, weu, _ = worker()
+        weu.publish("a", "b", "c")
+        [first] = await receive(receiver, 1)  # "b" and "c" ready with it
+        calls = weu.receive_calls
+        await receiver.complete_message(first)
+        await asyncio.sleep(QUICK.poll_wait * 4)  # a pump free to ask would have, several times
+        assert weu.receive_calls == calls
+        for message in await receive(receiver, 2):
+            await receiver.complete_message(message)
+        await eventually_async(lambda: weu.receive_calls > calls, within=BOUND, what="asked for more")
+
+    async def test_the_store_down_for_a_batch(self, worker: Any, store: MemorySeenSet) -> None:
+        receiver, weu, _ = worker(seen_set=_Flaky(store), store_unavailable=StoreUnavailable.DELIVER)
+        weu.publish("a", "b", "c")
+        assert sorted(m.message_id for m in await receive(receiver, 3)) == ["a", "b", "c"]
 
 
 class TestRecheck:

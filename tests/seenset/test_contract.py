@@ -359,12 +359,14 @@ class TestConcurrency:
     @pytest.mark.slow
     @pytest.mark.timeout(60)
     @pytest.mark.parametrize("harness", ["sqlite", "redis"], indirect=True)  # memory is one process's
-    async def test_across_processes(self, harness: Harness) -> None:
-        """Four worker processes claim the same 200 keys at once: each key is won exactly once."""
+    @pytest.mark.parametrize("batch", [0, 25], ids=["claim", "claim_many"])
+    async def test_across_processes(self, harness: Harness, batch: int) -> None:
+        """Four worker processes claim the same 200 keys at once, one by one or 25 per call: each
+        key is won exactly once."""
         url = harness.url
         assert url is not None
         keys, workers = 200, 4
-        children = [subprocess.Popen([sys.executable, str(CLAIMER), url, f"w{n}", str(keys), str(n)],
+        children = [subprocess.Popen([sys.executable, str(CLAIMER), url, f"w{n}", str(keys), str(n), str(batch)],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True) for n in range(workers)]
         try:

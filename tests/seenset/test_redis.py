@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -109,6 +110,25 @@ class TestOnTheServer:
             await raw.set(store.prefix + "k", "something else")
             with pytest.raises(SeenSetError, match="not a geobus seen-set value"):
                 await store.claim("k", "a", LONG)
+            with pytest.raises(SeenSetError, match="not a geobus seen-set value"):
+                await store.claim_many(["j", "k", "l"], "a", LONG)
+        finally:
+            await store.close()
+
+    async def test_a_batch_is_one_command(self, redis_server: RedisServer, raw: redis.asyncio.Redis) -> None:
+        """One round trip per batch: a script call of every key (its values and expiries as the single calls')."""
+        store = RedisSeenSet(redis_url(redis_server))
+        try:
+            await store.claim("warm-up", "a", LONG)  # loads the script
+            await store.complete_many([("warm-up", Claim.COMPLETED)], "a", LONG)
+            before = await raw.info("commandstats")
+            keys = [f"k{i}" for i in range(50)]
+            assert await store.claim_many(keys, "a", 30.0) == [Claim.CLAIMED] * 50
+            await store.complete_many([(key, Claim.DEAD_LETTERED) for key in keys], "a", 3600.0)
+            after = await raw.info("commandstats")
+            assert _calls(after) - _calls(before) == {"evalsha": 2, "get": 50, "set": 100}  # those in the scripts
+            assert await raw.get(store.prefix + "k49") == "d2"
+            assert 3_599_000 < await raw.pttl(store.prefix + "k49") <= 3_600_000
         finally:
             await store.close()
 
@@ -116,6 +136,12 @@ class TestOnTheServer:
         store = RedisSeenSet(redis_server.url)
         assert isinstance(store, SeenSet)
         await store.close()
+
+
+def _calls(stats: dict[str, dict[str, int]]) -> Counter[str]:
+    """Calls per command, from ``INFO commandstats`` (without the INFO calls themselves)."""
+    return Counter({name.removeprefix("cmdstat_"): row["calls"] for name, row in stats.items()
+                    if name != "cmdstat_info"})
 
 
 class TestPassword:

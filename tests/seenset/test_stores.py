@@ -250,6 +250,24 @@ class TestSqliteCalls:
         with pytest.raises(SeenSetError, match="closed"):
             await store.claim("k", "a", LONG)
 
+    async def test_processed_rows_are_counted_from_an_index(self, tmp_path: Path) -> None:
+        """A prune counts processed rows without reading them; the index of earlier versions,
+        which could not serve that, is dropped when a file is opened."""
+        path = tmp_path / "seen.sqlite"
+        await SqliteSeenSet(path, max_entries=10).close()
+        db = sqlite3.connect(path)
+        db.execute(f"CREATE INDEX {TABLE}_processed ON {TABLE} (updated_at) WHERE state <> 'f'")
+        db.commit()
+        db.close()
+        store = SqliteSeenSet(path, max_entries=10)
+        try:
+            indexes = {row[0] for row in store._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+            assert f"{TABLE}_processed" not in indexes
+            plan = store._db.execute(f"EXPLAIN QUERY PLAN SELECT count(*) FROM {TABLE} WHERE state <> 'f'")
+            assert "COVERING INDEX" in str(plan.fetchall())
+        finally:
+            await store.close()
+
     async def test_prunes_in_batches(self, tmp_path: Path) -> None:
         """Between prunes the table grows by at most prune_every rows past max_entries."""
         clock = FakeClock()

@@ -15,7 +15,8 @@ from azure.servicebus import ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 
 from .._config import NamespaceConfig, ReplicationConfig
-from .._engine.channels import _Bounded, build_client, close_quietly
+from .._engine.bounded import Bounded, close_quietly
+from .._engine.channels import build_client
 from .._errors import NamespaceTimeoutError
 
 
@@ -60,7 +61,7 @@ class _Browser:
                 return self._client.get_queue_receiver(entity["queue"], prefetch_count=0)
             return self._client.get_subscription_receiver(entity["topic"], entity["subscription"], prefetch_count=0)
 
-        self._bounded = _Bounded(self.name, open_receiver)
+        self._bounded = Bounded(self.name, open_receiver)
 
     async def peek(self, max_count: int) -> Peeked:
         """Up to ``max_count`` messages from the head of the entity; an error ends the browse

@@ -21,7 +21,8 @@ arrives after its key was forgotten is delivered.
 
 A duplicate never costs a message: a copy is only settled after its twin was
 settled by the application, and an in-flight key is never evicted. The set of
-processed keys is bounded by count and age (cachetools), with an injected clock.
+processed keys is bounded by count and age (``seen_keys.SeenKeys``, compact: ~120
+bytes a uuid key), with an injected clock.
 
 What a key *is* lives here too: ``key_of`` spells a message's key with its type,
 once, and the tracker and every seen-set store keep that spelling as it is, so the
@@ -42,6 +43,8 @@ from dataclasses import dataclass, field
 from typing import Any, NewType
 
 from cachetools import TTLCache
+
+from .seen_keys import SeenKeys
 
 Key = NewType("Key", str)  # a message's duplicate key, spelt with its type by ``key_of``
 
@@ -118,24 +121,6 @@ class _InFlight:
     taken_back: bool = False  # the owner is a deferred copy received back
 
 
-class _ProcessedKeys(TTLCache[Key, Outcome]):
-    """A TTLCache that counts what it evicts (by size or by age)."""
-
-    def __init__(self, maxsize: int, ttl: float, timer: Callable[[], float]) -> None:
-        super().__init__(maxsize=maxsize, ttl=ttl, timer=timer)
-        self.evictions = 0
-
-    def popitem(self) -> tuple[Key, Outcome]:
-        item = super().popitem()
-        self.evictions += 1
-        return item
-
-    def expire(self, time: float | None = None) -> list[tuple[Key, Outcome]]:
-        expired = list(super().expire(time))
-        self.evictions += len(expired)
-        return expired
-
-
 class DuplicateTracker:
     """The duplicate state machine of one receiver. Not thread-safe: one event loop owns it.
 
@@ -150,7 +135,7 @@ class DuplicateTracker:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.clock = clock
-        self._processed = _ProcessedKeys(max_entries, max_age, clock)
+        self._processed = SeenKeys(max_entries, max_age, clock, common=Outcome.COMPLETED)
         self._in_flight: dict[Key, _InFlight] = {}
         self._deferred: TTLCache[Key, bool] = TTLCache(maxsize=max_entries, ttl=max_age, timer=clock)
 
@@ -169,7 +154,7 @@ class DuplicateTracker:
                 return Verdict.DROP
             return Verdict.COMPLETE if outcome is Outcome.COMPLETED else Verdict.DEAD_LETTER
         if already_settled:
-            self._processed[key] = Outcome.COMPLETED
+            self._processed.record(key, Outcome.COMPLETED)
             return Verdict.DELIVER
         flight = self._in_flight.get(key)
         if flight is None:
@@ -188,7 +173,7 @@ class DuplicateTracker:
         """``key`` is not processed after all: the receive-and-delete copy ``arrived`` marked
         it for was not delivered (it goes back in line, to arrive again and be delivered then)."""
         if key is not None:
-            self._processed.pop(key, None)
+            self._processed.discard(key)
 
     def _owner_lost(self, flight: _InFlight, arriving: Copy) -> bool:
         owner = flight.owner
@@ -210,7 +195,7 @@ class DuplicateTracker:
             self._deferred[key] = True
         else:
             self._deferred.pop(key, None)
-            self._processed[key] = outcome
+            self._processed.record(key, outcome)
         return list(flight.held) if flight else []
 
     def taken_back(self, key: Key | None, owner: Copy, twins: list[Copy]) -> None:
@@ -332,5 +317,5 @@ class DuplicateTracker:
         return self._processed.evictions
 
     def expire(self) -> None:
-        """Drop processed keys past ``max_age`` now (TTLCache would on its next write)."""
+        """Drop processed keys past ``max_age`` now (the tracker would on its next read or write)."""
         self._processed.expire()

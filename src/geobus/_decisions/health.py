@@ -146,16 +146,18 @@ class OverrideFile:
         self._checked_at = -float("inf")
         self._seen: tuple[float, int] | None = None
 
+    def due(self) -> bool:
+        """Is the file to be looked at again now? Read-only."""
+        return self.policy.path is not None and self._clock() - self._checked_at >= self.policy.interval
+
     def refresh(self) -> bool:
         """Re-read the file if it is due and changed; True if the override changed."""
-        if self.policy.path is None:
+        path = self.policy.path
+        if path is None or not self.due():
             return False
-        now = self._clock()
-        if now - self._checked_at < self.policy.interval:
-            return False
-        self._checked_at = now
+        self._checked_at = self._clock()
         try:
-            stat = os.stat(self.policy.path)
+            stat = os.stat(path)
         except FileNotFoundError:
             stamp = None
         except OSError as exc:
@@ -167,10 +169,7 @@ class OverrideFile:
             return False
         self._seen = stamp
         try:
-            if stamp is None:
-                new = Override()
-            else:
-                new = parse_override(read_toml(self.policy.path), self._names)
+            new = Override() if stamp is None else parse_override(read_toml(path), self._names)
         except (OSError, ValueError) as exc:  # TOMLDecodeError is a ValueError
             _LOG.error("geobus: ignoring the override file %s: %s; keeping %s", self.policy.path, exc, self.current)
             return False
@@ -205,6 +204,11 @@ class Health:
         self.failbacks = 0  # per client; failovers are counted per sender, by its replicator
 
     # -- what to try ---------------------------------------------------------------------
+
+    @property
+    def refresh_due(self) -> bool:
+        """``refresh`` would look at the override file now. Read-only."""
+        return self.override.due()
 
     def refresh(self) -> None:
         """Apply a changed override file (cheap when nothing is due)."""

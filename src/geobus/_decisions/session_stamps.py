@@ -62,11 +62,11 @@ class Stamp:
 
 def session_of(message: Any) -> str | None:
     """The session id of a ``ServiceBusMessage`` or ``AmqpAnnotatedMessage`` (its group id); None without one."""
-    if hasattr(message, "session_id"):
-        session: Any = message.session_id
-    else:
-        properties = getattr(message, "properties", None)
-        session = getattr(properties, "group_id", None) if properties is not None else None
+    # Read from the AMQP properties (a ServiceBusMessage's session_id is its group id): the
+    # SDK's session_id getter costs as much as the rest of a send's checks together.
+    raw = getattr(message, "raw_amqp_message", message)
+    properties = getattr(raw, "properties", None)
+    session: Any = getattr(properties, "group_id", None) if properties is not None else None
     if isinstance(session, bytes):
         session = session.decode("utf-8", "replace")
     return session if session else None

@@ -3,10 +3,9 @@
 This is geobus's seam with azure-servicebus: ``SendChannel`` and
 ``ReceiveChannel`` are what the replicated sender and the dedup receiver call,
 and what unit tests replace with fakes. Every call takes a timeout and is cut
-off by ``asyncio.wait_for`` when it passes — the SDK's own knobs cannot bound a
-black-holed connection (see docs/sdk-behaviour.md). A handler that timed out may be wedged
-mid-frame, so it is dropped (closed in the background, itself bounded) and the
-next call opens a fresh one.
+off when it passes — the SDK's own knobs cannot bound a black-holed connection
+(see docs/sdk-behaviour.md); ``bounded.py`` has how, and why a sender keeps a
+pool of SDK senders.
 """
 
 from __future__ import annotations
@@ -30,10 +29,10 @@ from azure.servicebus.exceptions import MessageLockLostError
 
 from .._config import NamespaceConfig, SdkRetryPolicy
 from .._errors import NamespaceTimeoutError
+from .bounded import Bounded, HandlerPool, close_quietly, within
 
 _LOG = logging.getLogger("geobus")
 _T = TypeVar("_T")
-_CLOSE_TIMEOUT = 5.0
 
 Payload = ServiceBusMessage | AmqpAnnotatedMessage | Sequence[ServiceBusMessage | AmqpAnnotatedMessage]
 
@@ -112,6 +111,11 @@ def _credential(name_or_object: Any) -> Any:
         return _AsyncCredential(name_or_object)
     # The sync credentials, each token call in a thread: azure.identity.aio would need
     # aiohttp, which neither geobus nor azure-identity installs.
+    return _AsyncCredential(identity_credential(name_or_object))
+
+
+def identity_credential(name: str) -> Any:
+    """The (sync) azure-identity credential a ``credential`` setting names."""
     import azure.identity as identity
 
     factories: dict[str, Callable[[], Any]] = {
@@ -121,12 +125,12 @@ def _credential(name_or_object: Any) -> Any:
         "cli": identity.AzureCliCredential,
         "environment": identity.EnvironmentCredential,
     }
-    return _AsyncCredential(factories[name_or_object]())
+    return factories[name]()
 
 
-def build_client(namespace: NamespaceConfig, retry: SdkRetryPolicy, try_timeout: float) -> ServiceBusClient:
-    """An aio ServiceBusClient for ``namespace`` with geobus's retry settings."""
-    options: dict[str, Any] = {
+def client_options(namespace: NamespaceConfig, retry: SdkRetryPolicy, try_timeout: float) -> dict[str, Any]:
+    """The SDK client options for ``namespace``: geobus's retry settings, then the namespace's own."""
+    return {
         "retry_total": retry.total,
         "retry_backoff_factor": retry.backoff_factor,
         "retry_backoff_max": retry.backoff_max,
@@ -134,71 +138,15 @@ def build_client(namespace: NamespaceConfig, retry: SdkRetryPolicy, try_timeout:
         "try_timeout": try_timeout,
         **namespace.client_options,
     }
+
+
+def build_client(namespace: NamespaceConfig, retry: SdkRetryPolicy, try_timeout: float) -> ServiceBusClient:
+    """An aio ServiceBusClient for ``namespace`` with geobus's retry settings."""
+    options = client_options(namespace, retry, try_timeout)
     if namespace.connection_string is not None:
         return ServiceBusClient.from_connection_string(namespace.connection_string, **options)
     assert namespace.fully_qualified_namespace is not None
     return ServiceBusClient(namespace.fully_qualified_namespace, _credential(namespace.credential), **options)
-
-
-async def close_quietly(handler: Any, name: str) -> None:
-    try:
-        await asyncio.wait_for(handler.close(), _CLOSE_TIMEOUT)
-    except Exception as exc:  # a wedged handler: nothing more to do with it
-        _LOG.debug("closing a dropped handler of %s failed: %r", name, exc)
-
-
-class _Bounded:
-    """Calls on one lazily opened SDK handler, each under a deadline."""
-
-    def __init__(self, name: str, open_handler: Callable[[], Any]) -> None:
-        self.name = name
-        self._open_handler = open_handler
-        self._handler: Any = None
-        self._one_at_a_time = asyncio.Lock()
-        self._closing: set[asyncio.Task[None]] = set()
-
-    @property
-    def handler(self) -> Any:
-        """The handler open now; None before the first call, or after a fault dropped it."""
-        return self._handler
-
-    async def call(self, fn: Callable[[Any], Awaitable[_T]], timeout: float) -> _T:
-        using: list[Any] = [None]  # the handler this call holds when its time runs out
-        try:
-            return await asyncio.wait_for(self._run(fn, using), timeout)
-        except asyncio.TimeoutError as exc:
-            self._drop(using[0])  # None while still queued: the holder drops its own
-            raise NamespaceTimeoutError(self.name, timeout) from exc
-
-    async def _run(self, fn: Callable[[Any], Awaitable[_T]], using: list[Any]) -> _T:
-        # azure-servicebus handlers are not coroutine-safe: two sends at once on one
-        # sender can put the same delivery on the wire twice, and the service closes
-        # the connection, failing every send in flight (a failover sends many at once,
-        # while the standby may still be warming). One call at a time per handler; the
-        # wait counts against the caller's own deadline.
-        async with self._one_at_a_time:
-            if self._handler is None:
-                self._handler = self._open_handler()
-            handler = using[0] = self._handler
-            return await fn(handler)
-
-    def _drop(self, handler: Any) -> None:
-        if handler is None or handler is not self._handler:
-            return
-        self._handler = None
-        task = asyncio.get_running_loop().create_task(close_quietly(handler, self.name))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
-
-    async def reset(self) -> None:
-        self._drop(self._handler)
-
-    async def close(self) -> None:
-        handler, self._handler = self._handler, None
-        if handler is not None:
-            await close_quietly(handler, self.name)
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 class SdkSendChannel:
@@ -229,7 +177,7 @@ class SdkSendChannel:
             return client.get_topic_sender(topic, **sender_options)
 
         self._open_handler = open_handler
-        self._bounded = _Bounded(name, open_handler)
+        self._bounded = HandlerPool(name, open_handler)
         self._probes: set[asyncio.Task[None]] = set()
 
     async def send(self, payload: Payload, *, timeout: float) -> None:
@@ -264,7 +212,7 @@ class SdkSendChannel:
         """
         sender = self._open_handler()
         try:
-            await asyncio.wait_for(sender.create_message_batch(), timeout)
+            await within(timeout, sender.create_message_batch())
         except asyncio.TimeoutError as exc:
             raise NamespaceTimeoutError(self.name, timeout) from exc
         finally:
@@ -315,7 +263,7 @@ class SdkReceiveChannel:
             assert topic is not None and subscription is not None
             return client.get_subscription_receiver(topic, subscription, **kwargs)
 
-        self._bounded = _Bounded(name, open_handler)
+        self._bounded = Bounded(name, open_handler)
         self._settling = asyncio.Lock()
 
     async def receive(self, max_count: int, max_wait: float, *, timeout: float) -> list[ServiceBusReceivedMessage]:
@@ -352,7 +300,7 @@ class SdkReceiveChannel:
                 return await action(receiver)
 
         try:
-            return await asyncio.wait_for(one_at_a_time(), timeout)
+            return await within(timeout, one_at_a_time())
         except asyncio.TimeoutError as exc:
             raise NamespaceTimeoutError(self.name, timeout) from exc
         except ValueError as exc:

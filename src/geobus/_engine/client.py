@@ -17,7 +17,8 @@ from .._config import FailbackMode, NamespaceConfig, ReplicationConfig, Replicat
 from .._decisions.health import Health
 from .._factories import FromConfig, ReceiverFactories, SessionListings
 from .._storage.outbox import Outbox
-from .channels import SdkSendChannel, build_client, close_quietly
+from .bounded import close_quietly
+from .channels import SdkSendChannel, build_client
 from .drainer import AsyncOutbox
 from .handler_options import ReceiverOptions, handler_options
 from .receiver import DedupReceiver

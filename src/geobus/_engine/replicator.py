@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
 from .._config import Deadlines
@@ -40,7 +41,8 @@ class Replicator:
 
     ``health`` is shared by every sender of a client (a namespace's health is
     not per entity); the counters are this sender's. Task-safe within one event
-    loop; not thread-safe.
+    loop; not thread-safe, but for ``landed``, which the sync sender's fast lane calls
+    from its callers' threads (the counters are kept under a lock).
 
     Raises:
         ValueError: not exactly two channels (on construction).
@@ -61,6 +63,7 @@ class Replicator:
         self.health = health or Health(list(self.names))
         self.deadlines = deadlines or Deadlines()
         self.entity = entity
+        self._counting = threading.Lock()  # the counters: the sync fast lane counts from its threads
         self._sent = dict.fromkeys(self.names, 0)
         self._failures = dict.fromkeys(self.names, 0)
         self._failovers = 0
@@ -138,15 +141,30 @@ class Replicator:
         except Exception as exc:
             self._failed(name, exc)
             if messages is not None:
-                self._failures[name] += 1
+                self._count(self._failures, name, 1)
             raise
         except BaseException as exc:  # cancelled: says nothing about the namespace
             self.health.record(name, exc, availability=False)
             raise
         self.health.record(name, None)
         if messages is not None:
-            self._sent[name] += messages
+            self._count(self._sent, name, messages)
         return result
+
+    def landed(self, name: str, messages: int) -> None:
+        """``messages`` stored on ``name`` by a call made outside ``attempt`` (the sync sender's
+        fast lane, on its own thread): counted as ``attempt`` counts them."""
+        self._count(self._sent, name, messages)
+
+    def failed_outside(self, name: str, error: Exception) -> None:
+        """A call to ``name`` made outside ``attempt`` (the sync fast lane) failed: told to its
+        breaker and counted as ``attempt`` does. On the loop."""
+        self._failed(name, error)
+        self._count(self._failures, name, 1)
+
+    def _count(self, table: dict[str, int], name: str, count: int) -> None:
+        with self._counting:
+            table[name] += count
 
     async def _call(self, name: str, deadline: float, call: Call[_T]) -> _T:
         """``call`` on ``name``, given the smaller of ``deadlines.attempt`` and what is left."""
@@ -160,11 +178,21 @@ class Replicator:
 
     # -- the two strategies ------------------------------------------------------------------
 
-    async def passive(self, call: Call[object], deadline: float, *, messages: int, judge: SendJudge) -> SendResult:
+    async def passive(
+        self,
+        call: Call[object],
+        deadline: float,
+        *,
+        messages: int,
+        judge: SendJudge,
+        failed: Mapping[str, Exception] | None = None,
+    ) -> SendResult:
         """The active namespace, then the other while ``judge.tries_next`` says so.
 
         ``judge``: the sender's, or the drainer's (under which a namespace's refusal,
         a rotated key or a missing entity, sends the message to the other too).
+        ``failed``: namespaces already tried outside ``attempt`` (the sync fast lane) and
+        how they failed (``failed_outside`` recorded it): not tried again.
 
         Raises:
             ReplicationError: no namespace took it (every error an outage or a skip).
@@ -173,6 +201,8 @@ class Replicator:
         errors: dict[str, BaseException] = {}
         for name in self.health.passive_order():
             try:
+                if failed and name in failed:
+                    raise failed[name]
                 await self.attempt(name, deadline, call, messages=messages)
             except Exception as exc:
                 errors[name] = exc
@@ -215,7 +245,19 @@ class Replicator:
             except Exception as exc:
                 return exc
 
-        outcomes = await asyncio.gather(*(one(name) for name in chosen))
+        if not chosen:
+            return {}
+        # The first runs in this task, the others in their own, started first: all are on the
+        # wire together (each waits on its own namespace), for one task less than ``gather``.
+        others = [asyncio.ensure_future(one(name)) for name in chosen[1:]]
+        try:
+            outcomes = [await one(chosen[0])]
+            outcomes += [await task for task in others]
+        except BaseException:  # cancelled: so are the others, and each records its outcome first
+            for task in others:
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+            raise
         return dict(zip(chosen, outcomes, strict=True))
 
     # -- missing copies ----------------------------------------------------------------------
@@ -287,6 +329,11 @@ class Replicator:
         return min(self._batch_limits.values())
 
     # -- links -----------------------------------------------------------------------------
+
+    @property
+    def warming(self) -> bool:
+        """``warm_standby`` has run (the standby's link is open, or was tried)."""
+        return self._warming is not None
 
     def warm_standby(self) -> None:
         """Open the passive standby's link in the background, once, so a failover costs one send.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from azure.servicebus import ServiceBusMessageBatch
@@ -190,6 +190,36 @@ class ReplicatedSender(AsyncClosing):
             f"active={self.active_namespace!r})"
         )
 
+    # -- the sync sender's fast lane (``geobus._sync.fast_lane``), from its callers' threads ----
+
+    def _direct_target(self) -> str | None:
+        """The namespace a passive send may go to straight from a caller's thread now, or None
+        when the send needs the loop: active mode, a closed sender, messages waiting in the
+        outbox (a new one queues behind them), an override file due a look, an active
+        namespace that is not clear (its breaker's probe, a pause). Read-only."""
+        if self._closed or self.mode != ReplicationMode.PASSIVE:
+            return None
+        if self._outbox is not None and self._outbox.pending(self.entity, ANY_LANE):
+            return None
+        health = self._replicator.health
+        if health.refresh_due:
+            return None
+        active = health.passive_order()[0]
+        return active if health.is_clear(active) else None
+
+    def _landed_directly(self, name: str, messages: int) -> tuple[SendResult, bool]:
+        """A direct send stored ``messages`` on ``name``: counted. Returns its result, and
+        whether the loop must still hear of it (``_after_direct``): the breaker has failures
+        to forget, or the standby's link is not warm yet."""
+        self._replicator.landed(name, messages)
+        tell = bool(self._replicator.health.breakers[name].failures) or not self._replicator.warming
+        return self._judge.passive({}, landed=name), tell
+
+    def _after_direct(self, name: str) -> None:
+        """On the loop, after a direct send landed on ``name``: what ``attempt`` would have done."""
+        self._replicator.health.record(name, None)
+        self._replicator.warm_standby()
+
     # -- sending ---------------------------------------------------------------------
 
     async def send_messages(self, message: Any, *, timeout: float | None = None) -> SendResult:
@@ -202,6 +232,18 @@ class ReplicatedSender(AsyncClosing):
         message(s), ``buffered`` the outbox lanes that keep them for later;
         ``missed`` the namespaces that did not, with their errors.
         """
+        return await self._send(message, timeout)
+
+    async def _send_after(self, message: Any, failed: Mapping[str, Exception], *, timeout: float) -> SendResult:
+        """``send_messages`` for a message the sync sender's fast lane sent to a namespace
+        itself, where it failed (``failed``): that failure is recorded and counted here as
+        if this sender had met it, and the send goes on from there (the other namespace,
+        the outbox), within ``timeout``, the time the fast lane left."""
+        for name, error in failed.items():  # first: whatever path this send takes now
+            self._replicator.failed_outside(name, error)
+        return await self._send(message, timeout, failed)
+
+    async def _send(self, message: Any, timeout: float | None, failed: Mapping[str, Exception] | None = None) -> SendResult:
         await self._start()
         sent, messages = payload(message, self._stamper)
         if not messages:
@@ -213,7 +255,7 @@ class ReplicatedSender(AsyncClosing):
 
         if self.mode == ReplicationMode.PASSIVE:
             self._replicator.warm_standby()
-            return await self._send_passive(send, deadline, messages)
+            return await self._send_passive(send, deadline, messages, failed)
         return await self._send_active(send, deadline, messages)
 
     async def schedule_messages(
@@ -280,13 +322,17 @@ class ReplicatedSender(AsyncClosing):
 
     # -- the two modes, with the outbox ---------------------------------------------------
 
-    async def _send_passive(self, send: Call[None], deadline: float, messages: list[Message]) -> SendResult:
+    async def _send_passive(
+        self, send: Call[None], deadline: float, messages: list[Message], failed: Mapping[str, Exception] | None
+    ) -> SendResult:
         if self._outbox is not None and self._outbox.pending(self.entity, ANY_LANE):
             # Earlier messages wait in the outbox: this one queues behind them, in order.
             await self._buffer([ANY_LANE], messages, causes={}, landed=())
             return SendResult(landed=(), missed={}, buffered=(ANY_LANE,))
         try:
-            return await self._replicator.passive(send, deadline, messages=len(messages), judge=self._judge)
+            return await self._replicator.passive(
+                send, deadline, messages=len(messages), judge=self._judge, failed=failed
+            )
         except ReplicationError as exc:
             if self._outbox is None:
                 raise

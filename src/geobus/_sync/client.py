@@ -14,6 +14,7 @@ from .._engine import receiving
 from .._engine import sender as core_sender
 from .._engine.handler_options import ReceiverOptions
 from .._factories import FromConfig, ReceiverFactories, SessionListings
+from .fast_lane import FastLane, SyncClients
 from .portal import Portal
 from .receiver import DedupReceiver
 from .sender import ReplicatedSender
@@ -43,7 +44,9 @@ class GeoServiceBusClient(
     two namespaces and an azure-identity credential, sync or async. Thread-safe.
 
     It runs ``geobus.aio.GeoServiceBusClient`` on a private event loop thread,
-    so every call is bounded by its deadline even where the sync SDK would hang.
+    so every call is bounded by its deadline even where the sync SDK would hang;
+    its senders' passive sends to a healthy namespace go out from the calling
+    thread, under a watchdog (``fast_lane.py``).
 
     Raises (on construction, as the async client): ``ConfigurationError`` for a
     missing or invalid setting; ``OutboxError`` for an outbox file that is
@@ -54,6 +57,7 @@ class GeoServiceBusClient(
     def __init__(self, config: ReplicationConfig) -> None:
         self.config = config
         self._portal = Portal()
+        self._sync_clients = SyncClients(config)  # the senders' fast lanes (fast_lane.py)
         try:
             self._core = self._portal.run(_build(config))
         except BaseException:
@@ -83,23 +87,27 @@ class GeoServiceBusClient(
         Raises:
             RuntimeError: the client is closed. ValueError: a bad ``socket_timeout``.
         """
-        return self._started(
-            self._core.get_queue_sender(queue_name, client_identifier=client_identifier, socket_timeout=socket_timeout)
-        )
+        sender = self._core.get_queue_sender(queue_name, client_identifier=client_identifier, socket_timeout=socket_timeout)
+        return self._started(sender, {"queue": queue_name}, socket_timeout)
 
     def get_topic_sender(
         self, topic_name: str, *, client_identifier: str | None = None, socket_timeout: float | None = None
     ) -> ReplicatedSender:
         """A ``ReplicatedSender`` to ``topic_name`` on both namespaces; as ``get_queue_sender``."""
-        return self._started(
-            self._core.get_topic_sender(topic_name, client_identifier=client_identifier, socket_timeout=socket_timeout)
-        )
+        sender = self._core.get_topic_sender(topic_name, client_identifier=client_identifier, socket_timeout=socket_timeout)
+        return self._started(sender, {"topic": topic_name}, socket_timeout)
 
-    def _started(self, sender: core_sender.ReplicatedSender) -> ReplicatedSender:
+    def _started(
+        self, sender: core_sender.ReplicatedSender, entity: dict[str, str], socket_timeout: float | None
+    ) -> ReplicatedSender:
         # Its drainer starts now, on the private loop: a producer restarted with a full
         # outbox drains it before (and without) sending anything new.
         self._portal.run(core_sender.start(sender))
-        return ReplicatedSender(self._portal, sender)
+        options: dict[str, object] = {"client_identifier": sender.client_identifier}
+        if socket_timeout is not None:
+            options["socket_timeout"] = socket_timeout
+        lane = FastLane(sender, self._portal, self._sync_clients.sender_opener(entity, options))
+        return ReplicatedSender(self._portal, sender, lane)
 
     def _receiver(self, entity: dict[str, str], options: ReceiverOptions) -> DedupReceiver | DedupSessionReceiver:
         """``get_queue_receiver`` and ``get_subscription_receiver`` (``ReceiverFactories``):
@@ -126,3 +134,4 @@ class GeoServiceBusClient(
         except RuntimeError:
             return  # already closed
         self._portal.close()
+        self._sync_clients.close()

@@ -1,4 +1,4 @@
-"""The sync ``ReplicatedSender``: the async core, run on the client's private loop."""
+"""The sync ``ReplicatedSender``: the async core, run on the client's private loop, and its fast lane."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from typing import Any
 
 from .._engine import sender as core
 from .._models import ReplicatedMessageBatch, ScheduledMessage, SenderStats, SendResult
+from .fast_lane import FastLane
+from .portal import Portal
 from .shell import Shell
 
 
@@ -16,11 +18,24 @@ class ReplicatedSender(Shell[core.ReplicatedSender]):
 
     The sync face of ``geobus.aio.ReplicatedSender`` — same modes, same
     guarantees, same errors (see there). Every call returns within the send
-    deadline, even when a namespace black-holes its traffic. Thread-safe: calls
-    from several threads are serialised on the client's event loop.
+    deadline, even when a namespace black-holes its traffic. Thread-safe: in
+    passive mode each thread's sends to a healthy namespace go out on a link of
+    that thread's own (``fast_lane.py``); everything else runs on the client's
+    event loop.
 
     Get one from ``GeoServiceBusClient.get_queue_sender`` or ``get_topic_sender``.
     """
+
+    def __init__(self, portal: Portal, core: core.ReplicatedSender, lane: FastLane | None = None) -> None:
+        super().__init__(portal, core)
+        self._lane = lane
+
+    def close(self) -> None:
+        """Stop its background work and close its links on both namespaces, its callers'
+        threads' too. Safe to call twice, and after its client closed."""
+        if self._lane is not None:
+            self._lane.close()
+        super().close()
 
     @property
     def active_namespace(self) -> str:
@@ -72,6 +87,8 @@ class ReplicatedSender(Shell[core.ReplicatedSender]):
             (``MessageSizeExceededError``, ``ServiceBusAuthenticationError``...),
             unchanged and without failover. The async class lists every case.
         """
+        if self._lane is not None:
+            return self._lane.send(message, timeout)
         return self._portal.run(self._core.send_messages(message, timeout=timeout))
 
     def schedule_messages(

@@ -4,9 +4,11 @@
 demand (``refuse``, ``black_hole``, ``set_latency``, ``set_bandwidth``,
 ``reset``, ``heal``). ``local_pair`` starts two in-process local namespaces,
 ``process_pair`` two ``geobus local`` child processes (both a ``NamespacePair``);
-``fault_proxy`` puts a proxy in front of one. ``sdk_proxy_options`` and
-``proxied_connection_string`` point the azure-servicebus client, or a geobus
-configuration, at a proxy.
+``fault_proxy`` puts a proxy in front of one. ``FaultProxyProcess`` (and
+``fault_proxy_process``) runs one in its own process with a fixed latency, so
+that a client under measurement shares no interpreter lock with it.
+``sdk_proxy_options`` and ``proxied_connection_string`` point the
+azure-servicebus client, or a geobus configuration, at either.
 
 ``RedisServer`` runs a throwaway ``redis-server`` (loopback, nothing saved) for
 tests of a fleet sharing a ``redis://`` seen-set.
@@ -25,6 +27,7 @@ Needs the ``local`` extra: ``pip install 'geobus[local]'``.
 # First: it checks for the local extra before anything imports it (geobus._extras).
 from ._namespaces import NamespacePair, fault_proxy, local_pair, process_pair
 from ._proxy import FaultProxy
+from ._proxy_process import FaultProxyProcess, fault_proxy_process
 from ._redis import RedisServer, redis_server_binary
 from ._sdk import namespace_tls_context, proxied_connection_string, sdk_proxy_options
 from ._waiting import FakeClock, eventually, eventually_async
@@ -32,11 +35,13 @@ from ._waiting import FakeClock, eventually, eventually_async
 __all__ = [
     "FakeClock",
     "FaultProxy",
+    "FaultProxyProcess",
     "NamespacePair",
     "RedisServer",
     "eventually",
     "eventually_async",
     "fault_proxy",
+    "fault_proxy_process",
     "local_pair",
     "namespace_tls_context",
     "process_pair",

@@ -26,7 +26,7 @@ require_local_extra("geobus.testing")
 
 from ..local import LocalNamespace, LocalNamespaceProcess, development_key  # noqa: E402
 from ._proxy import FaultProxy  # noqa: E402
-from ._sdk import sdk_proxy_options  # noqa: E402
+from ._sdk import Proxy, sdk_proxy_options  # noqa: E402
 
 Role = Literal["primary", "secondary"]
 ROLES: tuple[Role, Role] = ("primary", "secondary")
@@ -111,14 +111,15 @@ class NamespacePair(Generic[N]):
     def config(
         self,
         *,
-        primary_via: FaultProxy | None = None,
-        secondary_via: FaultProxy | None = None,
+        primary_via: Proxy | None = None,
+        secondary_via: Proxy | None = None,
         **options: Any,
     ) -> ReplicationConfig:
         """A ``ReplicationConfig`` for the pair; ``options`` are its other fields.
 
         ``primary_via`` / ``secondary_via``: reach that namespace through a
-        ``FaultProxy`` (one in front of it, e.g. from ``fault_proxy(pair.primary)``),
+        ``FaultProxy`` or ``FaultProxyProcess`` (one in front of it, e.g. from
+        ``fault_proxy(pair.primary)``),
         by the namespace's ``client_options`` — as for a real namespace.
 
         Raises:
@@ -186,7 +187,7 @@ class NamespacePair(Generic[N]):
             raise errors[0]
 
 
-def _namespace(role: str, connection_string: str, via: FaultProxy | None) -> NamespaceConfig:
+def _namespace(role: str, connection_string: str, via: Proxy | None) -> NamespaceConfig:
     options = sdk_proxy_options(via, connection_string) if via is not None else {}
     return NamespaceConfig(name=role, connection_string=connection_string, client_options=options)
 

@@ -24,13 +24,14 @@ from .._sync.portal import Portal
 from ..local import Fault
 from ..local._sockets import KeptPort
 from ._relay import CHUNK, Conditions, Connection
+from ._sdk import ProxyAddress
 
 _T = TypeVar("_T")
 
 _CALL_TIMEOUT = 10.0
 
 
-class FaultProxy(Serving):
+class FaultProxy(ProxyAddress, Serving):
     """A TCP proxy on loopback whose network faults switch on and off at runtime.
 
     ``FaultProxy(("127.0.0.1", 5672))`` listens on ``host``:``port`` (port 0: any
@@ -147,16 +148,6 @@ class FaultProxy(Serving):
         if not self._port.port:
             raise RuntimeError("the FaultProxy has no port until it is started")
         return self._port.port
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)``, for ``socket.create_connection`` and friends."""
-        return (self.host, self.port)
-
-    @property
-    def endpoint(self) -> str:
-        """``sb://host:port``, the SDK's ``custom_endpoint_address`` for this proxy."""
-        return f"sb://{self.host}:{self.port}"
 
     # -- faults ------------------------------------------------------------------------
 

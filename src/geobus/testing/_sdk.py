@@ -1,4 +1,4 @@
-"""Pointing the azure-servicebus client at a ``FaultProxy``.
+"""Pointing the azure-servicebus client at a ``FaultProxy`` (or any ``Proxy``).
 
 Two ways, for two kinds of namespace:
 
@@ -24,11 +24,43 @@ from __future__ import annotations
 import socket
 import ssl
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from .._redact import describe
 from .._sas import ConnectionString, SasTokenError
-from ._proxy import FaultProxy
+
+
+class Proxy(Protocol):
+    """Where a proxy listens: a ``FaultProxy``, or a ``FaultProxyProcess`` in its own process."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def endpoint(self) -> str: ...
+
+
+class ProxyAddress:
+    """``address`` and ``endpoint`` from a proxy's ``host`` and ``port`` (both kinds of proxy)."""
+
+    @property
+    def host(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def port(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)``, for ``socket.create_connection`` and friends."""
+        return (self.host, self.port)
+
+    @property
+    def endpoint(self) -> str:
+        """``sb://host:port``, the SDK's ``custom_endpoint_address`` for this proxy."""
+        return f"sb://{self.host}:{self.port}"
 
 
 class _NamespaceTLSContext(ssl.SSLContext):
@@ -84,7 +116,7 @@ def namespace_tls_context(host: str, *, cafile: str | None = None) -> ssl.SSLCon
     return context
 
 
-def sdk_proxy_options(proxy: FaultProxy, namespace: str, *, cafile: str | None = None) -> dict[str, Any]:
+def sdk_proxy_options(proxy: Proxy, namespace: str, *, cafile: str | None = None) -> dict[str, Any]:
     """Keyword arguments that route an azure-servicebus client's connections through ``proxy``.
 
     ``namespace``: the connection string the client is built from, or its fully
@@ -115,7 +147,7 @@ def sdk_proxy_options(proxy: FaultProxy, namespace: str, *, cafile: str | None =
     return options
 
 
-def proxied_connection_string(connection_string: str, proxy: FaultProxy) -> str:
+def proxied_connection_string(connection_string: str, proxy: Proxy) -> str:
     """``connection_string`` with its Endpoint moved to ``proxy``: local namespaces only.
 
     For code that takes only a connection string; geobus's ``NamespaceConfig``

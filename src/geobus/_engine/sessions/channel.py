@@ -21,7 +21,8 @@ from typing import Any, Protocol, TypeVar
 from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceiveMode, ServiceBusSessionFilter
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver
 
-from ..channels import ReceiveChannel, SdkReceiveChannel, _Bounded
+from ..bounded import Bounded
+from ..channels import ReceiveChannel, SdkReceiveChannel
 
 _T = TypeVar("_T")
 
@@ -79,7 +80,7 @@ class SdkSessionChannel(SdkReceiveChannel):
             assert topic is not None and subscription is not None
             return client.get_subscription_receiver(topic, subscription, **options)
 
-        self._bounded = _Bounded(name, open_handler)
+        self._bounded = Bounded(name, open_handler)
 
     @property
     def session_id(self) -> str | None:

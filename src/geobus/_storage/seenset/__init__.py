@@ -29,6 +29,11 @@ without it is not told of deferrals (a deferred key is released there, so a twin
 that reaches another worker is delivered by it), and a deferred copy received
 back is claimed with ``claim``. The three stores here have it.
 
+So are ``claim_many`` and ``complete_many`` (``BatchSeenSet``): claims or
+completions made at the same time, in one call — one Redis
+round trip, one SQLite transaction — with the answers of the single calls made
+in turn. A store without them is asked one key at a time.
+
 Keys keep their type: the receiver spells each message's key once
 (``geobus._decisions.dedup.key_of``: ``i:42``, ``s:42``...) and every store keeps that
 spelling as it is, so ``42``, ``"42"``, ``b"42"`` and ``UUID(int=42)`` are four
@@ -41,7 +46,7 @@ Stores: ``memory`` (one process; the default, and the contract's reference),
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 from ..._decisions.actions import Claim as Claim
@@ -98,6 +103,25 @@ class DeferringSeenSet(SeenSet, Protocol):
         ...
 
 
+@runtime_checkable
+class BatchSeenSet(SeenSet, Protocol):
+    """A ``SeenSet`` that also takes many keys in one call (memory, SQLite and Redis do).
+
+    Each batch method does what the single calls would, made in turn in the order
+    given (a key may come twice), in one round trip. Arguments are checked before
+    anything is done; a ``SeenSetError`` may come after some of the keys were acted on,
+    as when single calls fail half-way.
+    """
+
+    async def claim_many(self, keys: Sequence[Key], owner: str, lease: float) -> list[Claim]:
+        """``claim`` of each of ``keys`` in turn: their answers, in order."""
+        ...
+
+    async def complete_many(self, outcomes: Sequence[tuple[Key, Claim]], owner: str, ttl: float) -> None:
+        """``complete`` of each key with its outcome, in turn."""
+        ...
+
+
 def open_seen_set(url: str, *, max_entries: int, clock: Callable[[], float] | None = None) -> SeenSet:
     """The store a ``[dedup] store`` URL names: ``memory``, ``sqlite:PATH``, ``redis://...``.
 
@@ -113,4 +137,4 @@ def open_seen_set(url: str, *, max_entries: int, clock: Callable[[], float] | No
     return open_store(url, max_entries=max_entries, clock=clock)
 
 
-__all__ = ["Claim", "DeferringSeenSet", "SeenSet", "SeenSetError", "open_seen_set"]
+__all__ = ["BatchSeenSet", "Claim", "DeferringSeenSet", "SeenSet", "SeenSetError", "open_seen_set"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from ..._decisions.dedup import Key
@@ -56,19 +56,15 @@ class MemorySeenSet:
     async def claim(self, key: Key, owner: str, lease: float) -> Claim:
         """See ``SeenSet.claim``."""
         check_key(key, owner)
+        return self._claim(key, owner, check_seconds("lease", lease), self.clock())
+
+    async def claim_many(self, keys: Sequence[Key], owner: str, lease: float) -> list[Claim]:
+        """See ``BatchSeenSet.claim_many``."""
+        for key in keys:
+            check_key(key, owner)
         lease = check_seconds("lease", lease)
         now = self.clock()
-        done = self._processed.get(key)
-        if done is not None:
-            if done.expires_at > now:
-                return done.outcome
-            del self._processed[key]
-        held = self._in_flight.get(key)
-        if held is not None and held.owner != owner and held.expires_at > now:
-            return Claim.DEFERRED if held.owner == DEFERRED_OWNER else Claim.TAKEN
-        self._in_flight[key] = _Lease(owner, now + lease)
-        self._wrote(now)
-        return Claim.CLAIMED
+        return [self._claim(key, owner, lease, now) for key in keys]
 
     async def claim_deferred(self, key: Key, owner: str, lease: float) -> Claim:
         """See ``DeferringSeenSet.claim_deferred``."""
@@ -93,9 +89,42 @@ class MemorySeenSet:
     async def complete(self, key: Key, owner: str, outcome: Claim, ttl: float) -> None:
         """See ``SeenSet.complete``."""
         check_key(key, owner)
-        outcome = check_outcome(outcome)
+        self._complete(key, check_outcome(outcome), check_seconds("ttl", ttl), self.clock())
+
+    async def complete_many(self, outcomes: Sequence[tuple[Key, Claim]], owner: str, ttl: float) -> None:
+        """See ``BatchSeenSet.complete_many``."""
+        for key, outcome in outcomes:
+            check_key(key, owner)
+            check_outcome(outcome)
         ttl = check_seconds("ttl", ttl)
         now = self.clock()
+        for key, outcome in outcomes:
+            self._complete(key, outcome, ttl, now)
+
+    async def release(self, key: Key, owner: str) -> None:
+        """See ``SeenSet.release``."""
+        check_key(key, owner)
+        held = self._in_flight.get(key)
+        if held is not None and held.owner == owner:
+            del self._in_flight[key]
+
+    async def close(self) -> None:
+        """Nothing to close; the state stays readable (a shared instance outlives one receiver)."""
+
+    def _claim(self, key: str, owner: str, lease: float, now: float) -> Claim:
+        done = self._processed.get(key)
+        if done is not None:
+            if done.expires_at > now:
+                return done.outcome
+            del self._processed[key]
+        held = self._in_flight.get(key)
+        if held is not None and held.owner != owner and held.expires_at > now:
+            return Claim.DEFERRED if held.owner == DEFERRED_OWNER else Claim.TAKEN
+        self._in_flight[key] = _Lease(owner, now + lease)
+        self._wrote(now)
+        return Claim.CLAIMED
+
+    def _complete(self, key: str, outcome: Claim, ttl: float, now: float) -> None:
         self._in_flight.pop(key, None)
         self._processed.pop(key, None)  # recorded again: the newest now
         if outcome is Claim.DEFERRED:
@@ -108,16 +137,6 @@ class MemorySeenSet:
             if dropped.expires_at > now:
                 self.evictions += 1
         self._wrote(now)
-
-    async def release(self, key: Key, owner: str) -> None:
-        """See ``SeenSet.release``."""
-        check_key(key, owner)
-        held = self._in_flight.get(key)
-        if held is not None and held.owner == owner:
-            del self._in_flight[key]
-
-    async def close(self) -> None:
-        """Nothing to close; the state stays readable (a shared instance outlives one receiver)."""
 
     def _wrote(self, now: float) -> None:
         self._writes += 1

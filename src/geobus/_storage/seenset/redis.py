@@ -9,7 +9,10 @@ geobus that predates deferral reads it as another worker's key in flight and
 holds its twins, never delivers them). An absent key is absent. Redis keeps
 the time, so the workers' clocks do not matter, and a dead worker's leases
 simply expire. ``claim``, ``claim_deferred``, ``renew`` and ``release`` are small Lua scripts, so
-each is atomic on the server; ``complete`` is one ``SET ... PX``.
+each is atomic on the server; ``complete`` is one ``SET ... PX``. ``claim_many`` and
+``complete_many`` are one script call for the whole batch (the claim script loops over
+its keys): one round trip, and atomic as a whole. Their keys need not share a hash
+slot, so the store speaks to one Redis (or a primary with replicas), not a Cluster.
 
 The ``2`` is the format. geobus 0.1.0.dev0 wrote ``f:<owner>``, ``c`` and ``d``
 under untyped keys (``42`` and ``"42"`` were both ``<prefix>42``). Its keys do
@@ -35,6 +38,7 @@ never appears in a repr, an error or a log line.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -51,25 +55,38 @@ from .factory import check_key, check_outcome, check_seconds
 PREFIX = "geobus:seen:"
 TIMEOUT = 1.0
 
-# KEYS[1] the key; ARGV[1] "f2:<owner>", ARGV[2] the lease in ms; ARGV[3] "1": a deferred key is
-# taken too (claim_deferred), "0": it is answered (claim).
+# KEYS the keys, claimed in turn; ARGV[1] "f2:<owner>", ARGV[2] the lease in ms; ARGV[3] "1": a
+# deferred key is taken too (claim_deferred), "0": it is answered (claim). The answers, in order.
 _CLAIM = """
-local value = redis.call('GET', KEYS[1])
-if value == 'c2' then return 'completed' end
-if value == 'd2' then return 'dead_lettered' end
-if value == 'f2:' then
-    if ARGV[3] ~= '1' then return 'deferred' end
-    value = nil
-end
-if value and value ~= ARGV[1] then
-    if string.sub(value, 1, 3) == 'f2:' then return 'taken' end
-    -- geobus 0.1.0.dev0's c, d, f:<owner>: another message's (see the module's docstring)
-    if value ~= 'c' and value ~= 'd' and string.sub(value, 1, 2) ~= 'f:' then
-        return redis.error_reply('not a geobus seen-set value')
+local answers = {}
+for i, key in ipairs(KEYS) do
+    local value = redis.call('GET', key)
+    local answer = false
+    if value == 'c2' then answer = 'completed'
+    elseif value == 'd2' then answer = 'dead_lettered'
+    elseif value == 'f2:' then
+        if ARGV[3] ~= '1' then answer = 'deferred' end
+    elseif value and value ~= ARGV[1] then
+        if string.sub(value, 1, 3) == 'f2:' then answer = 'taken'
+        -- geobus 0.1.0.dev0's c, d, f:<owner>: another message's (see the module's docstring)
+        elseif value ~= 'c' and value ~= 'd' and string.sub(value, 1, 2) ~= 'f:' then
+            return redis.error_reply('not a geobus seen-set value')
+        end
     end
+    if not answer then
+        redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
+        answer = 'claimed'
+    end
+    answers[i] = answer
 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 'claimed'
+return answers
+"""
+# KEYS the keys; ARGV[1] the ttl in ms, ARGV[1 + i] the value of the i-th key (c2, d2, f2:).
+_COMPLETE = """
+for i, key in ipairs(KEYS) do
+    redis.call('SET', key, ARGV[1 + i], 'PX', ARGV[1])
+end
+return #KEYS
 """
 _RENEW = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -112,6 +129,7 @@ class RedisSeenSet:
             retry=Retry(NoBackoff(), 1),
         )
         self._claim = self._client.register_script(_CLAIM)
+        self._complete = self._client.register_script(_COMPLETE)
         self._renew = self._client.register_script(_RENEW)
         self._release = self._client.register_script(_RELEASE)
 
@@ -120,15 +138,15 @@ class RedisSeenSet:
 
     async def claim(self, key: Key, owner: str, lease: float) -> Claim:
         """See ``SeenSet.claim``."""
-        check_key(key, owner)
-        answer = await self._call(self._claim, key, _holder(owner), _ms(check_seconds("lease", lease)), "0")
-        return Claim(answer)
+        return (await self._claims([key], owner, lease, "0"))[0]
+
+    async def claim_many(self, keys: Sequence[Key], owner: str, lease: float) -> list[Claim]:
+        """See ``BatchSeenSet.claim_many``."""
+        return await self._claims(keys, owner, lease, "0")
 
     async def claim_deferred(self, key: Key, owner: str, lease: float) -> Claim:
         """See ``DeferringSeenSet.claim_deferred``."""
-        check_key(key, owner)
-        answer = await self._call(self._claim, key, _holder(owner), _ms(check_seconds("lease", lease)), "1")
-        return Claim(answer)
+        return (await self._claims([key], owner, lease, "1"))[0]
 
     async def renew(self, key: Key, owner: str, lease: float) -> bool:
         """See ``SeenSet.renew``; False too once the lease has run out, even if nobody took the key."""
@@ -145,6 +163,16 @@ class RedisSeenSet:
         except (RedisError, OSError) as exc:
             raise self._error(exc) from exc
 
+    async def complete_many(self, outcomes: Sequence[tuple[Key, Claim]], owner: str, ttl: float) -> None:
+        """See ``BatchSeenSet.complete_many``."""
+        for key, outcome in outcomes:
+            check_key(key, owner)
+            check_outcome(outcome)
+        ttl_ms = _ms(check_seconds("ttl", ttl))
+        if outcomes:
+            await self._call(self._complete, [key for key, _ in outcomes], ttl_ms,
+                             *(_CODE[outcome] for _, outcome in outcomes))
+
     async def release(self, key: Key, owner: str) -> None:
         """See ``SeenSet.release``."""
         check_key(key, owner)
@@ -157,9 +185,19 @@ class RedisSeenSet:
         except (RedisError, OSError) as exc:
             raise self._error(exc) from exc
 
-    async def _call(self, script: Any, key: str, *args: str | int) -> Any:
+    async def _claims(self, keys: Sequence[Key], owner: str, lease: float, deferred_too: str) -> list[Claim]:
+        for key in keys:
+            check_key(key, owner)
+        lease_ms = _ms(check_seconds("lease", lease))
+        if not keys:
+            return []
+        return [Claim(answer) for answer in await self._call(self._claim, keys, _holder(owner), lease_ms, deferred_too)]
+
+    async def _call(self, script: Any, keys: str | Sequence[str], *args: str | int) -> Any:
+        """``script`` on ``keys`` (one, or several), prefixed."""
+        names = [self.prefix + keys] if isinstance(keys, str) else [self.prefix + key for key in keys]
         try:
-            return await script(keys=[self.prefix + key], args=list(args))
+            return await script(keys=names, args=list(args))
         except (RedisError, OSError) as exc:
             raise self._error(exc) from exc
 

@@ -10,6 +10,7 @@ such a key as another worker's, and hold its twins (never deliver them) until it
 is settled or its ttl runs out. Every call is one short transaction on one
 worker thread, so the event loop never waits on the file; ``claim`` is a
 ``BEGIN IMMEDIATE`` read-then-write, so two processes cannot both take a key.
+``claim_many`` and ``complete_many`` are one transaction for the whole batch.
 
 Times come from the injected clock, by default ``time.time``: the processes
 sharing the file compare each other's expiry times, so the clock must be the
@@ -17,7 +18,10 @@ same wall clock everywhere (a clock step shortens or stretches current leases).
 
 Every ``prune_every`` writes a process drops the expired rows and the oldest
 processed rows beyond ``max_entries`` (never in-flight ones), so the table holds
-at most ``max_entries`` processed keys plus the writes since the last prune.
+at most ``max_entries`` processed keys plus the writes since the last prune. The
+processed rows are counted from their index alone (``updated_at, state``; the
+``updated_at`` index of earlier versions, which made each count read every row,
+is dropped when a file is opened).
 
 The table is ``geobus_seen_v2``. geobus 0.1.0.dev0 kept untyped keys (``42``
 and ``"42"`` one row) in ``geobus_seen``: a file holding that table is refused,
@@ -35,7 +39,7 @@ import asyncio
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
@@ -60,10 +64,13 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     updated_at REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {TABLE}_expiry ON {TABLE} (expires_at);
-CREATE INDEX IF NOT EXISTS {TABLE}_processed ON {TABLE} (updated_at) WHERE state <> 'f';
+CREATE INDEX IF NOT EXISTS {TABLE}_processed_by_age ON {TABLE} (updated_at, state) WHERE state <> 'f';
+DROP INDEX IF EXISTS {TABLE}_processed;
 """
 _STATE = {"c": Claim.COMPLETED, "d": Claim.DEAD_LETTERED}
-_CODE = {Claim.COMPLETED: "c", Claim.DEAD_LETTERED: "d"}
+# An outcome's row: its state and owner (a deferred key is in flight with no owner).
+_ROW: dict[Claim, tuple[str, str | None]] = {
+    Claim.COMPLETED: ("c", None), Claim.DEAD_LETTERED: ("d", None), Claim.DEFERRED: ("f", DEFERRED_OWNER)}
 PRUNE_EVERY = 256
 
 
@@ -117,15 +124,20 @@ class SqliteSeenSet:
 
     async def claim(self, key: Key, owner: str, lease: float) -> Claim:
         """See ``SeenSet.claim``."""
-        check_key(key, owner)
+        return (await self.claim_many([key], owner, lease))[0]
+
+    async def claim_many(self, keys: Sequence[Key], owner: str, lease: float) -> list[Claim]:
+        """See ``BatchSeenSet.claim_many``."""
+        for key in keys:
+            check_key(key, owner)
         lease = check_seconds("lease", lease)
-        return await self._run(self._claim, key, owner, lease)
+        return await self._run(self._claim, list(keys), owner, lease) if keys else []
 
     async def claim_deferred(self, key: Key, owner: str, lease: float) -> Claim:
         """See ``DeferringSeenSet.claim_deferred``."""
         check_key(key, owner)
         lease = check_seconds("lease", lease)
-        return await self._run(self._claim, key, owner, lease, True)
+        return (await self._run(self._claim, [key], owner, lease, True))[0]
 
     async def renew(self, key: Key, owner: str, lease: float) -> bool:
         """See ``SeenSet.renew``; False too once the lease has run out, even if nobody took the key."""
@@ -135,13 +147,16 @@ class SqliteSeenSet:
 
     async def complete(self, key: Key, owner: str, outcome: Claim, ttl: float) -> None:
         """See ``SeenSet.complete``."""
-        check_key(key, owner)
-        outcome = check_outcome(outcome)
+        await self.complete_many([(key, outcome)], owner, ttl)
+
+    async def complete_many(self, outcomes: Sequence[tuple[Key, Claim]], owner: str, ttl: float) -> None:
+        """See ``BatchSeenSet.complete_many``."""
+        for key, outcome in outcomes:
+            check_key(key, owner)
+            check_outcome(outcome)
         ttl = check_seconds("ttl", ttl)
-        if outcome is Claim.DEFERRED:
-            await self._run(self._defer, key, ttl)
-        else:
-            await self._run(self._complete, key, _CODE[outcome], ttl)
+        if outcomes:
+            await self._run(self._complete, [(key, *_ROW[outcome]) for key, outcome in outcomes], ttl)
 
     async def release(self, key: Key, owner: str) -> None:
         """See ``SeenSet.release``."""
@@ -168,21 +183,28 @@ class SqliteSeenSet:
         except sqlite3.Error as exc:
             raise SeenSetError(f"the seen-set {self.path} failed: {exc}") from exc
 
-    def _claim(self, key: str, owner: str, lease: float, deferred_too: bool = False) -> Claim:
-        """``claim``; with ``deferred_too``, ``claim_deferred`` (a deferred key is taken too)."""
+    def _claim(self, keys: list[str], owner: str, lease: float, deferred_too: bool = False) -> list[Claim]:
+        """``claim`` of each key, in one transaction; with ``deferred_too``, ``claim_deferred``
+        (a deferred key is taken too)."""
         with transaction(self._db) as db:
             now = self.clock()
-            row = db.execute(f"SELECT state, owner, expires_at FROM {TABLE} WHERE key = ?", (key,)).fetchone()
-            if row is not None and row[2] > now:
-                state, holder, _ = row
-                if state in _STATE:
-                    return _STATE[state]
-                if holder == DEFERRED_OWNER and not deferred_too:
-                    return Claim.DEFERRED
-                if holder not in (owner, DEFERRED_OWNER):
-                    return Claim.TAKEN
-            db.execute(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, 'f', ?, ?, ?)", (key, owner, now + lease, now))
-        self._wrote()
+            answers = [self._claim_one(db, key, owner, lease, now, deferred_too) for key in keys]
+        self._wrote(answers.count(Claim.CLAIMED))
+        return answers
+
+    @staticmethod
+    def _claim_one(db: sqlite3.Connection, key: str, owner: str, lease: float, now: float,
+                   deferred_too: bool) -> Claim:
+        row = db.execute(f"SELECT state, owner, expires_at FROM {TABLE} WHERE key = ?", (key,)).fetchone()
+        if row is not None and row[2] > now:
+            state, holder, _ = row
+            if state in _STATE:
+                return _STATE[state]
+            if holder == DEFERRED_OWNER and not deferred_too:
+                return Claim.DEFERRED
+            if holder not in (owner, DEFERRED_OWNER):
+                return Claim.TAKEN
+        db.execute(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, 'f', ?, ?, ?)", (key, owner, now + lease, now))
         return Claim.CLAIMED
 
     def _renew(self, key: str, owner: str, lease: float) -> bool:
@@ -193,22 +215,19 @@ class SqliteSeenSet:
             (now + lease, now, key, owner, now))
         return cursor.rowcount == 1
 
-    def _complete(self, key: str, code: str, ttl: float) -> None:
-        now = self.clock()
-        self._db.execute(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, NULL, ?, ?)", (key, code, now + ttl, now))
-        self._wrote()
-
-    def _defer(self, key: str, ttl: float) -> None:
-        now = self.clock()
-        self._db.execute(
-            f"INSERT OR REPLACE INTO {TABLE} VALUES (?, 'f', ?, ?, ?)", (key, DEFERRED_OWNER, now + ttl, now))
-        self._wrote()
+    def _complete(self, rows: list[tuple[str, str, str | None]], ttl: float) -> None:
+        """Each (key, state, owner) recorded for ``ttl``, in one transaction."""
+        with transaction(self._db) as db:
+            now = self.clock()
+            db.executemany(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?, ?, ?, ?)",
+                           [(key, state, owner, now + ttl, now) for key, state, owner in rows])
+        self._wrote(len(rows))
 
     def _release(self, key: str, owner: str) -> None:
         self._db.execute(f"DELETE FROM {TABLE} WHERE key = ? AND state = 'f' AND owner = ?", (key, owner))
 
-    def _wrote(self) -> None:
-        self._writes += 1
+    def _wrote(self, count: int) -> None:
+        self._writes += count
         if self._writes >= self.prune_every:
             self._writes = 0
             self._prune()

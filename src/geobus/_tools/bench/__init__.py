@@ -28,7 +28,7 @@ from .table import cell, ratio_cell
 
 # In the order they run: the plain SDK's own speed against a local namespace first, the
 # baseline every later row's plain side runs on.
-BENCHMARKS = ("local_namespace", "replication", "outbox", "seenset", "fleet", "sessions")
+BENCHMARKS = ("local_namespace", "latency", "replication", "outbox", "seenset", "fleet", "sessions")
 HEADLINE = ("out-of-process", "memory")  # local_namespace's rows matching the others' servers
 
 
@@ -196,9 +196,13 @@ def render(report: dict[str, Any]) -> str:
     if "local_namespace" in ran_names:
         lines += ["local_namespace: plain azure-servicebus alone against one `geobus local` process (memory",
                   "  store), the server every other row runs on: no geobus side, no ratio."]
+    if "latency" in ran_names:
+        lines += ["latency: geobus's ReplicatedSender / DedupReceiver against plain ServiceBusSender /",
+                  "  ServiceBusReceiver, directly (loopback) and through a proxy process before each namespace",
+                  "  (4ms RTT); each throughput row has a CPU row: this process's CPU per message (us)."]
     if ran_names & {"replication", "outbox"}:
-        lines += ["replication, outbox: geobus's ReplicatedSender / DedupReceiver / outbox against plain",
-                  "  ServiceBusSender / ServiceBusReceiver on the same local namespaces, in the same run."]
+        lines += ["replication, outbox: geobus's failover, seen-set and outbox against the plain SDK by hand,",
+                  "  a Python set, and a plain ServiceBusSender, on the same local namespaces, in the same run."]
     if "seenset" in ran_names:
         lines += ["seenset: each seen-set store (one awaited call at a time) against the in-memory",
                   "  DuplicateTracker a single receiver uses: the plain column is that tracker."]

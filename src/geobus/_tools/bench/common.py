@@ -145,26 +145,41 @@ class Stall:
 # the round waits for them at its end. Only the loops are timed.
 
 
-def close_later(closing: list[threading.Thread], *objects: Any) -> None:
-    """Close ``objects`` in order on a thread, added to ``closing``; errors are ignored."""
+def close_later(closing: list[threading.Thread], *objects: Any, together: Sequence[Any] = ()) -> None:
+    """Close ``objects`` in order on a thread, added to ``closing``; errors are ignored.
+
+    ``together``: handlers closed first, all at once (a thread each), before ``objects``
+    (their client, say): many handlers closed one after another would take seconds each."""
+
+    def close_one(obj: Any) -> None:
+        with contextlib.suppress(Exception):
+            obj.close()
 
     def close_all() -> None:
+        threads = [threading.Thread(target=close_one, args=(obj,), daemon=True) for obj in together]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
         for obj in objects:
-            with contextlib.suppress(Exception):
-                obj.close()
+            close_one(obj)
 
     thread = threading.Thread(target=close_all, name="close-handlers", daemon=True)
     thread.start()
     closing.append(thread)
 
 
-def aclose_later(closing: list[asyncio.Task[None]], *objects: Any) -> None:
+def aclose_later(closing: list[asyncio.Task[None]], *objects: Any, together: Sequence[Any] = ()) -> None:
     """As ``close_later``, on a task of the running loop."""
 
+    async def close_one(obj: Any) -> None:
+        with contextlib.suppress(Exception):
+            await obj.close()
+
     async def close_all() -> None:
+        await asyncio.gather(*(close_one(obj) for obj in together))
         for obj in objects:
-            with contextlib.suppress(Exception):
-                await obj.close()
+            await close_one(obj)
 
     closing.append(asyncio.create_task(close_all()))
 
@@ -229,22 +244,26 @@ def machine(more: dict[str, Any]) -> dict[str, Any]:
 # -- the command line -----------------------------------------------------------------------
 
 
-def parse_args(doc: str, argv: list[str] | None, *, quick_help: str, rounds_help: str,
+def parse_args(doc: str, argv: list[str] | None, *, quick_help: str, rounds_help: str | None,
                sizes: tuple[Any, Any] | None = None,
                more: Callable[[argparse.ArgumentParser], None] | None = None) -> argparse.Namespace:
     """``--quick``, the script's own options (added by ``more``), ``--rounds``, ``--json``.
 
-    ``args.rounds`` comes back filled in (3, or 1 with ``--quick``) and at least 1;
+    ``args.rounds`` comes back filled in (3, or 1 with ``--quick``) and at least 1; without
+    ``rounds_help`` there is no ``--rounds`` (the script measures once) and it is 1;
     ``args.sizes`` is the first of ``sizes`` (quick, full) with ``--quick``, else the second;
     ``args.started`` is when the run began (``report`` takes its time from it)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help=quick_help)
     if more is not None:
         more(parser)
-    parser.add_argument("--rounds", type=int, default=None, help=f"{rounds_help} (default 3, 1 with --quick)")
+    if rounds_help is not None:
+        parser.add_argument("--rounds", type=int, default=None, help=f"{rounds_help} (default 3, 1 with --quick)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     args = parser.parse_args(argv)
-    if args.rounds is None:
+    if rounds_help is None:
+        args.rounds = 1
+    elif args.rounds is None:
         args.rounds = 1 if args.quick else 3
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")

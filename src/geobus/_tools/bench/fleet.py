@@ -63,12 +63,14 @@ def main(argv: list[str] | None = None) -> int:
             stores = {"memory": {}, "sqlite": {"GEOBUS_DEDUP_STORE": "sqlite:{dir}/seen.db"}}
             redis_url = stack.enter_context(redis_server())
             if redis_url:
-                stores["redis"] = {"GEOBUS_DEDUP_STORE": redis_url}
+                # Every round sends the same message ids: each has keys of its own.
+                stores["redis"] = {"GEOBUS_DEDUP_STORE": redis_url + "?prefix=geobus:bench:{round}:"}
             else:
                 skipped["redis"] = "redis-server not found on PATH (apt-get install redis-server)"
                 bench.log(f"  skipping redis: {skipped['redis']}")
             for round_no in range(args.rounds):
                 for name, env in stores.items():
+                    env = {key: value.replace("{round}", str(round_no)) for key, value in env.items()}
                     rate, duplicates, violations = fleet_run(env, messages, Path(scratch) / f"{name}-{round_no}")
                     if name != "memory" and violations:
                         raise RuntimeError(f"the {name} fleet broke a promise: {violations}")
