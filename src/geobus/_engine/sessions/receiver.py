@@ -340,8 +340,8 @@ class DedupSessionReceiver(SessionExtras, SessionSettling, HandsOut[_Handed], As
                 await self._write_marks_now()
             await self._loops.stop()
             if marking:
-                # A state call beside a receive in flight can fail in the SDK ("Handler failed"); with the
-                # pumps stopped, once more: a next owner without the marks could not tell a late message.
+                # Once more with the pumps stopped: settlements that ended during the first write moved the
+                # marks, and a next owner without the last ones could not tell a late message.
                 await self._write_marks_now()
         fetched = [] if self.order is None else self.order.held_items()
         await self._runner.give_back([(deliver.key, deliver.copy) for deliver in fetched])

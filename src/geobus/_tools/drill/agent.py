@@ -206,7 +206,7 @@ def work_sync(args: argparse.Namespace, worker: _Worker) -> None:
     with geobus.GeoServiceBusClient(ReplicationConfig.from_env()) as client:
         with client.get_queue_receiver(args.queue, prefetch_count=args.prefetch) as receiver:
             while not worker.stop.is_set():
-                messages = receiver.receive_messages(max_message_count=20, max_wait_time=0.5)
+                messages = receiver.receive_messages(max_message_count=args.batch, max_wait_time=0.5)
                 worker.handle_sync(receiver, messages, worker.delivered)
                 worker.stats(receiver.stats)
             worker.stats(receiver.stats, force=True)
@@ -216,7 +216,7 @@ async def work_async(args: argparse.Namespace, worker: _Worker) -> None:
     async with geobus.aio.GeoServiceBusClient(ReplicationConfig.from_env()) as client:
         async with client.get_queue_receiver(args.queue, prefetch_count=args.prefetch) as receiver:
             while not worker.stop.is_set():
-                messages = await receiver.receive_messages(max_message_count=20, max_wait_time=0.5)
+                messages = await receiver.receive_messages(max_message_count=args.batch, max_wait_time=0.5)
                 await worker.handle_async(receiver, messages, worker.delivered)
                 worker.stats(receiver.stats)
             worker.stats(receiver.stats, force=True)
@@ -241,6 +241,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--handle-time", type=float, default=0.0)
     parser.add_argument("--life", type=int, default=0)
     parser.add_argument("--prefetch", type=int, default=20, help="messages each namespace's link fetches ahead")
+    parser.add_argument("--batch", type=int, default=20, help="the most messages one receive call returns")
     parser.add_argument("--poison", help="the message id whose handler kills the worker (kill -9 of itself)")
     parser.add_argument(
         "--sessions", type=int, default=0,

@@ -18,11 +18,16 @@ poison killed is dead-lettered in that region as well, though its twin reached a
 handler once: the run reports it (a cost of fetching ahead, as with the SDK's
 prefetch) and fails only for a dead-lettered message no handler got.
 
-Each worker fetches one message per namespace at a time (``--prefetch 1``):
-messages fetched alongside the poison die with the worker too, their locks run
-out and their delivery counts grow, so a worker that prefetches could take its
-neighbours to the dead-letter queue with the poison. That holds for the
-SDK's own receivers against Service Bus just the same.
+Each worker fetches one message per namespace at a time (``--prefetch 1``) and
+takes one message per receive call (``--batch 1``): messages fetched or handed
+out alongside the poison die with the worker too, their locks run out and their
+delivery counts grow. A worker that took the poison in a batch would take the
+batch's other messages down with it at every death: after three deaths, both
+copies of a neighbour handed out in the poison's batches sit in the dead-letter
+queues and no handler ever got it. That holds for the SDK's own receivers
+against Service Bus just the same: a handler that can kill its process should
+take one message at a time. With one message per call, a death holds at most one
+copy of a neighbour: the other region's next one, fetched ahead.
 """
 
 from __future__ import annotations
@@ -37,7 +42,7 @@ from .harness import QUEUE, Run
 POISON = "m-10"  # the producer's 11th message: every run sends at least 40
 MAX_DELIVERY_COUNT = 3
 LOCK_DURATION = 2.0  # seconds: each death costs one lock duration
-WORKER_ARGS = ("--poison", POISON, "--prefetch", "1")
+WORKER_ARGS = ("--poison", POISON, "--prefetch", "1", "--batch", "1")
 DEAD_LETTER_TIMEOUT = 120.0  # up to MAX_DELIVERY_COUNT deaths per region, each a lock and a start
 REASON = "MaxDeliveryCountExceeded"
 DELIVERY_TIMEOUT = 30.0  # for the twin of a copy dead-lettered with the poison to reach a handler
