@@ -150,12 +150,13 @@ class ReceiverFactories(Generic[Plain, Session]):
         - ``auto_lock_renewer``: an ``AutoLockRenewer`` for the messages handed out;
         - ``client_identifier``, ``socket_timeout``: for both namespaces' SDK receivers;
           without an identifier both get the same generated one.
-        - ``prefetch_count``: how many messages each namespace's pump fetches ahead. geobus
-          always fetches ahead, one pump per namespace, so ``0`` (the SDK's default, "fetch
-          only when asked") keeps geobus's own size, 20; ``prefetch`` is geobus's older
-          name for it. The SDK links themselves do not prefetch: a message geobus fetched
-          is one the receiver is looking at. A session receiver with ``0`` fetches only
-          what ``receive_messages`` asks for (docs/sessions.md, "Fetching").
+        - ``prefetch_count``: how many messages each namespace's pump fetches at least,
+          per namespace. ``0`` (the SDK's default) fetches what ``receive_messages`` asks
+          for, in one round trip per namespace, as the SDK's receiver does; ``N`` fetches
+          up to ``N`` ahead of a smaller ask (a quiet queue then waits 0.2 s in the SDK for
+          messages that are not there). ``prefetch`` is geobus's older name for it. The
+          SDK links themselves do not prefetch: a message geobus fetched is one the
+          receiver is looking at (docs/sessions.md, "Fetching", for a session receiver).
 
         Raises:
             RuntimeError: the client is closed.

@@ -229,6 +229,7 @@ class FakeReceiveChannel:
         self.receive_mode = receive_mode
         self.receives = Script()
         self.receive_calls = 0
+        self.asks: list[int] = []  # max_count of each receive call
         self.settlements: list[Settlement] = []
         self.renewals: list[ServiceBusReceivedMessage] = []
         self.renews = Script()  # scripts the lock renewals (e.g. hang: a black-holed namespace)
@@ -279,6 +280,7 @@ class FakeReceiveChannel:
 
     async def receive(self, max_count: int, max_wait: float, *, timeout: float) -> list[ServiceBusReceivedMessage]:
         self.receive_calls += 1
+        self.asks.append(max_count)
         await self.receives.play(self.name, timeout)
         if not self._pending:
             self._arrival = asyncio.Event()

@@ -70,6 +70,16 @@ class TestNamespaceBusy:
     def test_busy_while_the_application_holds_a_live_copy(self) -> None:
         assert namespace_busy(queued=0, settling=0, handed_out=[copy(locked_until=NOW + 1)], now=NOW)
 
+    def test_busy_while_a_twin_is_held_for_its_copys_outcome(self) -> None:
+        assert namespace_busy(queued=0, settling=0, handed_out=[], twins=[copy(locked_until=NOW + 1)], now=NOW)
+        assert not namespace_busy(queued=0, settling=0, handed_out=[], twins=[copy(locked_until=NOW)], now=NOW)
+
+    def test_an_application_waiting_for_more_is_not_held_back_by_what_it_holds(self) -> None:
+        held = [copy(locked_until=NOW + 1)]
+        assert not namespace_busy(queued=0, settling=0, handed_out=held, twins=held, waited_for=True, now=NOW)
+        assert namespace_busy(queued=1, settling=0, handed_out=[], waited_for=True, now=NOW)  # fetched, unread
+        assert namespace_busy(queued=0, settling=1, handed_out=[], waited_for=True, now=NOW)  # a twin settling
+
     def test_free_once_every_copy_the_application_holds_has_lost_its_lock(self) -> None:
         lost = [copy(locked_until=NOW - 1), copy(seq=2, locked_until=NOW)]
         assert not namespace_busy(queued=0, settling=0, handed_out=lost, now=NOW)

@@ -31,15 +31,17 @@ SHORT_POLLS = ReceiverTimings(poll_wait=0.05)
 QUICK = ReceiverTimings(poll_wait=0.05, keeper_interval=0.02)
 
 
-async def receive(receiver: DedupReceiver, count: int, within: float = BOUND) -> list[Received]:
-    """Receive until ``count`` messages arrived; fail after ``within`` seconds."""
+async def receive(receiver: DedupReceiver, count: int, within: float = BOUND, per_call: int | None = None) -> list[Received]:
+    """Receive until ``count`` messages arrived (asking ``per_call`` at a time, if given);
+    fail after ``within`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
     out: list[Received] = []
     while len(out) < count:
         remaining = deadline - loop.time()
         assert remaining > 0, f"got {len(out)} of {count} messages in time"
-        out += await receiver.receive_messages(count - len(out), max_wait_time=min(remaining, 0.1))
+        ask = count - len(out) if per_call is None else min(per_call, count - len(out))
+        out += await receiver.receive_messages(ask, max_wait_time=min(remaining, 0.1))
     return out
 
 
@@ -256,6 +258,52 @@ class TestTwins:
         assert receiver.stats.held == 1
 
 
+class TestFetching:
+    """Each namespace is asked for what the application asks for; a pump waits while its namespace's
+    messages are held here, unless the application waits for more."""
+
+    async def test_each_namespace_is_asked_for_what_a_receive_call_asks_for(
+        self, make_receiver: MakeReceiver, weu: FakeReceiveChannel, neu: FakeReceiveChannel
+    ) -> None:
+        # Asked for more than it holds, the SDK waits 0.2 s after the first message: a quiet
+        # queue would pay that on every message if geobus asked for more than the application.
+        weu.publish(*(f"m{i}" for i in range(10)))
+        receiver = make_receiver()
+        assert len(await receive(receiver, 7)) == 7
+        assert weu.asks[0] == 7 and set(neu.asks) == {7}
+
+    async def test_a_prefetch_count_fetches_that_many_ahead_of_a_smaller_ask(
+        self, make_receiver: MakeReceiver, weu: FakeReceiveChannel
+    ) -> None:
+        weu.publish(*(f"m{i}" for i in range(10)))
+        receiver = make_receiver(prefetch=5)
+        await receive(receiver, 1)
+        await eventually_async(lambda: receiver.stats.received["weu"] == 5, within=BOUND)
+        assert weu.asks == [5]
+
+    async def test_a_held_twin_keeps_its_namespace_waiting_until_it_is_settled(
+        self, make_receiver: MakeReceiver, weu: FakeReceiveChannel, neu: FakeReceiveChannel
+    ) -> None:
+        # Settled behind a receive call in flight, a twin would wait up to 0.2 s in the SDK.
+        weu.publish("m1")
+        neu.publish("m1")
+        receiver = make_receiver()
+        owner = await hold_twin(receiver)
+        twin_home = other(receiver.namespace_of(owner), weu, neu).name
+        assert receiver._busy(twin_home)
+        await receiver.complete_message(owner)
+        await eventually_async(lambda: not receiver._busy(twin_home), within=BOUND, what="the twin settled")
+
+    async def test_the_application_may_take_more_before_it_settles(
+        self, make_receiver: MakeReceiver, weu: FakeReceiveChannel
+    ) -> None:
+        weu.publish("a", "b")
+        receiver = make_receiver()
+        [first] = await receive(receiver, 1)
+        [second] = await receive(receiver, 1)  # the first still unsettled: its namespace is asked again
+        assert {first.message_id, second.message_id} == {"a", "b"} and weu.asks == [1, 1]
+
+
 class TestLiveness:
     """One namespace failing or stalling does not stall the other's messages."""
 
@@ -333,7 +381,7 @@ class TestReceiveAndDelete:
         async with DedupReceiver([weu, neu], receive_mode=mode, clock=clock, prefetch=5, timings=SHORT_POLLS) as receiver:
             weu.publish(*(f"m{i}" for i in range(50)))
             weu.published.clear()
-            messages = await receive(receiver, 50)
+            messages = await receive(receiver, 50, per_call=5)  # each namespace is asked for 5 at a time
             assert receiver.namespace_of(messages[0]) == "weu"
             with pytest.raises(ValueError):
                 await receiver.complete_message(messages[0])  # already settled, as in the SDK
@@ -454,7 +502,7 @@ class TestSettlementApi:
         monkeypatch.setattr(weu, "abandon", never_answers)
         await asyncio.wait_for(receiver.close(), BOUND)
 
-    @pytest.mark.parametrize("options", [{"max_wait_time": 0}, {"prefetch": 0}])
+    @pytest.mark.parametrize("options", [{"max_wait_time": 0}, {"prefetch": -1}])
     def test_invalid_options(self, weu: FakeReceiveChannel, neu: FakeReceiveChannel, options: dict[str, Any]) -> None:
         with pytest.raises(ValueError):
             DedupReceiver([weu, neu], **options)

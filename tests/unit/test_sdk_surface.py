@@ -421,7 +421,7 @@ class TestHandlerOptions:
 
     @pytest.mark.parametrize(
         ("options", "fetch"),
-        [({}, 20), ({"prefetch_count": 0}, 20), ({"prefetch_count": 5}, 5), ({"prefetch": 7}, 7)],
+        [({}, 0), ({"prefetch_count": 0}, 0), ({"prefetch_count": 5}, 5), ({"prefetch": 7}, 7)],
     )
     def test_prefetch_count_is_each_namespaces_fetch_size(self, options: dict[str, Any], fetch: int) -> None:
         with _client("sync") as client:

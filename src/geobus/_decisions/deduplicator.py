@@ -373,6 +373,10 @@ class Deduplicator(DeferredKeys):
 
     # -- inspection ----------------------------------------------------------------------------------
 
+    def twins_held(self) -> list[Copy]:
+        """Twins held here for the outcome of their copy in this process (not copies waiting on another worker)."""
+        return self._local.held_copies()
+
     def held_copies(self) -> list[Copy]:
         """Copies kept locked here: twins held for their owner's outcome, copies waiting on another worker."""
         return [*self._local.held_copies(), *self._waiting.values()]

@@ -41,15 +41,33 @@ def held_keys(
     return held
 
 
-def namespace_busy(*, queued: int, settling: int, handed_out: Iterable[Copy], now: float) -> bool:
+def namespace_busy(
+    *,
+    queued: int,
+    settling: int,
+    handed_out: Iterable[Copy],
+    twins: Iterable[Copy] = (),
+    waited_for: bool = False,
+    now: float,
+) -> bool:
     """Must a pump wait before asking its namespace for more?
 
     Yes while this process holds any of that namespace's messages: fetched and not
-    yet looked at (``queued``), duplicates being settled (``settling``), or copies
-    with the application under a live lock (``handed_out``, that namespace's only).
-    The SDK makes a settlement wait for an in-flight receive call on the same
-    receiver, so receive, process and settle go in turn.
+    yet looked at (``queued``), duplicates being settled (``settling``), copies
+    with the application under a live lock (``handed_out``), or twins held under a
+    live lock for the outcome of their copy here (``twins``) — that namespace's
+    only. The SDK makes a settlement wait for an in-flight receive call on the same
+    receiver (up to 0.2 s, even once that call has its messages), so receive,
+    process and settle go in turn: a twin settled while its namespace is asked for
+    more would wait behind the receive call. A copy waiting on another worker's
+    outcome does not count: that may take as long as the other worker's handler.
+
+    While the application waits in a receive call with nothing ready (``waited_for``),
+    what it and its twins hold does not hold the pump back: the SDK's receiver asks
+    the service then too, and an application may take more before it settles.
     """
     if queued or settling:
         return True
-    return any(live(copy, now) for copy in handed_out)
+    if waited_for:
+        return False
+    return any(live(copy, now) for copy in handed_out) or any(live(copy, now) for copy in twins)

@@ -30,6 +30,7 @@ from azure.servicebus.exceptions import MessageLockLostError
 from .._config import NamespaceConfig, SdkRetryPolicy
 from .._errors import NamespaceTimeoutError
 from .bounded import Bounded, HandlerPool, close_quietly, within
+from .turns import Turns
 
 _LOG = logging.getLogger("geobus")
 _T = TypeVar("_T")
@@ -264,7 +265,7 @@ class SdkReceiveChannel:
             return client.get_subscription_receiver(topic, subscription, **kwargs)
 
         self._bounded = Bounded(name, open_handler)
-        self._settling = asyncio.Lock()
+        self._settling = Turns()
 
     async def receive(self, max_count: int, max_wait: float, *, timeout: float) -> list[ServiceBusReceivedMessage]:
         return await self._bounded.call(
@@ -294,9 +295,7 @@ class SdkReceiveChannel:
         receiver = getattr(message, "_receiver", None) or self._bounded.handler
 
         async def one_at_a_time() -> Any:
-            # Concurrent settlements on one SDK receiver are ~40x slower than the same
-            # ones in sequence (measured: 20 completes, 0.20 s gathered vs 5 ms in turn).
-            async with self._settling:
+            async with self._settling.turn():  # the application's before geobus's own (turns.py)
                 return await action(receiver)
 
         try:

@@ -32,6 +32,7 @@ from .._decisions.deduplicator import Deduplicator
 from .._storage.seenset import SeenSet
 from .channels import ReceiveChannel
 from .shared_keys import SharedKeys
+from .turns import in_background
 
 _LOG = logging.getLogger("geobus")
 
@@ -182,7 +183,8 @@ class DedupRunner:
 
     async def _quietly(self, settlement: Awaitable[None], namespace: str) -> None:
         try:
-            await settlement
+            with in_background():  # the application's own settlements go first
+                await settlement
         except Exception as exc:
             # Not lost: an unsettled copy comes back after its lock expires, and is settled then.
             _LOG.info("geobus: settling a duplicate on %r failed (%s)", namespace, type(exc).__name__)

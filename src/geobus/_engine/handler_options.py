@@ -12,14 +12,14 @@ from typing import Any
 
 from azure.servicebus import ServiceBusReceiveMode, ServiceBusSessionFilter, ServiceBusSubQueue
 
-_DEFAULT_FETCH = 20  # messages each namespace's pump fetches at a time
 
-
-def fetch_size(prefetch_count: int, prefetch: int | None, *, session: bool = False) -> int:
-    """How many messages each namespace's pump fetches at a time, from the SDK's
-    ``prefetch_count`` (0: geobus's default) or geobus's ``prefetch``. For a session
-    receiver (``session``), 0 stays 0: it fetches only what the application asks for
-    (a session's fetched messages all lose a delivery count when the session is lost).
+def fetch_size(prefetch_count: int, prefetch: int | None) -> int:
+    """How many messages each namespace's pump fetches ahead, from the SDK's
+    ``prefetch_count`` or geobus's ``prefetch``; 0 (the SDK's default): only what a
+    receive call asks for. The SDK's receive call, asked for more messages than its
+    namespace holds, waits 0.2 s after the first one for the rest; a pump asking for
+    more than the application did would add that wait to every message of a quiet
+    queue, which the SDK's own receiver with no prefetch never does.
 
     Raises:
         ValueError: a negative ``prefetch_count``, a ``prefetch`` below 1, or both given.
@@ -27,7 +27,7 @@ def fetch_size(prefetch_count: int, prefetch: int | None, *, session: bool = Fal
     if isinstance(prefetch_count, bool) or not isinstance(prefetch_count, int) or prefetch_count < 0:
         raise ValueError(f"prefetch_count must be a whole number >= 0, got {prefetch_count!r}")
     if prefetch is None:
-        return prefetch_count if session else prefetch_count or _DEFAULT_FETCH
+        return prefetch_count
     if prefetch_count:
         raise ValueError("give prefetch_count (the SDK's name) or prefetch, not both")
     if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 1:

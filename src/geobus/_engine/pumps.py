@@ -86,15 +86,16 @@ async def pump(
     channel: ReceiveChannel,
     counters: PumpCounters,
     *,
-    prefetch: int,
+    fetch_size: Callable[[], int],
     timings: ReceiverTimings,
     receive_stall: float,
     busy: Callable[[], bool],
     settled: asyncio.Event,
     fetched: Callable[[ReceiveChannel, list[ServiceBusReceivedMessage]], None],
 ) -> None:
-    """Feed one namespace's messages to the receiver (``fetched``), until cancelled; reconnect
-    the namespace when a receive call fails, or stalls ``receive_stall`` past its wait.
+    """Feed one namespace's messages to the receiver (``fetched``), ``fetch_size()`` at a time,
+    until cancelled; reconnect the namespace when a receive call fails, or stalls
+    ``receive_stall`` past its wait.
 
     A namespace is asked for more only when the application holds none of its
     messages (``busy``): the SDK makes a settlement wait for an in-flight receive
@@ -110,7 +111,7 @@ async def pump(
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(settled.wait(), poll)
         try:
-            batch = await channel.receive(prefetch, poll, timeout=poll + receive_stall)
+            batch = await channel.receive(fetch_size(), poll, timeout=poll + receive_stall)
         except Exception as exc:
             counters.errors += 1
             _LOG.warning(

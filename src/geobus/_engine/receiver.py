@@ -82,7 +82,7 @@ class DedupReceiver(ReceiverExtras, HandsOut[_Delivered], AsyncClosing):
         deadlines: Deadlines | None = None,
         receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
         max_wait_time: float | None = None,
-        prefetch: int = 20,
+        prefetch: int = 0,
         clock: Callable[[], float] = time.time,
         on_close: Any = None,
         seen_set: SeenSet | None = None,
@@ -90,7 +90,7 @@ class DedupReceiver(ReceiverExtras, HandsOut[_Delivered], AsyncClosing):
         sub_queue: ServiceBusSubQueue | str | None = None,
         auto_lock_renewer: Any = None,
     ) -> None:
-        check_options("DedupReceiver", channels, max_wait_time=max_wait_time, prefetch=prefetch, least_prefetch=1)
+        check_options("DedupReceiver", channels, max_wait_time=max_wait_time, prefetch=prefetch, least_prefetch=0)
         if auto_lock_renewer is not None and receive_mode == ServiceBusReceiveMode.RECEIVE_AND_DELETE:
             raise ValueError("an auto_lock_renewer needs PEEK_LOCK: receive-and-delete messages have no lock")
         scope = key_scope(sub_queue)
@@ -103,6 +103,8 @@ class DedupReceiver(ReceiverExtras, HandsOut[_Delivered], AsyncClosing):
         self.receive_mode = receive_mode
         self.max_wait_time = max_wait_time
         self._prefetch = prefetch
+        self._asked = 0  # max_message_count of the application's latest receive call
+        self._waiters = 0  # receive calls waiting with nothing ready
         self._sub_queue = sub_queue
         self.auto_lock_renewer = auto_lock_renewer
         self._clock = clock
@@ -167,13 +169,19 @@ class DedupReceiver(ReceiverExtras, HandsOut[_Delivered], AsyncClosing):
         return pump(
             channel,
             self._counters[channel.name],
-            prefetch=self._prefetch,
+            fetch_size=self._fetch_size,
             timings=self._timings,
             receive_stall=self.deadlines.receive_stall,
             busy=functools.partial(self._busy, channel.name),
             settled=self._settled,
             fetched=self._fetched,
         )
+
+    def _fetch_size(self) -> int:
+        # What the application asks for in one call (as the SDK's receiver with no prefetch asks the
+        # service), or more if told to fetch ahead: asked for more than its namespace holds, the SDK
+        # waits 0.2 s after the first message for the rest (see handler_options.fetch_size).
+        return max(self._prefetch, self._asked, 1)
 
     def _fetched(self, channel: ReceiveChannel, batch: list[ServiceBusReceivedMessage]) -> None:
         self._queued[channel.name] += len(batch)
@@ -185,6 +193,8 @@ class DedupReceiver(ReceiverExtras, HandsOut[_Delivered], AsyncClosing):
             queued=self._queued[name],
             settling=self._runner.settling_on(name),
             handed_out=[r.copy for r in self._delivered.values() if r.copy.namespace == name],
+            twins=[copy for copy in self._dedup.twins_held() if copy.namespace == name],
+            waited_for=self._waiters > 0,
             now=self._clock(),
         )
 
@@ -196,6 +206,7 @@ class DedupReceiver(ReceiverExtras, HandsOut[_Delivered], AsyncClosing):
         count = 1 if max_message_count is None else max_message_count
         if count < 1:
             raise ValueError("max_message_count must be at least 1")
+        self._asked = count
         inbox = self._start()
         wait = self.max_wait_time if max_wait_time is None else max_wait_time
         loop = asyncio.get_running_loop()
@@ -212,10 +223,14 @@ class DedupReceiver(ReceiverExtras, HandsOut[_Delivered], AsyncClosing):
             remaining = None if deadline is None else deadline - loop.time()
             if remaining is not None and remaining <= 0:
                 break
+            self._waiters += 1
+            self._settled.set()  # a pump held back by what the application holds may fetch now
             try:
                 item = await asyncio.wait_for(inbox.get(), remaining)
             except asyncio.TimeoutError:
                 break
+            finally:
+                self._waiters -= 1
             if item is None:
                 continue  # woken: a copy became ready
             channel, message = item

@@ -42,7 +42,7 @@ def build_receiver(
         RuntimeError: the client is closed.
         ValueError: a bad option (``get_queue_receiver`` lists them).
     """
-    prefetch = fetch_size(given.prefetch_count, given.prefetch, session=given.session_id is not None)
+    prefetch = fetch_size(given.prefetch_count, given.prefetch)
     mode = ServiceBusReceiveMode(given.receive_mode)
     queue = None if given.sub_queue is None else ServiceBusSubQueue(given.sub_queue)
     _, options = handler_options("SBReceiver", given.client_identifier, given.socket_timeout)

@@ -40,7 +40,9 @@ class Drain:
             if len(self._ids) >= self.count and self.absorbed >= self.count:
                 return None
             return RECEIVE_BATCH, 1.0 if len(self._ids) < self.count else TAIL_WAIT
-        return (min(RECEIVE_BATCH, self.count - self.got), WARM_UP_WAIT) if self.got < self.count else None
+        # As an application asks, not knowing how many are left: asked for more than there are, the SDK
+        # waits 0.2 s after the first message for the rest, on both sides alike.
+        return (RECEIVE_BATCH, WARM_UP_WAIT) if self.got < self.count else None
 
     @property
     def seconds(self) -> float:
