@@ -22,10 +22,11 @@ class Drain:
     once ``start``ed, timed until ``count`` messages are received (and completed, unless
     not ``settle``: receive-and-delete). A DedupReceiver's drain (``dedup``) counts the
     warm-up message too, never sees an id twice, and is done once every twin (``count``)
-    has been absorbed as well. ``pump`` and ``apump`` carry it out."""
+    has been absorbed as well. A plain drain ``shared`` with others on one queue asks
+    for no more than its share. ``pump`` and ``apump`` carry it out."""
 
-    def __init__(self, what: str, count: int, *, dedup: bool = False, settle: bool = True) -> None:
-        self.what, self.count, self.dedup, self.settle = what, count, dedup, settle
+    def __init__(self, what: str, count: int, *, dedup: bool = False, settle: bool = True, shared: bool = True) -> None:
+        self.what, self.count, self.dedup, self.settle, self.shared = what, count, dedup, settle, shared
         self.warming = True
         self.got = self.absorbed = 0
         self.started = self.ended = 0.0
@@ -40,9 +41,12 @@ class Drain:
             if len(self._ids) >= self.count and self.absorbed >= self.count:
                 return None
             return RECEIVE_BATCH, 1.0 if len(self._ids) < self.count else TAIL_WAIT
-        # As an application asks, not knowing how many are left: asked for more than there are, the SDK
-        # waits 0.2 s after the first message for the rest, on both sides alike.
-        return (RECEIVE_BATCH, WARM_UP_WAIT) if self.got < self.count else None
+        if self.got >= self.count:
+            return None
+        # Sharing its queue, a drain asks for its own share only; alone on it, as an application asks,
+        # not knowing how many are left (asked for more than there are, the SDK waits 0.2 s after the
+        # first message for the rest: a DedupReceiver's drain pays that too).
+        return (min(RECEIVE_BATCH, self.count - self.got) if self.shared else RECEIVE_BATCH), WARM_UP_WAIT
 
     @property
     def seconds(self) -> float:

@@ -53,7 +53,7 @@ def _receivers(
         clients = [client(ns, api, "passive", via)]
     else:
         clients = [plain_client(api, cs, via[n] if via else None) for n, cs in enumerate(ns.connection_strings)]
-    drains = [Drain(f"{api} {who} receiver", count if who == "dedup" else count - 1, dedup=who == "dedup")
+    drains = [Drain(f"{api} {who} receiver", count if who == "dedup" else count - 1, dedup=who == "dedup", shared=False)
               for _ in clients]  # fmt: skip
     return clients, [c.get_queue_receiver(queue) for c in clients], drains
 
