@@ -380,6 +380,17 @@ class TestBatches:
         assert counting.calls == completions
         assert [await store.claim(key_of(i), "other", LEASE) for i in ids] == [Claim.COMPLETED] * 10
 
+    async def test_the_claims_of_a_fetched_batch_go_to_the_store_as_one_call(
+        self, worker: Any, store: MemorySeenSet
+    ) -> None:
+        counting = _Flaky(store, up=True)
+        receiver, weu, _ = worker(seen_set=counting)
+        ids = [f"m{n}" for n in range(10)]
+        weu.publish(*ids)
+        delivered = await receive(receiver, 10)  # one fetch of 10, looked at together
+        assert sorted(m.message_id for m in delivered) == ids
+        assert {name: n for name, n in counting.calls.items() if name.startswith("claim")} == {"claim_many": 1}
+
     async def test_each_copy_of_a_batch_gets_its_own_answer(self, worker: Any, store: MemorySeenSet) -> None:
         """Taken, processed, new: each copy as if claimed alone; its twin in the batch held with it."""
         await store.claim(key_of("taken"), "other", LEASE)

@@ -96,6 +96,10 @@ class DedupRunner:
         """A copy waits to be handed to the application."""
         return bool(self._ready)
 
+    def ready_on(self, namespace: str) -> list[Copy]:
+        """The copies of ``namespace`` waiting to be handed to the application."""
+        return [deliver.copy for deliver in self._ready if deliver.copy.namespace == namespace]
+
     def is_ready(self, copy: Copy) -> bool:
         """``copy`` waits to be handed to the application."""
         return any(deliver.copy is copy for deliver in self._ready)

@@ -192,7 +192,7 @@ class DedupReceiver(ReceiverExtras, HandsOut[_Delivered], AsyncClosing):
         return namespace_busy(
             queued=self._queued[name],
             settling=self._runner.settling_on(name),
-            handed_out=[r.copy for r in self._delivered.values() if r.copy.namespace == name],
+            handed_out=[*(r.copy for r in self._delivered.values() if r.copy.namespace == name), *self._runner.ready_on(name)],
             twins=[copy for copy in self._dedup.twins_held() if copy.namespace == name],
             waited_for=self._waiters > 0,
             now=self._clock(),
@@ -233,13 +233,20 @@ class DedupReceiver(ReceiverExtras, HandsOut[_Delivered], AsyncClosing):
                 self._waiters -= 1
             if item is None:
                 continue  # woken: a copy became ready
-            channel, message = item
-            self._queued[channel.name] -= 1
-            if not self._queued[channel.name]:
-                # Wake its pump now: a batch of duplicates is never settled by the
-                # application, so nothing else would until the pump's poll times out.
-                self._settled.set()
-            await self._arrived(channel, message)  # a copy to deliver is ready now
+            arrived = [item]
+            while not inbox.empty():  # everything fetched: its claims go to a shared store as one call
+                more = inbox.get_nowait()
+                if more is not None:
+                    arrived.append(more)
+            for channel, _ in arrived:
+                self._queued[channel.name] -= 1
+            # Wake the pumps now: a batch of duplicates is never settled by the application, so
+            # nothing else would until their polls time out.
+            self._settled.set()
+            if len(arrived) == 1:
+                await self._arrived(*arrived[0])  # a copy to deliver is ready now
+            else:
+                await asyncio.gather(*(self._arrived(channel, message) for channel, message in arrived))
         return out
 
     async def _arrived(self, channel: ReceiveChannel, message: ServiceBusReceivedMessage) -> None:

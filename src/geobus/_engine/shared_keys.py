@@ -11,9 +11,10 @@ Claims and completions asked within one turn of the event loop — settlements
 made at the same time, claims asked concurrently — go to the store as one call
 (``claim_many``, ``complete_many``: one Redis round trip), each asker awaiting its
 own answer (``_Coalesced``). A store without those methods is asked one key at a
-time. (The receiver still looks at the copies it fetched one at a time, so their
-claims are not coalesced yet: telling a batch to the deduplicator at once let
-twins' settlements wait behind the pump's next receive call; see CHANGELOG.)
+time. The receiver looks at everything its pumps fetched together, so a fetched
+batch's claims are one call too; the copies it makes ready keep their namespace's
+pump waiting (``locks.namespace_busy``), so none of their settlements waits behind
+a receive call.
 """
 
 from __future__ import annotations
