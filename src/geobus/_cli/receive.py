@@ -21,8 +21,9 @@ from .output import FAILED, OK, USAGE, Out
 from .peek import Peeked, peeked
 
 BODY_CHARS = 200  # a received body is shown up to this many characters (80 in the text output)
-# Messages one namespace hands over per receive call. What was fetched but not shown when
-# the command stops is abandoned by the receiver's close (delivery count + 1): fetch few.
+# Messages each namespace fetches ahead of what a receive call asks for (each is asked for
+# what the command still wants). What was fetched but not shown when the command stops is
+# abandoned by the receiver's close (delivery count + 1): fetch no more than asked.
 PREFETCH = 1
 
 
