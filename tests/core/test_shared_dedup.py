@@ -54,7 +54,10 @@ async def worker(store: Any, worker_clock: FakeClock) -> AsyncIterator[Callable[
     made: list[DedupReceiver] = []
 
     def make(
-        seen_set: Any = None, receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK, **policy: Any
+        seen_set: Any = None,
+        receive_mode: ServiceBusReceiveMode = ServiceBusReceiveMode.PEEK_LOCK,
+        prefetch: int = 0,
+        **policy: Any,
     ) -> Worker:
         clock = worker_clock
         weu, neu = (FakeReceiveChannel(name, clock=clock, receive_mode=receive_mode) for name in ("weu", "neu"))
@@ -66,6 +69,7 @@ async def worker(store: Any, worker_clock: FakeClock) -> AsyncIterator[Callable[
             seen_set=seen_set if seen_set is not None else store,
             receive_mode=receive_mode,
             timings=QUICK,
+            prefetch=prefetch,
         )
         made.append(receiver)
         return receiver, weu, neu
@@ -410,16 +414,16 @@ class TestBatches:
         """A batch's copies claimed with the first one handed out count as fetched: their namespace
         is not asked for more until they are handed out and settled (the SDK would make those
         settlements wait for the receive call)."""
-        receiver, weu, _ = worker()
+        receiver, weu, _ = worker(prefetch=3)
         weu.publish("a", "b", "c")
-        [first] = await receive(receiver, 1)  # "b" and "c" ready with it
-        calls = weu.receive_calls
+        [first] = await receive(receiver, 1)  # "b" and "c" fetched with it, ready
+        assert weu.asks == [3]
         await receiver.complete_message(first)
-        await asyncio.sleep(QUICK.poll_wait * 4)  # a pump free to ask would have, several times
-        assert weu.receive_calls == calls
+        assert receiver._busy("weu")  # "b" and "c" are still this process's
         for message in await receive(receiver, 2):
             await receiver.complete_message(message)
-        await eventually_async(lambda: weu.receive_calls > calls, within=BOUND, what="asked for more")
+        await eventually_async(lambda: not receiver._busy("weu"), within=BOUND, what="nothing of weu's held")
+        await eventually_async(lambda: len(weu.asks) > 1, within=BOUND, what="asked for more")
 
     async def test_the_store_down_for_a_batch(self, worker: Any, store: MemorySeenSet) -> None:
         receiver, weu, _ = worker(seen_set=_Flaky(store), store_unavailable=StoreUnavailable.DELIVER)

@@ -238,16 +238,22 @@ class DedupReceiver(ReceiverExtras, HandsOut[_Delivered], AsyncClosing):
                 more = inbox.get_nowait()
                 if more is not None:
                     arrived.append(more)
-            for channel, _ in arrived:
-                self._queued[channel.name] -= 1
-            # Wake the pumps now: a batch of duplicates is never settled by the application, so
-            # nothing else would until their polls time out.
-            self._settled.set()
             if len(arrived) == 1:
-                await self._arrived(*arrived[0])  # a copy to deliver is ready now
+                await self._looked_at(*arrived[0])  # a copy to deliver is ready now
             else:
-                await asyncio.gather(*(self._arrived(channel, message) for channel, message in arrived))
+                await asyncio.gather(*(self._looked_at(channel, message) for channel, message in arrived))
         return out
+
+    async def _looked_at(self, channel: ReceiveChannel, message: ServiceBusReceivedMessage) -> None:
+        """``_arrived``; the copy counts as fetched (its pump waits) until the deduplicator has decided."""
+        try:
+            await self._arrived(channel, message)
+        finally:
+            self._queued[channel.name] -= 1
+            if not self._queued[channel.name]:
+                # Wake its pump now: a batch of duplicates is never settled by the
+                # application, so nothing else would until the pump's poll times out.
+                self._settled.set()
 
     async def _arrived(self, channel: ReceiveChannel, message: ServiceBusReceivedMessage) -> None:
         copy = copy_of(channel, message)
