@@ -54,7 +54,7 @@ def namespace_busy(
 
     Yes while this process holds any of that namespace's messages: fetched and not
     yet looked at (``queued``), duplicates being settled (``settling``), copies
-    with the application under a live lock (``handed_out``), or twins held under a
+    ready for or handed to the application under a live lock (``handed_out``), or twins held under a
     live lock for the outcome of their copy here (``twins``) — that namespace's
     only. The SDK makes a settlement wait for an in-flight receive call on the same
     receiver (up to 0.2 s, even once that call has its messages), so receive,

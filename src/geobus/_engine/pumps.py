@@ -97,8 +97,9 @@ async def pump(
     until cancelled; reconnect the namespace when a receive call fails, or stalls
     ``receive_stall`` past its wait.
 
-    A namespace is asked for more only when the application holds none of its
-    messages (``busy``): the SDK makes a settlement wait for an in-flight receive
+    A namespace is asked for more only when this process holds none of its
+    messages, or the application waits for more with nothing ready (``busy``,
+    ``locks.namespace_busy``): the SDK makes a settlement wait for an in-flight receive
     call on the same receiver (up to its socket timeout), so receive-process-settle
     in turn, as the SDK's own loop does, is what keeps settlements fast. ``settled``
     is set whenever that may have changed.
