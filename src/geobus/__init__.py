@@ -1,7 +1,8 @@
 """geobus: keep Azure Service Bus applications working through a regional outage.
 
 The sync API; the same names, async, in ``geobus.aio`` (the settings, errors and
-results are the same objects there). What each name does is in its docstring;
+results are the same objects there, and so are ``compare_entities`` and
+``read_entities``, sync in both: a deployment check, not a hot path). What each name does is in its docstring;
 the README has the whole story.
 """
 
@@ -23,8 +24,16 @@ from ._config import (
     WriteQuorum,
 )
 from ._engine.sessions.session import SessionStats
+from ._entities import (
+    EntityDifference,
+    EntityReport,
+    EntitySnapshot,
+    compare_entities,
+    read_entities,
+)
 from ._errors import (
     ConfigurationError,
+    EntityReadError,
     GeobusError,
     NamespaceError,
     NamespaceTimeoutError,
@@ -59,6 +68,10 @@ __all__ = [
     "DedupPolicy",
     "DedupReceiver",
     "DedupSessionReceiver",
+    "EntityDifference",
+    "EntityReadError",
+    "EntityReport",
+    "EntitySnapshot",
     "FailbackMode",
     "FailbackPolicy",
     "GeoServiceBusClient",
@@ -86,6 +99,8 @@ __all__ = [
     "StoreUnavailable",
     "WriteQuorum",
     "__version__",
+    "compare_entities",
     "disable_metrics",
     "enable_metrics",
+    "read_entities",
 ]

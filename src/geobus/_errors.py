@@ -13,6 +13,8 @@
     │                           or an operator paused it (only ever a cause in ReplicationError)
     ├── NamespaceError          a namespace answered with an error geobus cannot classify; also a
     │                           ServiceBusError; .namespace names it, the original is __cause__
+    ├── EntityReadError         a namespace's entity definitions could not be read (compare_entities);
+    │                           .namespace names it, the original is __cause__
     └── OutboxError             the outbox file is damaged, not an outbox, or in use by another process
 
 What an error from a namespace means is decided once, by the table in
@@ -145,6 +147,21 @@ class NamespaceError(GeobusError, ServiceBusError):
         ServiceBusError.__init__(
             self, f"namespace {namespace!r} failed with an error geobus cannot classify ({describe(error)})"
         )
+        self.namespace = namespace
+        self.error = error
+
+
+class EntityReadError(GeobusError):
+    """A namespace's entity definitions could not be read through its administration client
+    (``compare_entities``): unreachable, the credential refused, not allowed to manage.
+
+    Attributes:
+        namespace: which one (``primary``, ``secondary``, or the name it was given).
+        error: the SDK's error (also ``__cause__``).
+    """
+
+    def __init__(self, namespace: str, error: BaseException) -> None:
+        super().__init__(f"cannot read the entities of namespace {namespace!r}: {describe(error)}")
         self.namespace = namespace
         self.error = error
 

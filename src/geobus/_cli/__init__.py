@@ -22,7 +22,8 @@ How every command speaks (``output.Out`` is the one helper they print through):
 
   - 0: done. (``receive``: also when nothing arrived.)
   - 1: what the command was asked to do failed: a send was not stored, a
-    settlement failed, a namespace could not be read or peeked, the outbox file
+    settlement failed, a namespace could not be read or peeked, the two
+    namespaces' entity definitions differ (``entities``), the outbox file
     is missing or not an outbox, the demo or a drill run lost or duplicated a
     message, a benchmark failed, a local namespace's store failed; or an error
     no command caught.
@@ -107,6 +108,17 @@ COMMANDS: dict[str, Command] = {
         "show a producer's outbox (depth, oldest age, dead letters); retry or purge dead letters",
         "Show an outbox file's lanes and dead letters. Safe beside a running producer. "
         "Exit 1 if the file does not exist or is not a geobus outbox.",
+    ),
+    "entities": Command(
+        "geobus._cli.entities",
+        "compare the namespaces' queues, topics, subscriptions and rules (check), or copy them (sync)",
+        "check: read both namespaces' entity definitions through the administration API (the "
+        "configuration's connection strings or credential) and print how they differ (docs/entities.md "
+        "lists what is compared). sync --from primary|secondary: print the plan, then create what the "
+        "other namespace lacks and update what differs (--dry-run: the plan only; --delete: also delete "
+        "what the source lacks; nothing is deleted otherwise). Exit 0 alike (after a sync); 1 they "
+        "differ (a dry run with differences too; an entity to recreate by hand; a step that failed) or "
+        "a namespace could not be read; 2 a bad configuration or command line.",
     ),
     "local": Command(
         "geobus._cli.local",

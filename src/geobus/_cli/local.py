@@ -182,7 +182,10 @@ def run(args: argparse.Namespace) -> int:
             started.append((namespace, control))
         for namespace, control in started:
             print(namespace.connection_string, flush=True)  # unscrubbed: see the docstring
-            out.note(f"geobus local: {namespace.endpoint} control {control.url} store {_describe_store(namespace)}")
+            out.note(
+                f"geobus local: {namespace.endpoint} control {control.url} store {_describe_store(namespace)}"
+                f" admin certificate {namespace.certificate_path}"
+            )
         stop.wait()
     finally:
         for namespace, control in started:

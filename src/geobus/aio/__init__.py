@@ -1,7 +1,9 @@
 """geobus for asyncio: the same names as ``geobus``, async (the Azure SDK's convention).
 
 Only the client, the sender and the receiver are async classes of their own; the
-settings, errors and results are ``geobus``'s, the same objects.
+settings, errors and results are ``geobus``'s, the same objects. So are
+``compare_entities`` and ``read_entities``: sync here too (the administration
+client's few HTTP requests belong in a deployment check, not an event loop).
 """
 
 from .. import (
@@ -10,6 +12,10 @@ from .. import (
     Deadlines,
     DedupKey,
     DedupPolicy,
+    EntityDifference,
+    EntityReadError,
+    EntityReport,
+    EntitySnapshot,
     FailbackMode,
     FailbackPolicy,
     GeobusError,
@@ -34,8 +40,10 @@ from .. import (
     SessionStats,
     StoreUnavailable,
     WriteQuorum,
+    compare_entities,
     disable_metrics,
     enable_metrics,
+    read_entities,
 )
 from .._engine.client import GeoServiceBusClient
 from .._engine.receiver import DedupReceiver
@@ -50,6 +58,10 @@ __all__ = [
     "DedupPolicy",
     "DedupReceiver",
     "DedupSessionReceiver",
+    "EntityDifference",
+    "EntityReadError",
+    "EntityReport",
+    "EntitySnapshot",
     "FailbackMode",
     "FailbackPolicy",
     "GeoServiceBusClient",
@@ -76,6 +88,8 @@ __all__ = [
     "SessionStats",
     "StoreUnavailable",
     "WriteQuorum",
+    "compare_entities",
     "disable_metrics",
     "enable_metrics",
+    "read_entities",
 ]

@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 
 from ._codec import ParsedMessage
 from ._entities import EntitySettings, MessageLog, MessageState, StoredMessage
+from ._routing import FILTER_EXCEPTION_REASON, CompiledRule, compile_rules, gives_everything, route
 from ._sessions import SESSION_REQUIRED, SessionRequired
 
 DEAD_LETTER_SUFFIX = "/$deadletterqueue"
@@ -81,6 +82,15 @@ class Broker:
         self._changes: list[Change] = []
         self._changed_seq: set[str] = set()
         self._state_changes: list[StateChange] = []
+        # The administration API's records (``_registry.Stamp``) of entities it made or
+        # changed, by path; the others' are drawn from their settings when asked.
+        self.stamps: dict[str, Any] = {}
+        # A subscription's compiled rules by its path; absent: the true rule alone.
+        self.rules: dict[str, list[CompiledRule]] = {}
+        # Paths whose stamps changed, and entities deleted, since the store last saved.
+        self.stamps_changed: set[str] = set()
+        self.deleted: list[str] = []
+        self.detach_paths: list[str] = []  # the server detaches their links
 
     # -- declaring -----------------------------------------------------------
 
@@ -243,14 +253,90 @@ class Broker:
             message.scheduled_at = scheduled_at
         if isinstance(target, Topic):
             for sub in target.subscriptions.values():
-                copy = _for_subscription(message, sub.settings.default_ttl, parsed, live_from)
-                if sub.requires_session and copy.session_id is None:
-                    sub.reject_without_session(copy)
-                else:
-                    sub.add(copy)
+                self._deliver(sub, message, parsed, live_from)
         else:
             target.add(message)
         return seq
+
+    def _deliver(
+        self, sub: MessageLog, message: StoredMessage, parsed: ParsedMessage, live_from: float
+    ) -> None:
+        """Give ``sub`` the copies its rules select (one, unchanged, without rules of its own)."""
+        rules = self.rules.get(sub.path)
+        copies: list[bytes | None]
+        if rules is None or gives_everything(rules):
+            copies = [None]
+        else:
+            copies = []
+            for routed in route(rules, parsed, message.enqueued_at):
+                if routed.failed is not None:
+                    copy = _for_subscription(message, sub.settings.default_ttl, parsed, live_from)
+                    if self._dead_letters_failures(sub.path):
+                        sub.dead_letter_copy(copy, FILTER_EXCEPTION_REASON, routed.failed)
+                    continue
+                copies.append(routed.rest)
+        for index, rest in enumerate(copies):
+            copy = _for_subscription(message, sub.settings.default_ttl, parsed, live_from)
+            if index:  # a rule's own copy is a message of its own in the subscription
+                copy.seq = self.next_sequence(sub.path.partition(SUBSCRIPTIONS)[0])
+            if rest is not None:
+                copy.rest = rest
+            if sub.requires_session and copy.session_id is None:
+                sub.reject_without_session(copy)
+            else:
+                sub.add(copy)
+
+    def _dead_letters_failures(self, path: str) -> bool:
+        stamp = self.stamps.get(path)
+        return stamp is None or bool(stamp.properties.get("dead_lettering_on_filter_evaluation_exceptions", True))
+
+    # -- the administration API's changes ------------------------------------------
+
+    def set_rules(self, path: str, stamp: Any, rules: list[Any]) -> None:
+        """Make ``rules`` (``RuleRecord``s) subscription ``path``'s, with its ``stamp``.
+
+        Raises:
+            AdminError: a rule's filter or action does not compile (nothing changes).
+        """
+        compiled = compile_rules(rules)
+        self.rules[path] = compiled
+        self.stamps[path] = stamp
+        self.stamps_changed.add(path)
+
+    def stamped(self, path: str) -> None:
+        """The administration record of ``path`` changed: the store saves it."""
+        self.stamps_changed.add(path)
+
+    def delete_entity(self, path: str) -> None:
+        """Remove a queue, a topic (with its subscriptions) or a subscription, and its
+        messages; the server detaches its links, the store forgets it."""
+        if SUBSCRIPTIONS in path:
+            topic, _, sub = path.partition(SUBSCRIPTIONS)
+            self.topics[topic].subscriptions.pop(sub)
+            gone = [path]
+        elif path in self.topics:
+            owner = self.topics.pop(path)
+            gone = [path, *(log.path for log in owner.subscriptions.values())]
+        else:
+            self.queues.pop(path)
+            gone = [path]
+        for each in gone:
+            self.stamps.pop(each, None)
+            self.rules.pop(each, None)
+            self.stamps_changed.discard(each)
+            self._recent_ids.pop(each, None)
+            self._sequence.pop(each, None)
+            self._changed_seq.discard(each)
+        self._changes = [c for c in self._changes if c[0].removesuffix(DEAD_LETTER_SUFFIX) not in gone]
+        self.deleted.append(path)
+        self.detach_paths.append(path)
+
+    def take_admin_changes(self) -> tuple[dict[str, Any], list[str]]:
+        """Administration records changed, and entities deleted, since the last call."""
+        stamps = {path: self.stamps[path] for path in self.stamps_changed if path in self.stamps}
+        deleted, self.deleted = self.deleted, []
+        self.stamps_changed = set()
+        return stamps, deleted
 
     def check_session(self, target: MessageLog | Topic, parsed: ParsedMessage) -> None:
         """Refuse a message without a session id for a queue that requires sessions (a

@@ -217,6 +217,10 @@ class ParsedMessage:
     session_id: str | None = None
     to: str | None = None
     application_properties: dict[Any, Any] = field(default_factory=dict)
+    # The properties section's 13 fields (message-id, user-id, to, subject, reply-to,
+    # correlation-id, content-type, content-encoding, absolute-expiry-time,
+    # creation-time, group-id, group-sequence, reply-to-group-id), None where unset.
+    properties: list[Any] = field(default_factory=lambda: [None] * 13)
 
     @property
     def ttl_ms(self) -> int | None:
@@ -318,6 +322,7 @@ def parse_message(buf: bytes) -> ParsedMessage:
         to=props[2],
         session_id=props[10],
         application_properties=app_props,
+        properties=props[:13],
     )
 
 
@@ -370,6 +375,29 @@ def with_application_properties(rest: bytes, extra: Mapping[str, Any]) -> bytes:
     if not merged:
         out += _application_properties(dict(extra))
     return bytes(out)
+
+
+def rewritten(rest: bytes, properties: list[Any], application_properties: Mapping[str, Any]) -> bytes:
+    """Return ``rest`` with its properties section replaced by ``properties`` (13 fields)
+    and its application properties by ``application_properties`` (a rule action's copy)."""
+    out = bytearray()
+    done = False
+    for code, start, end in split_sections(rest):
+        if code in (PROPERTIES, APPLICATION_PROPERTIES):
+            continue
+        if not done and code in (*_BODY, FOOTER):
+            out += _properties(properties) + _application_properties(dict(application_properties))
+            done = True
+        out += rest[start:end]
+    if not done:
+        out += _properties(properties) + _application_properties(dict(application_properties))
+    return bytes(out)
+
+
+def _properties(fields: list[Any]) -> bytes:
+    while fields and fields[-1] is None:
+        fields = fields[:-1]
+    return _encode(Described(ulong(PROPERTIES), list(fields)))
 
 
 def _application_properties(props: dict[Any, Any]) -> bytes:

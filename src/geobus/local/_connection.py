@@ -46,6 +46,8 @@ class Conn:
     registered: int = 0
     next_tick: float = 0.0
     closed: bool = False
+    # Its first byte has been looked at: AMQP (HTTP and TLS leave for ``_admin_http``).
+    sniffed: bool = False
     # Limits' clocks (``_limits``), in ``time.monotonic()`` seconds: when the peer last
     # sent anything; the time by which it must authorise (0: it has); the time by
     # which a connection closed for a limit is dropped even if its peer reads nothing.

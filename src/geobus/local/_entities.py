@@ -391,4 +391,8 @@ class MessageLog:
         session-enabled subscription does."""
         from ._sessions import NULL_SESSION_DESCRIPTION, NULL_SESSION_REASON
 
-        self._move_to_dead_letter(message, NULL_SESSION_REASON, NULL_SESSION_DESCRIPTION)
+        self.dead_letter_copy(message, NULL_SESSION_REASON, NULL_SESSION_DESCRIPTION)
+
+    def dead_letter_copy(self, message: StoredMessage, reason: str, description: str) -> None:
+        """Put a topic's copy straight into the dead-letter queue (it never was active here)."""
+        self._move_to_dead_letter(message, reason, description)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import math
 import os
+import ssl
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -13,14 +15,18 @@ from typing import Any
 from typing_extensions import Self
 
 from .._closing import Serving
+from ._admin_api import AdminApi
+from ._admin_http import AdminHttp
 from ._amqp import Engine
 from ._broker import BadAddress, Broker
 from ._cbs import own_hosts
 from ._definitions import EntityDefinitions, as_definitions
 from ._entities import EntitySettings
 from ._limits import Limits
+from ._registry import EntityRegistry
 from ._server import Fault, Server
 from ._store import MemoryStore, SqliteStore
+from ._tls import Certificate
 
 DEV_KEY_NAME = "RootManageSharedAccessKey"
 # A published development key, like Azurite's: it protects nothing and is safe to print.
@@ -64,6 +70,12 @@ class LocalNamespace(Serving):
     out is Service Bus's default, not the namespace's. With a ``store``, the
     definitions' settings replace those the entities had before and their messages
     stay.
+
+    The same port serves the administration API of azure-servicebus's
+    ``ServiceBusAdministrationClient`` (HTTP, and HTTPS with the certificate at
+    ``certificate_path``): queues, topics, subscriptions and their rules, created
+    through it or not, are the same entities. Subscriptions route a topic's messages
+    by their rules (``$Default`` at first: everything).
 
     Fault methods (``refuse``, ``black_hole``, ``freeze``, ``set_latency``,
     ``drop_connections``, ``detach_links``, ``heal``) and ``counts`` are safe to
@@ -151,6 +163,18 @@ class LocalNamespace(Serving):
             clock=clock,
         )
         self._server = Server(self._engine, self._store, host, port, on_failure=on_failure)
+        self._registry = EntityRegistry(self._broker, clock)
+        self._certificate: Certificate | None = None
+        self._tls_lock = threading.Lock()
+        self._server.admin = AdminHttp(
+            AdminApi(self._registry, host=lambda: self.fully_qualified_namespace),
+            run=self._server.call,
+            validate=self._engine.validate_token,
+            hosts=self._engine.hosts,
+            wait_until_answering=self._server.wait_until_answering,
+            latency=lambda: self._server.latency,
+            tls=self._tls_context,
+        )
         self._started = False
 
     def _declare(self, entities: EntityDefinitions | None) -> None:
@@ -188,6 +212,26 @@ class LocalNamespace(Serving):
             self._server.stop()
             self._started = False
         self._store.close()
+        if self._certificate is not None:
+            self._certificate.remove()
+            self._certificate = None
+
+    @property
+    def certificate_path(self) -> str:
+        """The PEM certificate the administration API presents over HTTPS, made on first
+        use and valid for this namespace's host names: what a client trusts with
+        ``ServiceBusAdministrationClient.from_connection_string(ns.connection_string,
+        connection_verify=ns.certificate_path)`` (azure-servicebus 7.15's administration
+        client speaks HTTPS even to an emulator). Removed on ``stop``."""
+        self._tls_context()
+        assert self._certificate is not None
+        return str(self._certificate.path)
+
+    def _tls_context(self) -> ssl.SSLContext:
+        with self._tls_lock:
+            if self._certificate is None:
+                self._certificate = Certificate(self._engine.hosts)
+            return self._certificate.context
 
     def close(self) -> None:
         """The same as ``stop``."""

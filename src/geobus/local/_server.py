@@ -32,10 +32,11 @@ from typing import Any, Protocol, TypeVar
 
 from proton import Endpoint
 
+from ._admin_http import AdminHttp, is_http
 from ._amqp import Engine
 from ._broker import Broker
 from ._cbs import expired_links
-from ._conditions import UNAUTHORIZED, error_condition
+from ._conditions import NOT_FOUND, UNAUTHORIZED, error_condition
 from ._connection import Conn
 from ._inbox import WAKE, Inbox
 from ._limits import CLOSE_GRACE, next_deadline, oldest_unauthorised, overdue, restart_clocks
@@ -92,6 +93,9 @@ class Server:
         # Why the loop ended by itself; None while it runs or once ``stop`` ended it.
         self.failure: BaseException | None = None
         self._on_failure = on_failure
+        # The administration API's connections (``_admin_http``), once the namespace sets it.
+        self.admin: AdminHttp | None = None
+        self._fault_changed = threading.Condition()
 
     # -- lifecycle (any thread) ----------------------------------------------------
 
@@ -107,6 +111,10 @@ class Server:
         if self._thread is None:
             return
         self._stopping = True
+        with self._fault_changed:
+            self._fault_changed.notify_all()
+        if self.admin is not None:
+            self.admin.stop()
         self._inbox.wake()
         self._thread.join(timeout=10)
         self._thread = None
@@ -138,6 +146,8 @@ class Server:
             # The server read nothing during the fault: that silence is not the clients'.
             restart_clocks(self._conns, self.engine.limits, time.monotonic())
         self.fault = fault
+        with self._fault_changed:
+            self._fault_changed.notify_all()
         self._watch_listener()
         for conn in list(self._conns):
             self._update_interest(conn)
@@ -146,7 +156,32 @@ class Server:
         conns = list(self._conns)
         for conn in conns:
             self._reset(conn)
-        return len(conns)
+        return len(conns) + (self.admin.drop() if self.admin is not None else 0)
+
+    def wait_until_answering(self, timeout: float) -> bool:
+        """Block (any thread but the loop's) while a fault keeps the namespace silent;
+        False if it is stopping, or still silent after ``timeout`` seconds."""
+        with self._fault_changed:
+            self._fault_changed.wait_for(lambda: self._stopping or self.fault not in _SILENT, timeout)
+            return not self._stopping and self.fault not in _SILENT
+
+    def _detach_deleted(self) -> None:
+        """Detach the links of entities the administration API deleted, as Service Bus does."""
+        gone, self.engine.broker.detach_paths = self.engine.broker.detach_paths, []
+        for path in gone:
+            for conn in self._conns:
+                link = conn.connection.link_head(Endpoint.LOCAL_ACTIVE)
+                while link is not None:
+                    following = link.next(Endpoint.LOCAL_ACTIVE)
+                    entity = getattr(link, "entity", None)
+                    if getattr(link, "kind", None) == "entity" and entity is not None and (
+                        entity == path or entity.startswith(path + "/")
+                    ):
+                        link.condition = error_condition(
+                            NOT_FOUND, f"The messaging entity '{entity}' could not be found."
+                        )
+                        link.close()
+                    link = following
 
     def detach_links(self, condition: str, description: str) -> int:
         count = 0
@@ -236,6 +271,8 @@ class Server:
         if self.engine.broker.next_deadline() is not None:
             self.engine.consumers.pump(self.engine.broker.tick())
         self._revoke_expired_tokens()
+        if self.engine.broker.detach_paths:
+            self._detach_deleted()
         self._dispatch_all()
         if self.fault != Fault.BLACK_HOLE:
             self._enforce_limits(time.monotonic())
@@ -365,6 +402,17 @@ class Server:
         conn.registered = wanted
 
     def _read(self, conn: Conn) -> None:
+        if not conn.sniffed:
+            try:
+                first = conn.sock.recv(1, socket.MSG_PEEK)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                first = b""
+            conn.sniffed = True
+            if first and self.admin is not None and is_http(first[0]):
+                self._hand_over(conn, first[0])
+                return
         conn.read(self.latency)
         self._update_interest(conn)  # the end of stream stops reading
 
@@ -375,6 +423,19 @@ class Server:
             self._update_interest(conn)
         else:
             self._close(conn)  # the socket or the transport failed, or every answer is out
+
+    def _hand_over(self, conn: Conn, first: int) -> None:
+        """Give an HTTP or TLS connection to the administration API's threads."""
+        assert self.admin is not None
+        if conn.registered:
+            self._selector.unregister(conn.sock)
+            conn.registered = 0
+        conn.closed = True
+        self._conns.discard(conn)
+        self.engine.connection_gone(conn.connection)
+        with contextlib.suppress(Exception):
+            conn.transport.unbind()
+        self.admin.serve(conn.sock, first)
 
     def _reset(self, conn: Conn) -> None:
         arm_reset(conn.sock)

@@ -27,6 +27,7 @@ from .._storage.sqlite import NotOurDatabase, open_database, transaction
 from ._broker import DEAD_LETTER_SUFFIX, SUBSCRIPTIONS, Broker, Change
 from ._codec import encode_annotations, encode_header, parse_message
 from ._entities import EntitySettings, MessageState, StoredMessage
+from ._registry import restore_stamp, stamp_from_json, stamp_json
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -43,6 +44,7 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS sequences (entity TEXT PRIMARY KEY, seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS entities (path TEXT PRIMARY KEY, kind TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS entity_settings (path TEXT PRIMARY KEY, settings TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS entity_records (path TEXT PRIMARY KEY, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS session_states (
     path TEXT NOT NULL,
     session_id TEXT NOT NULL,
@@ -68,6 +70,7 @@ class MemoryStore:
 
     def save(self, broker: Broker, changes: list[Change], seqs: dict[str, int]) -> None:
         broker.take_state_changes()
+        broker.take_admin_changes()
 
     def close(self) -> None:
         return None
@@ -148,6 +151,9 @@ class SqliteStore:
                 ),
                 persist=False,
             )
+        for path, text in self._db.execute("SELECT path, record FROM entity_records"):
+            if broker.log(path) is not None or path in broker.topics:
+                restore_stamp(broker, path, stamp_from_json(text))
         states = self._db.execute("SELECT path, session_id, state, updated_at FROM session_states")
         for path, session_id, state, updated_at in states:
             log = broker.log(path)
@@ -174,9 +180,20 @@ class SqliteStore:
         entities = set(_entity_rows(broker)) - self._saved_entities
         settings = set(_settings_rows(broker)) - self._saved_settings
         states = broker.take_state_changes()
-        if not changes and not seqs and not entities and not settings and not states:
+        stamps, deleted = broker.take_admin_changes()
+        if not changes and not seqs and not entities and not settings and not states and not stamps and not deleted:
             return
         with transaction(self._db) as db:
+            for path in deleted:
+                for table, column in _ENTITY_COLUMNS:
+                    db.execute(
+                        f"DELETE FROM {table} WHERE {column} = ? OR substr({column}, 1, ?) = ?",
+                        (path, len(path) + 1, path + "/"),
+                    )
+            db.executemany(
+                "INSERT OR REPLACE INTO entity_records (path, record) VALUES (?, ?)",
+                [(path, stamp_json(stamp)) for path, stamp in sorted(stamps.items())],
+            )
             db.executemany(
                 "INSERT OR IGNORE INTO entities (path, kind) VALUES (?, ?)", sorted(entities)
             )
@@ -192,8 +209,8 @@ class SqliteStore:
                 " ON CONFLICT(entity) DO UPDATE SET seq = excluded.seq",
                 list(seqs.items()),
             )
-            for path, message, deleted in changes:
-                if deleted:
+            for path, message, removed in changes:
+                if removed:
                     db.execute("DELETE FROM messages WHERE path = ? AND seq = ?", (path, message.seq))
                 else:
                     db.execute(
@@ -210,6 +227,9 @@ class SqliteStore:
                         ),
                     )
         self._saved_entities |= entities
+        for path in deleted:
+            self._saved_entities = {row for row in self._saved_entities if not _under(row[0], path)}
+            self._saved_settings = {row for row in self._saved_settings if not _under(row[0], path)}
         saved = dict(self._saved_settings)
         saved.update(settings)
         self._saved_settings = set(saved.items())
@@ -219,6 +239,19 @@ class SqliteStore:
 
 
 _TABLES = {"messages", "sequences", "entities"}
+# Where an entity's path is kept: every row of a deleted entity goes with it.
+_ENTITY_COLUMNS = (
+    ("messages", "path"),
+    ("sequences", "entity"),
+    ("entities", "path"),
+    ("entity_settings", "path"),
+    ("entity_records", "path"),
+    ("session_states", "path"),
+)
+
+
+def _under(row: str, path: str) -> bool:
+    return row == path or row.startswith(path + "/")
 
 
 def _encode(message: StoredMessage) -> bytes:

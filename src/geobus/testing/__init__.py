@@ -16,6 +16,10 @@ tests of a fleet sharing a ``redis://`` seen-set.
 ``eventually`` (and ``eventually_async``) poll a condition with a bound instead
 of sleeping for a guess; ``FakeClock`` is a clock the test moves by hand.
 
+``assert_entities_alike`` fails a test (with a table of the differences) unless two
+namespaces define the same queues, topics, subscriptions and rules
+(``geobus.compare_entities``).
+
 pytest fixtures (``geobus_namespace``, ``geobus_namespace_pair``,
 ``geobus_namespace_factory``, ``geobus_fault_proxy``, and ``geobus_entities`` to
 override with your entity definitions) are in a plugin you opt into:
@@ -24,7 +28,9 @@ override with your entity definitions) are in a plugin you opt into:
 Needs the ``local`` extra: ``pip install 'geobus[local]'``.
 """
 
-# First: it checks for the local extra before anything imports it (geobus._extras).
+from ._entities import assert_entities_alike  # needs no local namespace
+
+# First of the rest: it checks for the local extra before anything imports it (geobus._extras).
 from ._namespaces import NamespacePair, fault_proxy, local_pair, process_pair
 from ._proxy import FaultProxy
 from ._proxy_process import FaultProxyProcess, fault_proxy_process
@@ -38,6 +44,7 @@ __all__ = [
     "FaultProxyProcess",
     "NamespacePair",
     "RedisServer",
+    "assert_entities_alike",
     "eventually",
     "eventually_async",
     "fault_proxy",
