@@ -46,6 +46,7 @@ EXPECTED: dict[str, tuple[str, ...]] = {
     ),
     "identity_credentials.py": ("credential=DefaultAzureCredential", "sent with connection strings to local namespaces"),
     "identity_credentials_async.py": ("credential='default'", "sent with connection strings to local namespaces"),
+    "entities_check.py": ("found the rule the secondary lacks, as set up",),
     "dead_letter_worker.py": DEAD_LETTERS,
     "dead_letter_worker_async.py": DEAD_LETTERS,
     "session_worker.py": SESSIONS,
@@ -54,7 +55,8 @@ EXPECTED: dict[str, tuple[str, ...]] = {
 # Samples written to the SDK's API ahead of the geobus feature they use: skipped, with why.
 PENDING: dict[str, str] = {}
 # Samples without an async twin, and why it would add nothing.
-SYNC_ONLY = {"configuration.py"}  # loading a configuration does no I/O
+# Loading a configuration does no I/O; comparing entities is sync in geobus.aio too.
+SYNC_ONLY = {"configuration.py", "entities_check.py"}
 
 
 def sample_names() -> list[str]:
@@ -177,6 +179,18 @@ class TestSamplesFromEnvironment:
         assert "deadlines: attempt 4 s" in finished.stdout
         assert "to your namespaces: landed on primary" in finished.stdout
         assert pair.primary.counts() == {"orders": 1}
+
+    @pytest.mark.timeout(RUN_TIMEOUT + 30)
+    def test_entities_check_passes_alike_namespaces_and_fails_different_ones(self, pair: NamespacePair) -> None:
+        for namespace in pair:
+            namespace.declare_topic("order-events", ["billing"])
+        finished = run_cleanly("entities_check.py", self.settings(pair))
+        assert "define the same entities" in finished.stdout
+        pair.primary.declare_queue("orders")
+        different = run_sample("entities_check.py", self.settings(pair))
+        assert different.returncode == 1, different.stderr
+        assert "orders" in different.stdout and "missing in secondary" in different.stdout
+        assert "geobus entities sync --from primary" in different.stdout
 
     def test_a_bad_setting_fails_with_the_field_named(self, pair: NamespacePair) -> None:
         finished = run_sample("producer.py", self.settings(pair, GEOBUS_MODE="sideways"))

@@ -3,6 +3,7 @@ administration client as geobus builds it for a namespace (over plain HTTP for t
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import threading
 from collections.abc import Iterator
@@ -10,6 +11,7 @@ from typing import Any
 
 import pytest
 from azure.core.pipeline.transport import RequestsTransport
+from azure.servicebus.aio.management import ServiceBusAdministrationClient as AsyncAdmin
 
 from geobus import (
     ConfigurationError,
@@ -74,6 +76,19 @@ class TestCompareEntities:
     def test_anything_else_is_a_type_error(self) -> None:
         with pytest.raises(TypeError, match="primary: expected a NamespaceConfig"):
             compare_entities("Endpoint=sb://x", FakeAdmin("ns"))  # type: ignore[arg-type]
+
+    def test_an_async_admin_client_is_refused_up_front(self) -> None:
+        client = AsyncAdmin.from_connection_string(
+            "Endpoint=sb://127.0.0.1:5999/;SharedAccessKeyName=k;SharedAccessKey=bm90LWEta2V5;UseDevelopmentEmulator=true"
+        )  # builds no connection
+        try:
+            with pytest.raises(TypeError, match="secondary: an async ServiceBusAdministrationClient") as raised:
+                compare_entities(FakeAdmin("ns"), client)
+            message = str(raised.value)
+            assert "sync" in message and "azure.servicebus.management.ServiceBusAdministrationClient" in message
+            assert "NamespaceConfig" in message
+        finally:
+            asyncio.run(client.close())
 
 
 KEY = "FAKEKEYdoNotPrint0123456789abcdefghijklmnopq="

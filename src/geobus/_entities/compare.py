@@ -22,7 +22,6 @@ from __future__ import annotations
 import builtins
 import datetime
 import enum
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -37,6 +36,8 @@ from azure.servicebus.management import (
     TrueRuleFilter,
 )
 
+from .._entity_facts import FOREVER, FOREVER_DAYS, format_duration, parse_duration
+from .._entity_facts import IMMUTABLE as ENTITY_IMMUTABLE
 from .snapshot import KINDS, Entity, EntityKind, EntitySnapshot, entity_path
 
 QUEUE_PROPERTIES = (
@@ -65,12 +66,7 @@ COMPARED: Mapping[EntityKind, tuple[str, ...]] = {
     "rule": RULE_PARTS,
 }
 # Set when the entity is created: the service refuses to change them.
-IMMUTABLE: Mapping[EntityKind, tuple[str, ...]] = {
-    "queue": ("requires_session", "requires_duplicate_detection", "enable_partitioning"),
-    "topic": ("requires_duplicate_detection", "enable_partitioning"),
-    "subscription": ("requires_session",),
-    "rule": (),
-}
+IMMUTABLE: Mapping[str, tuple[str, ...]] = {**ENTITY_IMMUTABLE, "rule": ()}
 # What the SDK's models also show, and why it is not compared.
 IGNORED: Mapping[str, str] = {
     "authorization_rules": "hold keys, and each namespace has its own",
@@ -87,11 +83,7 @@ CORRELATION_FIELDS = (
     "correlation_id", "message_id", "to", "reply_to", "label", "session_id", "reply_to_session_id", "content_type",
 )  # fmt: skip
 
-FOREVER_DAYS = 10675199
-# TimeSpan.MaxValue less a microsecond: the SDK's rounding of it, which the service accepts.
-FOREVER = datetime.timedelta(days=FOREVER_DAYS, hours=2, minutes=48, seconds=5, microseconds=477580)
 _TOLERANCE = datetime.timedelta(microseconds=1)
-_ISO_DURATION = re.compile(r"(-?)P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?(?:(\d+(?:\.\d+)?)S)?)?", re.IGNORECASE)
 
 DifferenceKind = Literal["missing in secondary", "missing in primary", "property", "rule"]
 
@@ -269,30 +261,15 @@ def _duration(value: Any) -> Any:
     """A timedelta from a timedelta or an ISO-8601 duration (``PT1M``, ``P14D``); else as given."""
     if not isinstance(value, str):
         return value
-    match = _ISO_DURATION.fullmatch(value.strip())
-    if match is None or not any(match.groups()[1:]):
+    try:
+        return parse_duration(value)
+    except ValueError:
         return value
-    sign, days, hours, minutes, seconds = match.groups()
-    duration = datetime.timedelta(
-        days=int(days or 0), hours=int(hours or 0), minutes=int(minutes or 0), seconds=float(seconds or 0)
-    )
-    return -duration if sign else duration
 
 
 def iso_duration(value: datetime.timedelta) -> str:
     """``PT1M``, ``P14D``, ``PT0.5S``; ``forever`` from ``FOREVER_DAYS`` days on."""
-    if value.days >= FOREVER_DAYS:
-        return "forever"
-    micros = abs(value) // datetime.timedelta(microseconds=1)
-    days, micros = divmod(micros, 86_400_000_000)
-    hours, micros = divmod(micros, 3_600_000_000)
-    minutes, micros = divmod(micros, 60_000_000)
-    seconds, micros = divmod(micros, 1_000_000)
-    time = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    if seconds or micros:
-        time += f"{seconds}" + (f".{micros:06d}".rstrip("0") if micros else "") + "S"
-    text = "P" + (f"{days}D" if days else "") + (f"T{time}" if time else "")
-    return ("-" if value < datetime.timedelta(0) else "") + (text if text != "P" else "PT0S")
+    return "forever" if value.days >= FOREVER_DAYS else format_duration(value)
 
 
 def jsonable(value: Any) -> Any:

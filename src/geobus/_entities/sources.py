@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 from azure.core.exceptions import AzureError
 from azure.servicebus.management import ServiceBusAdministrationClient
 
@@ -22,18 +25,34 @@ def snapshot_of(source: Source, role: str) -> EntitySnapshot:
         EntityReadError: the namespace could not be read (``namespace`` is its config's
             name, else ``role``).
         ConfigurationError: a namespace whose credential cannot serve the administration client.
-        TypeError: ``source`` is none of these.
+        TypeError: ``source`` is none of these, or an async administration client (the
+            reading is sync).
     """
     if isinstance(source, EntitySnapshot):
         return source
     if isinstance(source, NamespaceConfig):
         with admin_client(source) as admin:
             return _read(admin, source.name or role)
+    if _is_async(source):
+        raise TypeError(
+            f"{role}: an async ServiceBusAdministrationClient (azure.servicebus.aio.management) "
+            "cannot be read: the comparison is sync; pass the sync "
+            "azure.servicebus.management.ServiceBusAdministrationClient or a NamespaceConfig"
+        )
     if callable(getattr(source, "list_queues", None)):  # a ServiceBusAdministrationClient, or alike
         return _read(source, role)
     raise TypeError(
         f"{role}: expected a NamespaceConfig, a ServiceBusAdministrationClient or an EntitySnapshot, "
         f"got a {type(source).__name__}"
+    )
+
+
+def _is_async(source: Any) -> bool:
+    """Whether ``source`` is an async administration client: its gets are coroutine
+    functions (azure.servicebus.aio.management's; its lists give an ``AsyncItemPaged``)."""
+    return any(
+        inspect.iscoroutinefunction(getattr(source, name, None))
+        for name in ("get_queue", "get_namespace_properties")
     )
 
 
@@ -64,7 +83,8 @@ def compare_entities(
         EntityReadError: a namespace could not be read; ``namespace`` says which.
         ConfigurationError: a ``ReplicationConfig`` with a ``secondary`` too, or no
             ``secondary``; a credential the administration client cannot use.
-        TypeError: something else given.
+        TypeError: something else given, or an async administration client (pass the sync
+            ``azure.servicebus.management`` one, or a ``NamespaceConfig``).
     """
     if isinstance(primary, ReplicationConfig):
         if secondary is not None:

@@ -30,12 +30,11 @@ from azure.servicebus.management import (
     TrueRuleFilter,
 )
 
+from .._entity_facts import FOREVER, FOREVER_DAYS
 from .compare import (
     COMPARED,
     DURATIONS,
     ENTITY_PATHS,
-    FOREVER,
-    FOREVER_DAYS,
     IMMUTABLE,
     differing,
     normal,

@@ -41,6 +41,7 @@ _TLS_HANDSHAKE = 0x16
 _MAX_BODY = 1024 * 1024
 _MAX_CONNECTIONS = 32
 _IDLE_TIMEOUT = 60.0
+_STOP_TIMEOUT = 5.0  # for all of them together: each was reset, so each ends at once
 _XML = "application/xml; charset=utf-8"
 
 
@@ -52,10 +53,13 @@ def is_http(first: int) -> bool:
 class AdminHttp:
     """Serves the administration API on connections the loop hands over.
 
-    ``run`` executes a call on the namespace's loop; ``validate`` checks a SAS token
-    (raising ``SasTokenError``); ``hosts`` are the namespace's own names; ``quiet``
-    blocks while a fault keeps the namespace from answering (False: the namespace is
-    stopping). Thread-safe.
+    ``run`` executes a call on the namespace's loop and saves what it changed;
+    ``validate`` checks a SAS token (raising ``SasTokenError``); ``hosts`` are the
+    namespace's own names; ``wait_until_answering`` blocks while a fault keeps the
+    namespace silent (False: it is stopping, or still silent); ``latency`` is the
+    delay in force; ``tls`` gives the server's TLS context, and a TLS handshake must
+    be done within ``handshake_timeout`` seconds (``Limits.handshake_timeout``, as an
+    AMQP connection must authorise in it). Thread-safe.
     """
 
     def __init__(
@@ -68,6 +72,7 @@ class AdminHttp:
         wait_until_answering: Callable[[float], bool],
         latency: Callable[[], float],
         tls: Callable[[], ssl.SSLContext],
+        handshake_timeout: float,
     ) -> None:
         self.api = api
         self._run = run
@@ -76,6 +81,7 @@ class AdminHttp:
         self._wait = wait_until_answering
         self._latency = latency
         self._tls = tls
+        self._handshake_timeout = handshake_timeout
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._threads: set[threading.Thread] = set()
@@ -110,8 +116,9 @@ class AdminHttp:
             self._stopping = True
             threads = list(self._threads)
         self.drop()
+        deadline = time.monotonic() + _STOP_TIMEOUT
         for thread in threads:
-            thread.join(timeout=5)
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _connection(self, sock: socket.socket, first: int) -> None:
         stream: socket.socket = sock
@@ -120,11 +127,15 @@ class AdminHttp:
             sock.settimeout(_IDLE_TIMEOUT)
             peer = sock.getpeername()
             if first == _TLS_HANDSHAKE:
-                # The TLS socket takes over the descriptor: ``drop`` must reach it instead.
-                stream = self._tls().wrap_socket(sock, server_side=True)
+                # The TLS socket takes over the descriptor: ``drop`` must reach it, also
+                # during a handshake that a client leaves half done.
+                stream = self._tls().wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
                 with self._lock:
                     self._sockets.discard(sock)
                     self._sockets.add(stream)
+                stream.settimeout(self._handshake_timeout)
+                stream.do_handshake()
+                stream.settimeout(_IDLE_TIMEOUT)
             _Handler(stream, peer, self)
         except (OSError, ssl.SSLError, ValueError) as exc:
             _LOG.debug("admin connection ended: %r", exc)
@@ -150,8 +161,11 @@ class AdminHttp:
             return _error(401, problem)
         try:
             response: Response = self._run(lambda: self.api.handle(method, target, headers, body))
-        except RuntimeError:  # the loop has stopped
+        except RuntimeError:  # the loop has stopped, or could not save the change
             return None
+        except Exception as exc:  # a bug: answered as the service answers its own
+            _LOG.warning("admin request failed: %s", type(exc).__name__)
+            return _error(500, "InternalServerError: the request could not be handled.")
         return response
 
     def _unauthorised(self, target: str, authorization: str) -> str | None:

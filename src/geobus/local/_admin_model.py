@@ -25,13 +25,17 @@ import datetime
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from .._entity_facts import FOREVER, FOREVER_TEXT, IMMUTABLE, STATUSES
+
+__all__ = [
+    "DEFAULTS", "DEFAULT_RULE", "FOREVER", "FOREVER_TEXT", "IMMUTABLE", "STATUSES", "ActionSpec", "AdminError",
+    "Counts", "EntityRecord", "FilterSpec", "Kind", "Registry", "RuleRecord",
+]  # fmt: skip
+
 Kind = Literal["queue", "topic", "subscription"]
 FilterSpec = dict[str, Any]
 ActionSpec = dict[str, Any]
 
-# TimeSpan.MaxValue, Service Bus's "never" for a time to live or an idle time.
-FOREVER = datetime.timedelta(days=10675199, hours=2, minutes=48, seconds=5, microseconds=477580)
-FOREVER_TEXT = "P10675199DT2H48M5.4775807S"
 
 _MINUTE = datetime.timedelta(minutes=1)
 
@@ -88,12 +92,6 @@ DEFAULTS: dict[Kind, dict[str, Any]] = {
     "queue": QUEUE_DEFAULTS,
     "topic": TOPIC_DEFAULTS,
     "subscription": SUBSCRIPTION_DEFAULTS,
-}
-# Set when the entity is created; an update that changes one is refused, as the service does.
-IMMUTABLE: dict[Kind, tuple[str, ...]] = {
-    "queue": ("requires_session", "requires_duplicate_detection", "enable_partitioning"),
-    "topic": ("requires_duplicate_detection", "enable_partitioning"),
-    "subscription": ("requires_session",),
 }
 
 DEFAULT_RULE = "$Default"

@@ -23,7 +23,9 @@ from collections.abc import Iterable
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape, quoteattr
 
-from ._admin_model import FOREVER, FOREVER_TEXT, AdminError
+from .._entity_facts import format_duration as format_duration  # what the XML writes
+from .._entity_facts import parse_duration as _parse_duration
+from ._admin_model import AdminError
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 SB_NS = "http://schemas.microsoft.com/netservices/2010/10/servicebus/connect"
@@ -42,64 +44,17 @@ _XSI_TYPE = f"{{{XSI_NS}}}type"
 _XSI_NIL = f"{{{XSI_NS}}}nil"
 _DTD = re.compile(rb"<!\s*DOCTYPE", re.IGNORECASE)
 _SHOWN = 80  # characters of a refused value quoted back in an error
-_NEAR_FOREVER = datetime.timedelta(seconds=1)
 
 
 # -- values ------------------------------------------------------------------------
 
 
-def format_duration(value: datetime.timedelta) -> str:
-    """``value`` as .NET's ``XmlConvert`` writes a ``TimeSpan``; ``FOREVER`` or more as
-    ``FOREVER_TEXT``."""
-    if value >= FOREVER:
-        return FOREVER_TEXT
-    if value < datetime.timedelta(0):
-        return "-" + format_duration(-value)
-    hours, rest = divmod(value.seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    text = f"{value.days}D" if value.days else ""
-    clock = (f"{hours}H" if hours else "") + (f"{minutes}M" if minutes else "")
-    if seconds or value.microseconds:
-        fraction = f".{value.microseconds:06d}".rstrip("0") if value.microseconds else ""
-        clock += f"{seconds}{fraction}S"
-    if clock:
-        text += "T" + clock
-    return "P" + text if text else "PT0S"
-
-
-_DURATION = re.compile(
-    r"(-)?P(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
-    r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)(?:\.(\d+))?S)?)?"
-)
-
-
 def parse_duration(text: str, what: str = "duration") -> datetime.timedelta:
-    """An ISO 8601 duration as .NET reads one (a year 365 days, a month 30). A value
-    within a second of ``FOREVER`` or beyond is ``FOREVER``: the SDK sends back the
-    ``FOREVER_TEXT`` it read as ``...5.477539S`` (its float arithmetic, in
-    ``avoid_timedelta_overflow``), and means never."""
-    text = text.strip()
-    match = _DURATION.fullmatch(text)
-    if match is None or text.rstrip("T").endswith("P"):
-        raise _bad_value(what, text)
-    sign, years, months, weeks, days, hours, minutes, seconds, fraction = match.groups()
-    total_days = (
-        365 * int(years or 0) + 30 * int(months or 0) + 7 * int(weeks or 0) + int(days or 0)
-    )
-    microseconds = int((fraction or "")[:6].ljust(6, "0"))
+    """``_entity_facts.parse_duration``, refusing what is not a duration as the service does."""
     try:
-        value = datetime.timedelta(
-            days=total_days,
-            hours=int(hours or 0),
-            minutes=int(minutes or 0),
-            seconds=int(seconds or 0),
-            microseconds=microseconds,
-        )
-    except OverflowError:
-        value = FOREVER
-    if value >= FOREVER - _NEAR_FOREVER:
-        value = FOREVER
-    return -value if sign else value
+        return _parse_duration(text)
+    except ValueError:
+        raise _bad_value(what, text.strip()) from None
 
 
 def format_time(value: datetime.datetime, *, fraction: bool = True) -> str:

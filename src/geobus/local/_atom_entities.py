@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 from . import _atom
-from ._admin_model import DEFAULTS, ActionSpec, AdminError, EntityRecord, FilterSpec, Kind
+from ._admin_model import DEFAULTS, STATUSES, ActionSpec, AdminError, EntityRecord, FilterSpec, Kind
 from ._atom import COUNTS_NS, DESCRIPTION_NAMESPACES, element, format_bool
 from ._atom_rules import parse_filter_and_action
 
@@ -35,9 +35,7 @@ KIND_OF_DESCRIPTION: dict[str, Kind] = {
 }
 DESCRIPTION_OF_KIND: dict[Kind, str] = {kind: tag for tag, kind in KIND_OF_DESCRIPTION.items()}
 
-_STATUSES = {
-    name.lower(): name for name in ("Active", "Disabled", "SendDisabled", "ReceiveDisabled")
-}
+_STATUSES = {name.lower(): name for name in STATUSES["queue"]}  # every status a queue has: all of them
 _RIGHTS = {name.lower(): name for name in ("Manage", "Send", "Listen")}
 
 # Element -> (property, value type) for what a client may set.
@@ -107,8 +105,8 @@ class AuthorizationRule:
     type: str = "SharedAccessAuthorizationRule"
     claim_type: str = "SharedAccessKey"
     claim_value: str = "None"
-    primary_key: str | None = None
-    secondary_key: str | None = None
+    primary_key: str | None = field(default=None, repr=False)
+    secondary_key: str | None = field(default=None, repr=False)
     created_time: datetime.datetime | None = None
     modified_time: datetime.datetime | None = None
 

@@ -15,7 +15,14 @@ from urllib.parse import unquote, urlsplit
 
 from ._codec import ParsedMessage
 from ._entities import EntitySettings, MessageLog, MessageState, StoredMessage
-from ._routing import FILTER_EXCEPTION_REASON, CompiledRule, compile_rules, gives_everything, route
+from ._routing import (
+    FILTER_EXCEPTION_REASON,
+    CompiledRule,
+    Copy,
+    compile_rules,
+    gives_everything,
+    route,
+)
 from ._sessions import SESSION_REQUIRED, SessionRequired
 
 DEAD_LETTER_SUFFIX = "/$deadletterqueue"
@@ -263,7 +270,7 @@ class Broker:
     ) -> None:
         """Give ``sub`` the copies its rules select (one, unchanged, without rules of its own)."""
         rules = self.rules.get(sub.path)
-        copies: list[bytes | None]
+        copies: list[Copy | None]
         if rules is None or gives_everything(rules):
             copies = [None]
         else:
@@ -274,13 +281,16 @@ class Broker:
                     if self._dead_letters_failures(sub.path):
                         sub.dead_letter_copy(copy, FILTER_EXCEPTION_REASON, routed.failed)
                     continue
-                copies.append(routed.rest)
-        for index, rest in enumerate(copies):
+                copies.append(routed)
+        for index, chosen in enumerate(copies):
             copy = _for_subscription(message, sub.settings.default_ttl, parsed, live_from)
             if index:  # a rule's own copy is a message of its own in the subscription
+                copy.origin = copy.seq
                 copy.seq = self.next_sequence(sub.path.partition(SUBSCRIPTIONS)[0])
-            if rest is not None:
-                copy.rest = rest
+            if chosen is not None:
+                copy.rest = chosen.rest
+                if chosen.fields is not None:  # an action may have set them
+                    copy.message_id, copy.session_id = chosen.fields[0], chosen.fields[10]
             if sub.requires_session and copy.session_id is None:
                 sub.reject_without_session(copy)
             else:
@@ -310,16 +320,21 @@ class Broker:
     def delete_entity(self, path: str) -> None:
         """Remove a queue, a topic (with its subscriptions) or a subscription, and its
         messages; the server detaches its links, the store forgets it."""
+        logs: list[MessageLog]
         if SUBSCRIPTIONS in path:
             topic, _, sub = path.partition(SUBSCRIPTIONS)
-            self.topics[topic].subscriptions.pop(sub)
-            gone = [path]
+            logs = [self.topics[topic].subscriptions.pop(sub)]
         elif path in self.topics:
-            owner = self.topics.pop(path)
-            gone = [path, *(log.path for log in owner.subscriptions.values())]
+            logs = list(self.topics.pop(path).subscriptions.values())
         else:
-            self.queues.pop(path)
-            gone = [path]
+            logs = [self.queues.pop(path)]
+        for log in logs:
+            # A sender or receiver link may still reach it this turn: what it does there
+            # is not recorded, so the store cannot bring the entity back.
+            log.deleted = True
+            if log.dead_letter is not None:
+                log.dead_letter.deleted = True
+        gone = [path, *(log.path for log in logs if log.path != path)]
         for each in gone:
             self.stamps.pop(each, None)
             self.rules.pop(each, None)
@@ -328,8 +343,8 @@ class Broker:
             self._sequence.pop(each, None)
             self._changed_seq.discard(each)
         self._changes = [c for c in self._changes if c[0].removesuffix(DEAD_LETTER_SUFFIX) not in gone]
-        self.deleted.append(path)
-        self.detach_paths.append(path)
+        self.deleted.extend(gone)
+        self.detach_paths.extend(gone)
 
     def take_admin_changes(self) -> tuple[dict[str, Any], list[str]]:
         """Administration records changed, and entities deleted, since the last call."""
@@ -373,9 +388,13 @@ class Broker:
         return False
 
     def cancel_scheduled(self, target: MessageLog | Topic, seq: int) -> None:
-        logs = target.subscriptions.values() if isinstance(target, Topic) else [target]
-        for log in logs:
+        if not isinstance(target, Topic):
+            target.cancel_scheduled(seq)
+            return
+        for log in target.subscriptions.values():
             log.cancel_scheduled(seq)
+            for copy in [m for m in log.messages.values() if m.origin == seq]:
+                log.cancel_scheduled(copy.seq)  # a rule's copy of the same message
 
     # -- time and persistence --------------------------------------------------
 
@@ -389,7 +408,8 @@ class Broker:
         return min(deadlines) if deadlines else None
 
     def _record(self, log: MessageLog, message: StoredMessage, deleted: bool) -> None:
-        self._changes.append((log.path, message, deleted))
+        if not log.deleted:
+            self._changes.append((log.path, message, deleted))
 
     def take_changes(self) -> tuple[list[Change], dict[str, int]]:
         """What changed since the last call: messages, and sequence counters."""

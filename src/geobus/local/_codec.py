@@ -192,7 +192,8 @@ def _decode_section(buf: bytes, start: int, end: int) -> Any:
     data.rewind()
     data.next()
     obj = data.get_object()
-    return obj.value if isinstance(obj, Described) else obj
+    # Copied while ``data`` lives: its values may point into buffers proton frees with it.
+    return _copy(obj.value if isinstance(obj, Described) else obj)
 
 
 def _copy(value: Any) -> Any:

@@ -177,11 +177,23 @@ class _Receiving(_Checked):
 
 
 @dataclass(frozen=True)
+class RuleDefinition:
+    """One rule of a subscription: its filter and action as the administration API's
+    ``_admin_model`` specs (``{"kind": "sql", "expression": ...}``...)."""
+
+    name: str
+    filter: dict[str, Any]
+    action: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class SubscriptionDefinition(_Receiving):
-    """One subscription of a topic, with ``SubscriptionProperties``' names."""
+    """One subscription of a topic, with ``SubscriptionProperties``' names, and its
+    rules (none declared: the ``$Default`` rule, as the service gives)."""
 
     topic: str
     name: str
+    rules: tuple[RuleDefinition, ...] = field(default=(), kw_only=True)
 
     def _where(self) -> str:
         return f"topics.{self.topic}.subscriptions.{self.name}"
@@ -388,6 +400,49 @@ def _parse(data: Mapping[str, Any], source: str) -> EntityDefinitions:
                     sub_where, f"duplicate detection is a topic's setting: put it in [{where}]"
                 )
             _unknown(sub_where, sub_options, _SUBSCRIPTION_KEYS)
-            subs.append(SubscriptionDefinition(name, sub, **sub_options))
+            sub_options = dict(sub_options)
+            rules = _rules(f"{sub_where}.rules", sub_options.pop("rules", {}))
+            subs.append(SubscriptionDefinition(name, sub, rules=rules, **sub_options))
         topics.append(TopicDefinition(name, subscriptions=tuple(subs), **options))
     return EntityDefinitions(tuple(queues), tuple(topics), source=source)
+
+
+_RULE_KEYS = frozenset({"sql", "parameters", "correlation", "action", "action_parameters"})
+
+
+def _rules(where: str, table: Any) -> tuple[RuleDefinition, ...]:
+    """``[...subscriptions.NAME.rules.RULE]`` tables: ``sql`` (with ``parameters``) or
+    ``correlation``, and an optional SQL ``action`` (with ``action_parameters``)."""
+    from ._admin_model import AdminError
+    from ._rules import compile_action, compile_filter
+
+    rules = []
+    seen: set[str] = set()
+    for name, body in _table(where, table).items():
+        rule_where = f"{where}.{name}"
+        if not re.fullmatch(r"[A-Za-z0-9$](?:[A-Za-z0-9._$-]{0,48}[A-Za-z0-9_])?", name):
+            raise ConfigurationError(rule_where, "is not a rule name (letters, digits, '.', '-', '_'; at most 50 characters)")
+        if name.lower() in seen:
+            raise ConfigurationError(rule_where, "is declared twice (names are case-insensitive)")
+        seen.add(name.lower())
+        options = _table(rule_where, body)
+        _unknown(rule_where, options, _RULE_KEYS)
+        if ("sql" in options) == ("correlation" in options):
+            raise ConfigurationError(rule_where, "needs one filter: sql = \"...\" or correlation = { ... }")
+        if "sql" in options:
+            rule_filter: dict[str, Any] = {
+                "kind": "sql", "expression": options["sql"], "parameters": dict(_table(f"{rule_where}.parameters", options.get("parameters", {})))
+            }  # fmt: skip
+        else:
+            rule_filter = {"kind": "correlation", **_table(f"{rule_where}.correlation", options["correlation"])}
+        action: dict[str, Any] = {"kind": "empty"}
+        if "action" in options:
+            parameters = _table(f"{rule_where}.action_parameters", options.get("action_parameters", {}))
+            action = {"kind": "sql", "expression": options["action"], "parameters": dict(parameters)}
+        try:
+            compile_filter(rule_filter)
+            compile_action(action)
+        except AdminError as exc:
+            raise ConfigurationError(rule_where, exc.message) from None
+        rules.append(RuleDefinition(name, rule_filter, action))
+    return tuple(rules)

@@ -40,6 +40,7 @@ class MessageLog:
         self.path = path
         self.settings = settings
         self.is_dead_letter = is_dead_letter
+        self.deleted = False  # the administration API deleted it (``Broker.delete_entity``)
         self.messages: dict[int, StoredMessage] = {}
         # Ready sequence numbers per session (one heap under None without sessions).
         self._ready: dict[str | None, list[int]] = {}

@@ -62,6 +62,10 @@ class StoredMessage:
     # A session's messages have no lock of their own: their session's lock is it.
     locked_until: float | None = field(default=None, compare=False)
     session_lock: SessionLock | None = field(default=None, compare=False)
+    # A subscription's extra copy (one per matching rule with an action): the sequence
+    # number the topic gave the message sent, which cancelling a schedule names. Kept
+    # in memory only: after a restart each copy is cancelled by its own number.
+    origin: int | None = field(default=None, compare=False)
 
     def copy_for(self) -> StoredMessage:
         """An independent copy (a topic's message fanned out to a subscription)."""

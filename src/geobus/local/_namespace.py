@@ -140,6 +140,7 @@ class LocalNamespace(Serving):
         self._store: MemoryStore | SqliteStore = (
             SqliteStore(store) if store is not None else MemoryStore()
         )
+        self._registry = EntityRegistry(self._broker, clock)
         try:
             self._store.load(self._broker)
             # After the store: a stored entity takes the definitions' settings, keeps its messages.
@@ -163,17 +164,17 @@ class LocalNamespace(Serving):
             clock=clock,
         )
         self._server = Server(self._engine, self._store, host, port, on_failure=on_failure)
-        self._registry = EntityRegistry(self._broker, clock)
         self._certificate: Certificate | None = None
         self._tls_lock = threading.Lock()
         self._server.admin = AdminHttp(
             AdminApi(self._registry, host=lambda: self.fully_qualified_namespace),
-            run=self._server.call,
+            run=self._server.call_saved,
             validate=self._engine.validate_token,
             hosts=self._engine.hosts,
             wait_until_answering=self._server.wait_until_answering,
             latency=lambda: self._server.latency,
             tls=self._tls_context,
+            handshake_timeout=self._engine.limits.handshake_timeout,
         )
         self._started = False
 
@@ -182,11 +183,15 @@ class LocalNamespace(Serving):
             return
         try:
             for queue in entities.queues:
-                self._broker.declare_queue(queue.name, queue.settings())
+                self._registry.declared("queue", self._broker.declare_queue(queue.name, queue.settings()).path)
             for topic in entities.topics:
-                self._broker.declare_topic(topic.name, settings=topic.settings(self._broker.settings))
+                path = self._broker.declare_topic(topic.name, settings=topic.settings(self._broker.settings)).path
+                self._registry.declared("topic", path)
                 for sub in topic.subscriptions:
-                    self._broker.declare_subscription(topic.name, sub.name, sub.settings())
+                    log = self._broker.declare_subscription(topic.name, sub.name, sub.settings())
+                    self._registry.declared("subscription", log.path)
+                    if sub.rules:
+                        self._registry.declare_rules(topic.name, sub.name, sub.rules)
         except BadAddress as exc:  # the definitions agree with themselves: the store differs
             raise ValueError(
                 f"{self.store_path}: {exc}, but the entity definitions ({entities.source}) "

@@ -15,9 +15,8 @@ Runs on the namespace's loop thread, like the broker it wraps.
 from __future__ import annotations
 
 import datetime
-import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +25,7 @@ from ._admin_model import (
     DEFAULTS,
     FOREVER,
     IMMUTABLE,
+    STATUSES,
     ActionSpec,
     AdminError,
     Counts,
@@ -47,9 +47,14 @@ _DURATIONS = (
     "auto_delete_on_idle",
 )
 _MAX_LOCK = datetime.timedelta(minutes=5)
-_STATUSES = {"queue": ("Active", "Disabled", "SendDisabled", "ReceiveDisabled"),
-             "topic": ("Active", "Disabled", "SendDisabled"),
-             "subscription": ("Active", "Disabled", "ReceiveDisabled")}
+# The properties an entity's settings (``EntitySettings``) decide, per kind.
+_RECEIVING = ("lock_duration", "max_delivery_count", "dead_lettering_on_message_expiration", "requires_session")
+_DETECTING = ("requires_duplicate_detection", "duplicate_detection_history_time_window")
+_FROM_SETTINGS: dict[Kind, tuple[str, ...]] = {
+    "queue": ("default_message_time_to_live", *_RECEIVING, *_DETECTING),
+    "topic": ("default_message_time_to_live", *_DETECTING),
+    "subscription": ("default_message_time_to_live", *_RECEIVING),
+}
 
 
 def true_rule(now: datetime.datetime) -> RuleRecord:
@@ -120,7 +125,7 @@ class EntityRegistry:
         self._started = self._now()
 
     def _now(self) -> datetime.datetime:
-        return datetime.datetime.fromtimestamp(self._clock(), datetime.UTC)
+        return datetime.datetime.fromtimestamp(self._clock(), datetime.timezone.utc)
 
     # -- entities -------------------------------------------------------------------
 
@@ -215,6 +220,26 @@ class EntityRegistry:
         del stamp.rules[name.lower()]
         self.broker.set_rules(path, stamp, list(stamp.rules.values()))
 
+    def declared(self, kind: Kind, path: str) -> None:
+        """Entity definitions (a file) gave ``path`` its settings: a record it already
+        had (made through the API, kept by the store) shows them too."""
+        stamp = self.broker.stamps.get(path)
+        if stamp is None:
+            return
+        drawn = properties_from(kind, self._entity(kind, path).settings)
+        stamp.properties.update({key: drawn[key] for key in _FROM_SETTINGS[kind]})
+        self.broker.stamped(path)
+
+    def declare_rules(self, topic: str, subscription: str, rules: Iterable[Any]) -> None:
+        """Make declared rules (``RuleDefinition``s) the subscription's only ones, as a
+        subscription created with its rules has no ``$Default``."""
+        path = self._sub_path(topic, subscription)
+        stamp = self._stamp("subscription", path)
+        now = self._now()
+        records = {rule.name.lower(): RuleRecord(rule.name, rule.filter, rule.action, now) for rule in rules}
+        self.broker.set_rules(path, stamp, list(records.values()))
+        stamp.rules = records
+
     def namespace_name(self) -> str:
         return "local"
 
@@ -240,7 +265,10 @@ class EntityRegistry:
         return self._path("subscription", subscription, topic)
 
     def _topic(self, topic: str | None) -> Topic:
-        owner = self.broker.topics.get(entity_path(topic or ""))
+        try:
+            owner = self.broker.topics.get(entity_path(topic or ""))
+        except ValueError:  # BadAddress: no name at all
+            raise AdminError(400, "The topic name is empty.") from None
         if owner is None:
             raise AdminError(404, f"The messaging entity '{topic}' could not be found.")
         return owner
@@ -316,7 +344,10 @@ def _counts(entity: MessageLog | Topic) -> Counts:
     if isinstance(entity, Topic):
         subs = entity.subscriptions.values()
         scheduled = {
-            seq for sub in subs for seq, message in sub.messages.items() if message.state == MessageState.SCHEDULED
+            message.origin or seq
+            for sub in subs
+            for seq, message in sub.messages.items()
+            if message.state == MessageState.SCHEDULED
         }
         size = sum(_counts(sub).size_in_bytes for sub in subs)
         return Counts(scheduled=len(scheduled), size_in_bytes=size, subscription_count=len(subs))
@@ -364,56 +395,9 @@ def _checked(kind: Kind, properties: dict[str, Any]) -> dict[str, Any]:
     count = checked.get("max_delivery_count")
     if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
         raise AdminError(400, "The value supplied for MaxDeliveryCount must be at least 1.")
-    if checked["status"] not in _STATUSES[kind]:
+    if checked["status"] not in STATUSES[kind]:
         raise AdminError(400, f"The value '{checked['status']}' is not a valid EntityStatus for a {kind}.")
     return checked
-
-
-# -- what the store keeps -----------------------------------------------------------------
-
-
-def stamp_json(stamp: Stamp) -> str:
-    """``stamp`` as JSON for the store (durations in seconds, times as timestamps)."""
-    return json.dumps(
-        {
-            "name": stamp.name,
-            "properties": {key: _json_value(value) for key, value in stamp.properties.items()},
-            "created_at": stamp.created_at.timestamp(),
-            "updated_at": stamp.updated_at.timestamp(),
-            "rules": [
-                {"name": r.name, "filter": r.filter, "action": r.action, "created_at": r.created_at.timestamp()}
-                for r in stamp.rules.values()
-            ],
-        },
-        default=str,
-        sort_keys=True,
-    )
-
-
-def stamp_from_json(text: str) -> Stamp:
-    """A stamp the store kept.
-
-    Raises:
-        ValueError: the text is not one (a damaged store).
-    """
-    try:
-        data = json.loads(text)
-        utc = datetime.UTC
-        rules = {
-            r["name"].lower(): RuleRecord(
-                r["name"], r["filter"], r["action"], datetime.datetime.fromtimestamp(r["created_at"], utc)
-            )
-            for r in data["rules"]
-        }
-        return Stamp(
-            data["name"],
-            {key: _from_json_value(value) for key, value in data["properties"].items()},
-            datetime.datetime.fromtimestamp(data["created_at"], utc),
-            datetime.datetime.fromtimestamp(data["updated_at"], utc),
-            rules,
-        )
-    except (KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"an entity record is damaged ({type(exc).__name__})") from exc
 
 
 def restore_stamp(broker: Broker, path: str, stamp: Stamp) -> None:
@@ -421,16 +405,3 @@ def restore_stamp(broker: Broker, path: str, stamp: Stamp) -> None:
     broker.stamps[path] = stamp
     if SUBSCRIPTIONS in path:
         broker.rules[path] = compile_rules(stamp.rules.values())
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime.timedelta):
-        return {"timedelta": [value.days, value.seconds, value.microseconds]}
-    return value
-
-
-def _from_json_value(value: Any) -> Any:
-    if isinstance(value, dict) and set(value) == {"timedelta"}:
-        days, seconds, microseconds = value["timedelta"]
-        return datetime.timedelta(days=days, seconds=seconds, microseconds=microseconds)
-    return value

@@ -52,6 +52,9 @@ class Copy:
 
     rest: bytes
     failed: str | None = None
+    # An action's copy: its properties section's fields as the action left them (the
+    # broker keeps the message and session ids it set).
+    fields: list[Any] | None = None
 
 
 def compile_rules(rules: Iterable[RuleRecord]) -> list[CompiledRule]:
@@ -84,7 +87,7 @@ def view_of(parsed: ParsedMessage, enqueued_at: float) -> MessageView:
     system: dict[str, Any] = {name: props[index] for name, index in _SYSTEM_FIELDS.items()}
     system["ContentType"] = None if props[6] is None else str(props[6])
     system["TimeToLive"] = None if ttl is None else datetime.timedelta(milliseconds=ttl)
-    system["EnqueuedTimeUtc"] = datetime.datetime.fromtimestamp(enqueued_at, datetime.UTC)
+    system["EnqueuedTimeUtc"] = datetime.datetime.fromtimestamp(enqueued_at, datetime.timezone.utc)
     properties = {str(k): v for k, v in parsed.application_properties.items()}
     return MessageView(system=system, properties=properties)
 
@@ -101,7 +104,7 @@ def route(rules: list[CompiledRule], parsed: ParsedMessage, enqueued_at: float) 
             if rule.action is None:
                 plain = True
                 continue
-            copies.append(Copy(_acted(parsed, view, rule.name, rule.action)))
+            copies.append(_acted(parsed, view, rule.name, rule.action))
     except EvaluationError as exc:
         return [Copy(parsed.rest, failed=str(exc)[:200])]
     if plain:
@@ -109,7 +112,7 @@ def route(rules: list[CompiledRule], parsed: ParsedMessage, enqueued_at: float) 
     return copies
 
 
-def _acted(parsed: ParsedMessage, view: MessageView, name: str, action: Action) -> bytes:
+def _acted(parsed: ParsedMessage, view: MessageView, name: str, action: Action) -> Copy:
     edit = action.apply(view)
     properties = dict(view.properties) if edit is None else dict(edit.properties)
     properties["RuleName"] = name
@@ -119,4 +122,4 @@ def _acted(parsed: ParsedMessage, view: MessageView, name: str, action: Action) 
             index = _SYSTEM_FIELDS.get(key.removeprefix("sys."))
             if index is not None:
                 fields[index] = symbol(value) if index == 6 and value is not None else value
-    return rewritten(parsed.rest, fields, properties)
+    return Copy(rewritten(parsed.rest, fields, properties), fields=fields)

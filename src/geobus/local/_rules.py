@@ -53,16 +53,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._admin_model import ActionSpec, AdminError, FilterSpec
-from ._sql import (
-    Env,
-    EvaluationError,
-    Evaluator,
-    Statement,
-    category,
-    compile_predicate,
-    compile_statements,
-    find_key,
-)
+from ._sql import Statement, compile_predicate, compile_statements
+from ._sql_values import Env, EvaluationError, Evaluator, category, find_key
 
 __all__ = [
     "Action",

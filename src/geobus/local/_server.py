@@ -34,7 +34,7 @@ from proton import Endpoint
 
 from ._admin_http import AdminHttp, is_http
 from ._amqp import Engine
-from ._broker import Broker
+from ._broker import DEAD_LETTER_SUFFIX, Broker
 from ._cbs import expired_links
 from ._conditions import NOT_FOUND, UNAUTHORIZED, error_condition
 from ._connection import Conn
@@ -95,6 +95,7 @@ class Server:
         self._on_failure = on_failure
         # The administration API's connections (``_admin_http``), once the namespace sets it.
         self.admin: AdminHttp | None = None
+        self._failed_save: StoreWriteError | None = None
         self._fault_changed = threading.Condition()
 
     # -- lifecycle (any thread) ----------------------------------------------------
@@ -128,6 +129,27 @@ class Server:
         if self._thread is None or threading.current_thread() is self._thread:
             return fn()
         return self._inbox.call(fn, timeout)
+
+    def call_saved(self, fn: Callable[[], _T], timeout: float = 10.0) -> _T:
+        """``call``, and save what ``fn`` changed before returning: a caller that
+        acknowledges the change (the administration API) never acknowledges what a
+        restart would lose.
+
+        Raises:
+            RuntimeError: the store could not be written (the loop then stops, as
+                for any failed save), or the loop is not running.
+        """
+
+        def run() -> _T:
+            result = fn()
+            try:
+                self._save()
+            except StoreWriteError as exc:
+                self._failed_save = exc  # the loop stops after this round of calls
+                raise RuntimeError("the local namespace's store could not be written") from None
+            return result
+
+        return self.call(run, timeout)
 
     # -- faults (loop thread) ------------------------------------------------------
 
@@ -167,30 +189,28 @@ class Server:
 
     def _detach_deleted(self) -> None:
         """Detach the links of entities the administration API deleted, as Service Bus does."""
-        gone, self.engine.broker.detach_paths = self.engine.broker.detach_paths, []
-        for path in gone:
-            for conn in self._conns:
-                link = conn.connection.link_head(Endpoint.LOCAL_ACTIVE)
-                while link is not None:
-                    following = link.next(Endpoint.LOCAL_ACTIVE)
-                    entity = getattr(link, "entity", None)
-                    if getattr(link, "kind", None) == "entity" and entity is not None and (
-                        entity == path or entity.startswith(path + "/")
-                    ):
-                        link.condition = error_condition(
-                            NOT_FOUND, f"The messaging entity '{entity}' could not be found."
-                        )
-                        link.close()
-                    link = following
+        paths, self.engine.broker.detach_paths = self.engine.broker.detach_paths, []
+        gone = {owned for path in paths for owned in (path, path + DEAD_LETTER_SUFFIX)}
+        self._detach(
+            lambda link: getattr(link, "entity", None) in gone,
+            NOT_FOUND,
+            lambda link: f"The messaging entity '{link.entity}' could not be found.",
+        )
 
     def detach_links(self, condition: str, description: str) -> int:
+        return self._detach(lambda _link: True, condition, lambda _link: description)
+
+    def _detach(
+        self, chosen: Callable[[Any], bool], condition: str, description: Callable[[Any], str]
+    ) -> int:
+        """Detach every entity link ``chosen`` picks, with ``condition``; how many."""
         count = 0
         for conn in list(self._conns):
             link = conn.connection.link_head(Endpoint.LOCAL_ACTIVE)
             while link is not None:
                 following = link.next(Endpoint.LOCAL_ACTIVE)
-                if getattr(link, "kind", None) == "entity":
-                    link.condition = error_condition(condition, description)
+                if getattr(link, "kind", None) == "entity" and chosen(link):
+                    link.condition = error_condition(condition, description(link))
                     link.close()
                     count += 1
                 link = following
@@ -217,6 +237,8 @@ class Server:
                         if mask & selectors.EVENT_WRITE:
                             conn.want_write = False
                 self._inbox.run_all()
+                if self._failed_save is not None:
+                    raise self._failed_save
                 self._turn()
         except StoreWriteError as exc:
             # Not a bug: the disk is full, say. Serving on would acknowledge what is not
@@ -277,12 +299,15 @@ class Server:
         if self.fault != Fault.BLACK_HOLE:
             self._enforce_limits(time.monotonic())
         self._watch_listener()  # a pause in accepting may have run out
-        changes, seqs = self.engine.broker.take_changes()
-        self.store.save(self.engine.broker, changes, seqs)
+        self._save()
         if self.fault == Fault.BLACK_HOLE:
             return
         for conn in list(self._conns):
             self._write(conn)
+
+    def _save(self) -> None:
+        changes, seqs = self.engine.broker.take_changes()
+        self.store.save(self.engine.broker, changes, seqs)
 
     def _revoke_expired_tokens(self) -> None:
         """Detach every link whose token has expired, as Service Bus does."""

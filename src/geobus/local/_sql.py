@@ -1,21 +1,17 @@
 """Service Bus's SQL language for rule filters and actions: tokenizer, parser, evaluator.
 
-Used by ``_rules``; the semantics and their sources are listed in its docstring. An
-expression compiles once into nested closures over an ``Env`` (a message's system and
-application properties); a compile error is ``AdminError(400)``, worded like the
-service's "There was an error parsing the SQL expression. [Token line=..., column=...,
-Token in error=..., Additional details=...]", a failure while evaluating is
-``EvaluationError``. Operator chains (``a + b + c``, ``x AND y AND z``) run in a loop and
-nesting is bounded (``MAX_NESTING``), so neither compiling nor evaluating can recurse
-deeper than a few hundred frames.
+Used by ``_rules``; the semantics and their sources are listed in its docstring, what
+the operators make of values is ``_sql_values``. An expression compiles once into nested
+closures over an ``Env`` (a message's system and application properties); a compile
+error is ``AdminError(400)``, worded like the service's "There was an error parsing the
+SQL expression. [Token line=..., column=..., Token in error=..., Additional details=...]",
+a failure while evaluating is ``EvaluationError``. Operator chains (``a + b + c``,
+``x AND y AND z``) run in a loop and nesting is bounded (``MAX_NESTING``), so neither
+compiling nor evaluating can recurse deeper than a few hundred frames.
 """
 
 from __future__ import annotations
 
-import datetime
-import functools
-import math
-import operator
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -23,31 +19,35 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from ._admin_model import AdminError
+from ._sql_values import (
+    INT64,
+    SETTABLE,
+    SYSTEM_PROPERTIES,
+    Env,
+    Evaluator,
+    PropRef,
+    chain,
+    combine,
+    compare,
+    exists,
+    find_key,
+    like,
+    like_pattern,
+    logical_not,
+    member,
+    negate,
+    plus,
+    read,
+)
 
 MAX_EXPRESSION = 1024  # Service Bus quotas: filter condition and rule action strings
 MAX_STATEMENTS = 32  # Service Bus quotas: expressions per rule action
 MAX_NESTING = 40  # ours: parentheses, signs, NOTs and function calls inside one another
 EXCERPT = 60  # the most of an expression an error message quotes
 
-_INT64 = 2**63
 KEYWORDS = frozenset(
     {"AND", "OR", "NOT", "IN", "LIKE", "ESCAPE", "IS", "NULL", "TRUE", "FALSE", "EXISTS"}
 )
-_SYSTEM_NAMES = (
-    "ContentType", "CorrelationId", "DeadLetterSource", "DeliveryCount", "EnqueuedSequenceNumber",
-    "EnqueuedTimeUtc", "ExpiresAtUtc", "ForcePersistence", "Label", "LockedUntilUtc", "LockToken",
-    "MessageId", "PartitionKey", "ReplyTo", "ReplyToSessionId", "ScheduledEnqueueTimeUtc",
-    "SequenceNumber", "SessionId", "Size", "State", "TimeToLive", "To", "ViaPartitionKey",
-)  # fmt: skip
-# sys.<name> (case-insensitive) -> the MessageView key; Subject is the new SDKs' Label.
-SYSTEM_PROPERTIES = {name.lower(): name for name in _SYSTEM_NAMES} | {"subject": "Label"}
-# What an action may SET or REMOVE: the string system properties an application sets.
-SETTABLE = frozenset(
-    {
-        "MessageId", "CorrelationId", "To", "ReplyTo",
-        "Label", "SessionId", "ReplyToSessionId", "ContentType",
-    }
-)  # fmt: skip
 _COMPARISONS = frozenset({"=", "<>", "!=", ">", ">=", "<", "<="})
 _TOKEN = re.compile(
     r"""(?P<space>\s+)
@@ -64,36 +64,12 @@ _TOKEN = re.compile(
 _QUOTES = {"str": "'", "bracket": "]", "double": '"'}
 
 
-class EvaluationError(Exception):
-    """Evaluating a compiled filter or action failed, as the service's FilterException."""
-
-
-@dataclass(frozen=True)
-class Env:
-    """What an expression reads: system properties by their ``SYSTEM_PROPERTIES`` names
-    (absent or None: not set) and application properties."""
-
-    system: Mapping[str, Any]
-    properties: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class PropRef:
-    """A property an expression names: a system one (canonical name) or a user one."""
-
-    system: bool
-    name: str
-
-
 @dataclass(frozen=True)
 class Statement:
     """One ``SET target = value`` (``value`` set) or ``REMOVE target`` (``value`` None)."""
 
     target: PropRef
     value: Callable[[Env], Any] | None
-
-
-Evaluator = Callable[[Env], Any]
 
 
 @dataclass(frozen=True)
@@ -111,190 +87,6 @@ class _Node:
     token: _Token
     prop: PropRef | None = None
     constant: bool = False
-
-
-def category(value: Any) -> str | None:
-    """The type family C# operator binding would see (None for null)."""
-    if value is None:
-        return None
-    for kind, name in _CATEGORIES:
-        if isinstance(value, kind):
-            return name
-    return "other"
-
-
-# bool before int: a Python bool is an int, a C# one is not.
-_CATEGORIES: tuple[tuple[type, str], ...] = (
-    (bool, "bool"), (int, "int"), (float, "float"), (str, "str"),
-    (datetime.datetime, "datetime"), (datetime.timedelta, "timedelta"), (uuid.UUID, "uuid"),
-)  # fmt: skip
-_NUMERIC = frozenset({"int", "float"})
-_ORDERED = frozenset({"int", "float", "datetime", "timedelta"})
-_RELATIONS: dict[str, Callable[[Any, Any], bool]] = {
-    "=": operator.eq, "<>": operator.ne, "!=": operator.ne,
-    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le,
-}  # fmt: skip
-
-
-def find_key(properties: Mapping[str, Any], name: str) -> str | None:
-    """The key of ``properties`` that ``name`` names: property names are case-insensitive."""
-    if name in properties:
-        return name
-    folded = name.casefold()
-    return next((key for key in properties if key.casefold() == folded), None)
-
-
-def compare(op: str, left: Any, right: Any) -> bool | None:
-    """``left op right``; None (unknown) for a null or for types C# cannot compare so."""
-    kinds = (category(left), category(right))
-    if None in kinds:
-        return None
-    if kinds[0] in _NUMERIC and kinds[1] in _NUMERIC:
-        if "float" in kinds:
-            left, right = float(left), float(right)
-    elif kinds[0] != kinds[1] or kinds[0] == "other":
-        return None
-    elif op not in ("=", "<>", "!=") and kinds[0] not in _ORDERED:
-        return None  # bool, string and Guid have only == and != in C#
-    try:
-        return _RELATIONS[op](left, right)
-    except TypeError:  # a naive and an aware datetime
-        return None
-
-
-def _wrap(value: int) -> int:
-    # C# long arithmetic is unchecked: it wraps around.
-    return (value + _INT64) % (2 * _INT64) - _INT64
-
-
-def _text(value: Any) -> str:
-    """``value`` as C#'s string concatenation writes it."""
-    if isinstance(value, bool):
-        return "True" if value else "False"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return str(value)
-
-
-def arithmetic(op: str, left: Any, right: Any) -> Any:
-    """``left op right`` with C#'s promotions; None (unknown) for a null or a type mismatch.
-
-    Raises ``EvaluationError`` for an integer division by zero or a date out of range.
-    """
-    kinds = (category(left), category(right))
-    if None in kinds:
-        return None
-    if kinds == ("int", "int"):
-        if op in "/%" and right == 0:
-            raise EvaluationError("Attempted to divide by zero.")
-        if op in "/%":
-            quotient = abs(left) // abs(right) * (1 if (left < 0) == (right < 0) else -1)
-            if quotient == _INT64:  # long.MinValue / -1 throws even unchecked
-                raise EvaluationError("Arithmetic operation resulted in an overflow.")
-            return _wrap(quotient if op == "/" else left - right * quotient)
-        return _wrap({"+": operator.add, "-": operator.sub, "*": operator.mul}[op](left, right))
-    if kinds[0] in _NUMERIC and kinds[1] in _NUMERIC:
-        return _float(op, float(left), float(right))
-    if op == "+" and "str" in kinds:
-        return _text(left) + _text(right)
-    if set(kinds) <= {"datetime", "timedelta"} and op in "+-":
-        try:
-            result = operator.add(left, right) if op == "+" else operator.sub(left, right)
-        except OverflowError as exc:
-            raise EvaluationError("The date is out of range.") from exc
-        except TypeError:  # timedelta - datetime, or a naive and an aware datetime
-            return None
-        return result
-    return None
-
-
-def _float(op: str, left: float, right: float) -> float:
-    # IEEE 754 as in C#, where Python would raise ZeroDivisionError.
-    if op == "+":
-        return left + right
-    if op == "-":
-        return left - right
-    if op == "*":
-        return left * right
-    if op == "%":
-        return math.nan if right == 0 else math.fmod(left, right)
-    if right != 0:
-        return left / right
-    if left == 0 or math.isnan(left):
-        return math.nan
-    return math.copysign(math.inf, left) * math.copysign(1.0, right)
-
-
-def _negate(value: Any) -> Any:
-    kind = category(value)
-    if kind == "int":
-        return _wrap(-value)
-    return -value if kind in ("float", "timedelta") else None
-
-
-_ANY, _ONE = 0, 1  # a LIKE pattern's % and _; its other characters stand for themselves
-
-
-@functools.lru_cache(maxsize=256)
-def like_pattern(pattern: str, escape: str | None) -> tuple[str | int, ...]:
-    """A LIKE ``pattern`` as characters, ``_ANY`` (``%``) and ``_ONE`` (``_``).
-
-    Raises ``ValueError`` (its message the service-style detail) for a bad escape.
-    """
-    if escape is not None and len(escape) != 1:
-        raise ValueError("The escape character must be a string of length 1.")
-    parts: list[str | int] = []
-    chars = iter(pattern)
-    for char in chars:
-        if char == escape:
-            escaped = next(chars, None)
-            if escaped is None:
-                raise ValueError("The pattern ends with its escape character.")
-            parts.append(escaped)
-        else:
-            parts.append(_ANY if char == "%" else _ONE if char == "_" else char)
-    return tuple(parts)
-
-
-def _wildcard(parts: tuple[str | int, ...], text: str) -> bool:
-    """Whether ``parts`` match all of ``text``: greedy, going back to the last % on a
-    mismatch, so O(len(parts) * len(text)) where a backtracking regex can be exponential."""
-    at = index = 0
-    star, resume = -1, 0
-    while at < len(text):
-        part = parts[index] if index < len(parts) else None
-        if part == _ANY:
-            star, resume, index = index, at, index + 1
-        elif part is not None and (part == _ONE or part == text[at]):
-            at, index = at + 1, index + 1
-        elif star >= 0:
-            resume += 1
-            at, index = resume, star + 1
-        else:
-            return False
-    return all(part == _ANY for part in parts[index:])
-
-
-def _like(value: Any, pattern: Any, escape: Any) -> bool | None:
-    if not (isinstance(value, str) and isinstance(pattern, str) and isinstance(escape, str | None)):
-        return None
-    try:
-        return _wildcard(like_pattern(pattern, escape), value)
-    except ValueError as exc:
-        raise EvaluationError(str(exc)) from exc
-
-
-def _read(ref: PropRef, env: Env) -> Any:
-    if ref.system:
-        return env.system.get(ref.name)
-    key = find_key(env.properties, ref.name)
-    return None if key is None else env.properties[key]
-
-
-def _exists(ref: PropRef, env: Env) -> bool:
-    if ref.system:
-        return env.system.get(ref.name) is not None
-    return find_key(env.properties, ref.name) is not None
 
 
 def syntax_error(source: str, pos: int, token: str, details: str) -> AdminError:
@@ -348,31 +140,6 @@ def _unexpected(token: _Token) -> str:
 
 def _constant(value: Any, token: _Token) -> _Node:
     return _Node(lambda env: value, False, token, constant=True)
-
-
-def _chain(first: Evaluator, rest: list[tuple[str, Evaluator]]) -> Evaluator:
-    def run(env: Env) -> Any:
-        value = first(env)
-        for op, operand in rest:
-            value = arithmetic(op, value, operand(env))
-        return value
-
-    return run
-
-
-def _combine(operands: list[Evaluator], stop: bool) -> Evaluator:
-    # AND stops at the first false, OR at the first true; otherwise unknown beats the rest.
-    def run(env: Env) -> bool | None:
-        result: bool | None = not stop
-        for operand in operands:
-            value = operand(env)
-            if value is None:
-                result = None
-            elif value == stop:
-                return stop
-        return result
-
-    return run
 
 
 class _Parser:
@@ -441,7 +208,7 @@ class _Parser:
             nodes.append(operand())
         if len(nodes) == 1:
             return first
-        return _Node(_combine([self.boolean(node) for node in nodes], stop), True, first.token)
+        return _Node(combine([self.boolean(node) for node in nodes], stop), True, first.token)
 
     def negation(self) -> _Node:
         token = self.accept("kw", "NOT")
@@ -450,15 +217,15 @@ class _Parser:
         self.nest(token)
         inner = self.boolean(self.negation())
         self.depth -= 1
-        return _Node(lambda env: None if (value := inner(env)) is None else not value, True, token)
+        return _Node(lambda env: logical_not(inner(env)), True, token)
 
     def predicate(self) -> _Node:
-        exists = self.accept("kw", "EXISTS")
-        if exists is not None:
+        keyword = self.accept("kw", "EXISTS")
+        if keyword is not None:
             self.expect("op", "(")
             ref = self.property_ref(self.take())
             self.expect("op", ")")
-            return _Node(lambda env: _exists(ref, env), True, exists)
+            return _Node(lambda env: exists(ref, env), True, keyword)
         left = self.additive()
         token = self.peek()
         if token.kind == "op" and token.value in _COMPARISONS:
@@ -471,7 +238,7 @@ class _Parser:
             if left.prop is None:
                 self.fail(left.token, "IS NULL applies to a property only.")
             ref = left.prop
-            return _Node(lambda env: (_read(ref, env) is None) != negated, True, left.token)
+            return _Node(lambda env: (read(ref, env) is None) != negated, True, left.token)
         negated = token.kind == "kw" and token.value == "NOT"
         negated = negated and self.peek(1).kind == "kw" and self.peek(1).value in ("IN", "LIKE")
         if negated:
@@ -491,11 +258,7 @@ class _Parser:
         self.expect("op", ")")
 
         def run(env: Env) -> bool | None:
-            value = subject(env)
-            if value is None:
-                return None
-            found = any(compare("=", value, item(env)) for item in items)
-            return found != negated
+            return member(subject(env), (item(env) for item in items), negated)
 
         return _Node(run, True, left.token)
 
@@ -518,7 +281,7 @@ class _Parser:
             char = None if escape is None else escape(env)
             if escape is not None and char is None:
                 return None
-            matched = _like(subject(env), pattern(env), char)
+            matched = like(subject(env), pattern(env), char)
             return None if matched is None else matched != negated
 
         return _Node(run, True, left.token)
@@ -536,32 +299,27 @@ class _Parser:
             rest.append((token.value, self.value(operand())))
         if not rest:
             return first
-        return _Node(_chain(self.value(first), rest), False, first.token)
+        return _Node(chain(self.value(first), rest), False, first.token)
 
     def unary(self) -> _Node:
         sign = self.accept("op", "+", "-")
         if sign is None:
             return self.primary()
         after = self.peek()
-        if sign.value == "-" and after.kind == "int" and after.value == _INT64:
+        if sign.value == "-" and after.kind == "int" and after.value == INT64:
             self.take()  # long.MinValue is written as a negated constant one past long.MaxValue
-            return _constant(-_INT64, sign)
+            return _constant(-INT64, sign)
         self.nest(sign)
         inner = self.value(self.unary())
         self.depth -= 1
         if sign.value == "-":
-            return _Node(lambda env: _negate(inner(env)), False, sign)
-
-        def plus(env: Env) -> Any:
-            value = inner(env)
-            return value if category(value) in ("int", "float", "timedelta") else None
-
-        return _Node(plus, False, sign)
+            return _Node(lambda env: negate(inner(env)), False, sign)
+        return _Node(lambda env: plus(inner(env)), False, sign)
 
     def primary(self) -> _Node:
         token = self.take()
         if token.kind in ("int", "float", "str"):
-            if token.kind == "int" and token.value >= _INT64:
+            if token.kind == "int" and token.value >= INT64:
                 self.fail(token, "The integer constant is out of range.")
             return _constant(token.value, token)
         if token.kind == "kw" and token.value in ("TRUE", "FALSE", "NULL"):
@@ -581,7 +339,7 @@ class _Parser:
             return self.function(token)
         if token.kind in ("name", "quoted"):
             ref = self.property_ref(token)
-            return _Node(lambda env: _read(ref, env), False, token, prop=ref)
+            return _Node(lambda env: read(ref, env), False, token, prop=ref)
         self.fail(token, _unexpected(token))
 
     def function(self, token: _Token) -> _Node:
@@ -601,7 +359,7 @@ class _Parser:
         # for property('sys.Label') (MicrosoftDocs/azure-docs issue 87667).
         def run(env: Env) -> Any:
             key = argument(env)
-            return _read(PropRef(False, key), env) if isinstance(key, str) else None
+            return read(PropRef(False, key), env) if isinstance(key, str) else None
 
         return _Node(run, False, token)
 

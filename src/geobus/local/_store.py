@@ -16,18 +16,22 @@ acknowledges anything that was not saved.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import datetime
 import json
 import sqlite3
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from .._storage.sqlite import NotOurDatabase, open_database, transaction
+from ._admin_model import RuleRecord
 from ._broker import DEAD_LETTER_SUFFIX, SUBSCRIPTIONS, Broker, Change
 from ._codec import encode_annotations, encode_header, parse_message
 from ._entities import EntitySettings, MessageState, StoredMessage
-from ._registry import restore_stamp, stamp_from_json, stamp_json
+from ._registry import Stamp, restore_stamp
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -177,19 +181,22 @@ class SqliteStore:
     def _save(self, broker: Broker, changes: list[Change], seqs: dict[str, int]) -> None:
         # An entity declared with nothing sent yet (a subscription receiver attached
         # first) must survive a restart too, or the topic comes back as a queue.
-        entities = set(_entity_rows(broker)) - self._saved_entities
-        settings = set(_settings_rows(broker)) - self._saved_settings
-        states = broker.take_state_changes()
         stamps, deleted = broker.take_admin_changes()
+        # Rows of a deleted entity: its own and its dead-letter queue's (never another
+        # entity's whose name merely starts with its own).
+        gone = {owned for path in deleted for owned in (path, path + DEAD_LETTER_SUFFIX)}
+        saved_entities = {row for row in self._saved_entities if row[0] not in gone}
+        saved_settings = {row for row in self._saved_settings if row[0] not in gone}
+        # Computed after the deletions: an entity deleted and created again in one turn
+        # is written again.
+        entities = set(_entity_rows(broker)) - saved_entities
+        settings = set(_settings_rows(broker)) - saved_settings
+        states = broker.take_state_changes()
         if not changes and not seqs and not entities and not settings and not states and not stamps and not deleted:
             return
         with transaction(self._db) as db:
-            for path in deleted:
-                for table, column in _ENTITY_COLUMNS:
-                    db.execute(
-                        f"DELETE FROM {table} WHERE {column} = ? OR substr({column}, 1, ?) = ?",
-                        (path, len(path) + 1, path + "/"),
-                    )
+            for table, column in _ENTITY_COLUMNS:
+                db.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(path,) for path in sorted(gone)])
             db.executemany(
                 "INSERT OR REPLACE INTO entity_records (path, record) VALUES (?, ?)",
                 [(path, stamp_json(stamp)) for path, stamp in sorted(stamps.items())],
@@ -226,11 +233,8 @@ class SqliteStore:
                             message.delivery_count,
                         ),
                     )
-        self._saved_entities |= entities
-        for path in deleted:
-            self._saved_entities = {row for row in self._saved_entities if not _under(row[0], path)}
-            self._saved_settings = {row for row in self._saved_settings if not _under(row[0], path)}
-        saved = dict(self._saved_settings)
+        self._saved_entities = saved_entities | entities
+        saved = dict(saved_settings)
         saved.update(settings)
         self._saved_settings = set(saved.items())
 
@@ -248,10 +252,6 @@ _ENTITY_COLUMNS = (
     ("entity_records", "path"),
     ("session_states", "path"),
 )
-
-
-def _under(row: str, path: str) -> bool:
-    return row == path or row.startswith(path + "/")
 
 
 def _encode(message: StoredMessage) -> bytes:
@@ -304,3 +304,77 @@ def _declare(broker: Broker, path: str, kind: str, settings: EntitySettings | No
     elif kind == "subscription" and SUBSCRIPTIONS in path:
         topic, _, sub = path.partition(SUBSCRIPTIONS)
         broker.declare_subscription(topic, sub.removesuffix(DEAD_LETTER_SUFFIX), settings)
+
+
+# -- administration records ---------------------------------------------------------------
+
+_TAGS: dict[str, tuple[type, Callable[[Any], Any], Callable[[Any], Any]]] = {
+    "timedelta": (
+        datetime.timedelta,
+        lambda v: [v.days, v.seconds, v.microseconds],
+        lambda v: datetime.timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
+    ),
+    "datetime": (datetime.datetime, lambda v: v.isoformat(), datetime.datetime.fromisoformat),
+    "uuid": (uuid.UUID, str, uuid.UUID),
+    "bytes": (bytes, lambda v: base64.b64encode(v).decode(), base64.b64decode),
+}
+
+
+def stamp_json(stamp: Stamp) -> str:
+    """``stamp`` as JSON: every value of its properties and rules (a filter's typed
+    parameters among them) comes back as the type it was.
+
+    Raises:
+        TypeError: a value of a type the store does not know (a bug: nothing is lost quietly).
+    """
+    return json.dumps(
+        _tagged(
+            {
+                "name": stamp.name,
+                "properties": stamp.properties,
+                "created_at": stamp.created_at,
+                "updated_at": stamp.updated_at,
+                "rules": [[r.name, r.filter, r.action, r.created_at] for r in stamp.rules.values()],
+            }
+        ),
+        sort_keys=True,
+    )
+
+
+def stamp_from_json(text: str) -> Stamp:
+    """A stamp ``stamp_json`` wrote.
+
+    Raises:
+        ValueError: the text is not one (a damaged store).
+    """
+    try:
+        data = _untagged(json.loads(text))
+        rules = {name.lower(): RuleRecord(name, spec, action, at) for name, spec, action, at in data["rules"]}
+        return Stamp(data["name"], data["properties"], data["created_at"], data["updated_at"], rules)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"an entity record is damaged ({type(exc).__name__})") from exc
+
+
+def _tagged(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _tagged(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_tagged(item) for item in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    for tag, (kind, encode, _) in _TAGS.items():
+        if isinstance(value, kind):
+            return {f"${tag}": encode(value)}
+    raise TypeError(f"the store cannot keep a {type(value).__name__} in an entity record")
+
+
+def _untagged(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_untagged(item) for item in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (key, item), = value.items()
+        if key.startswith("$") and key[1:] in _TAGS:
+            return _TAGS[key[1:]][2](item)
+    return {key: _untagged(item) for key, item in value.items()}

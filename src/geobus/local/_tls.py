@@ -6,7 +6,8 @@ not wanted (``use_tls=False``) but its transport never reads that. So the local
 namespace answers TLS on its port too, with a certificate made when it starts and
 valid for its host names; a client trusts it with
 ``connection_verify=namespace.certificate_path`` (or ``REQUESTS_CA_BUNDLE``).
-The key never leaves the namespace's private directory (0700, removed on stop).
+The key is written (0600, in a private 0700 directory) only for as long as the TLS
+context takes to load it, then removed; the certificate is removed on stop.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class Certificate:
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.context.load_cert_chain(self.path, key_path)
+        # The context holds the key now: a process that dies leaves no key on disk.
+        key_path.unlink()
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
@@ -55,7 +58,7 @@ def _self_signed(hosts: list[str]) -> tuple[bytes, bytes]:
         except ValueError:
             names.append(x509.DNSName(host))
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "geobus local namespace")])
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(subject)
