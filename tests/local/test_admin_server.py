@@ -62,7 +62,7 @@ class TestSavedBeforeAnswered:
             save, answer = server.store.save, server.admin.answer
 
             def saving(broker: Any, changes: Any, seqs: Any) -> None:
-                records = sorted(broker.stamps_changed)
+                records = sorted(broker.admin.changed())
                 save(broker, changes, seqs)
                 events.extend(("saved", path) for path in records)
 

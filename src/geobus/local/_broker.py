@@ -13,16 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ._administered import Administered
 from ._codec import ParsedMessage
 from ._entities import EntitySettings, MessageLog, MessageState, StoredMessage
-from ._routing import (
-    FILTER_EXCEPTION_REASON,
-    CompiledRule,
-    Copy,
-    compile_rules,
-    gives_everything,
-    route,
-)
+from ._routing import FILTER_EXCEPTION_REASON, Copy, gives_everything, route
 from ._sessions import SESSION_REQUIRED, SessionRequired
 
 DEAD_LETTER_SUFFIX = "/$deadletterqueue"
@@ -89,15 +83,7 @@ class Broker:
         self._changes: list[Change] = []
         self._changed_seq: set[str] = set()
         self._state_changes: list[StateChange] = []
-        # The administration API's records (``_registry.Stamp``) of entities it made or
-        # changed, by path; the others' are drawn from their settings when asked.
-        self.stamps: dict[str, Any] = {}
-        # A subscription's compiled rules by its path; absent: the true rule alone.
-        self.rules: dict[str, list[CompiledRule]] = {}
-        # Paths whose stamps changed, and entities deleted, since the store last saved.
-        self.stamps_changed: set[str] = set()
-        self.deleted: list[str] = []
-        self.detach_paths: list[str] = []  # the server detaches their links
+        self.admin = Administered()  # the administration API's records and rules
 
     # -- declaring -----------------------------------------------------------
 
@@ -269,7 +255,7 @@ class Broker:
         self, sub: MessageLog, message: StoredMessage, parsed: ParsedMessage, live_from: float
     ) -> None:
         """Give ``sub`` the copies its rules select (one, unchanged, without rules of its own)."""
-        rules = self.rules.get(sub.path)
+        rules = self.admin.rules.get(sub.path)
         copies: list[Copy | None]
         if rules is None or gives_everything(rules):
             copies = [None]
@@ -278,7 +264,7 @@ class Broker:
             for routed in route(rules, parsed, message.enqueued_at):
                 if routed.failed is not None:
                     copy = _for_subscription(message, sub.settings.default_ttl, parsed, live_from)
-                    if self._dead_letters_failures(sub.path):
+                    if self.admin.dead_letters_failures(sub.path):
                         sub.dead_letter_copy(copy, FILTER_EXCEPTION_REASON, routed.failed)
                     continue
                 copies.append(routed)
@@ -296,26 +282,7 @@ class Broker:
             else:
                 sub.add(copy)
 
-    def _dead_letters_failures(self, path: str) -> bool:
-        stamp = self.stamps.get(path)
-        return stamp is None or bool(stamp.properties.get("dead_lettering_on_filter_evaluation_exceptions", True))
-
     # -- the administration API's changes ------------------------------------------
-
-    def set_rules(self, path: str, stamp: Any, rules: list[Any]) -> None:
-        """Make ``rules`` (``RuleRecord``s) subscription ``path``'s, with its ``stamp``.
-
-        Raises:
-            AdminError: a rule's filter or action does not compile (nothing changes).
-        """
-        compiled = compile_rules(rules)
-        self.rules[path] = compiled
-        self.stamps[path] = stamp
-        self.stamps_changed.add(path)
-
-    def stamped(self, path: str) -> None:
-        """The administration record of ``path`` changed: the store saves it."""
-        self.stamps_changed.add(path)
 
     def delete_entity(self, path: str) -> None:
         """Remove a queue, a topic (with its subscriptions) or a subscription, and its
@@ -336,22 +303,11 @@ class Broker:
                 log.dead_letter.deleted = True
         gone = [path, *(log.path for log in logs if log.path != path)]
         for each in gone:
-            self.stamps.pop(each, None)
-            self.rules.pop(each, None)
-            self.stamps_changed.discard(each)
             self._recent_ids.pop(each, None)
             self._sequence.pop(each, None)
             self._changed_seq.discard(each)
         self._changes = [c for c in self._changes if c[0].removesuffix(DEAD_LETTER_SUFFIX) not in gone]
-        self.deleted.extend(gone)
-        self.detach_paths.extend(gone)
-
-    def take_admin_changes(self) -> tuple[dict[str, Any], list[str]]:
-        """Administration records changed, and entities deleted, since the last call."""
-        stamps = {path: self.stamps[path] for path in self.stamps_changed if path in self.stamps}
-        deleted, self.deleted = self.deleted, []
-        self.stamps_changed = set()
-        return stamps, deleted
+        self.admin.forget(gone)
 
     def check_session(self, target: MessageLog | Topic, parsed: ParsedMessage) -> None:
         """Refuse a message without a session id for a queue that requires sessions (a

@@ -218,17 +218,17 @@ class EntityRegistry:
         path = self._sub_path(topic, subscription)
         stamp = self._stamp("subscription", path)
         del stamp.rules[name.lower()]
-        self.broker.set_rules(path, stamp, list(stamp.rules.values()))
+        self.broker.admin.set_rules(path, stamp, list(stamp.rules.values()))
 
     def declared(self, kind: Kind, path: str) -> None:
         """Entity definitions (a file) gave ``path`` its settings: a record it already
         had (made through the API, kept by the store) shows them too."""
-        stamp = self.broker.stamps.get(path)
+        stamp = self.broker.admin.stamps.get(path)
         if stamp is None:
             return
         drawn = properties_from(kind, self._entity(kind, path).settings)
         stamp.properties.update({key: drawn[key] for key in _FROM_SETTINGS[kind]})
-        self.broker.stamped(path)
+        self.broker.admin.stamped(path)
 
     def declare_rules(self, topic: str, subscription: str, rules: Iterable[Any]) -> None:
         """Make declared rules (``RuleDefinition``s) the subscription's only ones, as a
@@ -237,7 +237,7 @@ class EntityRegistry:
         stamp = self._stamp("subscription", path)
         now = self._now()
         records = {rule.name.lower(): RuleRecord(rule.name, rule.filter, rule.action, now) for rule in rules}
-        self.broker.set_rules(path, stamp, list(records.values()))
+        self.broker.admin.set_rules(path, stamp, list(records.values()))
         stamp.rules = records
 
     def namespace_name(self) -> str:
@@ -251,7 +251,7 @@ class EntityRegistry:
         rules = dict(stamp.rules)
         rules[rule.name.lower()] = rule
         # Compiles every rule first: a bad one changes nothing (AdminError 400).
-        self.broker.set_rules(path, stamp, list(rules.values()))
+        self.broker.admin.set_rules(path, stamp, list(rules.values()))
         stamp.rules = rules
         return rule
 
@@ -291,14 +291,14 @@ class EntityRegistry:
 
     def _stamp(self, kind: Kind, path: str) -> Stamp:
         """The entity's record, drawn from its settings if it was not made through the API."""
-        stamp = self.broker.stamps.get(path)
+        stamp: Stamp | None = self.broker.admin.stamps.get(path)
         if stamp is None:
             settings = self._entity(kind, path).settings
             name = path.rpartition(SUBSCRIPTIONS)[2] if kind == "subscription" else path
             stamp = Stamp(name, properties_from(kind, settings), self._started, self._started)
             if kind == "subscription":
                 stamp.rules[DEFAULT_RULE.lower()] = true_rule(self._started)
-            self.broker.stamps[path] = stamp
+            self.broker.admin.stamps[path] = stamp
         return stamp
 
     def _entity(self, kind: Kind, path: str) -> MessageLog | Topic:
@@ -318,8 +318,8 @@ class EntityRegistry:
             owner = self._topic(topic)
             sub = path.rpartition(SUBSCRIPTIONS)[2]
             self.broker.declare_subscription(owner.path, sub, settings_from(kind, stamp.properties, owner.settings))
-        self.broker.stamps[path] = stamp
-        self.broker.stamped(path)
+        self.broker.admin.stamps[path] = stamp
+        self.broker.admin.stamped(path)
 
     def _record(self, kind: Kind, path: str, topic: str | None) -> EntityRecord:
         stamp = self._stamp(kind, path)
@@ -402,6 +402,6 @@ def _checked(kind: Kind, properties: dict[str, Any]) -> dict[str, Any]:
 
 def restore_stamp(broker: Broker, path: str, stamp: Stamp) -> None:
     """Give the entity at ``path`` its kept record (and a subscription its rules)."""
-    broker.stamps[path] = stamp
+    broker.admin.stamps[path] = stamp
     if SUBSCRIPTIONS in path:
-        broker.rules[path] = compile_rules(stamp.rules.values())
+        broker.admin.rules[path] = compile_rules(stamp.rules.values())

@@ -189,7 +189,7 @@ class Server:
 
     def _detach_deleted(self) -> None:
         """Detach the links of entities the administration API deleted, as Service Bus does."""
-        paths, self.engine.broker.detach_paths = self.engine.broker.detach_paths, []
+        paths, self.engine.broker.admin.detach_paths = self.engine.broker.admin.detach_paths, []
         gone = {owned for path in paths for owned in (path, path + DEAD_LETTER_SUFFIX)}
         self._detach(
             lambda link: getattr(link, "entity", None) in gone,
@@ -293,7 +293,7 @@ class Server:
         if self.engine.broker.next_deadline() is not None:
             self.engine.consumers.pump(self.engine.broker.tick())
         self._revoke_expired_tokens()
-        if self.engine.broker.detach_paths:
+        if self.engine.broker.admin.detach_paths:
             self._detach_deleted()
         self._dispatch_all()
         if self.fault != Fault.BLACK_HOLE:

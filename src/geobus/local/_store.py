@@ -74,7 +74,7 @@ class MemoryStore:
 
     def save(self, broker: Broker, changes: list[Change], seqs: dict[str, int]) -> None:
         broker.take_state_changes()
-        broker.take_admin_changes()
+        broker.admin.take_changes()
 
     def close(self) -> None:
         return None
@@ -181,7 +181,7 @@ class SqliteStore:
     def _save(self, broker: Broker, changes: list[Change], seqs: dict[str, int]) -> None:
         # An entity declared with nothing sent yet (a subscription receiver attached
         # first) must survive a restart too, or the topic comes back as a queue.
-        stamps, deleted = broker.take_admin_changes()
+        stamps, deleted = broker.admin.take_changes()
         # Rows of a deleted entity: its own and its dead-letter queue's (never another
         # entity's whose name merely starts with its own).
         gone = {owned for path in deleted for owned in (path, path + DEAD_LETTER_SUFFIX)}
