@@ -21,6 +21,9 @@ IMMUTABLE: dict[str, tuple[str, ...]] = {
     "topic": ("requires_duplicate_detection", "enable_partitioning"),
     "subscription": ("requires_session",),
 }
+# Properties azure-servicebus 7.15 reads but never sends (its create and update leave
+# them out: ``TopicProperties._to_internal_entity``): the portal or ARM sets them.
+UNSENT: dict[str, tuple[str, ...]] = {"topic": ("filtering_messages_before_publishing",)}
 # The statuses an entity of each kind can have (EntityStatus).
 STATUSES: dict[str, tuple[str, ...]] = {
     "queue": ("Active", "Disabled", "SendDisabled", "ReceiveDisabled"),

@@ -78,6 +78,14 @@ class TestPlan:
         steps = plan_sync(source, target)
         assert [(step.action, step.entity.kind, step.properties) for step in steps] == [("recreate by hand", kind, (name,))]
 
+    def test_a_property_the_sdk_cannot_send_is_left_to_be_set_by_hand(self) -> None:
+        source = one_entity("topic", "filtering_messages_before_publishing", True)
+        target = one_entity("topic", "filtering_messages_before_publishing", False)
+        steps = plan_sync(source, target)
+        assert [(step.action, step.properties) for step in steps] == [
+            ("set by hand", ("filtering_messages_before_publishing",))
+        ]
+
     def test_the_rest_of_an_entity_to_recreate_is_still_updated(self) -> None:
         source = snap(queues=[queue("orders", requires_session=True, max_delivery_count=3)])
         assert plan(source, snap(queues=[queue("orders")])) == [

@@ -27,6 +27,7 @@ from .._entities import (
     snapshot_of,
 )
 from .._entities.compare import EntityReport, text_table
+from .._entities.sync import BY_HAND
 from .._errors import ConfigurationError, EntityReadError
 from .._redact import describe
 from .common import add_common, configured
@@ -136,7 +137,7 @@ def _sync(
     applied, failed = 0, None
     if not args.dry_run:
         for step in plan:
-            if step.action == "recreate by hand":
+            if step.action in BY_HAND:
                 continue
             try:
                 apply_step(admins[target], step)
@@ -147,7 +148,7 @@ def _sync(
             applied += 1
     after = before if args.dry_run else _read(out, admins)
     report = diff_snapshots(after["primary"], after["secondary"])
-    by_hand = [step for step in plan if step.action == "recreate by hand"]
+    by_hand = [step for step in plan if step.action in BY_HAND]
     if args.json:
         out.json(_sync_json(args, source, target, plan, applied, failed, by_hand, report))
     else:
@@ -157,10 +158,15 @@ def _sync(
             out.line(f"applied {applied} of {len(plan) - len(by_hand)} step(s); now:")
         _show_report(out, config, report, after)
     for step in by_hand:
-        out.error(
-            f"{step.entity.kind} {step.entity.path} in {_where(config, target)} must be recreated by hand: "
-            f"{', '.join(step.properties)} cannot change once it exists (sync deletes nothing to recreate it)"
-        )
+        where = f"{step.entity.kind} {step.entity.path} in {_where(config, target)}"
+        properties = ", ".join(step.properties)
+        if step.action == "set by hand":
+            out.error(f"{where}: set {properties} in the portal or ARM (azure-servicebus cannot send it)")
+        else:
+            out.error(
+                f"{where} must be recreated by hand: {properties} cannot change once it exists "
+                "(sync deletes nothing to recreate it)"
+            )
     return OK if report.alike and failed is None else FAILED
 
 

@@ -14,7 +14,10 @@ The plan, in the order it runs:
 
 A property the service cannot change after creation (``IMMUTABLE``: a queue's
 ``requires_session``...) that differs gives a step "recreate by hand": sync never deletes an
-entity (nor its messages) to recreate it; it does the rest and says which must be.
+entity (nor its messages) to recreate it; it does the rest and says which must be. A
+property azure-servicebus cannot send (``UNSENT``: a topic's
+``filtering_messages_before_publishing``) that differs gives a step "set by hand" (the
+portal or ARM sets it).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from azure.servicebus.management import (
     TrueRuleFilter,
 )
 
-from .._entity_facts import FOREVER, FOREVER_DAYS
+from .._entity_facts import FOREVER, FOREVER_DAYS, UNSENT
 from .compare import (
     COMPARED,
     DURATIONS,
@@ -42,7 +45,9 @@ from .compare import (
 )
 from .snapshot import Entity, EntityKind, EntitySnapshot, entity_path
 
-Action = Literal["create", "update", "delete", "recreate by hand"]
+Action = Literal["create", "update", "delete", "recreate by hand", "set by hand"]
+# Steps sync cannot carry out: it names them and exits 1.
+BY_HAND: tuple[Action, ...] = ("recreate by hand", "set by hand")
 DEFAULT_RULE = "$Default"
 _STAGES: tuple[EntityKind, ...] = ("topic", "queue", "subscription", "rule")
 
@@ -88,11 +93,14 @@ def plan_sync(source: EntitySnapshot, target: EntitySnapshot, *, delete: bool = 
             continue
         changed = differing(entity, have)
         fixed = tuple(name for name in changed if name in IMMUTABLE[entity.kind])
-        settable = tuple(name for name in changed if name not in fixed)
+        unsent = tuple(name for name in changed if name in UNSENT.get(entity.kind, ()))
+        settable = tuple(name for name in changed if name not in fixed and name not in unsent)
         if settable:
             stages[entity.kind].append(SyncStep("update", entity, settable))
         if fixed:
             stages[entity.kind].append(SyncStep("recreate by hand", entity, fixed))
+        if unsent:
+            stages[entity.kind].append(SyncStep("set by hand", entity, unsent))
     for key in sorted(created, key=lambda key: key[1]):
         subscription = next(entity for entity in source.entities if entity.key == key)
         if source.find("rule", entity_path((*subscription.names, DEFAULT_RULE))) is None:
@@ -151,13 +159,13 @@ def _deletions(source: EntitySnapshot, target: EntitySnapshot) -> list[SyncStep]
 
 
 def apply_step(admin: ServiceBusAdministrationClient, step: SyncStep) -> None:
-    """Carry ``step`` out on the namespace ``admin`` manages ("recreate by hand": nothing).
+    """Carry ``step`` out on the namespace ``admin`` manages (a step ``BY_HAND``: nothing).
 
     Raises:
         azure.core.exceptions.AzureError: as the SDK raises it.
     """
     kind, names = step.entity.kind, step.entity.names
-    if step.action == "recreate by hand":
+    if step.action in BY_HAND:
         return
     if step.action == "delete":
         getattr(admin, f"delete_{kind}")(*names)
