@@ -28,6 +28,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
+from .._redact import redact
 from .._sas import SasTokenError
 from ._admin_api import AdminApi, Response
 from ._cbs import check_audience_host
@@ -138,7 +139,7 @@ class AdminHttp:
                 stream.settimeout(_IDLE_TIMEOUT)
             _Handler(stream, peer, self)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            _LOG.debug("admin connection ended: %r", exc)
+            _LOG.debug("admin connection ended: %s", type(exc).__name__)
         finally:
             with contextlib.suppress(OSError):
                 stream.close()
@@ -231,7 +232,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
     def log_message(self, format: str, *args: Any) -> None:
-        _LOG.debug("admin %s", format % args)
+        # The request line is the client's: a SAS signature pasted into a URL is masked.
+        _LOG.debug("admin %s", redact(format % args))
 
 
 def _error(status: int, detail: str) -> Response:
