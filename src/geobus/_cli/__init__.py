@@ -124,7 +124,8 @@ COMMANDS: dict[str, Command] = {
         "geobus._cli.local",
         "serve local Service Bus namespaces (AMQP 1.0) for tests, drills and demos",
         "Serve local namespaces until SIGTERM/SIGINT. Prints one connection string per "
-        "namespace on stdout once listening; control endpoints go to stderr.",
+        "namespace on stdout once listening; control endpoints, and the certificate the "
+        "administration API presents over HTTPS on the same port, go to stderr.",
         needs_local=True,
     ),
 }
