@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -67,6 +69,7 @@ class LocalNamespaceProcess(Serving):
         self._process: subprocess.Popen[str] | None = None
         self.connection_strings: list[str] = []
         self.controls: list[ControlClient] = []
+        self._scratch: str | None = None  # the child's TMPDIR, while it may run
         self._stderr_tail: list[str] = []
 
     @property
@@ -97,7 +100,11 @@ class LocalNamespaceProcess(Serving):
         if self.entities is not None:
             command += ["--entities", str(self.entities)]
         command += self.args
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # Its temporary files (the administration API's certificate) go in a directory
+        # of this object's, removed on ``stop``: a kill -9 leaves nothing behind.
+        if self._scratch is None:
+            self._scratch = tempfile.mkdtemp(prefix="geobus-local-process-")
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "TMPDIR": self._scratch}
         if self._key is not None:
             env["GEOBUS_LOCAL_KEY"] = self._key
         self._process = subprocess.Popen(
@@ -112,13 +119,22 @@ class LocalNamespaceProcess(Serving):
         for name, stream in (("out", self._process.stdout), ("err", self._process.stderr)):
             assert stream is not None
             threading.Thread(target=_pump, args=(name, stream, lines), daemon=True).start()
+        try:
+            self._wait_for_start(lines)
+        except BaseException:
+            self.kill()
+            self._remove_scratch()
+            raise
+        return self
+
+    def _wait_for_start(self, lines: queue.Queue[tuple[str, str | None]]) -> None:
+        assert self._process is not None
         endpoints: list[str] = []
         controls: list[str] = []
         deadline = time.monotonic() + self.startup_timeout
         while len(endpoints) < self.namespaces or len(controls) < self.namespaces:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                self.kill()
                 raise RuntimeError(f"geobus local did not start in time: {self._tail()}")
             try:
                 name, line = lines.get(timeout=min(remaining, 0.5))
@@ -138,7 +154,11 @@ class LocalNamespaceProcess(Serving):
         self.controls = [ControlClient(url) for url in controls]
         if not self._ports:
             self._ports = [int(cs.split(";")[0].rsplit(":", 1)[1]) for cs in endpoints]
-        return self
+
+    def _remove_scratch(self) -> None:
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
 
     def _tail(self) -> str:
         return " | ".join(self._stderr_tail[-5:]) or "(no output)"
@@ -147,6 +167,7 @@ class LocalNamespaceProcess(Serving):
         """SIGTERM, then wait; returns the exit status (None if it was not running)."""
         process = self._process
         if process is None:
+            self._remove_scratch()  # killed before: its files go now
             return None
         if process.poll() is None:
             process.send_signal(signal.SIGCONT)
@@ -157,6 +178,7 @@ class LocalNamespaceProcess(Serving):
                 process.kill()
                 process.wait(timeout)
         self._process = None
+        self._remove_scratch()
         return process.returncode
 
     def kill(self) -> None:
