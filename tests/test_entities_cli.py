@@ -17,8 +17,10 @@ from core.entity_fakes import UNREACHABLE, FakeAdmin
 from geobus import ConfigurationError, NamespaceConfig
 from geobus._cli import entities as entities_cli
 from geobus._cli import main
+from geobus.local import development_key
 
-KEY = "FAKEKEYdoNotPrint0123456789abcdefghijklmnopq="
+# A local namespace's published key: the configuration's secret, which nothing may print.
+KEY = development_key(7)
 HOSTS = {"primary": "ns-a.servicebus.windows.net", "secondary": "ns-b.servicebus.windows.net"}
 Run = Callable[..., tuple[int, str, str]]
 

@@ -24,6 +24,12 @@ IMMUTABLE: dict[str, tuple[str, ...]] = {
 # Properties azure-servicebus 7.15 reads but never sends (its create and update leave
 # them out: ``TopicProperties._to_internal_entity``): the portal or ARM sets them.
 UNSENT: dict[str, tuple[str, ...]] = {"topic": ("filtering_messages_before_publishing",)}
+# Names as Service Bus takes them: letters, digits, '.', '-', '_' (and '/' inside a queue's
+# or topic's path), starting and ending with a letter or digit; a rule may also hold '$'
+# (``$Default``).
+ENTITY_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,258}[A-Za-z0-9_])?")
+SUBSCRIPTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9_])?")
+RULE_NAME = re.compile(r"[A-Za-z0-9$](?:[A-Za-z0-9._$-]{0,48}[A-Za-z0-9_])?")
 # The statuses an entity of each kind can have (EntityStatus).
 STATUSES: dict[str, tuple[str, ...]] = {
     "queue": ("Active", "Disabled", "SendDisabled", "ReceiveDisabled"),

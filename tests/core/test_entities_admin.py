@@ -23,6 +23,7 @@ from geobus import (
 )
 from geobus._entities import admin as admin_module
 from geobus._entities import sources
+from geobus.local import DEV_KEY
 
 from .entity_fakes import UNREACHABLE, FakeAdmin, queue, snap
 
@@ -79,7 +80,7 @@ class TestCompareEntities:
 
     def test_an_async_admin_client_is_refused_up_front(self) -> None:
         client = AsyncAdmin.from_connection_string(
-            "Endpoint=sb://127.0.0.1:5999/;SharedAccessKeyName=k;SharedAccessKey=bm90LWEta2V5;UseDevelopmentEmulator=true"
+            f"Endpoint=sb://127.0.0.1:5999/;SharedAccessKeyName=k;SharedAccessKey={DEV_KEY};UseDevelopmentEmulator=true"
         )  # builds no connection
         try:
             with pytest.raises(TypeError, match="secondary: an async ServiceBusAdministrationClient") as raised:

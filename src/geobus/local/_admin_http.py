@@ -31,6 +31,8 @@ from urllib.parse import unquote, urlsplit
 from .._redact import redact
 from .._sas import SasTokenError
 from ._admin_api import AdminApi, Response
+from ._admin_api_request import error_response
+from ._admin_model import AdminError
 from ._cbs import check_audience_host
 from ._sockets import arm_reset
 
@@ -237,7 +239,4 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _error(status: int, detail: str) -> Response:
-    from xml.sax.saxutils import escape
-
-    body = f"<Error><Code>{status}</Code><Detail>{escape(detail)}</Detail></Error>".encode()
-    return Response(status, {"Content-Type": _XML}, body)
+    return error_response(AdminError(status, detail))

@@ -35,6 +35,7 @@ from typing import Any
 
 from .._config import read_toml
 from .._config.checks import TOMLDecodeError
+from .._entity_facts import ENTITY_NAME, RULE_NAME, SUBSCRIPTION_NAME
 from .._errors import ConfigurationError
 from .._redact import describe
 from ._entities import EntitySettings
@@ -57,10 +58,6 @@ _UNIT_SECONDS = {
     "minutes": 60.0,
     "seconds": 1.0,
 }
-# Entity names as Service Bus takes them: letters, digits, '.', '-', '_' (and '/' in a
-# queue's or topic's path). The local namespace's addresses need no more than that.
-_ENTITY_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,258}[A-Za-z0-9_])?")
-_SUBSCRIPTION_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9_])?")
 
 
 # -- the checks of one value -------------------------------------------------------------
@@ -344,8 +341,8 @@ def _name(where: str, name: str, pattern: re.Pattern[str]) -> str:
         raise ConfigurationError(
             where,
             "is not an entity name (letters, digits, '.', '-', '_'"
-            + ("" if pattern is _SUBSCRIPTION_NAME else ", '/' inside")
-            + f"; at most {260 if pattern is _ENTITY_NAME else 50} characters)",
+            + ("" if pattern is SUBSCRIPTION_NAME else ", '/' inside")
+            + f"; at most {260 if pattern is ENTITY_NAME else 50} characters)",
         )
     return name
 
@@ -366,7 +363,7 @@ def _parse(data: Mapping[str, Any], source: str) -> EntityDefinitions:
     queues = []
     for name, body in _table("queues", data.get("queues", {})).items():
         where = f"queues.{name}"
-        claim(where, _name(where, name, _ENTITY_NAME))
+        claim(where, _name(where, name, ENTITY_NAME))
         options = dict(_table(where, body))
         if "subscriptions" in options:
             raise ConfigurationError(
@@ -378,7 +375,7 @@ def _parse(data: Mapping[str, Any], source: str) -> EntityDefinitions:
     topics = []
     for name, body in _table("topics", data.get("topics", {})).items():
         where = f"topics.{name}"
-        claim(where, _name(where, name, _ENTITY_NAME))
+        claim(where, _name(where, name, ENTITY_NAME))
         options = dict(_table(where, body))
         _unknown(where, options, _TOPIC_KEYS)
         subs, subs_seen = [], set()
@@ -386,7 +383,7 @@ def _parse(data: Mapping[str, Any], source: str) -> EntityDefinitions:
             f"{where}.subscriptions", options.pop("subscriptions", {})
         ).items():
             sub_where = f"{where}.subscriptions.{sub}"
-            if _name(sub_where, sub, _SUBSCRIPTION_NAME).lower() in subs_seen:
+            if _name(sub_where, sub, SUBSCRIPTION_NAME).lower() in subs_seen:
                 raise ConfigurationError(
                     sub_where, "is declared twice (names are case-insensitive)"
                 )
@@ -420,7 +417,7 @@ def _rules(where: str, table: Any) -> tuple[RuleDefinition, ...]:
     seen: set[str] = set()
     for name, body in _table(where, table).items():
         rule_where = f"{where}.{name}"
-        if not re.fullmatch(r"[A-Za-z0-9$](?:[A-Za-z0-9._$-]{0,48}[A-Za-z0-9_])?", name):
+        if not RULE_NAME.fullmatch(name):
             raise ConfigurationError(rule_where, "is not a rule name (letters, digits, '.', '-', '_'; at most 50 characters)")
         if name.lower() in seen:
             raise ConfigurationError(rule_where, "is declared twice (names are case-insensitive)")

@@ -15,11 +15,11 @@ Runs on the namespace's loop thread, like the broker it wraps.
 from __future__ import annotations
 
 import datetime
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._entity_facts import ENTITY_NAME, RULE_NAME
 from ._admin_model import (
     DEFAULT_RULE,
     DEFAULTS,
@@ -38,8 +38,6 @@ from ._broker import SUBSCRIPTIONS, Broker, Topic, entity_path
 from ._entities import EntitySettings, MessageLog, MessageState
 from ._routing import compile_rules
 
-_ENTITY_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._/-]{0,258}[A-Za-z0-9_])?")
-_SHORT_NAME = re.compile(r"[A-Za-z0-9$](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9_])?")
 _DURATIONS = (
     "lock_duration",
     "default_message_time_to_live",
@@ -371,9 +369,9 @@ def _pascal(key: str) -> str:
 
 
 def _check_name(kind: str, name: str) -> None:
-    pattern = _ENTITY_NAME if kind in ("queue", "topic") else _SHORT_NAME
+    pattern = ENTITY_NAME if kind in ("queue", "topic") else RULE_NAME
     if not isinstance(name, str) or not pattern.fullmatch(name) or "//" in name:
-        limit = 260 if pattern is _ENTITY_NAME else 50
+        limit = 260 if pattern is ENTITY_NAME else 50
         raise AdminError(
             400,
             f"The {kind} name is not valid: it can contain only letters, numbers, periods (.), "
